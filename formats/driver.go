@@ -1,0 +1,292 @@
+package formats
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// ProbeInput is what a driver's probe sees: the start and the end of the file.
+type ProbeInput struct {
+	Header []byte // the first ProbeHeaderBytes (fewer if the file is shorter)
+	Tail   []byte // the last 512 bytes (fewer if the file is shorter)
+	Size   int64  // file size in bytes
+}
+
+// ProbeHeaderBytes is how much of a file's start probing reads (enough for
+// the ISO 9660 volume descriptor at 32769).
+const ProbeHeaderBytes = 64 << 10
+
+// Confidence levels returned by probes.
+const (
+	ProbeNone    = 0   // not this format
+	ProbeRaw     = 1   // anything is a raw disk
+	ProbeWeak    = 50  // a plausible but unchecked signature
+	ProbeCertain = 100 // magic and a consistent header
+)
+
+// OpenOptions control how an image is opened. The zero value opens read-only
+// with the format probed, the safe reference policy and default limits.
+type OpenOptions struct {
+	Format      string    // explicit format name or alias; "" probes
+	ForceFormat bool      // open as Format even when the content says otherwise
+	Writable    bool      // open for writing (default read-only)
+	Resolver    *Resolver // nil: the safe policy over OS files
+	Limits      Limits
+	NoBacking   bool // do not open backing files (info without the chain)
+	// Snapshot selects an internal snapshot to read instead of the active
+	// layer: "snapshot.name=N", "snapshot.id=I" or a bare name/id (qemu -l).
+	Snapshot string
+	// Parents supplies parent images that cannot be found by name (VDI
+	// differencing images link to their parent by UUID only).
+	Parents []string
+	depth   int
+}
+
+// Depth is how many layers above this image are open (0 for the top image).
+func (o OpenOptions) Depth() int { return o.depth }
+
+// CreateRequest is what a driver's Create receives.
+type CreateRequest struct {
+	File    File    // the main output file, empty and writable
+	Name    string  // the path the image will have when complete
+	Size    int64   // virtual size in bytes
+	Options Options // parsed create options (backing_file etc. included)
+	// Siblings creates an extra output file (a VMDK extent) named relative to
+	// Name's directory; it is committed or removed together with File.
+	Siblings func(name string) (File, error)
+	// Open is how to open a backing image named in Options.
+	Open OpenOptions
+}
+
+// MeasureRequest asks a driver how big an image would be.
+type MeasureRequest struct {
+	Size    int64   // virtual size
+	Source  Image   // the image to convert, or nil for --size
+	Options Options // target create options
+}
+
+// Measurement is `measure`'s answer, in bytes.
+type Measurement struct {
+	Required       int64
+	FullyAllocated int64
+	Bitmaps        int64 // -1 when the target has no bitmaps
+}
+
+// Driver is one image format.
+type Driver struct {
+	Name    string
+	Aliases []string
+	// Probe returns a confidence (ProbeNone..ProbeCertain) that in is this format.
+	Probe func(in ProbeInput) int
+	// Open opens f as this format. The image owns f and closes it.
+	Open func(f File, opts OpenOptions) (Image, error)
+	// Create makes a new image in req.File; nil for read-only formats.
+	Create func(req CreateRequest) (Writable, error)
+	// CreateOptions are the `-o` keys Create understands (besides "size").
+	CreateOptions []OptionSpec
+	// Measure estimates the size of a new image; nil when not supported.
+	Measure func(req MeasureRequest) (Measurement, error)
+	// RawCompatible marks formats whose raw view is harmless (no references,
+	// same bytes, like ISO 9660): opening them with an explicit "raw" is not
+	// a mismatch.
+	RawCompatible bool
+}
+
+type registry struct {
+	mu      sync.RWMutex
+	drivers []*Driver
+}
+
+var drivers registry
+
+// Register adds a driver; drivers call it from init. It panics on a duplicate
+// name, which is a programming error.
+func Register(d *Driver) {
+	drivers.mu.Lock()
+	defer drivers.mu.Unlock()
+	for _, name := range append([]string{d.Name}, d.Aliases...) {
+		for _, old := range drivers.drivers {
+			if old.Name == name || slices.Contains(old.Aliases, name) {
+				panic("formats: driver " + name + " registered twice")
+			}
+		}
+	}
+	drivers.drivers = append(drivers.drivers, d)
+}
+
+// Lookup returns the driver named name (or one of its aliases).
+func Lookup(name string) (*Driver, error) {
+	drivers.mu.RLock()
+	defer drivers.mu.RUnlock()
+	for _, d := range drivers.drivers {
+		if d.Name == name || slices.Contains(d.Aliases, name) {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q (known: %s)", ErrUnknownFormat, name, strings.Join(names(), " "))
+}
+
+// Drivers lists the registered drivers sorted by name.
+func Drivers() []*Driver {
+	drivers.mu.RLock()
+	defer drivers.mu.RUnlock()
+	ds := slices.Clone(drivers.drivers)
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Name < ds[j].Name })
+	return ds
+}
+
+func names() []string {
+	var ns []string
+	for _, d := range drivers.drivers {
+		ns = append(ns, d.Name)
+		ns = append(ns, d.Aliases...)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+// ReadProbeInput reads the header and tail of f for probing.
+func ReadProbeInput(f File) (ProbeInput, error) {
+	size, err := f.Size()
+	if err != nil {
+		return ProbeInput{}, err
+	}
+	in := ProbeInput{Size: size}
+	in.Header = make([]byte, min(size, ProbeHeaderBytes))
+	if _, err := f.ReadAt(in.Header, 0); err != nil && err != io.EOF {
+		return ProbeInput{}, fmt.Errorf("%s: reading header: %w", f.Name(), err)
+	}
+	tailLen := min(size, 512)
+	in.Tail = make([]byte, tailLen)
+	if _, err := f.ReadAt(in.Tail, size-tailLen); err != nil && err != io.EOF {
+		return ProbeInput{}, fmt.Errorf("%s: reading tail: %w", f.Name(), err)
+	}
+	return in, nil
+}
+
+// Detect returns the driver whose probe is most confident about f. Two
+// drivers equally and strongly confident is an ErrFormatMismatch (an image
+// crafted to look like two formats).
+func Detect(f File) (*Driver, error) {
+	in, err := ReadProbeInput(f)
+	if err != nil {
+		return nil, err
+	}
+	return detect(f.Name(), in)
+}
+
+func detect(name string, in ProbeInput) (*Driver, error) {
+	var best *Driver
+	bestScore, ties := 0, []string{}
+	for _, d := range Drivers() {
+		if d.Probe == nil {
+			continue
+		}
+		score := d.Probe(in)
+		switch {
+		case score > bestScore:
+			best, bestScore, ties = d, score, []string{d.Name}
+		case score == bestScore && score >= ProbeWeak:
+			ties = append(ties, d.Name)
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%s: %w: no driver recognises the content", name, ErrUnknownFormat)
+	}
+	if len(ties) > 1 {
+		return nil, &Error{File: name, Offset: -1, Kind: ErrFormatMismatch,
+			Msg: "content matches several formats: " + strings.Join(ties, ", ")}
+	}
+	return best, nil
+}
+
+// Open opens the image at path (a regular file or, read-only, a block device).
+func Open(path string, opts OpenOptions) (Image, error) {
+	f, err := OpenOSFile(path, opts.Writable)
+	if err != nil {
+		return nil, err
+	}
+	img, err := OpenFile(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return img, nil
+}
+
+// OpenFile opens the image stored in f. On success the image owns f; on
+// error the caller still does.
+func OpenFile(f File, opts OpenOptions) (Image, error) {
+	d, err := chooseDriver(f, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDepth(f.Name(), opts); err != nil {
+		return nil, err
+	}
+	return d.Open(f, opts)
+}
+
+func chooseDriver(f File, opts OpenOptions) (*Driver, error) {
+	var want *Driver
+	if opts.Format != "" {
+		d, err := Lookup(opts.Format)
+		if err != nil {
+			return nil, err
+		}
+		if opts.ForceFormat {
+			return d, nil
+		}
+		want = d
+	}
+	got, err := Detect(f)
+	if err != nil {
+		return nil, err
+	}
+	if want == nil || want == got {
+		return got, nil
+	}
+	if want.Name == "raw" && got.RawCompatible {
+		return want, nil
+	}
+	if got.Name == "raw" {
+		// The content has no signature the probes trust; the explicit format's
+		// own Open validates its structures.
+		return want, nil
+	}
+	return nil, &Error{File: f.Name(), Offset: -1, Kind: ErrFormatMismatch,
+		Msg: fmt.Sprintf("format %q was requested but the content is %s", want.Name, got.Name)}
+}
+
+func checkDepth(name string, opts OpenOptions) error {
+	if limit := opts.Limits.WithDefaults().MaxChainDepth; opts.depth > limit {
+		return Limitf(name, "backing chain", -1, "more than %d layers", limit)
+	}
+	return nil
+}
+
+// OpenReference opens an image named by the image at from (a backing file or
+// parent), through the resolver and with the chain depth increased. format
+// may be "" to probe. The child is opened read-only.
+func OpenReference(from, ref, format string, opts OpenOptions) (Image, error) {
+	child := opts
+	child.Format, child.ForceFormat, child.Writable, child.Snapshot = format, false, false, ""
+	child.depth++
+	if err := checkDepth(from, child); err != nil {
+		return nil, err
+	}
+	f, err := opts.Resolver.Open(from, ref, false)
+	if err != nil {
+		return nil, err
+	}
+	img, err := OpenFile(f, child)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: opening backing file %q: %w", from, ref, err)
+	}
+	return img, nil
+}

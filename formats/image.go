@@ -1,0 +1,224 @@
+package formats
+
+import (
+	"context"
+	"io"
+)
+
+// File is the storage a driver reads and writes: an OS file, a block device, a
+// temporary output file, memory in tests, or a future remote backend.
+// ReadAt must be safe for concurrent use. A File opened read-only returns an
+// error wrapping ErrReadOnly from WriteAt and Truncate.
+type File interface {
+	io.ReaderAt
+	io.WriterAt
+	// Size is the current length of the file in bytes.
+	Size() (int64, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+	// Name is the path the file was opened with (used in messages and to
+	// resolve the references it contains).
+	Name() string
+}
+
+// Image is an open virtual disk of Size() bytes.
+// ReadAt is safe for concurrent use; reads past Size return io.EOF.
+type Image interface {
+	io.ReaderAt
+	// Size is the virtual disk size in bytes.
+	Size() int64
+	// Format is the driver name ("raw", "qcow2", "vpc"...).
+	Format() string
+	// Extents reports the allocation status of [off, off+length) in this layer
+	// only (see ChainExtents for the view through backing files). The result
+	// covers the range exactly, in increasing order, adjacent extents of equal
+	// status merged where cheap. Images that cannot tell report Data.
+	Extents(off, length int64) ([]Extent, error)
+	Close() error
+}
+
+// ExtentKind is the allocation status of a range.
+type ExtentKind uint8
+
+const (
+	// Data: bytes stored in this layer (they may still be zeros).
+	Data ExtentKind = iota
+	// Zero: reads as zeros and is recorded so in this layer.
+	Zero
+	// Unallocated: absent from this layer; reads through to the backing image,
+	// or as zeros when there is none.
+	Unallocated
+)
+
+func (k ExtentKind) String() string {
+	switch k {
+	case Data:
+		return "data"
+	case Zero:
+		return "zero"
+	case Unallocated:
+		return "unallocated"
+	}
+	return "unknown"
+}
+
+// Extent is a run of equal allocation status.
+type Extent struct {
+	Offset int64 // virtual offset
+	Length int64
+	Kind   ExtentKind
+	// HostOffset is where the bytes live in HostFile, or -1 when they have no
+	// plain mapping (compressed, unallocated, or the driver cannot tell).
+	HostOffset int64
+	// HostFile is the file holding the bytes (for map's "File" column); empty
+	// means the image's own file.
+	HostFile string
+	// Compressed is true for ranges stored compressed.
+	Compressed bool
+	// Depth is the layer that answered: 0 for the image itself, 1 for its
+	// backing image, and so on. Drivers leave it 0; ChainExtents sets it.
+	Depth int
+}
+
+// End is Offset+Length.
+func (e Extent) End() int64 { return e.Offset + e.Length }
+
+// AllData is the Extents answer of an image that cannot tell allocation.
+func AllData(off, length int64) []Extent {
+	if length <= 0 {
+		return nil
+	}
+	return []Extent{{Offset: off, Length: length, Kind: Data, HostOffset: -1}}
+}
+
+// Writable is an image that accepts writes. Flush makes every write and the
+// metadata describing it durable in the image's files (but does not fsync
+// unless the driver needs ordering); Close after Flush leaves a complete image.
+type Writable interface {
+	Image
+	io.WriterAt
+	Flush() error
+}
+
+// ZeroWriter can record a range as zeros without writing data (qcow2 zero
+// clusters, a punched hole, a VDI discarded block). Ranges not aligned to the
+// image's granularity are written as explicit zeros by the driver itself.
+type ZeroWriter interface {
+	WriteZeroes(off, length int64) error
+}
+
+// SequentialWriter is implemented by targets that must be written in
+// increasing offset order (streamOptimized VMDK, a fixed VHD going to a pipe).
+// Sequential reports whether this open image has that constraint. Skipped
+// ranges read as zeros.
+type SequentialWriter interface {
+	Sequential() bool
+}
+
+// ClusterSizer reports the allocation granularity of an image in bytes.
+// The conversion engine aligns chunks and zero detection to it.
+type ClusterSizer interface {
+	ClusterSize() int64
+}
+
+// CompressedWriter is a target that stores compressed clusters. The engine
+// calls Compress from many workers at once, one cluster (ClusterSize bytes,
+// the last one possibly shorter) at a time, and WriteCompressed in increasing
+// offset order from one goroutine.
+type CompressedWriter interface {
+	ClusterSizer
+	// Compress appends the compressed form of cluster to dst. ok is false when
+	// it does not shrink; the engine then writes the cluster uncompressed.
+	Compress(dst, cluster []byte) (out []byte, ok bool, err error)
+	// WriteCompressed places compressed data for the cluster at virtual offset off.
+	WriteCompressed(off int64, compressed []byte) error
+}
+
+// Backer is an image that reads through to a backing (parent) image.
+type Backer interface {
+	// Backing is the open backing image, or nil when there is none.
+	Backing() Image
+	// BackingName is the reference as stored in the image ("" if none).
+	BackingName() string
+	// BackingPath is the reference resolved to a path ("" if none).
+	BackingPath() string
+	// BackingFormat is the stored or detected format of the backing image.
+	BackingFormat() string
+}
+
+// Informer provides what `info` prints beyond size and format.
+type Informer interface {
+	Info() Info
+}
+
+// Info is the format-specific part of `info`. Zero fields are omitted.
+type Info struct {
+	ClusterSize int64 // "cluster-size"
+	DirtyFlag   bool  // "dirty-flag"
+	Encrypted   bool  // "encrypted"
+	// Specific is qemu's "format-specific" "data" object, in qemu's key order;
+	// nil when the format has none.
+	Specific Object
+	// Snapshots lists internal snapshots, for "snapshots".
+	Snapshots []Snapshot
+}
+
+// Field is one key of an ordered object. Value is a string, bool, int64,
+// uint64, Object or []any of those.
+type Field struct {
+	Key   string
+	Value any
+}
+
+// Object is an ordered JSON object.
+type Object []Field
+
+// Snapshot describes an internal snapshot (qcow2).
+type Snapshot struct {
+	ID          string
+	Name        string
+	VMStateSize uint64
+	DateSec     int64
+	DateNsec    int64
+	VMClockNsec uint64
+	ICount      uint64
+}
+
+// CheckOptions selects what Check repairs.
+type CheckOptions struct {
+	RepairLeaks bool // -r leaks (and -r all)
+	RepairAll   bool // -r all
+}
+
+// CheckReport is qemu's ImageCheck. Counters that do not apply stay zero and
+// their Has flag false.
+type CheckReport struct {
+	CheckErrors        int64
+	Corruptions        int64
+	Leaks              int64
+	CorruptionsFixed   int64
+	LeaksFixed         int64
+	ImageEndOffset     int64
+	TotalClusters      int64
+	AllocatedClusters  int64
+	FragmentedClusters int64
+	CompressedClusters int64
+	// HasClusterStats says the cluster counters and image end offset apply
+	// (qcow2); other formats report only errors, corruptions and leaks.
+	HasClusterStats bool
+	// Messages are the per-problem lines qemu prints on stderr
+	// ("Leaked cluster 39 refcount=1 reference=0").
+	Messages []string
+}
+
+// Checker verifies (and with options repairs) an image's metadata.
+type Checker interface {
+	Check(ctx context.Context, opts CheckOptions) (*CheckReport, error)
+}
+
+// Resizer changes an image's virtual size. Shrinking requires shrink=true and
+// fails when the cut range is in use and the format cannot drop it.
+type Resizer interface {
+	Resize(newSize int64, shrink bool) error
+}

@@ -1,0 +1,62 @@
+package formats
+
+// Limits bounds what an image read from disk may make vdisk do. The zero value
+// means the defaults below; a field set to a positive value overrides its default.
+type Limits struct {
+	// MaxVirtualSize is the largest virtual disk accepted, in bytes.
+	// Default DefaultMaxVirtualSize.
+	MaxVirtualSize int64
+	// MaxChainDepth is how many backing layers below an image may be opened.
+	// Default DefaultMaxChainDepth.
+	MaxChainDepth int
+	// MaxTableBytes bounds any single metadata table loaded whole (L1, BAT,
+	// grain directory, block map, refcount table). Default DefaultMaxTableBytes.
+	MaxTableBytes int64
+	// CacheBytes bounds the per-image cache of second-level tables (L2, grain
+	// tables). Default DefaultCacheBytes.
+	CacheBytes int64
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxVirtualSize = 1 << 50 // 1 PiB
+	DefaultMaxChainDepth  = 64
+	DefaultMaxTableBytes  = 64 << 20
+	DefaultCacheBytes     = 8 << 20
+)
+
+// WithDefaults returns l with every unset field at its default.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxVirtualSize <= 0 {
+		l.MaxVirtualSize = DefaultMaxVirtualSize
+	}
+	if l.MaxChainDepth <= 0 {
+		l.MaxChainDepth = DefaultMaxChainDepth
+	}
+	if l.MaxTableBytes <= 0 {
+		l.MaxTableBytes = DefaultMaxTableBytes
+	}
+	if l.CacheBytes <= 0 {
+		l.CacheBytes = DefaultCacheBytes
+	}
+	return l
+}
+
+// CheckVirtualSize returns an ErrLimit when size is negative or above the limit.
+func (l Limits) CheckVirtualSize(file string, size int64) error {
+	l = l.WithDefaults()
+	if size < 0 || size > l.MaxVirtualSize {
+		return Limitf(file, "virtual size", -1, "%d bytes is outside 0..%d", size, l.MaxVirtualSize)
+	}
+	return nil
+}
+
+// CheckTable returns an ErrLimit when a table of count entries of entryBytes
+// each would exceed MaxTableBytes (or overflow).
+func (l Limits) CheckTable(file, structure string, offset int64, count, entryBytes uint64) error {
+	l = l.WithDefaults()
+	if entryBytes == 0 || count > uint64(l.MaxTableBytes)/entryBytes {
+		return Limitf(file, structure, offset, "%d entries of %d bytes exceed the %d-byte table limit", count, entryBytes, l.MaxTableBytes)
+	}
+	return nil
+}
