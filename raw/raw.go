@@ -1,0 +1,171 @@
+package raw
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
+)
+
+// Name is the driver name.
+const Name = "raw"
+
+func init() {
+	formats.Register(&formats.Driver{
+		Name:  Name,
+		Probe: func(formats.ProbeInput) int { return formats.ProbeRaw },
+		Open:  Open,
+		Create: func(req formats.CreateRequest) (formats.Writable, error) {
+			return Create(req)
+		},
+		CreateOptions: []formats.OptionSpec{
+			{Name: "preallocation", Type: formats.OptString, Default: "off",
+				Values: []string{"off", "falloc", "full"},
+				Help:   "Preallocation mode (allowed values: off, falloc, full)"},
+		},
+		Measure: measure,
+	})
+}
+
+// Image is an open raw image.
+type Image struct {
+	f    formats.File
+	os   *os.File // nil unless f is an OS file (enables SEEK_DATA and hole punching)
+	size int64
+}
+
+// Open opens f as a raw image.
+func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.Limits.CheckVirtualSize(f.Name(), size); err != nil {
+		return nil, err
+	}
+	return &Image{f: f, os: formats.OSFileOf(f), size: size}, nil
+}
+
+// Create makes a raw image of req.Size bytes in req.File.
+func Create(req formats.CreateRequest) (*Image, error) {
+	if req.Size < 0 {
+		return nil, fmt.Errorf("%s: negative size", req.Name)
+	}
+	img := &Image{f: req.File, os: formats.OSFileOf(req.File), size: req.Size}
+	if err := req.File.Truncate(req.Size); err != nil {
+		return nil, err
+	}
+	switch mode := req.Options.String("preallocation"); mode {
+	case "falloc":
+		if img.os == nil {
+			return nil, formats.Unsupportedf(req.Name, "preallocation=falloc needs an OS file")
+		}
+		if err := sparse.Allocate(img.os, 0, req.Size); err != nil {
+			return nil, fmt.Errorf("%s: preallocating: %w", req.Name, err)
+		}
+	case "full":
+		if err := writeZeros(req.File, 0, req.Size); err != nil {
+			return nil, fmt.Errorf("%s: preallocating: %w", req.Name, err)
+		}
+	}
+	return img, nil
+}
+
+func (img *Image) Size() int64    { return img.size }
+func (img *Image) Format() string { return Name }
+func (img *Image) Close() error   { return img.f.Close() }
+
+// ReadAt reads the file's bytes.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, img.size)
+	if n == 0 {
+		return 0, eof
+	}
+	got, err := img.f.ReadAt(p[:n], off)
+	if got < n {
+		if err == nil {
+			err = fmt.Errorf("%s: short read at offset %d", img.f.Name(), off+int64(got))
+		}
+		return got, err
+	}
+	return n, eof
+}
+
+// Extents reports file holes as Zero and everything else as Data; host
+// offsets equal virtual offsets.
+func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
+	length = min(length, img.size-off)
+	if length <= 0 {
+		return nil, nil
+	}
+	if img.os == nil {
+		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
+	}
+	runs, err := sparse.Runs(img.os, off, length)
+	if err != nil {
+		return nil, fmt.Errorf("%s: finding holes: %w", img.f.Name(), err)
+	}
+	exts := make([]formats.Extent, 0, len(runs))
+	for _, r := range runs {
+		kind := formats.Data
+		if r.Hole {
+			kind = formats.Zero
+		}
+		exts = append(exts, formats.Extent{Offset: r.Offset, Length: r.Length, Kind: kind, HostOffset: r.Offset})
+	}
+	return exts, nil
+}
+
+// WriteAt writes bytes in place.
+func (img *Image) WriteAt(p []byte, off int64) (int, error) {
+	if err := formats.CheckWrite(img.f.Name(), len(p), off, img.size); err != nil {
+		return 0, err
+	}
+	return img.f.WriteAt(p, off)
+}
+
+// WriteZeroes punches a hole (or writes zeros where holes are not possible).
+func (img *Image) WriteZeroes(off, length int64) error {
+	if err := formats.CheckWrite(img.f.Name(), 0, off, img.size); err != nil || length > img.size-off {
+		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.f.Name(), off, length)
+	}
+	if img.os != nil && sparse.PunchHole(img.os, off, length) == nil {
+		return nil
+	}
+	return writeZeros(img.f, off, length)
+}
+
+// Flush has nothing to do: raw has no metadata.
+func (img *Image) Flush() error { return nil }
+
+// Resize truncates or extends the file.
+func (img *Image) Resize(newSize int64, shrink bool) error {
+	if newSize < img.size && !shrink {
+		return fmt.Errorf("%s: use the --shrink option to perform a shrink operation", img.f.Name())
+	}
+	if err := img.f.Truncate(newSize); err != nil {
+		return err
+	}
+	img.size = newSize
+	return nil
+}
+
+func writeZeros(f formats.File, off, length int64) error {
+	zero := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
+
+// measure: a raw image needs its whole virtual size, allocated or not, as
+// qemu reports it.
+func measure(req formats.MeasureRequest) (formats.Measurement, error) {
+	return formats.Measurement{Required: req.Size, FullyAllocated: req.Size, Bitmaps: -1}, nil
+}
