@@ -1,0 +1,425 @@
+package convert
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"fmt"
+	"math/bits"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Options tune Copy. The zero value means qemu-img's defaults.
+type Options struct {
+	Workers    int   // parallel readers (-m); default 8
+	ChunkBytes int64 // unit of work; default 2 MiB, rounded to the target cluster
+	// SparseBytes is the zero-detection granularity (-S); default 4 KiB.
+	// Zero runs of at least this size (aligned) are not written.
+	SparseBytes int64
+	// NoSparse (-S 0) copies every byte: holes and zeros are written, and
+	// the target ends up fully allocated.
+	NoSparse bool
+	// Compress (-c) stores clusters compressed; the target must implement
+	// formats.CompressedWriter.
+	Compress bool
+	// OutOfOrder (-W) lets workers write as they finish, in any order.
+	// Ignored for sequential and compressed targets.
+	OutOfOrder bool
+	// TargetIsZero says the target already reads as zeros (a new image, or
+	// --target-is-zero): zero ranges are then not written at all.
+	TargetIsZero bool
+	// TopLayerOnly (-B) copies only what the source's top layer allocates;
+	// its Zero ranges are written as zeros, Unallocated ones are left to the
+	// target's backing file.
+	TopLayerOnly bool
+	// Progress, when set, is called with bytes done and total, from one
+	// goroutine at a time, with done never decreasing.
+	Progress func(done, total int64)
+}
+
+const (
+	defaultWorkers     = 8
+	defaultChunkBytes  = 2 << 20
+	defaultSparseBytes = 4 << 10
+	planWindowBytes    = 1 << 30 // extents are asked for this much at a time
+)
+
+// task is one unit of work, in offset order.
+type task struct {
+	off, length int64
+	data        bool          // read and scan; else a zero range
+	done        chan *result // ordered mode: the worker's result
+}
+
+// op is one write a task produces.
+type op struct {
+	off        int64
+	buf        []byte // nil for a zero range
+	length     int64
+	compressed bool
+}
+
+type result struct {
+	ops  []op
+	bufs    [][]byte // buffers to return to the pool after the writes
+	release func()   // frees compressed output, when any
+	err     error
+}
+
+// copier holds the state of one Copy.
+type copier struct {
+	opts       Options
+	src        formats.Image
+	dst        formats.Writable
+	zw         formats.ZeroWriter   // nil when the target cannot record zeros
+	cw         formats.CompressedWriter
+	ordered    bool
+	grainBytes int64 // zero-detection granularity
+	chunkBytes int64
+	pool       chan []byte // chunk buffers; its capacity bounds memory
+	zeros      []byte
+	progress   progress
+	outPool    sync.Pool // compressed output buffers
+}
+
+// Copy copies src's content into dst (of at least src's size). It returns
+// when every write is done; the caller then Flushes and Closes dst.
+func Copy(ctx context.Context, dst formats.Writable, src formats.Image, opts Options) error {
+	c, err := newCopier(dst, src, opts)
+	if err != nil {
+		return err
+	}
+	return c.run(ctx)
+}
+
+func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, error) {
+	if dst.Size() < src.Size() {
+		return nil, fmt.Errorf("output is smaller than input (%d < %d bytes)", dst.Size(), src.Size())
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = defaultWorkers
+	}
+	c := &copier{opts: opts, src: src, dst: dst}
+	c.zw, _ = dst.(formats.ZeroWriter)
+	if opts.Compress {
+		cw, ok := dst.(formats.CompressedWriter)
+		if !ok {
+			return nil, fmt.Errorf("%w: compression not supported for this file format (%s)", formats.ErrUnsupported, dst.Format())
+		}
+		c.cw = cw
+	}
+	seq := false
+	if sw, ok := dst.(formats.SequentialWriter); ok {
+		seq = sw.Sequential()
+	}
+	c.ordered = seq || opts.Compress || !opts.OutOfOrder
+	c.grainBytes, c.chunkBytes = c.geometry()
+	c.pool = make(chan []byte, opts.Workers+2)
+	for range cap(c.pool) {
+		c.pool <- make([]byte, c.chunkBytes)
+	}
+	c.zeros = make([]byte, c.grainBytes)
+	c.progress = progress{fn: opts.Progress, total: src.Size()}
+	c.outPool.New = func() any { b := make([]byte, 0, c.chunkBytes); return &b }
+	return c, nil
+}
+
+// geometry picks the zero-detection grain and the chunk size: the grain is
+// the sparse size (a power of two) or the target's cluster if larger (and not
+// larger than a chunk); chunks are a multiple of the grain.
+func (c *copier) geometry() (grain, chunk int64) {
+	chunk = c.opts.ChunkBytes
+	if chunk <= 0 {
+		chunk = defaultChunkBytes
+	}
+	grain = c.opts.SparseBytes
+	if grain <= 0 {
+		grain = defaultSparseBytes
+	}
+	grain = int64(1) << (63 - bits.LeadingZeros64(uint64(grain))) // pow2floor
+	if cs, ok := c.dst.(formats.ClusterSizer); ok {
+		if cl := cs.ClusterSize(); cl > grain && (cl <= chunk || c.cw != nil) {
+			grain = cl
+		}
+	}
+	if grain&(grain-1) != 0 || grain > planWindowBytes {
+		grain = defaultSparseBytes
+	}
+	chunk = (chunk + grain - 1) / grain * grain
+	return grain, chunk
+}
+
+func (c *copier) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	work := make(chan *task, c.opts.Workers)
+	var order chan *task
+	if c.ordered {
+		order = make(chan *task, c.opts.Workers+1)
+	}
+	g.Go(func() error {
+		defer close(work)
+		if order != nil {
+			defer close(order)
+		}
+		return c.plan(ctx, func(t *task) error {
+			if order != nil {
+				t.done = make(chan *result, 1)
+				select {
+				case order <- t:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			select {
+			case work <- t:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	})
+	for range c.opts.Workers {
+		g.Go(func() error { return c.worker(ctx, work) })
+	}
+	if order != nil {
+		g.Go(func() error { return c.commitInOrder(ctx, order) })
+	}
+	return g.Wait()
+}
+
+func (c *copier) worker(ctx context.Context, work <-chan *task) error {
+	for t := range work {
+		res := c.process(ctx, t)
+		if t.done != nil {
+			t.done <- res
+			if res.err != nil {
+				return res.err
+			}
+			continue
+		}
+		if res.err != nil {
+			c.release(res)
+			return res.err
+		}
+		if err := c.commit(t, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *copier) commitInOrder(ctx context.Context, order <-chan *task) error {
+	for t := range order {
+		var res *result
+		select {
+		case res = <-t.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if res.err != nil {
+			c.release(res)
+			return res.err
+		}
+		if err := c.commit(t, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit performs a task's writes and returns its buffers to the pool.
+func (c *copier) commit(t *task, res *result) error {
+	defer c.release(res)
+	for _, o := range res.ops {
+		if err := c.write(o); err != nil {
+			return err
+		}
+	}
+	c.progress.add(t.length)
+	return nil
+}
+
+func (c *copier) release(res *result) {
+	for _, b := range res.bufs {
+		c.pool <- b[:cap(b)]
+	}
+	if res.release != nil {
+		res.release()
+	}
+}
+
+func (c *copier) write(o op) error {
+	var err error
+	switch {
+	case o.compressed:
+		err = c.cw.WriteCompressed(o.off, o.buf)
+	case o.buf != nil:
+		_, err = c.dst.WriteAt(o.buf, o.off)
+	default:
+		err = c.writeZeroes(o.off, o.length)
+	}
+	if err != nil {
+		return fmt.Errorf("writing output at offset %d: %w", o.off, err)
+	}
+	return nil
+}
+
+func (c *copier) writeZeroes(off, length int64) error {
+	if c.zw != nil {
+		return c.zw.WriteZeroes(off, length)
+	}
+	for length > 0 {
+		n := min(length, int64(len(c.zeros)))
+		if _, err := c.dst.WriteAt(c.zeros[:n], off); err != nil {
+			return err
+		}
+		off, length = off+n, length-n
+	}
+	return nil
+}
+
+// process turns a task into writes: a zero range as is, a data chunk read
+// and split at the grain into data and zero runs (compressed per cluster).
+func (c *copier) process(ctx context.Context, t *task) *result {
+	if err := ctx.Err(); err != nil {
+		return &result{err: err}
+	}
+	if !t.data {
+		return &result{ops: []op{{off: t.off, length: t.length}}}
+	}
+	var buf []byte
+	select {
+	case buf = <-c.pool:
+	case <-ctx.Done():
+		return &result{err: ctx.Err()}
+	}
+	buf = buf[:t.length]
+	res := &result{bufs: [][]byte{buf}}
+	if n, err := c.src.ReadAt(buf, t.off); n < len(buf) {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		res.err = fmt.Errorf("reading input at offset %d: %w", t.off+int64(n), err)
+		return res
+	}
+	if c.opts.NoSparse {
+		res.ops = []op{{off: t.off, buf: buf, length: t.length}}
+		return res
+	}
+	if c.cw != nil {
+		res.err = c.compress(t, buf, res)
+		return res
+	}
+	res.ops = c.splitZeros(t.off, buf)
+	return res
+}
+
+// splitZeros cuts buf (at virtual offset off) into data and zero runs at the
+// grain, aligned to absolute offsets. Zero runs are dropped when the target
+// already reads as zeros.
+func (c *copier) splitZeros(off int64, buf []byte) []op {
+	var ops []op
+	for pos := 0; pos < len(buf); {
+		end := min(len(buf), int(alignUp(off+int64(pos)+1, c.grainBytes)-off))
+		zero := bytes.Equal(buf[pos:end], c.zeros[:end-pos])
+		if n := len(ops); n > 0 && (ops[n-1].buf == nil) == zero {
+			ops[n-1].length += int64(end - pos)
+			if !zero {
+				ops[n-1].buf = buf[int(ops[n-1].off-off):end]
+			}
+		} else if zero {
+			ops = append(ops, op{off: off + int64(pos), length: int64(end - pos)})
+		} else {
+			ops = append(ops, op{off: off + int64(pos), buf: buf[pos:end], length: int64(end - pos)})
+		}
+		pos = end
+	}
+	if c.dropZeros() {
+		kept := ops[:0]
+		for _, o := range ops {
+			if o.buf != nil {
+				kept = append(kept, o)
+			}
+		}
+		ops = kept
+	}
+	return ops
+}
+
+// compress compresses each non-zero cluster of a chunk (chunks are cluster
+// aligned for compressed targets); clusters that do not shrink are written
+// plainly.
+func (c *copier) compress(t *task, buf []byte, res *result) error {
+	cluster := c.cw.ClusterSize()
+	out := c.outPool.Get().(*[]byte)
+	dst := (*out)[:0]
+	var pieces []op
+	for pos := 0; pos < len(buf); {
+		end := min(len(buf), int(alignUp(t.off+int64(pos)+1, cluster)-t.off))
+		clusterBytes := buf[pos:end]
+		virt := t.off + int64(pos)
+		pos = end
+		if isZero(clusterBytes, c.zeros) {
+			if !c.dropZeros() {
+				pieces = append(pieces, op{off: virt, length: int64(len(clusterBytes))})
+			}
+			continue
+		}
+		before := len(dst)
+		var ok bool
+		var err error
+		dst, ok, err = c.cw.Compress(dst, clusterBytes)
+		if err != nil {
+			return fmt.Errorf("compressing cluster at offset %d: %w", virt, err)
+		}
+		if !ok {
+			dst = dst[:before]
+			pieces = append(pieces, op{off: virt, buf: clusterBytes, length: int64(len(clusterBytes))})
+			continue
+		}
+		pieces = append(pieces, op{off: virt, buf: dst[before:len(dst):len(dst)], length: int64(len(clusterBytes)), compressed: true})
+	}
+	*out = dst
+	res.ops = pieces
+	res.release = func() { c.outPool.Put(out) }
+	return nil
+}
+
+func isZero(p, zeros []byte) bool {
+	for len(p) > 0 {
+		n := min(len(p), len(zeros))
+		if !bytes.Equal(p[:n], zeros[:n]) {
+			return false
+		}
+		p = p[n:]
+	}
+	return true
+}
+
+// dropZeros says zero runs found inside data need not be written: the target
+// reads as zeros and no backing file shows through.
+func (c *copier) dropZeros() bool { return c.opts.TargetIsZero && !c.opts.TopLayerOnly }
+
+func alignUp(x, a int64) int64   { return (x + a - 1) / a * a }
+
+// progress reports monotonic progress from any goroutine.
+type progress struct {
+	mu    sync.Mutex
+	fn    func(done, total int64)
+	done  int64
+	total int64
+}
+
+func (p *progress) add(n int64) {
+	if p.fn == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	p.fn(p.done, p.total)
+}
