@@ -3,8 +3,8 @@ package convert
 import (
 	"bytes"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"math/bits"
 	"sync"
 
@@ -51,7 +51,7 @@ const (
 // task is one unit of work, in offset order.
 type task struct {
 	off, length int64
-	data        bool          // read and scan; else a zero range
+	data        bool         // read and scan; else a zero range
 	done        chan *result // ordered mode: the worker's result
 }
 
@@ -64,7 +64,7 @@ type op struct {
 }
 
 type result struct {
-	ops  []op
+	ops     []op
 	bufs    [][]byte // buffers to return to the pool after the writes
 	release func()   // frees compressed output, when any
 	err     error
@@ -75,7 +75,7 @@ type copier struct {
 	opts       Options
 	src        formats.Image
 	dst        formats.Writable
-	zw         formats.ZeroWriter   // nil when the target cannot record zeros
+	zw         formats.ZeroWriter // nil when the target cannot record zeros
 	cw         formats.CompressedWriter
 	ordered    bool
 	grainBytes int64 // zero-detection granularity
@@ -404,7 +404,7 @@ func isZero(p, zeros []byte) bool {
 // reads as zeros and no backing file shows through.
 func (c *copier) dropZeros() bool { return c.opts.TargetIsZero && !c.opts.TopLayerOnly }
 
-func alignUp(x, a int64) int64   { return (x + a - 1) / a * a }
+func alignUp(x, a int64) int64 { return (x + a - 1) / a * a }
 
 // progress reports monotonic progress from any goroutine.
 type progress struct {
