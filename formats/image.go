@@ -162,6 +162,9 @@ type Info struct {
 	Specific Object
 	// Snapshots lists internal snapshots, for "snapshots".
 	Snapshots []Snapshot
+	// ActualSize is the bytes allocated on the host for an image made of
+	// several files; 0 means the allocation of the image's main file.
+	ActualSize int64
 }
 
 // Field is one key of an ordered object. Value is a string, bool, int64,
@@ -191,8 +194,10 @@ type CheckOptions struct {
 	RepairAll   bool // -r all
 }
 
-// CheckReport is qemu's ImageCheck. Counters that do not apply stay zero and
-// their Has flag false.
+// CheckReport is qemu's ImageCheck. Counters that do not apply stay zero.
+// After a repair, Corruptions and Leaks count what remains (qemu's "double
+// check" of the fixed image) and the *Fixed fields what was repaired; the
+// CLI's exit code follows: CheckErrors → 1, Corruptions → 2, Leaks → 3.
 type CheckReport struct {
 	CheckErrors        int64
 	Corruptions        int64
