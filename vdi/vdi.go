@@ -1,0 +1,412 @@
+package vdi
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Name is the driver name.
+const Name = "vdi"
+
+// ParentFlag is the CLI flag that supplies a differencing image's parent.
+const ParentFlag = "--parent PATH"
+
+func init() {
+	formats.Register(&formats.Driver{
+		Name:  Name,
+		Probe: probe,
+		Open:  Open,
+		Create: func(req formats.CreateRequest) (formats.Writable, error) {
+			return Create(req)
+		},
+		CreateOptions: []formats.OptionSpec{
+			{Name: "static", Type: formats.OptBool, Default: "off",
+				Help: "VDI static (pre-allocated) image"},
+		},
+	})
+}
+
+// probe recognises the signature at offset 64 with a known version.
+func probe(in formats.ProbeInput) int {
+	if len(in.Header) < preHeaderBytes {
+		return formats.ProbeNone
+	}
+	if binary.LittleEndian.Uint32(in.Header[64:]) != signature {
+		return formats.ProbeNone
+	}
+	h := decodeHeader(in.Header)
+	if h.major() <= 1 {
+		return formats.ProbeCertain
+	}
+	return formats.ProbeWeak
+}
+
+// Image is an open VDI image.
+type Image struct {
+	f          formats.File
+	name       string
+	hdr        header
+	size       int64 // virtual size in bytes
+	blockBytes int64
+	stride     int64 // bytes per data-area block: extra + block
+	writable   bool
+
+	parent     formats.Image // differencing: the parent image, else nil
+	parentPath string
+
+	mu        sync.RWMutex
+	bmap      []uint32
+	allocated uint32                   // next data-area index (cBlocksAllocated)
+	pending   map[uint32]chan struct{} // blocks being allocated
+	dirtyLo   int                      // changed map entries [dirtyLo, dirtyHi)
+	dirtyHi   int
+	hdrDirty  bool
+	fresh     []uint64 // static images made by Create: blocks never written
+	failed    error    // a failed allocation: the image must not be flushed as valid
+}
+
+// Open opens f as a VDI image.
+func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+	img, err := open(f, opts)
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+	name := f.Name()
+	buf := make([]byte, needBytes)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("%s: reading VDI header: %w", name, err)
+	}
+	if n < preHeaderBytes+header0Bytes {
+		return nil, formats.Corruptf(name, "VDI header", 0, "file is only %d bytes", n)
+	}
+	h := decodeHeader(buf[:n])
+	if h.major() == 1 && n < preHeaderBytes+header1Bytes {
+		return nil, formats.Corruptf(name, "VDI header", 0, "file is only %d bytes", n)
+	}
+	if err := h.validate(name, opts.Limits); err != nil {
+		return nil, err
+	}
+	img := &Image{
+		f: f, name: name, hdr: h, size: int64(h.DiskBytes),
+		blockBytes: int64(h.BlockBytes), stride: int64(h.BlockExtraBytes) + int64(h.BlockBytes),
+		writable: opts.Writable, allocated: h.BlocksAllocated,
+		pending: map[uint32]chan struct{}{},
+	}
+	if err := img.loadMap(); err != nil {
+		return nil, err
+	}
+	if opts.Writable {
+		if err := img.checkWritable(); err != nil {
+			return nil, err
+		}
+	}
+	if !h.UUIDLinkage.isNull() && !opts.NoBacking {
+		if err := img.openParent(opts); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+func (img *Image) loadMap() error {
+	raw := make([]byte, 4*int64(img.hdr.Blocks))
+	if n, err := img.f.ReadAt(raw, int64(img.hdr.BlocksOff)); n < len(raw) {
+		if err == nil || err == io.EOF {
+			return formats.Corruptf(img.name, "VDI block map", int64(img.hdr.BlocksOff),
+				"%d entries do not fit in the file", img.hdr.Blocks)
+		}
+		return fmt.Errorf("%s: reading VDI block map: %w", img.name, err)
+	}
+	img.bmap = make([]uint32, img.hdr.Blocks)
+	for i := range img.bmap {
+		img.bmap[i] = binary.LittleEndian.Uint32(raw[4*i:])
+	}
+	return nil
+}
+
+// checkWritable refuses to write to images vdisk could damage further.
+func (img *Image) checkWritable() error {
+	if !img.hdr.UUIDLinkage.isNull() || img.hdr.Type == typeDiff || img.hdr.Type == typeUndo {
+		return formats.Unsupportedf(img.name, "writing to a VDI %s image", typeName(img.hdr.Type))
+	}
+	if img.hdr.major() != 1 {
+		return formats.Unsupportedf(img.name, "writing to a VDI version %s image", img.hdr.versionString())
+	}
+	if r := img.check(); r.Corruptions > 0 {
+		return formats.Corruptf(img.name, "VDI block map", int64(img.hdr.BlocksOff),
+			"%s; refusing to write (run check)", r.Messages[0])
+	}
+	for b, e := range img.bmap {
+		if isAllocated(e) && e >= img.allocated {
+			return formats.Corruptf(img.name, "VDI block map", int64(img.hdr.BlocksOff)+4*int64(b),
+				"block %d points to data block %d, beyond the %d allocated; refusing to write", b, e, img.allocated)
+		}
+	}
+	return nil
+}
+
+// openParent finds, among the paths the caller supplied, the VDI image whose
+// creation UUID is this image's linkage UUID.
+func (img *Image) openParent(opts formats.OpenOptions) error {
+	want := img.hdr.UUIDLinkage
+	if len(opts.Parents) == 0 {
+		return formats.Unsupportedf(img.name,
+			"VDI %s image: its parent is named by UUID %s only; supply the parent image with %s (library: OpenOptions.Parents)",
+			typeName(img.hdr.Type), want, ParentFlag)
+	}
+	var tried []string
+	for i, path := range opts.Parents {
+		child := opts
+		child.Format, child.ForceFormat, child.Writable, child.Snapshot = "", false, false, ""
+		// Each supplied path is used at most once down the chain, which
+		// bounds the recursion even for images that link to themselves.
+		child.Parents = append(append([]string(nil), opts.Parents[:i]...), opts.Parents[i+1:]...)
+		p, err := formats.Open(path, child)
+		if err != nil {
+			var fe *formats.Error
+			if errors.As(err, &fe) && fe.Kind == formats.ErrUnsupported && strings.Contains(fe.Msg, ParentFlag) {
+				tried = append(tried, path+" (its own parent is missing)")
+				continue
+			}
+			tried = append(tried, fmt.Sprintf("%s (%v)", path, err))
+			continue
+		}
+		pv, ok := p.(*Image)
+		if !ok || pv.hdr.UUIDCreate != want {
+			got := p.Format()
+			if ok {
+				got = "UUID " + pv.hdr.UUIDCreate.String()
+			}
+			p.Close()
+			tried = append(tried, fmt.Sprintf("%s (%s)", path, got))
+			continue
+		}
+		img.parent, img.parentPath = p, path
+		return nil
+	}
+	return formats.Unsupportedf(img.name, "VDI parent with UUID %s not among the supplied parents: %s",
+		want, strings.Join(tried, "; "))
+}
+
+func (img *Image) Size() int64    { return img.size }
+func (img *Image) Format() string { return Name }
+
+// Close flushes a writable image and closes its files.
+func (img *Image) Close() error {
+	var err error
+	if img.writable {
+		err = img.Flush()
+	}
+	if img.parent != nil {
+		if perr := img.parent.Close(); err == nil {
+			err = perr
+		}
+	}
+	if cerr := img.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// entry returns the block map entry of block b.
+func (img *Image) entry(b int64) uint32 {
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	return img.bmap[b]
+}
+
+// hostOff is the file offset of the start of data-area block idx.
+func (img *Image) hostOff(idx uint32) int64 {
+	return int64(img.hdr.DataOff) + int64(idx)*img.stride + int64(img.hdr.BlockExtraBytes)
+}
+
+// badEntry is the error for a map entry pointing outside the data area.
+func (img *Image) badEntry(b int64, e uint32) error {
+	return formats.Corruptf(img.name, "VDI block map", int64(img.hdr.BlocksOff)+4*b,
+		"block %d points to data block %d, beyond the %d blocks of the image", b, e, img.hdr.Blocks)
+}
+
+// ReadAt reads virtual bytes; runs of blocks stored contiguously are read
+// with one file read.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, img.size)
+	if n == 0 {
+		return 0, eof
+	}
+	done := 0
+	for done < n {
+		run, err := img.readRun(p[done:n], off+int64(done))
+		if err != nil {
+			return done, err
+		}
+		done += run
+	}
+	return n, eof
+}
+
+// readRun reads the longest prefix of p at off whose blocks share one
+// status (and, for data, are contiguous in the file); it returns its length.
+func (img *Image) readRun(p []byte, off int64) (int, error) {
+	b := off / img.blockBytes
+	first := img.entry(b)
+	if isAllocated(first) && first >= img.hdr.Blocks {
+		return 0, img.badEntry(b, first)
+	}
+	runLen := min(int64(len(p)), (b+1)*img.blockBytes-off)
+	img.mu.RLock()
+	for end := (b + 1) * img.blockBytes; runLen < int64(len(p)); end += img.blockBytes {
+		nb := end / img.blockBytes
+		e := img.bmap[nb]
+		if !sameRun(first, e, nb-b) || (isAllocated(e) && e >= img.hdr.Blocks) {
+			break
+		}
+		runLen = min(int64(len(p)), end+img.blockBytes-off)
+	}
+	img.mu.RUnlock()
+	q := p[:runLen]
+	switch {
+	case isAllocated(first):
+		fileOff := img.hostOff(first) + off%img.blockBytes
+		if got, err := img.f.ReadAt(q, fileOff); got < len(q) {
+			if err == nil || err == io.EOF {
+				return 0, formats.Corruptf(img.name, "VDI data block", fileOff, "block %d lies past the end of the file", b)
+			}
+			return 0, fmt.Errorf("%s: reading at %d: %w", img.name, fileOff, err)
+		}
+	case first == blockFree && img.parent != nil:
+		if err := formats.ReadBacking(img.parent, q, off); err != nil {
+			return 0, err
+		}
+	default:
+		clear(q)
+	}
+	return int(runLen), nil
+}
+
+// sameRun reports whether block entry e, dist blocks after a block with
+// entry first, continues its run.
+func sameRun(first, e uint32, dist int64) bool {
+	if isAllocated(first) {
+		return isAllocated(e) && int64(e) == int64(first)+dist
+	}
+	return e == first
+}
+
+// Extents reports data blocks as Data, 0xFFFFFFFE blocks as Zero and
+// 0xFFFFFFFF blocks as Unallocated.
+func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("%s: negative offset %d", img.name, off)
+	}
+	length = min(length, img.size-off)
+	if length <= 0 {
+		return nil, nil
+	}
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	var out []formats.Extent
+	end := off + length
+	for cur := off; cur < end; {
+		b := cur / img.blockBytes
+		next := min(end, (b+1)*img.blockBytes)
+		e := img.bmap[b]
+		x := formats.Extent{Offset: cur, Length: next - cur, HostOffset: -1}
+		switch {
+		case e == blockFree:
+			x.Kind = formats.Unallocated
+		case e == blockZero:
+			x.Kind = formats.Zero
+		case e >= img.hdr.Blocks:
+			return nil, img.badEntry(b, e)
+		default:
+			x.Kind = formats.Data
+			x.HostOffset = img.hostOff(e) + cur%img.blockBytes
+		}
+		out = appendExtent(out, x)
+		cur = next
+	}
+	return out, nil
+}
+
+func appendExtent(out []formats.Extent, e formats.Extent) []formats.Extent {
+	if n := len(out); n > 0 {
+		last := &out[n-1]
+		if last.Kind == e.Kind && last.End() == e.Offset &&
+			(e.HostOffset < 0 && last.HostOffset < 0 || last.HostOffset >= 0 && last.HostOffset+last.Length == e.HostOffset) {
+			last.Length += e.Length
+			return out
+		}
+	}
+	return append(out, e)
+}
+
+// ClusterSize is the block size.
+func (img *Image) ClusterSize() int64 { return img.blockBytes }
+
+// Info reports the block size as qemu's cluster-size and, in the
+// format-specific object, the VDI type, version, UUIDs and block counts
+// (qemu prints none).
+func (img *Image) Info() formats.Info {
+	img.mu.RLock()
+	allocated := img.allocated
+	img.mu.RUnlock()
+	h := &img.hdr
+	spec := formats.Object{
+		{Key: "image-type", Value: typeName(h.Type)},
+		{Key: "version", Value: h.versionString()},
+		{Key: "uuid", Value: h.UUIDCreate.String()},
+		{Key: "modification-uuid", Value: h.UUIDModify.String()},
+	}
+	if !h.UUIDLinkage.isNull() {
+		spec = append(spec, formats.Field{Key: "parent-uuid", Value: h.UUIDLinkage.String()},
+			formats.Field{Key: "parent-modification-uuid", Value: h.UUIDParentModify.String()})
+	}
+	spec = append(spec,
+		formats.Field{Key: "block-size", Value: int64(h.BlockBytes)},
+		formats.Field{Key: "blocks", Value: int64(h.Blocks)},
+		formats.Field{Key: "allocated-blocks", Value: int64(allocated)})
+	if c := cString(h.Comment[:]); c != "" {
+		spec = append(spec, formats.Field{Key: "comment", Value: c})
+	}
+	return formats.Info{ClusterSize: img.blockBytes, Specific: spec}
+}
+
+func cString(b []byte) string {
+	if i := strings.IndexByte(string(b), 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// Backing is the parent of a differencing image (nil otherwise).
+func (img *Image) Backing() formats.Image { return img.parent }
+
+// BackingName is the parent's UUID: VDI stores no name.
+func (img *Image) BackingName() string {
+	if img.hdr.UUIDLinkage.isNull() {
+		return ""
+	}
+	return "{" + img.hdr.UUIDLinkage.String() + "}"
+}
+
+// BackingPath is the supplied path the parent was found at.
+func (img *Image) BackingPath() string { return img.parentPath }
+
+// BackingFormat is "vdi" for differencing images.
+func (img *Image) BackingFormat() string {
+	if img.hdr.UUIDLinkage.isNull() {
+		return ""
+	}
+	return Name
+}

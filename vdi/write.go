@@ -1,0 +1,309 @@
+package vdi
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Create makes a new VDI image as VirtualBox lays it out: a 400-byte
+// version 1.1 header, the block map at 1 MiB and the data area at the next
+// 1 MiB boundary after it, 1 MiB blocks. With static=on every block is
+// allocated in order and the file is extended (sparsely) to its full size.
+func Create(req formats.CreateRequest) (*Image, error) {
+	if req.Size < 0 {
+		return nil, fmt.Errorf("%s: negative size", req.Name)
+	}
+	if err := req.Open.Limits.CheckVirtualSize(req.Name, req.Size); err != nil {
+		return nil, err
+	}
+	static := req.Options.Bool("static")
+	h, err := newHeader(req.Size, static)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Open.Limits.CheckTable(req.Name, "VDI block map", int64(h.BlocksOff), uint64(h.Blocks), 4); err != nil {
+		return nil, err
+	}
+	img := &Image{
+		f: req.File, name: req.Name, hdr: h, size: req.Size,
+		blockBytes: defaultBlock, stride: defaultBlock, writable: true,
+		allocated: h.BlocksAllocated, pending: map[uint32]chan struct{}{},
+		bmap: make([]uint32, h.Blocks), dirtyHi: int(h.Blocks), hdrDirty: true,
+	}
+	for i := range img.bmap {
+		img.bmap[i] = blockFree
+		if static {
+			img.bmap[i] = uint32(i)
+		}
+	}
+	end := int64(h.DataOff)
+	if static {
+		end += int64(h.Blocks) * defaultBlock
+		img.fresh = make([]uint64, (h.Blocks+63)/64)
+		for i := range img.fresh {
+			img.fresh[i] = ^uint64(0)
+		}
+	}
+	if err := req.File.Truncate(end); err != nil {
+		return nil, err
+	}
+	if err := img.Flush(); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// blockPool holds block-sized buffers for partial-block allocation.
+var blockPool = sync.Pool{New: func() any { b := make([]byte, defaultBlock); return &b }}
+
+// WriteAt writes p at virtual offset off. Blocks not yet allocated are
+// appended to the data area: several whole blocks in one file write when p
+// covers them, a partial block zero-filled around p. Allocation is safe
+// for concurrent writers: a block being allocated makes other writers to it
+// wait until its map entry is published.
+func (img *Image) WriteAt(p []byte, off int64) (int, error) {
+	if !img.writable {
+		return 0, fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
+	}
+	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
+		return 0, err
+	}
+	done := 0
+	for done < len(p) {
+		n, err := img.writeRun(p[done:], off+int64(done))
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// writeRun writes a prefix of p at off and returns its length.
+func (img *Image) writeRun(p []byte, off int64) (int, error) {
+	b := off / img.blockBytes
+	inBlock := off % img.blockBytes
+	for {
+		img.mu.Lock()
+		if img.failed != nil {
+			img.mu.Unlock()
+			return 0, img.failed
+		}
+		e := img.bmap[b]
+		if isAllocated(e) {
+			img.mu.Unlock()
+			n := min(int64(len(p)), img.blockBytes-inBlock)
+			img.markWritten(b, n)
+			if _, err := img.f.WriteAt(p[:n], img.hostOff(e)+inBlock); err != nil {
+				return 0, err
+			}
+			return int(n), nil
+		}
+		if ch, busy := img.pending[uint32(b)]; busy {
+			img.mu.Unlock()
+			<-ch
+			continue
+		}
+		count := img.reserveRun(b, inBlock, int64(len(p)))
+		idx := img.allocated
+		img.allocated += uint32(count)
+		ch := make(chan struct{})
+		for i := range count {
+			img.pending[uint32(b+i)] = ch
+		}
+		img.mu.Unlock()
+		n, err := img.writeNewBlocks(p, b, inBlock, count, idx)
+		img.publish(b, count, idx, ch, err)
+		return n, err
+	}
+}
+
+// reserveRun counts the blocks from b that a write of length bytes at
+// inBlock can allocate in one file write: the first, plus following blocks
+// that are free, not pending and wholly covered. Called with mu held.
+func (img *Image) reserveRun(b, inBlock, length int64) int64 {
+	if inBlock != 0 || length < img.blockBytes {
+		return 1
+	}
+	count := int64(1)
+	for b+count < int64(len(img.bmap)) && (count+1)*img.blockBytes <= length {
+		e := img.bmap[b+count]
+		if isAllocated(e) {
+			break
+		}
+		if _, busy := img.pending[uint32(b+count)]; busy {
+			break
+		}
+		count++
+	}
+	return count
+}
+
+// writeNewBlocks writes count new blocks at data index idx holding p at
+// inBlock of block b (zero-filled around it) and returns how much of p
+// they hold.
+func (img *Image) writeNewBlocks(p []byte, b, inBlock, count int64, idx uint32) (int, error) {
+	fileOff := img.hostOff(idx)
+	if inBlock == 0 && int64(len(p)) >= count*img.blockBytes {
+		n := count * img.blockBytes
+		if _, err := img.f.WriteAt(p[:n], fileOff); err != nil {
+			return 0, err
+		}
+		return int(n), nil
+	}
+	buf, put := img.blockBuf(img.blockBytes)
+	defer put()
+	n := copy(buf[inBlock:], p)
+	if _, err := img.f.WriteAt(buf, fileOff); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// publish records blocks [b, b+count) at data indexes from idx (or, after
+// a failed write, poisons the image) and wakes waiting writers.
+func (img *Image) publish(b, count int64, idx uint32, ch chan struct{}, err error) {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	for i := range count {
+		delete(img.pending, uint32(b+i))
+		if err == nil {
+			img.bmap[b+i] = idx + uint32(i)
+		}
+	}
+	if err != nil {
+		img.failed = fmt.Errorf("%s: an earlier block allocation failed: %w", img.name, err)
+	} else {
+		img.markDirty(int(b), int(b+count))
+	}
+	close(ch)
+}
+
+// markDirty notes changed map entries [lo, hi). Called with mu held.
+func (img *Image) markDirty(lo, hi int) {
+	if img.dirtyLo >= img.dirtyHi {
+		img.dirtyLo, img.dirtyHi = lo, hi
+	} else {
+		img.dirtyLo, img.dirtyHi = min(img.dirtyLo, lo), max(img.dirtyHi, hi)
+	}
+	img.hdrDirty = true
+}
+
+// markWritten clears the never-written bit of block b of a new static
+// image when n bytes are written to it.
+func (img *Image) markWritten(b, n int64) {
+	if img.fresh == nil || n == 0 {
+		return
+	}
+	img.mu.Lock()
+	img.fresh[b/64] &^= 1 << (b % 64)
+	img.mu.Unlock()
+}
+
+// blockBuf returns a zeroed buffer of n bytes (at most a block) and the
+// function that gives it back.
+func (img *Image) blockBuf(n int64) ([]byte, func()) {
+	if img.blockBytes != defaultBlock {
+		return make([]byte, n), func() {}
+	}
+	bufp := blockPool.Get().(*[]byte)
+	buf := (*bufp)[:n]
+	clear(buf)
+	return buf, func() { blockPool.Put(bufp) }
+}
+
+// WriteZeroes records whole free blocks as zero blocks (0xFFFFFFFE) and
+// writes zeros into allocated ones (their data-area slot cannot be given
+// back without moving blocks). Blocks of a new static image that were
+// never written are already zeros.
+func (img *Image) WriteZeroes(off, length int64) error {
+	if !img.writable {
+		return fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
+	}
+	if length < 0 || off < 0 || off > img.size || length > img.size-off {
+		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.name, off, length)
+	}
+	for end := off + length; off < end; {
+		b := off / img.blockBytes
+		next := min(end, (b+1)*img.blockBytes)
+		if err := img.zeroBlock(b, off%img.blockBytes, next-off); err != nil {
+			return err
+		}
+		off = next
+	}
+	return nil
+}
+
+func (img *Image) zeroBlock(b, inBlock, n int64) error {
+	img.mu.Lock()
+	e := img.bmap[b]
+	_, busy := img.pending[uint32(b)]
+	fresh := img.fresh != nil && img.fresh[b/64]&(1<<(b%64)) != 0
+	whole := inBlock == 0 && (n == img.blockBytes || b*img.blockBytes+n == img.size)
+	if !isAllocated(e) && !busy {
+		if e == blockFree && whole {
+			img.bmap[b] = blockZero
+			img.markDirty(int(b), int(b+1))
+		}
+		img.mu.Unlock()
+		return nil
+	}
+	img.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	buf, put := img.blockBuf(n)
+	defer put()
+	_, err := img.WriteAt(buf, b*img.blockBytes+inBlock)
+	return err
+}
+
+// Flush writes the changed part of the block map and the header.
+func (img *Image) Flush() error {
+	if !img.writable {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.failed != nil {
+		return img.failed
+	}
+	if img.dirtyLo < img.dirtyHi {
+		if err := img.writeMap(img.dirtyLo, img.dirtyHi); err != nil {
+			return err
+		}
+		img.dirtyLo, img.dirtyHi = 0, 0
+	}
+	if img.hdrDirty {
+		img.hdr.BlocksAllocated = img.allocated
+		if _, err := img.f.WriteAt(img.hdr.encode(), 0); err != nil {
+			return err
+		}
+		img.hdrDirty = false
+	}
+	return nil
+}
+
+// writeMap writes map entries [lo, hi), widened to whole 512-byte sectors
+// of the map. Called with mu held.
+func (img *Image) writeMap(lo, hi int) error {
+	const perSector = sectorBytes / 4
+	lo = lo / perSector * perSector
+	hi = min(len(img.bmap), (hi+perSector-1)/perSector*perSector)
+	const chunk = 1 << 18 // entries per write (1 MiB)
+	buf := make([]byte, 4*min(hi-lo, chunk))
+	for start := lo; start < hi; start += chunk {
+		stop := min(hi, start+chunk)
+		out := buf[:4*(stop-start)]
+		for i := start; i < stop; i++ {
+			binary.LittleEndian.PutUint32(out[4*(i-start):], img.bmap[i])
+		}
+		if _, err := img.f.WriteAt(out, int64(img.hdr.BlocksOff)+4*int64(start)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
