@@ -210,6 +210,10 @@ func Open(path string, opts OpenOptions) (Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if size, err := f.Size(); err == nil && size == 0 {
+		f.Close()
+		return nil, &Error{File: path, Offset: -1, Kind: ErrCorrupt, Msg: "empty file (0 bytes) is not a disk image"}
+	}
 	img, err := OpenFile(f, opts)
 	if err != nil {
 		f.Close()

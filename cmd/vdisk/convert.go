@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/formats"
+)
+
+func newConvertCommand(g *globals) *cobra.Command {
+	var (
+		srcFormat, outFormat, backing, backingFormat, snapshot, sparseSize string
+		createOpts                                                       []string
+		job                                                              convert.Job
+		progress                                                         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
+		Short: "Convert an image to another format (output '-' writes a sequential format to stdout)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 2 {
+				return fmt.Errorf("several input files (concatenation) are not supported; give one input and one output")
+			}
+			if optionsHelp(cmd, outFormat, createOpts) {
+				return nil
+			}
+			if err := convertFlags(cmd, &job, sparseSize); err != nil {
+				return err
+			}
+			open, err := g.openOptions(srcFormat)
+			if err != nil {
+				return err
+			}
+			open.Snapshot = snapshot
+			job.Source, job.Target, job.SourceOpen = args[0], args[1], open
+			job.Format, job.CreateOptions = outFormat, strings.Join(createOpts, ",")
+			job.Backing, job.BackingFormat = backing, backingFormat
+			job.Stdout = cmd.OutOrStdout()
+			if progress && !g.quiet && job.Target != "-" {
+				bar := newProgressBar(cmd.OutOrStdout())
+				job.Copy.Progress = bar.update
+				defer bar.finish()
+			}
+			return convert.Run(cmd.Context(), job)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&srcFormat, "format", "f", "", "input format (probed when omitted)")
+	f.StringVarP(&outFormat, "output-format", "O", "raw", "output format")
+	f.StringArrayVarP(&createOpts, "options", "o", nil, "output create options k=v[,k=v...]; -o help lists them")
+	f.BoolVarP(&job.Copy.Compress, "compress", "c", false, "compress the output (qcow2, vmdk streamOptimized)")
+	f.BoolVarP(&progress, "progress", "p", false, "show progress")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
+	f.BoolVarP(&job.Existing, "no-create", "n", false, "write into an existing output image")
+	f.StringVarP(&sparseSize, "sparse-size", "S", "4k", "zero runs of this size are not written (0 writes everything)")
+	f.IntVarP(&job.Copy.Workers, "parallel", "m", 8, "parallel workers (1-16)")
+	f.BoolVarP(&job.Copy.OutOfOrder, "out-of-order", "W", false, "allow out-of-order writes")
+	f.StringVarP(&backing, "backing", "B", "", "make the output an overlay of this backing file")
+	f.StringVarP(&backingFormat, "backing-format", "F", "", "format of the -B backing file")
+	f.StringVarP(&snapshot, "snapshot", "l", "", "convert an internal snapshot: snapshot.name=N, snapshot.id=I or a name")
+	f.BoolVar(&job.Copy.TargetIsZero, "target-is-zero", false, "the existing output reads as zeros (with -n)")
+	f.BoolVar(&job.Sync, "sync", false, "fsync the output and its directory before finishing")
+	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
+	return cmd
+}
+
+// convertFlags validates the flags qemu-img validates.
+func convertFlags(cmd *cobra.Command, job *convert.Job, sparseSize string) error {
+	if job.Copy.Workers < 1 || job.Copy.Workers > 16 {
+		return fmt.Errorf("invalid number of coroutines: allowed number of coroutines is between 1 and 16")
+	}
+	n, err := formats.ParseSize(sparseSize)
+	if err != nil || n > 16<<20 {
+		return fmt.Errorf("invalid buffer size for sparse output specified: valid sizes are multiples of 512 up to 16777216; select 0 to disable sparse detection (fully allocates output)")
+	}
+	if n > 0 && n < 512 {
+		return fmt.Errorf("invalid sparse size %q: at least 512 bytes, or 0", sparseSize)
+	}
+	job.Copy.SparseBytes, job.Copy.NoSparse = n/512*512, n == 0
+	if job.Copy.TargetIsZero && !job.Existing {
+		return fmt.Errorf("--target-is-zero requires use of -n flag")
+	}
+	if job.Existing && cmd.Flags().Changed("options") {
+		return fmt.Errorf("-o has no effect when skipping image creation")
+	}
+	return nil
+}
+
+// optionsHelp prints `-o help` for format and reports whether it did.
+func optionsHelp(cmd *cobra.Command, format string, opts []string) bool {
+	for _, o := range opts {
+		if o == "help" || o == "?" {
+			drv, err := formats.Lookup(format)
+			if err != nil {
+				cmd.PrintErrln("vdisk: " + err.Error())
+				return true
+			}
+			fmt.Fprint(cmd.OutOrStdout(), formats.OptionsHelp(drv.Name, drv.CreateOptions))
+			return true
+		}
+	}
+	return false
+}

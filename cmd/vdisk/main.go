@@ -1,0 +1,117 @@
+// Command vdisk reads, writes, checks and converts virtual disk images (raw,
+// qcow2, vmdk, vhd/vpc, vhdx, vdi, iso) with qemu-img's subcommands, flags,
+// JSON output and exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// exitError carries a process exit code (qemu-img's codes for check and
+// compare); its message may be empty when the output already said it all.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+
+// globals are flags shared by subcommands.
+type globals struct {
+	references string
+	parents    []string
+	quiet      bool
+}
+
+func (g *globals) openOptions(format string) (formats.OpenOptions, error) {
+	pol, err := formats.ParseReferencePolicy(g.references)
+	if err != nil {
+		return formats.OpenOptions{}, err
+	}
+	return formats.OpenOptions{Format: format, Resolver: &formats.Resolver{Policy: pol}, Parents: g.parents}, nil
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "vdisk",
+		Short:         "Read, write, check and convert virtual disk images",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&g.references, "references", "safe",
+		"which files an image may name: safe (relative, inside its directory), strict (none) or any")
+	root.PersistentFlags().StringArrayVar(&g.parents, "parent", nil,
+		"parent image for a differencing image that names its parent only by UUID (VDI)")
+	root.AddCommand(
+		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
+		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
+	)
+	for _, extra := range extraCommands {
+		root.AddCommand(extra())
+	}
+	return root
+}
+
+// extraCommands are subcommands defined in other files of this package.
+var extraCommands = []func() *cobra.Command{}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the CLI and returns the exit code; SIGINT and SIGTERM cancel
+// the context, so conversions clean up their temporary files.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "vdisk: interrupted")
+		return 130
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(stderr, "vdisk: "+oneLine(msg))
+	}
+	return code
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
