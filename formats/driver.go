@@ -176,13 +176,13 @@ func Detect(f File) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return detect(f.Name(), in)
+	return detect(f.Name(), in, Drivers())
 }
 
-func detect(name string, in ProbeInput) (*Driver, error) {
+func detect(name string, in ProbeInput, ds []*Driver) (*Driver, error) {
 	var best *Driver
 	bestScore, ties := 0, []string{}
-	for _, d := range Drivers() {
+	for _, d := range ds {
 		if d.Probe == nil {
 			continue
 		}
