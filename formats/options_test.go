@@ -26,7 +26,7 @@ func TestParseSize(t *testing.T) {
 		{in: "1.5G", want: 3 << 29},
 		{in: "10Mb", want: 10 << 20},
 		{in: "100b", want: 100},
-		{in: "8E", bad: true},          // 2^63 overflows int64
+		{in: "8E", bad: true}, // 2^63 overflows int64
 		{in: "9223372036854775808", bad: true},
 		{in: "-1", bad: true},
 		{in: "1.5", bad: true}, // not whole bytes
