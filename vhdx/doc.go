@@ -1,0 +1,26 @@
+// Package vhdx is the driver for Microsoft's VHDX format (MS-VHDX), the
+// disk format of Hyper-V since Windows Server 2012.
+//
+// A VHDX file starts with a 1 MiB header section: the "vhdxfile"
+// identifier, two 4 KiB headers (the valid one with the larger sequence
+// number is current; CRC-32C checksums) and two copies of the region table,
+// which locates the BAT and the metadata region. Metadata items give the
+// block size (1–256 MiB), the virtual size, the logical and physical sector
+// sizes, the page 83 identity and, for differencing disks, the parent
+// locator. The BAT maps each payload block to a 1 MiB-aligned file offset
+// with a state; after every chunk-ratio payload entries comes the entry of
+// a sector-bitmap block, which for PARTIALLY_PRESENT blocks of differencing
+// disks says, one bit per sector, whether a sector is here or in the parent.
+//
+// Reading supports fixed, dynamic and differencing disks and every block
+// state. A pending log (a metadata journal left by a crash) is replayed in
+// memory: reads see the replayed file, the file is unchanged; only Check
+// with RepairAll replays it on disk. Parents are opened through the
+// Resolver from the locator's relative_path (absolute paths need
+// --references=any) and must carry the DataWriteGuid the child links to.
+//
+// Writing creates dynamic (default), fixed and differencing disks with
+// qemu's option names; everything is 1 MiB aligned, the log is empty and
+// the GUIDs are fresh. A new disk never uses the log: metadata is written
+// in place and the image is complete after Flush.
+package vhdx

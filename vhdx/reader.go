@@ -1,0 +1,755 @@
+package vhdx
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/bits"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Name is the driver name.
+const Name = "vhdx"
+
+func init() {
+	formats.Register(&formats.Driver{
+		Name:  Name,
+		Probe: probe,
+		Open: func(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+			return Open(f, opts)
+		},
+		Create: func(req formats.CreateRequest) (formats.Writable, error) {
+			return Create(req)
+		},
+		CreateOptions: createOptions,
+	})
+}
+
+func probe(in formats.ProbeInput) int {
+	if len(in.Header) >= 8 && [8]byte(in.Header[0:8]) == sigFile {
+		return formats.ProbeCertain
+	}
+	return formats.ProbeNone
+}
+
+// Image is an open VHDX image.
+type Image struct {
+	f        formats.File // the file as opened; closed by Close
+	r        formats.File // where structures and data are read: f, or f with the log replayed
+	name     string
+	fileSize int64 // size of r
+
+	hdr     header
+	hdrSlot int           // 0 or 1: which header is current
+	entries []*logEntry   // the pending log sequence (replayed in memory), if any
+	regions []fileSpan    // header section, log, BAT and metadata regions
+	batOff  int64         // BAT region
+	batLen  int64         //
+	metaOff int64         // metadata region
+	meta    []metaEntry   //
+	locator parentLocator // parent locator (differencing only)
+
+	size           int64 // virtual size
+	blockSize      int64
+	logicalSector  int64
+	physicalSector int64
+	page83         guid
+	leaveAllocated bool
+	hasParent      bool
+	chunkRatio     int64
+	payloadBlocks  int64
+	sectorsPerBlk  int64
+
+	mu  sync.RWMutex // guards bat (written by the writer)
+	bat []uint64
+
+	parent     formats.Image
+	parentRef  string
+	parentPath string
+}
+
+// fileSpan is a byte range of the file used by a structure.
+type fileSpan struct {
+	off, len int64
+	what     string
+}
+
+func (s fileSpan) end() int64 { return s.off + s.len }
+
+// Open opens f as a VHDX image. A pending log is replayed in memory: the
+// file is not modified.
+func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+	img := &Image{f: f, r: f, name: f.Name()}
+	if err := img.load(opts); err != nil {
+		return nil, err
+	}
+	if img.hasParent && !opts.NoBacking {
+		if err := img.openParent(opts); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+func (img *Image) load(opts formats.OpenOptions) error {
+	size, err := img.f.Size()
+	if err != nil {
+		return err
+	}
+	img.fileSize = size
+	if err := img.readHeaders(); err != nil {
+		return err
+	}
+	if err := img.readLog(opts.Limits); err != nil {
+		return err
+	}
+	if err := img.readRegions(); err != nil {
+		return err
+	}
+	if err := img.readMetadata(opts.Limits); err != nil {
+		return err
+	}
+	return img.readBAT(opts.Limits)
+}
+
+// readFull reads len(p) bytes at off of r; bytes past the end of the file
+// read as zeros (a last block may be cut short).
+func readFull(r formats.File, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	clear(p[n:])
+	return nil
+}
+
+func (img *Image) readHeaders() error {
+	if img.fileSize < headerSection {
+		return formats.Corruptf(img.name, "header section", 0, "file of %d bytes is shorter than the 1 MiB header section", img.fileSize)
+	}
+	buf := make([]byte, 3*64*kib)
+	if err := readFull(img.r, buf, 0); err != nil {
+		return err
+	}
+	if [8]byte(buf[0:8]) != sigFile {
+		return formats.Corruptf(img.name, "file identifier", 0, "no \"vhdxfile\" signature")
+	}
+	raw1, raw2 := buf[header1Offset:header1Offset+headerSize], buf[header2Offset:header2Offset+headerSize]
+	h1, ok1 := decodeHeader(raw1)
+	h2, ok2 := decodeHeader(raw2)
+	switch {
+	case !ok1 && !ok2:
+		return formats.Corruptf(img.name, "header", header1Offset, "neither header has a valid signature and checksum")
+	case ok1 && ok2 && h1.Sequence == h2.Sequence && !bytes.Equal(raw1, raw2):
+		return formats.Corruptf(img.name, "header", header1Offset, "both headers have sequence number %d but differ", h1.Sequence)
+	case ok1 && (!ok2 || h1.Sequence >= h2.Sequence):
+		img.hdr, img.hdrSlot = h1, 0
+	default:
+		img.hdr, img.hdrSlot = h2, 1
+	}
+	return img.checkHeader()
+}
+
+func (img *Image) checkHeader() error {
+	h, at := img.hdr, int64(header1Offset+img.hdrSlot*64*kib)
+	switch {
+	case h.Version != 1:
+		return formats.Unsupportedf(img.name, "VHDX header version %d (only 1)", h.Version)
+	case h.LogVersion != 0:
+		return formats.Unsupportedf(img.name, "VHDX log version %d (only 0)", h.LogVersion)
+	case h.LogLength%mib != 0 || h.LogOffset%mib != 0:
+		return formats.Corruptf(img.name, "header", at, "log at %d+%d is not 1 MiB aligned", h.LogOffset, h.LogLength)
+	case h.LogLength != 0 && h.LogOffset < headerSection:
+		return formats.Corruptf(img.name, "header", at, "log at %d overlaps the header section", h.LogOffset)
+	case h.LogOffset > uint64(img.fileSize) || uint64(h.LogLength) > uint64(img.fileSize)-h.LogOffset:
+		return formats.Corruptf(img.name, "header", at, "log at %d+%d ends past the end of the %d-byte file", h.LogOffset, h.LogLength, img.fileSize)
+	}
+	img.regions = []fileSpan{{0, headerSection, "header section"}}
+	if h.LogLength > 0 {
+		img.regions = append(img.regions, fileSpan{int64(h.LogOffset), int64(h.LogLength), "log"})
+	}
+	return nil
+}
+
+// readLog replays a pending log in memory.
+func (img *Image) readLog(lim formats.Limits) error {
+	entries, err := readLog(img.f, img.hdr, img.fileSize, lim)
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	o, err := newOverlay(img.f, entries, img.fileSize)
+	if err != nil {
+		return err
+	}
+	img.entries, img.r, img.fileSize = entries, o, o.size
+	return nil
+}
+
+func (img *Image) readRegions() error {
+	buf := make([]byte, regionTableSize)
+	var rs []region
+	var firstErr error
+	for _, at := range []int64{region1Offset, region2Offset} {
+		if err := readFull(img.r, buf, at); err != nil {
+			return err
+		}
+		var err error
+		if rs, err = decodeRegionTable(buf); err == nil {
+			break
+		}
+		if firstErr == nil {
+			firstErr = formats.Corruptf(img.name, "region table", at, "%v", err)
+		}
+	}
+	if rs == nil {
+		return firstErr
+	}
+	var haveBAT, haveMeta bool
+	for _, r := range rs {
+		span := fileSpan{int64(r.Offset), int64(r.Length), "region " + r.GUID.String()}
+		switch r.GUID {
+		case regionBAT:
+			if haveBAT {
+				return formats.Corruptf(img.name, "region table", region1Offset, "two BAT regions")
+			}
+			haveBAT, img.batOff, img.batLen, span.what = true, span.off, span.len, "BAT region"
+		case regionMetadata:
+			if haveMeta {
+				return formats.Corruptf(img.name, "region table", region1Offset, "two metadata regions")
+			}
+			haveMeta, img.metaOff, span.what = true, span.off, "metadata region"
+		default:
+			if r.Required {
+				return formats.Unsupportedf(img.name, "required VHDX region %v", r.GUID)
+			}
+			continue
+		}
+		if err := img.addSpan(span); err != nil {
+			return err
+		}
+	}
+	if !haveBAT || !haveMeta {
+		return formats.Corruptf(img.name, "region table", region1Offset, "the BAT or metadata region is missing")
+	}
+	return nil
+}
+
+// addSpan records a region after checking alignment, bounds and overlaps.
+func (img *Image) addSpan(s fileSpan) error {
+	if s.off%mib != 0 || s.len%mib != 0 || s.len <= 0 || s.off < headerSection {
+		return formats.Corruptf(img.name, s.what, s.off, "region of %d bytes is not 1 MiB aligned", s.len)
+	}
+	if s.off > img.fileSize || s.len > img.fileSize-s.off {
+		return formats.Corruptf(img.name, s.what, s.off, "region of %d bytes ends past the end of the %d-byte file", s.len, img.fileSize)
+	}
+	for _, o := range img.regions {
+		if s.off < o.end() && o.off < s.end() {
+			return formats.Corruptf(img.name, s.what, s.off, "overlaps the %s", o.what)
+		}
+	}
+	img.regions = append(img.regions, s)
+	return nil
+}
+
+func (img *Image) readMetadata(lim formats.Limits) error {
+	table := make([]byte, metaTableSize)
+	if err := readFull(img.r, table, img.metaOff); err != nil {
+		return err
+	}
+	es, err := decodeMetaTable(table)
+	if err != nil {
+		return formats.Corruptf(img.name, "metadata table", img.metaOff, "%v", err)
+	}
+	metaLen := img.regionLen(img.metaOff)
+	items := map[guid][]byte{}
+	for _, e := range es {
+		if _, dup := items[e.GUID]; dup {
+			return formats.Corruptf(img.name, "metadata table", img.metaOff, "item %v appears twice", e.GUID)
+		}
+		data, err := img.readItem(e, metaLen)
+		if err != nil {
+			return err
+		}
+		items[e.GUID] = data
+		switch e.GUID {
+		case itemFileParams, itemVirtualSize, itemPage83, itemLogicalSect, itemPhysicalSect, itemParentLoc:
+		default:
+			if e.Required {
+				return formats.Unsupportedf(img.name, "required VHDX metadata item %v", e.GUID)
+			}
+		}
+	}
+	img.meta = es
+	return img.parseItems(items, lim)
+}
+
+func (img *Image) regionLen(off int64) int64 {
+	for _, r := range img.regions {
+		if r.off == off {
+			return r.len
+		}
+	}
+	return 0
+}
+
+func (img *Image) readItem(e metaEntry, metaLen int64) ([]byte, error) {
+	at := img.metaOff
+	switch {
+	case e.Offset == 0 && e.Length == 0:
+		return nil, nil
+	case e.Length > maxMetaItemLen:
+		return nil, formats.Limitf(img.name, "metadata item "+e.GUID.String(), at, "item of %d bytes (at most 1 MiB)", e.Length)
+	case e.Offset < metaTableSize || int64(e.Offset)+int64(e.Length) > metaLen:
+		return nil, formats.Corruptf(img.name, "metadata item "+e.GUID.String(), at, "item at %d+%d is outside the metadata region's items area", e.Offset, e.Length)
+	}
+	data := make([]byte, e.Length)
+	if err := readFull(img.r, data, img.metaOff+int64(e.Offset)); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func (img *Image) parseItems(items map[guid][]byte, lim formats.Limits) error {
+	le := binary.LittleEndian
+	at := img.metaOff
+	need := func(g guid, n int, what string) ([]byte, error) {
+		b := items[g]
+		if len(b) < n {
+			return nil, formats.Corruptf(img.name, "metadata item "+what, at, "missing or shorter than %d bytes", n)
+		}
+		return b, nil
+	}
+	fp, err := need(itemFileParams, 8, "file parameters")
+	if err != nil {
+		return err
+	}
+	img.blockSize = int64(le.Uint32(fp))
+	flags := le.Uint32(fp[4:])
+	img.leaveAllocated, img.hasParent = flags&fileParamLeaveAllocated != 0, flags&fileParamHasParent != 0
+	if img.blockSize < minBlockSize || img.blockSize > maxBlockSize || bits.OnesCount64(uint64(img.blockSize)) != 1 {
+		return formats.Corruptf(img.name, "metadata item file parameters", at, "block size %d is not a power of two from 1 MiB to 256 MiB", img.blockSize)
+	}
+	for _, s := range []struct {
+		g    guid
+		what string
+		dst  *int64
+	}{{itemLogicalSect, "logical sector size", &img.logicalSector}, {itemPhysicalSect, "physical sector size", &img.physicalSector}} {
+		b, err := need(s.g, 4, s.what)
+		if err != nil {
+			return err
+		}
+		*s.dst = int64(le.Uint32(b))
+		if *s.dst != 512 && *s.dst != 4096 {
+			return formats.Corruptf(img.name, "metadata item "+s.what, at, "%d (want 512 or 4096)", *s.dst)
+		}
+	}
+	vs, err := need(itemVirtualSize, 8, "virtual disk size")
+	if err != nil {
+		return err
+	}
+	size := le.Uint64(vs)
+	if size > maxVirtualSize || size%uint64(img.logicalSector) != 0 {
+		return formats.Corruptf(img.name, "metadata item virtual disk size", at, "%d is over 64 TiB or not a multiple of the %d-byte sector", size, img.logicalSector)
+	}
+	img.size = int64(size)
+	if err := lim.CheckVirtualSize(img.name, img.size); err != nil {
+		return err
+	}
+	p83, err := need(itemPage83, 16, "page 83 data")
+	if err != nil {
+		return err
+	}
+	img.page83 = guid(p83[:16])
+	if img.hasParent {
+		loc, err := need(itemParentLoc, locHeaderSize, "parent locator")
+		if err != nil {
+			return err
+		}
+		if img.locator, err = decodeParentLocator(loc); err != nil {
+			return formats.Corruptf(img.name, "metadata item parent locator", at, "%v", err)
+		}
+	}
+	img.sectorsPerBlk = img.blockSize / img.logicalSector
+	img.chunkRatio = sectorsPerBitmap * img.logicalSector / img.blockSize
+	img.payloadBlocks = (img.size + img.blockSize - 1) / img.blockSize
+	return nil
+}
+
+// batEntries is the number of BAT entries the image must have.
+func (img *Image) batEntries() int64 {
+	pb, cr := img.payloadBlocks, img.chunkRatio
+	if img.hasParent {
+		return (pb + cr - 1) / cr * (cr + 1)
+	}
+	if pb == 0 {
+		return 0
+	}
+	return pb + (pb-1)/cr
+}
+
+// batIndex is the BAT index of payload block blk.
+func (img *Image) batIndex(blk int64) int64 { return blk + blk/img.chunkRatio }
+
+// bitmapIndex is the BAT index of the sector bitmap of payload block blk.
+func (img *Image) bitmapIndex(blk int64) int64 {
+	c := blk / img.chunkRatio
+	return c*(img.chunkRatio+1) + img.chunkRatio
+}
+
+func (img *Image) readBAT(lim formats.Limits) error {
+	n := img.batEntries()
+	if n*batEntrySize > img.batLen {
+		return formats.Corruptf(img.name, "BAT", img.batOff, "%d entries do not fit the %d-byte BAT region", n, img.batLen)
+	}
+	if err := lim.CheckTable(img.name, "BAT", img.batOff, uint64(n), batEntrySize); err != nil {
+		return err
+	}
+	raw := make([]byte, n*batEntrySize)
+	if err := readFull(img.r, raw, img.batOff); err != nil {
+		return err
+	}
+	img.bat = make([]uint64, n)
+	for i := range img.bat {
+		img.bat[i] = binary.LittleEndian.Uint64(raw[i*batEntrySize:])
+	}
+	return img.checkBAT()
+}
+
+// checkBAT validates every entry's state and the placement of allocated
+// blocks, so that reads never need to.
+func (img *Image) checkBAT() error {
+	for i, e := range img.bat {
+		if err := img.checkEntry(int64(i), e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (img *Image) isBitmapIndex(i int64) bool { return i%(img.chunkRatio+1) == img.chunkRatio }
+
+func (img *Image) checkEntry(i int64, e uint64) error {
+	at := img.batOff + i*batEntrySize
+	state, off := batState(e), batOffset(e)
+	length := img.blockSize
+	if img.isBitmapIndex(i) {
+		switch state {
+		case bitmapNotPres:
+			return nil
+		case bitmapPresent:
+			length = bitmapBlockSize
+		default:
+			return formats.Corruptf(img.name, "BAT", at, "sector bitmap entry %d has state %d", i, state)
+		}
+	} else {
+		switch state {
+		case payloadNotPres, payloadUndef, payloadZero, payloadUnmap, payloadUnmapQ:
+			return nil
+		case payloadFull:
+		case payloadPartial:
+			if !img.hasParent {
+				return formats.Corruptf(img.name, "BAT", at, "entry %d is PARTIALLY_PRESENT in a disk without a parent", i)
+			}
+			if bm := img.bat[img.bitmapIndex(i-i/(img.chunkRatio+1))]; batState(bm) != bitmapPresent {
+				return formats.Corruptf(img.name, "BAT", at, "entry %d is PARTIALLY_PRESENT but its sector bitmap is not present", i)
+			}
+		default:
+			return formats.Corruptf(img.name, "BAT", at, "entry %d has unknown state %d", i, state)
+		}
+	}
+	if off < headerSection || off >= img.fileSize {
+		return formats.Corruptf(img.name, "BAT", at, "entry %d points at %d, outside the %d-byte file", i, off, img.fileSize)
+	}
+	for _, r := range img.regions {
+		if off < r.end() && r.off < off+length {
+			return formats.Corruptf(img.name, "BAT", at, "entry %d's block at %d overlaps the %s", i, off, r.what)
+		}
+	}
+	return nil
+}
+
+// openParent opens the parent named by the locator and checks its linkage.
+func (img *Image) openParent(opts formats.OpenOptions) error {
+	linkage, err := parseGUID(img.locator.Values["parent_linkage"])
+	if err != nil {
+		return formats.Corruptf(img.name, "parent locator", img.metaOff, "parent_linkage: %v", err)
+	}
+	linkage2, _ := parseGUID(img.locator.Values["parent_linkage2"])
+	var firstErr error
+	for _, ref := range img.parentRefs() {
+		p, err := formats.OpenReference(img.name, ref, Name, opts)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		parent, ok := p.(*Image)
+		if !ok {
+			p.Close()
+			return formats.Unsupportedf(img.name, "parent %q is not a VHDX image", ref)
+		}
+		if dw := parent.hdr.DataWriteGUID; dw != linkage && (linkage2.isZero() || dw != linkage2) {
+			p.Close()
+			return formats.Corruptf(img.name, "parent locator", img.metaOff,
+				"parent %q has DataWriteGuid %v but this disk links to %v (the parent changed since this disk was made)", ref, dw, linkage)
+		}
+		img.parent, img.parentRef = parent, ref
+		img.parentPath, _ = opts.Resolver.Resolve(img.name, ref)
+		return nil
+	}
+	if firstErr == nil {
+		firstErr = formats.Corruptf(img.name, "parent locator", img.metaOff, "no relative_path, absolute_win32_path or volume_path entry")
+	}
+	return firstErr
+}
+
+// parentRefs lists the locator's paths in the order to try, converted to
+// slash-separated names: relative_path, then absolute_win32_path (which
+// only --references=any lets through).
+func (img *Image) parentRefs() []string {
+	var refs []string
+	if rel := img.locator.Values["relative_path"]; rel != "" {
+		refs = append(refs, winToSlash(rel))
+	}
+	for _, key := range []string{"absolute_win32_path", "volume_path"} {
+		if abs := img.locator.Values[key]; abs != "" {
+			refs = append(refs, winAbsToSlash(abs))
+		}
+	}
+	return refs
+}
+
+// winToSlash turns a Windows relative path ("..\dir\p.vhdx", ".\p.vhdx")
+// into a slash-separated one.
+func winToSlash(p string) string { return filepath.FromSlash(strings.ReplaceAll(p, `\`, "/")) }
+
+// winAbsToSlash turns "\\?\C:\dir\p.vhdx" or "C:\dir\p.vhdx" into the
+// absolute "/dir/p.vhdx": an absolute path, which the safe reference policy
+// refuses and --references=any opens as it stands on this machine.
+func winAbsToSlash(p string) string {
+	p = strings.TrimPrefix(p, `\\?\`)
+	if len(p) >= 2 && p[1] == ':' {
+		p = p[2:]
+	}
+	p = strings.ReplaceAll(p, `\`, "/")
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return filepath.FromSlash(p)
+}
+
+// Size is the virtual disk size.
+func (img *Image) Size() int64 { return img.size }
+
+// Format is "vhdx".
+func (img *Image) Format() string { return Name }
+
+// Close closes the parent and the file.
+func (img *Image) Close() error {
+	var err error
+	if img.parent != nil {
+		err = img.parent.Close()
+	}
+	if cerr := img.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Backing is the open parent, or nil.
+func (img *Image) Backing() formats.Image {
+	if img.parent == nil {
+		return nil // a nil *Image must not become a non-nil interface
+	}
+	return img.parent
+}
+
+// BackingName is the locator path used to open the parent ("" if none).
+func (img *Image) BackingName() string {
+	if img.parentRef != "" {
+		return img.parentRef
+	}
+	if img.hasParent {
+		if refs := img.parentRefs(); len(refs) > 0 {
+			return refs[0]
+		}
+	}
+	return ""
+}
+
+// BackingPath is the parent's resolved path.
+func (img *Image) BackingPath() string { return img.parentPath }
+
+// BackingFormat is "vhdx" for a differencing disk.
+func (img *Image) BackingFormat() string {
+	if img.hasParent {
+		return Name
+	}
+	return ""
+}
+
+// ClusterSize is the payload block size.
+func (img *Image) ClusterSize() int64 { return img.blockSize }
+
+// Info reports the block size as qemu's cluster-size; qemu has no
+// format-specific data for VHDX.
+func (img *Image) Info() formats.Info { return formats.Info{ClusterSize: img.blockSize} }
+
+// entry returns the BAT entry of payload block blk.
+func (img *Image) entry(blk int64) uint64 {
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	return img.bat[img.batIndex(blk)]
+}
+
+// ReadAt reads the virtual disk. Safe for concurrent use.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, img.size)
+	if n == 0 {
+		return 0, eof
+	}
+	if err := img.read(p[:n], off); err != nil {
+		return 0, err
+	}
+	return n, eof
+}
+
+func (img *Image) read(p []byte, off int64) error {
+	for len(p) > 0 {
+		blk, in := off/img.blockSize, off%img.blockSize
+		e := img.entry(blk)
+		n := min(int64(len(p)), img.blockSize-in)
+		var err error
+		switch batState(e) {
+		case payloadFull:
+			// Coalesce following blocks stored right after this one.
+			host := batOffset(e) + in
+			for n < int64(len(p)) {
+				next := img.entry(blk + 1)
+				if batState(next) != payloadFull || batOffset(next) != host+n {
+					break
+				}
+				blk++
+				n = min(int64(len(p)), n+img.blockSize)
+			}
+			err = readFull(img.r, p[:n], host)
+		case payloadPartial:
+			err = img.readPartial(p[:n], blk, in, e)
+		case payloadNotPres:
+			for n < int64(len(p)) && batState(img.entry(blk+1)) == payloadNotPres {
+				blk++
+				n = min(int64(len(p)), n+img.blockSize)
+			}
+			err = formats.ReadBacking(img.Backing(), p[:n], off)
+		default: // ZERO, UNDEFINED, UNMAPPED
+			clear(p[:n])
+		}
+		if err != nil {
+			return err
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+// sectorRuns calls fn for each run of sectors of block blk in [in, in+n)
+// (byte offsets inside the block) with present=true where the sector bitmap
+// says this file holds the data.
+func (img *Image) sectorRuns(blk, in, n int64, fn func(start, length int64, present bool) error) error {
+	img.mu.RLock()
+	bm := img.bat[img.bitmapIndex(blk)]
+	img.mu.RUnlock()
+	ss := img.logicalSector
+	first, last := in/ss, (in+n-1)/ss // sectors inside the block
+	bit0 := (blk%img.chunkRatio)*img.sectorsPerBlk + first
+	bitN := (blk%img.chunkRatio)*img.sectorsPerBlk + last
+	bitmap := make([]byte, bitN/8-bit0/8+1)
+	if err := readFull(img.r, bitmap, batOffset(bm)+bit0/8); err != nil {
+		return err
+	}
+	bitAt := func(s int64) bool {
+		b := bit0 + s - first - bit0/8*8
+		return bitmap[b/8]>>(b%8)&1 != 0
+	}
+	for s := first; s <= last; {
+		present := bitAt(s)
+		e := s + 1
+		for e <= last && bitAt(e) == present {
+			e++
+		}
+		start, end := max(in, s*ss), min(in+n, e*ss)
+		if err := fn(start, end-start, present); err != nil {
+			return err
+		}
+		s = e
+	}
+	return nil
+}
+
+func (img *Image) readPartial(p []byte, blk, in int64, e uint64) error {
+	base := blk * img.blockSize
+	return img.sectorRuns(blk, in, int64(len(p)), func(start, length int64, present bool) error {
+		dst := p[start-in : start-in+length]
+		if present {
+			return readFull(img.r, dst, batOffset(e)+start)
+		}
+		return formats.ReadBacking(img.Backing(), dst, base+start)
+	})
+}
+
+// Extents reports the BAT's view: FULLY_PRESENT blocks (and present
+// sectors of PARTIALLY_PRESENT ones) are Data at their file offset; ZERO,
+// UNDEFINED and UNMAPPED blocks read as zeros and are Zero; NOT_PRESENT
+// blocks (and absent sectors) are Unallocated: the parent's, or zeros.
+func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("%s: negative offset %d", img.name, off)
+	}
+	length = min(length, img.size-off)
+	var out []formats.Extent
+	add := func(e formats.Extent) {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if last.Kind == e.Kind && last.End() == e.Offset &&
+				((last.HostOffset < 0 && e.HostOffset < 0) || (last.HostOffset >= 0 && last.HostOffset+last.Length == e.HostOffset)) {
+				last.Length += e.Length
+				return
+			}
+		}
+		out = append(out, e)
+	}
+	for length > 0 {
+		blk, in := off/img.blockSize, off%img.blockSize
+		n := min(length, img.blockSize-in)
+		e := img.entry(blk)
+		switch batState(e) {
+		case payloadFull:
+			add(formats.Extent{Offset: off, Length: n, Kind: formats.Data, HostOffset: batOffset(e) + in})
+		case payloadPartial:
+			base := blk * img.blockSize
+			err := img.sectorRuns(blk, in, n, func(start, l int64, present bool) error {
+				if present {
+					add(formats.Extent{Offset: base + start, Length: l, Kind: formats.Data, HostOffset: batOffset(e) + start})
+				} else {
+					add(formats.Extent{Offset: base + start, Length: l, Kind: formats.Unallocated, HostOffset: -1})
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		case payloadNotPres:
+			add(formats.Extent{Offset: off, Length: n, Kind: formats.Unallocated, HostOffset: -1})
+		default:
+			add(formats.Extent{Offset: off, Length: n, Kind: formats.Zero, HostOffset: -1})
+		}
+		off, length = off+n, length-n
+	}
+	return out, nil
+}

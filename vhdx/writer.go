@@ -1,0 +1,521 @@
+package vhdx
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// LogicalSectorOption is vdisk's create option for the logical sector size
+// (qemu always writes 512).
+const LogicalSectorOption = "logical_sector_size"
+
+var createOptions = []formats.OptionSpec{
+	{Name: "subformat", Type: formats.OptString, Default: "dynamic", Values: []string{"dynamic", "fixed"},
+		Help: "VHDX format type, can be either 'dynamic' or 'fixed'. Default is 'dynamic'."},
+	{Name: "block_size", Type: formats.OptSize, Default: "0",
+		Help: "Block Size; min 1MB, max 256MB. 0 means auto-calculate based on image size."},
+	{Name: "log_size", Type: formats.OptSize, Default: "1M", Help: "Log size; min 1MB."},
+	{Name: "block_state_zero", Type: formats.OptBool, Default: "on",
+		Help: "Force use of payload blocks of type 'ZERO'. Non-standard, but default.  Do not set to 'off' when using 'qemu-img convert' with subformat=dynamic."},
+	{Name: LogicalSectorOption, Type: formats.OptInt, Default: "512", Values: nil,
+		Help: "Logical sector size in bytes, 512 or 4096 (vdisk only)"},
+	{Name: "backing_file", Type: formats.OptString, Help: "File name of the parent VHDX (differencing disk)"},
+	{Name: "backing_fmt", Type: formats.OptString, Help: "Image format of the parent (vhdx)"},
+}
+
+// Writer is a VHDX image being written. WriteAt may be called concurrently
+// on disjoint ranges; Flush writes the BAT; Close flushes.
+type Writer struct {
+	*Image
+	fixed     bool
+	allocMu   sync.Mutex // serialises block allocation
+	fileEnd   int64      // next free 1 MiB-aligned file offset
+	dirty     []bool     // BAT pages (4 KiB) to write at Flush
+	written   []uint64   // fixed disks: blocks ever written (bitset)
+	closeOnce sync.Once
+}
+
+// createParams are the validated create options.
+type createParams struct {
+	size          int64
+	blockSize     int64
+	logSize       int64
+	logicalSector int64
+	fixed         bool
+	stateZero     bool
+	backing       string
+	backingFmt    string
+}
+
+func parseCreate(req formats.CreateRequest) (createParams, error) {
+	o := req.Options
+	p := createParams{size: req.Size, fixed: o.String("subformat") == "fixed", stateZero: o.Bool("block_state_zero"),
+		backing: o.String("backing_file"), backingFmt: o.String("backing_fmt"), logicalSector: o.Int(LogicalSectorOption)}
+	if p.logicalSector != 512 && p.logicalSector != 4096 {
+		return p, fmt.Errorf("%w: %s=%d: want 512 or 4096", formats.ErrInvalidOption, LogicalSectorOption, p.logicalSector)
+	}
+	if p.size < 0 {
+		return p, fmt.Errorf("%w: negative size", formats.ErrInvalidOption)
+	}
+	p.size = roundUp(p.size, p.logicalSector)
+	if p.size > maxVirtualSize {
+		return p, fmt.Errorf("%w: Image size too large; max of 64TB", formats.ErrInvalidOption)
+	}
+	var err error
+	if p.blockSize, err = blockSizeFor(o.Size("block_size"), p.size); err != nil {
+		return p, err
+	}
+	p.logSize = roundUp(o.Size("log_size"), mib)
+	if p.logSize < mib || p.logSize > 4096*mib-mib {
+		return p, fmt.Errorf("%w: log_size: must be from 1 MiB to 4095 MiB", formats.ErrInvalidOption)
+	}
+	if p.backingFmt != "" && p.backingFmt != Name {
+		return p, formats.Unsupportedf(req.Name, "a VHDX parent must be VHDX, not %q", p.backingFmt)
+	}
+	if p.backing != "" && p.fixed {
+		return p, fmt.Errorf("%w: a differencing disk cannot be subformat=fixed", formats.ErrInvalidOption)
+	}
+	return p, nil
+}
+
+// blockSizeFor applies qemu's rules: 0 picks by virtual size; otherwise
+// round up to a MiB, clamp to 256 MiB, and require a power of two.
+func blockSizeFor(bs, size int64) (int64, error) {
+	if bs == 0 {
+		switch {
+		case size > 32<<40:
+			bs = 64 * mib
+		case size > 100<<30:
+			bs = 32 * mib
+		case size > 1<<30:
+			bs = 16 * mib
+		default:
+			bs = 8 * mib
+		}
+	}
+	bs = min(roundUp(bs, mib), maxBlockSize)
+	if bits.OnesCount64(uint64(bs)) != 1 {
+		return 0, fmt.Errorf("%w: Block size must be a power of two", formats.ErrInvalidOption)
+	}
+	return bs, nil
+}
+
+// Create makes a new VHDX in req.File.
+func Create(req formats.CreateRequest) (*Writer, error) {
+	p, err := parseCreate(req)
+	if err != nil {
+		return nil, err
+	}
+	img := &Image{f: req.File, r: req.File, name: req.Name, size: p.size, blockSize: p.blockSize,
+		logicalSector: p.logicalSector, physicalSector: max(4096, p.logicalSector), leaveAllocated: p.fixed}
+	if img.name == "" {
+		img.name = req.File.Name()
+	}
+	if img.page83, err = newGUID(); err != nil {
+		return nil, err
+	}
+	var parent *Image
+	if p.backing != "" {
+		if parent, err = img.attachParent(req, p); err != nil {
+			return nil, err
+		}
+	}
+	w := &Writer{Image: img, fixed: p.fixed}
+	if err := w.layout(p); err != nil {
+		w.closeParent()
+		return nil, err
+	}
+	if err := w.writeStructures(p, parent); err != nil {
+		w.closeParent()
+		return nil, err
+	}
+	return w, nil
+}
+
+// attachParent opens the backing VHDX and makes this disk its child.
+func (img *Image) attachParent(req formats.CreateRequest, p createParams) (*Image, error) {
+	pi, err := formats.OpenReference(img.name, p.backing, Name, req.Open)
+	if err != nil {
+		return nil, err
+	}
+	parent, ok := pi.(*Image)
+	if !ok {
+		pi.Close()
+		return nil, formats.Unsupportedf(img.name, "a VHDX parent must be VHDX")
+	}
+	if img.size == 0 {
+		img.size = parent.size
+	}
+	if img.size != parent.size || img.logicalSector != parent.logicalSector {
+		parent.Close()
+		return nil, fmt.Errorf("%w: a differencing VHDX must have its parent's size (%d) and logical sector size (%d)",
+			formats.ErrInvalidOption, parent.size, parent.logicalSector)
+	}
+	if p.blockSize == 0 || !req.Options.IsSet("block_size") {
+		img.blockSize = parent.blockSize
+	}
+	img.hasParent, img.page83, img.physicalSector = true, parent.page83, parent.physicalSector
+	img.parent, img.parentRef = parent, p.backing
+	img.parentPath, _ = req.Open.Resolver.Resolve(img.name, p.backing)
+	img.locator = locatorFor(img.name, p.backing, parent.hdr.DataWriteGUID)
+	return parent, nil
+}
+
+// locatorFor builds the parent locator: the linkage GUID and the path as
+// given, as a Windows relative path (or absolute path).
+func locatorFor(child, backing string, dataWrite guid) parentLocator {
+	pl := parentLocator{Keys: []string{"parent_linkage"}, Values: map[string]string{
+		"parent_linkage": "{" + dataWrite.String() + "}"}}
+	rel := backing
+	if filepath.IsAbs(backing) {
+		if r, err := filepath.Rel(filepath.Dir(child), backing); err == nil {
+			rel = r
+		}
+		pl.Keys = append(pl.Keys, "absolute_win32_path")
+		pl.Values["absolute_win32_path"] = strings.ReplaceAll(filepath.ToSlash(backing), "/", `\`)
+	}
+	if !filepath.IsAbs(rel) {
+		pl.Keys = append(pl.Keys, "relative_path")
+		pl.Values["relative_path"] = strings.ReplaceAll(filepath.ToSlash(rel), "/", `\`)
+	}
+	return pl
+}
+
+func (w *Writer) closeParent() {
+	if w.parent != nil {
+		w.parent.Close()
+		w.parent = nil
+	}
+}
+
+// layout places the log at 1 MiB, then the metadata region (1 MiB), the
+// BAT (rounded up to 1 MiB) and the payload blocks.
+func (w *Writer) layout(p createParams) error {
+	img := w.Image
+	img.sectorsPerBlk = img.blockSize / img.logicalSector
+	img.chunkRatio = sectorsPerBitmap * img.logicalSector / img.blockSize
+	img.payloadBlocks = (img.size + img.blockSize - 1) / img.blockSize
+	n := img.batEntries()
+	if err := (formats.Limits{}).CheckTable(img.name, "BAT", -1, uint64(n), batEntrySize); err != nil {
+		return fmt.Errorf("%w (use a larger block_size)", err)
+	}
+	img.hdr = header{Version: 1, LogLength: uint32(p.logSize), LogOffset: headerSection}
+	img.metaOff = headerSection + p.logSize
+	img.batOff = img.metaOff + mib
+	img.batLen = max(mib, roundUp(n*batEntrySize, mib))
+	w.fileEnd = img.batOff + img.batLen
+	img.fileSize = w.fileEnd
+	img.regions = []fileSpan{{0, headerSection, "header section"}, {headerSection, p.logSize, "log"},
+		{img.metaOff, mib, "metadata region"}, {img.batOff, img.batLen, "BAT region"}}
+	img.bat = make([]uint64, n)
+	w.dirty = make([]bool, (n*batEntrySize+logSectorSize-1)/logSectorSize)
+	var state uint8 = payloadNotPres
+	if p.stateZero && !img.hasParent {
+		state = payloadZero
+	}
+	for blk := int64(0); blk < img.payloadBlocks; blk++ {
+		if p.fixed {
+			img.bat[img.batIndex(blk)] = batEntry(payloadFull, uint64(w.fileEnd))
+			w.fileEnd += img.blockSize
+		} else {
+			img.bat[img.batIndex(blk)] = batEntry(state, 0)
+		}
+	}
+	if p.fixed {
+		w.written = make([]uint64, (img.payloadBlocks+63)/64)
+	}
+	for i := range w.dirty {
+		w.dirty[i] = true
+	}
+	return nil
+}
+
+// writeStructures writes the header section, the metadata and the BAT.
+func (w *Writer) writeStructures(p createParams, parent *Image) error {
+	img := w.Image
+	var err error
+	if img.hdr.FileWriteGUID, err = newGUID(); err != nil {
+		return err
+	}
+	if img.hdr.DataWriteGUID, err = newGUID(); err != nil {
+		return err
+	}
+	ident := make([]byte, 64*kib)
+	copy(ident, sigFile[:])
+	copy(ident[8:8+fileIdentCreatorSize], encodeUTF16("vdisk"))
+	h1 := img.hdr
+	h1.Sequence = 1
+	h2 := h1
+	h2.Sequence = 2
+	img.hdr, img.hdrSlot = h2, 1
+	rt := encodeRegionTable([]region{
+		{GUID: regionBAT, Offset: uint64(img.batOff), Length: uint32(img.batLen), Required: true},
+		{GUID: regionMetadata, Offset: uint64(img.metaOff), Length: mib, Required: true},
+	})
+	writes := []struct {
+		b   []byte
+		off int64
+	}{{ident, 0}, {h1.encode(), header1Offset}, {h2.encode(), header2Offset}, {rt, region1Offset}, {rt, region2Offset},
+		{w.encodeMetadata(), img.metaOff}}
+	for _, wr := range writes {
+		if _, err := img.f.WriteAt(wr.b, wr.off); err != nil {
+			return fmt.Errorf("%s: writing VHDX structures: %w", img.name, err)
+		}
+	}
+	return w.Flush()
+}
+
+// encodeMetadata returns the metadata region's table and items.
+func (w *Writer) encodeMetadata() []byte {
+	img := w.Image
+	le := binary.LittleEndian
+	fp := make([]byte, 8)
+	le.PutUint32(fp, uint32(img.blockSize))
+	var flags uint32
+	if img.leaveAllocated {
+		flags |= fileParamLeaveAllocated
+	}
+	if img.hasParent {
+		flags |= fileParamHasParent
+	}
+	le.PutUint32(fp[4:], flags)
+	vs := le.AppendUint64(nil, uint64(img.size))
+	ls := le.AppendUint32(nil, uint32(img.logicalSector))
+	ps := le.AppendUint32(nil, uint32(img.physicalSector))
+	type item struct {
+		g     guid
+		data  []byte
+		flags uint32
+	}
+	disk := uint32(metaFlagRequired | metaFlagVirtualDisk)
+	items := []item{{itemFileParams, fp, metaFlagRequired}, {itemVirtualSize, vs, disk},
+		{itemPage83, img.page83[:], disk}, {itemLogicalSect, ls, disk}, {itemPhysicalSect, ps, disk}}
+	if img.hasParent {
+		items = append(items, item{itemParentLoc, img.locator.encode(), metaFlagRequired})
+	}
+	region := make([]byte, metaTableSize, 2*metaTableSize)
+	var es []metaEntry
+	for _, it := range items {
+		es = append(es, metaEntry{GUID: it.g, Offset: uint32(len(region)), Length: uint32(len(it.data)), Flags: it.flags})
+		region = append(region, it.data...)
+	}
+	copy(region, encodeMetaTable(es))
+	img.meta = es
+	return region
+}
+
+// ClusterSize is the payload block size: the allocation granularity.
+func (w *Writer) ClusterSize() int64 { return w.blockSize }
+
+// WriteAt writes virtual disk bytes, allocating blocks as needed.
+func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
+	if err := formats.CheckWrite(w.name, len(p), off, w.size); err != nil {
+		return 0, err
+	}
+	done := 0
+	for done < len(p) {
+		blk, in := off/w.blockSize, off%w.blockSize
+		n := int(min(int64(len(p)-done), w.blockSize-in))
+		host, err := w.blockForWrite(blk, in, int64(n))
+		if err != nil {
+			return done, err
+		}
+		if _, err := w.f.WriteAt(p[done:done+n], host+in); err != nil {
+			return done, err
+		}
+		done += n
+		off += int64(n)
+	}
+	return done, nil
+}
+
+// blockForWrite returns the file offset of block blk, allocating it (and,
+// in a differencing disk, copying the parent's data around [in, in+n)) the
+// first time.
+func (w *Writer) blockForWrite(blk, in, n int64) (int64, error) {
+	if e := w.entry(blk); batState(e) == payloadFull {
+		if w.written != nil {
+			w.markWritten(blk)
+		}
+		return batOffset(e), nil
+	}
+	w.allocMu.Lock()
+	defer w.allocMu.Unlock()
+	if e := w.entry(blk); batState(e) == payloadFull {
+		return batOffset(e), nil
+	}
+	host := w.fileEnd
+	w.fileEnd += w.blockSize
+	old := batState(w.entry(blk))
+	if w.hasParent && old == payloadNotPres {
+		if err := w.copyParent(blk, host, in, n); err != nil {
+			return 0, err
+		}
+	}
+	w.setEntry(w.batIndex(blk), batEntry(payloadFull, uint64(host)))
+	return host, nil
+}
+
+func (w *Writer) markWritten(blk int64) {
+	w.allocMu.Lock()
+	w.written[blk/64] |= 1 << (blk % 64)
+	w.allocMu.Unlock()
+}
+
+func (w *Writer) wasWritten(blk int64) bool {
+	w.allocMu.Lock()
+	defer w.allocMu.Unlock()
+	return w.written[blk/64]&(1<<(blk%64)) != 0
+}
+
+// copyParent copies the parent's content of block blk outside [in, in+n)
+// into the new block at host.
+func (w *Writer) copyParent(blk, host, in, n int64) error {
+	buf := make([]byte, min(w.blockSize, 1*mib))
+	base := blk * w.blockSize
+	for _, r := range [][2]int64{{0, in}, {in + n, w.blockSize}} {
+		for pos := r[0]; pos < r[1]; {
+			c := min(r[1]-pos, int64(len(buf)))
+			if err := formats.ReadBacking(w.Backing(), buf[:c], base+pos); err != nil {
+				return err
+			}
+			if !isZero(buf[:c]) {
+				if _, err := w.f.WriteAt(buf[:c], host+pos); err != nil {
+					return err
+				}
+			}
+			pos += c
+		}
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *Writer) setEntry(i int64, e uint64) {
+	w.mu.Lock()
+	w.bat[i] = e
+	w.dirty[i*batEntrySize/logSectorSize] = true
+	w.mu.Unlock()
+}
+
+// WriteZeroes records [off, off+length) as zeros: whole unallocated blocks
+// become (or stay) ZERO or unallocated-reading-zeros; the rest is written.
+func (w *Writer) WriteZeroes(off, length int64) error {
+	if off < 0 || length < 0 || off > w.size || length > w.size-off {
+		return fmt.Errorf("%s: zero range %d+%d outside the %d-byte disk", w.name, off, length, w.size)
+	}
+	zero := make([]byte, min(length, w.blockSize, 1*mib))
+	for length > 0 {
+		blk, in := off/w.blockSize, off%w.blockSize
+		n := min(length, w.blockSize-in)
+		if err := w.zeroBlock(blk, in, n, zero); err != nil {
+			return err
+		}
+		off, length = off+n, length-n
+	}
+	return nil
+}
+
+func (w *Writer) zeroBlock(blk, in, n int64, zero []byte) error {
+	e := w.entry(blk)
+	state := batState(e)
+	whole := in == 0 && (n == w.blockSize || blk*w.blockSize+n == w.size)
+	switch {
+	case state == payloadFull && w.written != nil && !w.wasWritten(blk):
+		return nil // a fixed disk's never-written block: still zeros
+	case state == payloadFull:
+	case !w.hasParent:
+		return nil // unallocated blocks of a standalone disk read as zeros
+	case whole:
+		w.allocMu.Lock()
+		defer w.allocMu.Unlock()
+		if batState(w.entry(blk)) != payloadFull {
+			w.setEntry(w.batIndex(blk), batEntry(payloadZero, 0))
+			return nil
+		}
+	}
+	base := blk*w.blockSize + in
+	for done := int64(0); done < n; {
+		c := min(n-done, int64(len(zero)))
+		if _, err := w.WriteAt(zero[:c], base+done); err != nil {
+			return err
+		}
+		done += c
+	}
+	return nil
+}
+
+// Flush writes the changed BAT pages and extends the file over every
+// allocated block.
+func (w *Writer) Flush() error {
+	w.allocMu.Lock()
+	defer w.allocMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	page := make([]byte, logSectorSize)
+	n := int64(len(w.bat))
+	for pg := 0; pg < len(w.dirty); {
+		if !w.dirty[pg] {
+			pg++
+			continue
+		}
+		// Write a run of dirty pages in one call.
+		end := pg
+		for end < len(w.dirty) && w.dirty[end] {
+			end++
+		}
+		first := int64(pg) * logSectorSize / batEntrySize
+		last := min(n, int64(end)*logSectorSize/batEntrySize)
+		buf := page[:0]
+		if need := (last - first) * batEntrySize; int64(cap(buf)) < need {
+			buf = make([]byte, 0, need)
+		}
+		for _, e := range w.bat[first:last] {
+			buf = binary.LittleEndian.AppendUint64(buf, e)
+		}
+		if _, err := w.f.WriteAt(buf, w.batOff+first*batEntrySize); err != nil {
+			return fmt.Errorf("%s: writing BAT: %w", w.name, err)
+		}
+		for i := pg; i < end; i++ {
+			w.dirty[i] = false
+		}
+		pg = end
+	}
+	size, err := w.f.Size()
+	if err != nil {
+		return err
+	}
+	if size < w.fileEnd {
+		if err := w.f.Truncate(w.fileEnd); err != nil {
+			return err
+		}
+	}
+	w.fileSize = max(size, w.fileEnd)
+	return nil
+}
+
+// Close flushes and closes the image.
+func (w *Writer) Close() error {
+	var err error
+	w.closeOnce.Do(func() {
+		err = w.Flush()
+		if cerr := w.Image.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
