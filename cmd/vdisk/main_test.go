@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vdiskio/vdisk/internal/qemutest"
+)
+
+// TestMain lets the test binary act as the vdisk command (for tests that
+// signal a real process): with VDISK_TEST_MAIN=1 it runs the CLI.
+func TestMain(m *testing.M) {
+	if os.Getenv("VDISK_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// vdisk runs the CLI in-process and returns stdout, stderr and the exit code.
+func vdisk(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// sparseRaw makes a 64 MiB raw file with three data regions (as qemu-img.md's
+// examples) using qemu-io.
+func sparseRaw(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "base.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", path, "64M")
+	qemutest.IO(t, "raw", path, "write -P 0x5a 0 4k", "write -P 0xa5 10M 2M", "write -P 0x11 40000k 3k")
+	return path
+}
+
+func TestOutputsMatchQemuForRaw(t *testing.T) {
+	dir := t.TempDir()
+	path := sparseRaw(t, dir)
+	for _, args := range [][]string{
+		{"info", "--output=json", path},
+		{"info", path},
+		{"map", "--output=json", path},
+		{"map", path},
+		{"measure", "--output=json", "-O", "raw", path},
+		{"measure", "-O", "raw", "--size", "1G"},
+		{"measure", "--output=json", "-O", "raw", "--size", "3G"},
+	} {
+		want := qemutest.Img(t, args...)
+		got, stderr, code := vdisk(t, args...)
+		if code != 0 || got != want {
+			t.Errorf("vdisk %s: exit %d, stderr %q\n got: %q\nwant: %q", strings.Join(args, " "), code, stderr, got, want)
+		}
+	}
+}
+
+func TestConvertRawMatchesQemu(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	ours, theirs := filepath.Join(dir, "ours.raw"), filepath.Join(dir, "theirs.raw")
+	if _, stderr, code := vdisk(t, "convert", "-O", "raw", src, ours); code != 0 {
+		t.Fatalf("convert: %d %s", code, stderr)
+	}
+	qemutest.Img(t, "convert", "-f", "raw", "-O", "raw", src, theirs)
+	qemutest.RequireSame(t, "raw", theirs, "raw", ours)
+	qi, vi := qemutest.Info(t, "raw", theirs), qemutest.Info(t, "raw", ours)
+	if qi["actual-size"] != vi["actual-size"] {
+		t.Errorf("allocated: vdisk %v, qemu-img %v", vi["actual-size"], qi["actual-size"])
+	}
+}
+
+func TestConvertIntoExisting(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	dst := filepath.Join(dir, "existing.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", dst, "64M")
+	qemutest.IO(t, "raw", dst, "write -P 0x77 0 64M")
+	if _, stderr, code := vdisk(t, "convert", "-n", "-O", "raw", src, dst); code != 0 {
+		t.Fatalf("convert -n: %d %s", code, stderr)
+	}
+	qemutest.RequireSame(t, "raw", src, "raw", dst)
+	if _, stderr, code := vdisk(t, "convert", "--target-is-zero", "-O", "raw", src, dst); code != 1 || !strings.Contains(stderr, "requires use of -n") {
+		t.Errorf("--target-is-zero without -n: %d %q", code, stderr)
+	}
+}
+
+func TestCompareExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	a := sparseRaw(t, dir)
+	b := filepath.Join(dir, "b.raw")
+	qemutest.Img(t, "convert", "-O", "raw", a, b)
+	bigger := filepath.Join(dir, "bigger.raw")
+	qemutest.Img(t, "convert", "-O", "raw", a, bigger)
+	qemutest.Img(t, "resize", "-f", "raw", bigger, "65M")
+	for _, tc := range []struct {
+		setup func()
+		args  []string
+		code  int
+		out   string
+	}{
+		{args: []string{"compare", a, b}, code: 0, out: "Images are identical.\n"},
+		{args: []string{"compare", a, bigger}, code: 0, out: "Warning: Image size mismatch!\nImages are identical.\n"},
+		{args: []string{"compare", "-s", a, bigger}, code: 1, out: "Strict mode: Image size mismatch!\n"},
+		{args: []string{"compare", a, filepath.Join(dir, "missing")}, code: 2},
+		{setup: func() { qemutest.IO(t, "raw", b, "write -P 1 1M 1") }, args: []string{"compare", a, b}, code: 1, out: "Content mismatch at offset 1048576!\n"},
+		{setup: func() { qemutest.IO(t, "raw", bigger, "write -P 1 64M 1") }, args: []string{"compare", a, bigger}, code: 1, out: "Warning: Image size mismatch!\nContent mismatch at offset 67108864!\n"},
+	} {
+		if tc.setup != nil {
+			tc.setup()
+		}
+		q := qemutest.Exec(t, "qemu-img", tc.args...)
+		out, _, code := vdisk(t, tc.args...)
+		if code != tc.code || q.Code != tc.code {
+			t.Errorf("%v: vdisk exit %d, qemu-img %d, want %d", tc.args, code, q.Code, tc.code)
+		}
+		if tc.out != "" && (out != tc.out || q.Stdout != tc.out) {
+			t.Errorf("%v: vdisk said %q, qemu-img %q, want %q", tc.args, out, q.Stdout, tc.out)
+		}
+	}
+}
+
+// TestBadInput: every bad input is one line on stderr and exit 1.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.raw")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.img")
+	for _, args := range [][]string{
+		{"info", filepath.Join(dir, "missing")},
+		{"info", dir},
+		{"info", empty},
+		{"convert", empty, out},
+		{"convert", "-O", "nosuch", src, out},
+		{"convert", "-o", "nosuch=1", src, out},
+		{"convert", "-o", "preallocation", src, out},
+		{"convert", "-o", "preallocation=sometimes", src, out},
+		{"convert", "-S", "12Q", src, out},
+		{"convert", "-S", "100", src, out},
+		{"convert", "-m", "17", src, out},
+		{"convert", src, src},
+		{"convert", src, link},
+		{"convert", "-f", "qcow3", src, out},
+		{"create", "-f", "raw", out, "12Q"},
+		{"create", "-f", "raw", out, "8E"},
+		{"create", "-f", "raw", out, "99999999999999999999"},
+		{"create", "-f", "raw", out, "--", "-1"},
+		{"create", "-f", "raw", "-o", "size=-5", out},
+		{"create", "-f", "raw", out},
+		{"create", "-f", "nosuch", out, "1M"},
+		{"map", "--output=xml", src},
+		{"resize", src, "-1G"},
+		{"resize", src, "+99999999999E"},
+		{"check", "-r", "sometimes", src},
+	} {
+		stdout, stderr, code := vdisk(t, args...)
+		lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+		if code != 1 || len(lines) != 1 || !strings.HasPrefix(stderr, "vdisk: ") {
+			t.Errorf("vdisk %s: exit %d, stderr %q (stdout %q); want exit 1 and one line", strings.Join(args, " "), code, stderr, stdout)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("vdisk %s left %s", strings.Join(args, " "), out)
+			os.Remove(out)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("bad inputs left files: %v", entries)
+	}
+}
+
+func TestCheckUnsupportedExit63(t *testing.T) {
+	src := sparseRaw(t, t.TempDir())
+	_, stderr, code := vdisk(t, "check", src)
+	if code != 63 || !strings.Contains(stderr, "does not support checks") {
+		t.Fatalf("check raw: exit %d %q, want 63", code, stderr)
+	}
+}
+
+func TestCreateAndOptionsHelp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.raw")
+	out, stderr, code := vdisk(t, "create", "-f", "raw", path, "1000001")
+	if code != 0 || out != "Formatting '"+path+"', fmt=raw size=1000001\n" {
+		t.Fatalf("create: %d %q %q", code, out, stderr)
+	}
+	info := qemutest.Info(t, "raw", path)
+	if info["virtual-size"].(float64) != 1000448 {
+		t.Errorf("size %v, want 1000448 (rounded up to a sector as qemu does)", info["virtual-size"])
+	}
+	help, _, code := vdisk(t, "create", "-f", "raw", "-o", "help")
+	if code != 0 || !strings.Contains(help, "preallocation=<str>") || !strings.Contains(help, "size=<size>") {
+		t.Errorf("-o help: %d %q", code, help)
+	}
+	if v, _, code := vdisk(t, "--version"); code != 0 || !strings.Contains(v, version) {
+		t.Errorf("--version: %d %q", code, v)
+	}
+}
+
+func TestResize(t *testing.T) {
+	path := sparseRaw(t, t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		size float64
+	}{
+		{[]string{"resize", path, "+1M"}, 65 << 20},
+		{[]string{"resize", "--shrink", path, "-2M"}, 63 << 20},
+		{[]string{"resize", path, "80M"}, 80 << 20},
+	} {
+		if out, stderr, code := vdisk(t, tc.args...); code != 0 || out != "Image resized.\n" {
+			t.Fatalf("%v: %d %q %q", tc.args, code, out, stderr)
+		}
+		if got := qemutest.Info(t, "raw", path)["virtual-size"].(float64); got != tc.size {
+			t.Errorf("%v: size %v, want %v", tc.args, got, tc.size)
+		}
+	}
+}
+
+// startConvert starts a conversion in a child process whose stdout (the
+// progress lines) nobody reads: once the pipe fills, the child blocks in the
+// middle of the conversion, with its temporary output in place.
+func startConvert(t *testing.T, src, dst string) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "convert", "-p", "-m", "1", "-O", "raw", src, dst)
+	cmd.Env = append(os.Environ(), "VDISK_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout
+}
+
+// manyExtents makes a raw file with a 4 KiB data block every 64 KiB, so a
+// conversion makes many thousands of progress steps.
+func manyExtents(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "many.raw")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	block := bytes.Repeat([]byte{0xee}, 4096)
+	for off := int64(0); off < 1<<30; off += 64 << 10 {
+		if _, err := f.WriteAt(block, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+// waitTemp reads progress until a temporary output file exists beside dst.
+func waitTemp(t *testing.T, stdout io.Reader, dir string) string {
+	t.Helper()
+	buf := make([]byte, 64)
+	for {
+		matches, _ := filepath.Glob(filepath.Join(dir, ".out.raw.vdisk-*.tmp"))
+		if len(matches) == 1 {
+			return matches[0]
+		}
+		if _, err := stdout.Read(buf); err != nil {
+			t.Fatalf("conversion ended before its temporary file was seen: %v", err)
+		}
+	}
+}
+
+func TestSignalLeavesNoOutput(t *testing.T) {
+	srcDir := t.TempDir()
+	src := manyExtents(t, srcDir)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			dst := filepath.Join(dir, "out.raw")
+			cmd, stdout := startConvert(t, src, dst)
+			tmp := waitTemp(t, stdout, dir)
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			go io.Copy(io.Discard, stdout) // let a blocked child run to its cleanup
+			err := cmd.Wait()
+			if err == nil {
+				t.Fatalf("conversion killed by %v exited 0", sig)
+			}
+			if _, err := os.Stat(dst); !os.IsNotExist(err) {
+				t.Fatalf("destination exists after %v: %v", sig, err)
+			}
+			_, err = os.Stat(tmp)
+			if sig != syscall.SIGKILL && !os.IsNotExist(err) {
+				t.Fatalf("temporary file %s left after %v", tmp, sig)
+			}
+		})
+	}
+}
