@@ -188,6 +188,9 @@ func (img *Image) readEmbedded(h sparseHeader) (*descriptor, error) {
 	if i := bytes.IndexByte(buf, 0); i >= 0 {
 		buf = buf[:i]
 	}
+	if len(bytes.TrimSpace(buf)) == 0 {
+		return nil, nil // a bare extent file (qemu's -s001 files reserve an empty area)
+	}
 	return parseDescriptor(img.name, buf)
 }
 

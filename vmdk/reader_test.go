@@ -17,7 +17,7 @@ import (
 func qemuWrites(size int64) []string {
 	return []string{
 		"write -P 0x11 0 4k",
-		"write -P 0x22 65024 1536", // straddles the first grain boundary
+		"write -P 0x22 65024 1536",  // straddles the first grain boundary
 		"write -P 0x33 33553920 1m", // straddles a grain table boundary
 		fmt.Sprintf("write -P 0x44 %d 512", size-512),
 	}

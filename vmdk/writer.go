@@ -1,8 +1,685 @@
 package vmdk
 
-import "github.com/vdiskio/vdisk/formats"
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
 
-// Create makes a new VMDK image.
-func Create(req formats.CreateRequest) (formats.Writable, error) {
-	return nil, formats.Unsupportedf(req.Name, "VMDK writing")
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
+)
+
+// writer is a new random-access VMDK: monolithicSparse, monolithicFlat,
+// twoGbMaxExtentSparse or twoGbMaxExtentFlat. WriteAt may be called from
+// several goroutines on disjoint ranges.
+type writer struct {
+	name   string
+	main   formats.File
+	size   int64
+	exts   []*wextent
+	extra  []formats.File // sibling extent files
+	parent formats.Image
+	closed bool
+}
+
+// wextent is one extent of a writer: a flat file or a sparse extent.
+type wextent struct {
+	start, length int64
+	file          formats.File
+	path          string // "" for the main file
+	sp            *sparseWriter
+}
+
+func createSparse(cfg *createConfig) (formats.Writable, error) {
+	w := &writer{name: cfg.req.Name, main: cfg.req.File, size: cfg.size}
+	if cfg.parent != nil {
+		w.parent = cfg.parent
+	}
+	if cfg.sub == subMonolithicSparse {
+		d := cfg.descriptor(subMonolithicSparse, []extentLine{{Access: "RW", Sectors: uint64(cfg.size / sectorSize), Type: "SPARSE", File: cfg.prefix + cfg.suffix}})
+		sp, err := newSparseWriter(cfg.req.File, cfg.size, cfg.zeroed, []byte(d.format()), cfg.req.Open.Limits)
+		if err != nil {
+			return nil, err
+		}
+		sp.parent, sp.parentOff = w.parent, 0
+		w.exts = []*wextent{{length: cfg.size, file: cfg.req.File, sp: sp}}
+		return w, nil
+	}
+	var lines []extentLine
+	var start int64
+	for i, n := range splitSizes(cfg.size) {
+		name := cfg.extentName("s", i+1)
+		f, err := w.sibling(cfg, name)
+		if err != nil {
+			return nil, err
+		}
+		sp, err := newSparseWriter(f, n, cfg.zeroed, nil, cfg.req.Open.Limits)
+		if err != nil {
+			return nil, err
+		}
+		sp.parent, sp.parentOff = w.parent, start
+		w.exts = append(w.exts, &wextent{start: start, length: n, file: f, path: f.Name(), sp: sp})
+		lines = append(lines, extentLine{Access: "RW", Sectors: uint64(n / sectorSize), Type: "SPARSE", File: name})
+		start += n
+	}
+	return w, writeDescriptorFile(cfg.req.File, cfg.descriptor(subTwoGbSparse, lines))
+}
+
+func createFlat(cfg *createConfig) (formats.Writable, error) {
+	w := &writer{name: cfg.req.Name, main: cfg.req.File, size: cfg.size}
+	sizes := []int64{cfg.size}
+	if cfg.sub == subTwoGbFlat {
+		sizes = splitSizes(cfg.size)
+	}
+	var lines []extentLine
+	var start int64
+	for i, n := range sizes {
+		name := cfg.extentName("f", i+1)
+		if cfg.sub == subMonolithicFlat {
+			name = cfg.extentName("flat", 0)
+		}
+		f, err := w.sibling(cfg, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.Truncate(n); err != nil {
+			return nil, err
+		}
+		w.exts = append(w.exts, &wextent{start: start, length: n, file: f, path: f.Name()})
+		lines = append(lines, extentLine{Access: "RW", Sectors: uint64(n / sectorSize), Type: "FLAT", File: name})
+		start += n
+	}
+	return w, writeDescriptorFile(cfg.req.File, cfg.descriptor(cfg.sub, lines))
+}
+
+func (w *writer) sibling(cfg *createConfig, name string) (formats.File, error) {
+	if cfg.req.Siblings == nil {
+		return nil, formats.Unsupportedf(cfg.req.Name, "subformat %s needs extra extent files, which this output cannot create", cfg.sub)
+	}
+	f, err := cfg.req.Siblings(name)
+	if err != nil {
+		return nil, err
+	}
+	w.extra = append(w.extra, f)
+	return f, nil
+}
+
+func (w *writer) Size() int64    { return w.size }
+func (w *writer) Format() string { return Name }
+
+// ClusterSize is the grain size for sparse subformats, 0 for flat ones.
+func (w *writer) ClusterSize() int64 {
+	if w.exts[0].sp != nil {
+		return w.exts[0].sp.grainBytes
+	}
+	return 0
+}
+
+// forExtents calls fn for every extent piece of [off, off+length).
+func (w *writer) forExtents(off, length int64, fn func(e *wextent, rel, n, done int64) error) error {
+	done := int64(0)
+	for done < length {
+		i, _ := slices.BinarySearchFunc(w.exts, off+done, func(e *wextent, v int64) int {
+			switch {
+			case e.start+e.length <= v:
+				return -1
+			case e.start > v:
+				return 1
+			}
+			return 0
+		})
+		if i >= len(w.exts) {
+			return fmt.Errorf("%s: offset %d outside the disk", w.name, off+done)
+		}
+		e := w.exts[i]
+		rel := off + done - e.start
+		n := min(length-done, e.length-rel)
+		if err := fn(e, rel, n, done); err != nil {
+			return err
+		}
+		done += n
+	}
+	return nil
+}
+
+// WriteAt writes p at virtual offset off.
+func (w *writer) WriteAt(p []byte, off int64) (int, error) {
+	if err := formats.CheckWrite(w.name, len(p), off, w.size); err != nil {
+		return 0, err
+	}
+	err := w.forExtents(off, int64(len(p)), func(e *wextent, rel, n, done int64) error {
+		if e.sp != nil {
+			return e.sp.writeAt(p[done:done+n], rel)
+		}
+		_, err := e.file.WriteAt(p[done:done+n], rel)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteZeroes records zeros: nothing for unallocated grains of a disk
+// without parent, zeroed-grain GTEs when enabled, holes in flat extents.
+func (w *writer) WriteZeroes(off, length int64) error {
+	if off < 0 || length < 0 || off > w.size || length > w.size-off {
+		return fmt.Errorf("%s: zero range %d+%d outside the disk", w.name, off, length)
+	}
+	return w.forExtents(off, length, func(e *wextent, rel, n, _ int64) error {
+		if e.sp != nil {
+			return e.sp.writeZeroes(rel, n)
+		}
+		if osf := formats.OSFileOf(e.file); osf != nil && sparse.PunchHole(osf, rel, n) == nil {
+			return nil
+		}
+		return writeZeroBytes(e.file, rel, n)
+	})
+}
+
+func writeZeroBytes(f formats.File, off, n int64) error {
+	zero := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		c := min(n, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:c], off); err != nil {
+			return err
+		}
+		off, n = off+c, n-c
+	}
+	return nil
+}
+
+// ReadAt reads back what was written (the parent where nothing was).
+func (w *writer) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, w.size)
+	if n == 0 {
+		return 0, eof
+	}
+	err := w.forExtents(off, int64(n), func(e *wextent, rel, c, done int64) error {
+		if e.sp != nil {
+			return e.sp.readAt(p[done:done+c], rel)
+		}
+		got, err := e.file.ReadAt(p[done:done+c], rel)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		clear(p[done+int64(got) : done+c])
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, eof
+}
+
+// Extents reports written grains as data, the rest unallocated.
+func (w *writer) Extents(off, length int64) ([]formats.Extent, error) {
+	length = min(length, w.size-off)
+	var out []formats.Extent
+	err := w.forExtents(off, max(length, 0), func(e *wextent, rel, n, _ int64) error {
+		if e.sp == nil {
+			out = append(out, formats.Extent{Offset: e.start + rel, Length: n, Kind: formats.Data, HostOffset: rel, HostFile: e.path})
+			return nil
+		}
+		var err error
+		out, err = e.sp.extents(out, e.start, rel, n, e.path)
+		return err
+	})
+	return formats.MergeExtents(out), err
+}
+
+// Backer, for delta disks.
+func (w *writer) Backing() formats.Image { return w.parent }
+func (w *writer) BackingName() string    { return "" }
+func (w *writer) BackingPath() string    { return "" }
+func (w *writer) BackingFormat() string {
+	if w.parent == nil {
+		return ""
+	}
+	return Name
+}
+
+// Flush writes the dirty grain tables and sets the file sizes.
+func (w *writer) Flush() error {
+	for _, e := range w.exts {
+		if e.sp != nil {
+			if err := e.sp.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Close flushes and closes the sibling files and the parent (the main file
+// belongs to the caller's output handling and is closed too).
+func (w *writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.Flush()
+	for _, f := range w.extra {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if w.parent != nil {
+		if cerr := w.parent.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if cerr := w.main.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// sparseWriter writes one hosted sparse extent in qemu's layout: header,
+// embedded descriptor (sectors 1-20), redundant GD and GTs, GD and GTs (all
+// GTs preallocated), then grains appended at the end of the file.
+type sparseWriter struct {
+	f          formats.File
+	hdr        sparseHeader
+	capacity   int64 // bytes
+	grainBytes int64
+	numGTs     int64
+	rgtOff     int64 // byte offset of the redundant GTs
+	gtOff      int64 // byte offset of the GTs
+	parent     formats.Image
+	parentOff  int64 // virtual offset of this extent in the disk
+
+	mu      sync.Mutex
+	next    int64 // byte offset of the next grain
+	tables  map[int64]*wtable
+	order   []int64 // table load order, for eviction
+	maxTabs int
+	pending map[int64]chan struct{} // grains being filled from the parent
+}
+
+// wtable is a grain table held by the writer.
+type wtable struct {
+	gte   [defaultGTEs]uint32
+	dirty bool
+}
+
+// maxWriterTables bounds the writer's GT cache (2 KiB each).
+const maxWriterTables = 4096
+
+func newSparseWriter(f formats.File, capacity int64, zeroed bool, desc []byte, lim formats.Limits) (*sparseWriter, error) {
+	grains := ceilDiv(uint64(capacity), defaultGrain*sectorSize)
+	numGTs := int64(ceilDiv(grains, defaultGTEs))
+	if err := lim.CheckTable(f.Name(), "grain directory", -1, uint64(numGTs), gteBytes); err != nil {
+		return nil, err
+	}
+	if len(desc) > embeddedDescSectors*sectorSize {
+		return nil, fmt.Errorf("%s: descriptor of %d bytes does not fit the embedded area", f.Name(), len(desc))
+	}
+	gdSectors := int64(ceilDiv(uint64(numGTs*gteBytes), sectorSize))
+	gtSectors := numGTs * defaultGTEs * gteBytes / sectorSize
+	rgd := int64(1 + embeddedDescSectors)
+	gd := rgd + gdSectors + gtSectors
+	end := gd + gdSectors + gtSectors
+	overhead := (end + defaultGrain - 1) / defaultGrain * defaultGrain
+	h := sparseHeader{Magic: sparseMagic, Version: 1, Flags: flagNewlineTest | flagRedundantGD,
+		Capacity: uint64(capacity / sectorSize), GrainSize: defaultGrain,
+		DescriptorOffset: 1, DescriptorSize: embeddedDescSectors, NumGTEsPerGT: defaultGTEs,
+		RGDOffset: uint64(rgd), GDOffset: uint64(gd), OverHead: uint64(overhead), NewlineCheck: newlineCheck}
+	if zeroed {
+		h.Version, h.Flags = 2, h.Flags|flagZeroedGrain
+	}
+	s := &sparseWriter{f: f, hdr: h, capacity: capacity, grainBytes: defaultGrain * sectorSize, numGTs: numGTs,
+		rgtOff: (rgd + gdSectors) * sectorSize, gtOff: (gd + gdSectors) * sectorSize,
+		next: overhead * sectorSize, tables: map[int64]*wtable{}, maxTabs: maxWriterTables,
+		pending: map[int64]chan struct{}{}}
+	if _, err := f.WriteAt(h.encode(), 0); err != nil {
+		return nil, err
+	}
+	if len(desc) > 0 {
+		if _, err := f.WriteAt(desc, sectorSize); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.writeGD(rgd*sectorSize, s.rgtOff); err != nil {
+		return nil, err
+	}
+	if err := s.writeGD(gd*sectorSize, s.gtOff); err != nil {
+		return nil, err
+	}
+	return s, f.Truncate(s.next)
+}
+
+// writeGD writes a fully populated grain directory at off whose GTs start
+// at gtOff.
+func (s *sparseWriter) writeGD(off, gtOff int64) error {
+	const batch = 64 << 10 / gteBytes
+	buf := make([]byte, 0, batch*gteBytes)
+	for i := int64(0); i < s.numGTs; i++ {
+		buf = binary.LittleEndian.AppendUint32(buf, uint32((gtOff+i*defaultGTEs*gteBytes)/sectorSize))
+		if len(buf) == cap(buf) || i == s.numGTs-1 {
+			if _, err := s.f.WriteAt(buf, off); err != nil {
+				return err
+			}
+			off += int64(len(buf))
+			buf = buf[:0]
+		}
+	}
+	return nil
+}
+
+// table returns grain table t, loading it (and evicting another) under s.mu.
+func (s *sparseWriter) table(t int64) (*wtable, error) {
+	if tab, ok := s.tables[t]; ok {
+		return tab, nil
+	}
+	if len(s.tables) >= s.maxTabs {
+		if err := s.evict(); err != nil {
+			return nil, err
+		}
+	}
+	tab := &wtable{}
+	raw := make([]byte, defaultGTEs*gteBytes)
+	if _, err := s.f.ReadAt(raw, s.gtOff+t*int64(len(raw))); err != nil && err != io.EOF {
+		return nil, err
+	}
+	for i := range tab.gte {
+		tab.gte[i] = binary.LittleEndian.Uint32(raw[i*gteBytes:])
+	}
+	s.tables[t] = tab
+	s.order = append(s.order, t)
+	return tab, nil
+}
+
+// evict writes back and drops the oldest half of the cached tables.
+func (s *sparseWriter) evict() error {
+	drop := s.order[:len(s.order)/2]
+	slices.Sort(drop)
+	if err := s.writeTables(drop); err != nil {
+		return err
+	}
+	for _, t := range drop {
+		delete(s.tables, t)
+	}
+	s.order = slices.Clone(s.order[len(s.order)/2:])
+	return nil
+}
+
+// writeTables writes the dirty tables among ts (sorted), both copies,
+// coalescing neighbours into one write.
+func (s *sparseWriter) writeTables(ts []int64) error {
+	const tableBytes = defaultGTEs * gteBytes
+	var buf []byte
+	first := int64(-1)
+	emit := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		for _, base := range []int64{s.gtOff, s.rgtOff} {
+			if _, err := s.f.WriteAt(buf, base+first*tableBytes); err != nil {
+				return err
+			}
+		}
+		buf = buf[:0]
+		return nil
+	}
+	for _, t := range ts {
+		tab := s.tables[t]
+		if tab == nil || !tab.dirty {
+			continue
+		}
+		if len(buf) > 0 && first+int64(len(buf))/tableBytes != t || len(buf) >= 1<<20 {
+			if err := emit(); err != nil {
+				return err
+			}
+		}
+		if len(buf) == 0 {
+			first = t
+		}
+		for _, e := range tab.gte {
+			buf = binary.LittleEndian.AppendUint32(buf, e)
+		}
+		tab.dirty = false
+	}
+	return emit()
+}
+
+// gte returns the entry of grain g under s.mu.
+func (s *sparseWriter) gte(g int64) (uint32, error) {
+	tab, err := s.table(g / defaultGTEs)
+	if err != nil {
+		return 0, err
+	}
+	return tab.gte[g%defaultGTEs], nil
+}
+
+func (s *sparseWriter) setGTE(g int64, v uint32) error {
+	tab, err := s.table(g / defaultGTEs)
+	if err != nil {
+		return err
+	}
+	tab.gte[g%defaultGTEs] = v
+	tab.dirty = true
+	return nil
+}
+
+func (s *sparseWriter) allocated(gte uint32) bool {
+	return gte > zeroedGrainGTE || gte == zeroedGrainGTE && s.hdr.Flags&flagZeroedGrain == 0
+}
+
+// writeAt writes p at extent offset off.
+func (s *sparseWriter) writeAt(p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := s.writeRun(p, off)
+		if err != nil {
+			return err
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// writeRun writes a prefix of p: either a run of whole new grains in one
+// write, or the part of p in one grain. It returns the bytes written.
+func (s *sparseWriter) writeRun(p []byte, off int64) (int, error) {
+	g := off / s.grainBytes
+	inGrain := off % s.grainBytes
+	piece := min(int64(len(p)), s.grainBytes-inGrain)
+	s.mu.Lock()
+	for {
+		ch, busy := s.pending[g]
+		if !busy {
+			break
+		}
+		s.mu.Unlock()
+		<-ch
+		s.mu.Lock()
+	}
+	gte, err := s.gte(g)
+	if err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	if s.allocated(gte) {
+		s.mu.Unlock()
+		_, err := s.f.WriteAt(p[:piece], int64(gte)*sectorSize+inGrain)
+		return int(piece), err
+	}
+	whole := inGrain == 0 && (piece == s.grainBytes || off+piece == s.capacity)
+	if whole {
+		return s.writeNewGrains(p, off)
+	}
+	host := s.next
+	s.next += s.grainBytes
+	if err := s.setGTE(g, uint32(host/sectorSize)); err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	if s.parent == nil {
+		// A new grain of a disk without parent: the rest of the grain is a
+		// hole past the end of the file, which reads as zeros.
+		s.mu.Unlock()
+		_, err := s.f.WriteAt(p[:piece], host+inGrain)
+		return int(piece), err
+	}
+	ch := make(chan struct{})
+	s.pending[g] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.pending, g)
+		s.mu.Unlock()
+		close(ch)
+	}()
+	buf := make([]byte, min(s.grainBytes, s.capacity-g*s.grainBytes))
+	if err := formats.ReadBacking(s.parent, buf, s.parentOff+g*s.grainBytes); err != nil {
+		return 0, err
+	}
+	copy(buf[inGrain:], p[:piece])
+	_, err = s.f.WriteAt(buf, host)
+	return int(piece), err
+}
+
+// writeNewGrains allocates consecutive unallocated whole grains starting at
+// off (s.mu held, released here) and writes them in one call.
+func (s *sparseWriter) writeNewGrains(p []byte, off int64) (int, error) {
+	g := off / s.grainBytes
+	n := int64(1)
+	for ; n < int64(len(p))/s.grainBytes; n++ {
+		if _, busy := s.pending[g+n]; busy {
+			break
+		}
+		gte, err := s.gte(g + n)
+		if err != nil {
+			s.mu.Unlock()
+			return 0, err
+		}
+		if s.allocated(gte) {
+			break
+		}
+	}
+	bytes := min(n*s.grainBytes, int64(len(p)))
+	if n == 1 {
+		bytes = min(s.grainBytes, int64(len(p)))
+	}
+	host := s.next
+	s.next += n * s.grainBytes
+	for i := int64(0); i < n; i++ {
+		if err := s.setGTE(g+i, uint32((host+i*s.grainBytes)/sectorSize)); err != nil {
+			s.mu.Unlock()
+			return 0, err
+		}
+	}
+	s.mu.Unlock()
+	_, err := s.f.WriteAt(p[:bytes], host)
+	return int(bytes), err
+}
+
+// writeZeroes records zeros in [off, off+n).
+func (s *sparseWriter) writeZeroes(off, n int64) error {
+	for n > 0 {
+		g := off / s.grainBytes
+		inGrain := off % s.grainBytes
+		piece := min(n, s.grainBytes-inGrain)
+		whole := inGrain == 0 && (piece == s.grainBytes || off+piece == s.capacity)
+		s.mu.Lock()
+		gte, err := s.gte(g)
+		zeroed := s.hdr.Flags&flagZeroedGrain != 0
+		switch {
+		case err != nil:
+		case !s.allocated(gte) && s.parent == nil:
+			// Reads as zeros already.
+		case whole && zeroed:
+			err = s.setGTE(g, zeroedGrainGTE)
+		default:
+			s.mu.Unlock()
+			if err := s.writeAt(make([]byte, piece), off); err != nil {
+				return err
+			}
+			s.mu.Lock()
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		off, n = off+piece, n-piece
+	}
+	return nil
+}
+
+// readAt reads extent bytes back.
+func (s *sparseWriter) readAt(p []byte, off int64) error {
+	for len(p) > 0 {
+		g := off / s.grainBytes
+		inGrain := off % s.grainBytes
+		piece := min(int64(len(p)), s.grainBytes-inGrain)
+		s.mu.Lock()
+		gte, err := s.gte(g)
+		s.mu.Unlock()
+		switch {
+		case err != nil:
+			return err
+		case s.allocated(gte):
+			n, err := s.f.ReadAt(p[:piece], int64(gte)*sectorSize+inGrain)
+			if err != nil && err != io.EOF {
+				return err
+			}
+			clear(p[n:piece])
+		case gte == 0:
+			if err := formats.ReadBacking(s.parent, p[:piece], s.parentOff+off); err != nil {
+				return err
+			}
+		default:
+			clear(p[:piece])
+		}
+		p, off = p[piece:], off+piece
+	}
+	return nil
+}
+
+func (s *sparseWriter) extents(out []formats.Extent, start, off, n int64, path string) ([]formats.Extent, error) {
+	for n > 0 {
+		g := off / s.grainBytes
+		piece := min(n, s.grainBytes-off%s.grainBytes)
+		s.mu.Lock()
+		gte, err := s.gte(g)
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		x := formats.Extent{Offset: start + off, Length: piece, Kind: formats.Unallocated, HostOffset: -1}
+		switch {
+		case s.allocated(gte):
+			x.Kind, x.HostOffset, x.HostFile = formats.Data, int64(gte)*sectorSize+off%s.grainBytes, path
+		case gte == zeroedGrainGTE:
+			x.Kind = formats.Zero
+		}
+		out = append(out, x)
+		off, n = off+piece, n-piece
+	}
+	return out, nil
+}
+
+// flush writes every dirty grain table and extends the file to cover the
+// last grain.
+func (s *sparseWriter) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := make([]int64, 0, len(s.tables))
+	for t := range s.tables {
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	if err := s.writeTables(ts); err != nil {
+		return err
+	}
+	size, err := s.f.Size()
+	if err != nil {
+		return err
+	}
+	if size < s.next {
+		return s.f.Truncate(s.next)
+	}
+	return nil
 }
