@@ -13,9 +13,9 @@ import (
 func newConvertCommand(g *globals) *cobra.Command {
 	var (
 		srcFormat, outFormat, backing, backingFormat, snapshot, sparseSize string
-		createOpts                                                       []string
-		job                                                              convert.Job
-		progress                                                         bool
+		createOpts                                                         []string
+		job                                                                convert.Job
+		progress                                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
