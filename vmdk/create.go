@@ -106,6 +106,9 @@ func newConfig(req formats.CreateRequest, rnd io.Reader) (*createConfig, error) 
 	copy(cfg.uuid[:], seed[4:20])
 	copy(cfg.contentID[:], seed[20:36])
 	base := filepath.Base(req.Name)
+	if base == "-" || base == "." || base == "/" {
+		base = "disk.vmdk" // writing to stdout: any name will do for the extent line
+	}
 	cfg.suffix = filepath.Ext(base)
 	cfg.prefix = strings.TrimSuffix(base, cfg.suffix)
 	if cfg.backing != "" {
