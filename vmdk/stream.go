@@ -37,6 +37,13 @@ type streamWriter struct {
 	gtIndex int64      // GT being filled, -1 for none
 	gt      []uint32
 	done    bool
+	rec     []byte   // grain record buffer
+	spares  [][]byte // compressed grain buffers reused by writeWholeGrains
+}
+
+// spare returns a reusable empty buffer for the i-th grain of a batch.
+func (w *streamWriter) spare(i int) []byte {
+	return w.spares[i][:0]
 }
 
 func createStream(cfg *createConfig) (formats.Writable, error) {
@@ -91,6 +98,9 @@ func (w *streamWriter) Close() error {
 
 // compress appends the zlib stream of a grain (padded to a whole grain) to dst.
 func (w *streamWriter) compress(dst, grain []byte) ([]byte, error) {
+	if cap(dst)-len(dst) < int(w.maxZBytes()) {
+		dst = append(make([]byte, 0, len(dst)+int(w.maxZBytes())), dst...)
+	}
 	out := bytes.NewBuffer(dst)
 	zw, _ := w.zpool.Get().(*zlib.Writer)
 	if zw == nil {
@@ -115,6 +125,10 @@ func (w *streamWriter) compress(dst, grain []byte) ([]byte, error) {
 	w.zpool.Put(zw)
 	return out.Bytes(), nil
 }
+
+// maxZBytes is a compressed grain's usual upper bound (zlib's worst case
+// expansion is a few bytes per 16 KiB block).
+func (w *streamWriter) maxZBytes() int64 { return w.grainBytes + w.grainBytes/64 + 64 }
 
 // Compress compresses one grain; stream grains are always stored
 // compressed, so ok is always true.
@@ -222,6 +236,9 @@ func (w *streamWriter) writeWholeGrains(p []byte, g int64) (int, error) {
 		used += grainLen
 	}
 	out := make([][]byte, len(grains))
+	for len(w.spares) < len(grains) {
+		w.spares = append(w.spares, nil)
+	}
 	errs := make([]error, len(grains))
 	var wg sync.WaitGroup
 	workers := min(runtime.GOMAXPROCS(0), len(grains))
@@ -236,12 +253,19 @@ func (w *streamWriter) writeWholeGrains(p []byte, g int64) (int, error) {
 			defer wg.Done()
 			for i := range next {
 				if !allZero(grains[i]) {
-					out[i], errs[i] = w.compress(nil, grains[i])
+					out[i], errs[i] = w.compress(w.spare(i), grains[i])
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	defer func() {
+		for i, z := range out {
+			if z != nil {
+				w.spares[i] = z
+			}
+		}
+	}()
 	for i, z := range out {
 		if errs[i] != nil {
 			return 0, errs[i]
@@ -266,7 +290,11 @@ func (w *streamWriter) emitGrain(g int64, z []byte) error {
 		w.gtIndex = t
 	}
 	n := (grainMarkerSize + int64(len(z)) + sectorSize - 1) / sectorSize * sectorSize
-	rec := make([]byte, n)
+	if int64(cap(w.rec)) < n {
+		w.rec = make([]byte, n)
+	}
+	rec := w.rec[:n]
+	clear(rec[grainMarkerSize+len(z):])
 	binary.LittleEndian.PutUint64(rec[0:], uint64(g)*defaultGrain)
 	binary.LittleEndian.PutUint32(rec[8:], uint32(len(z)))
 	copy(rec[grainMarkerSize:], z)
