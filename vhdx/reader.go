@@ -43,6 +43,7 @@ type Image struct {
 	r        formats.File // where structures and data are read: f, or f with the log replayed
 	name     string
 	fileSize int64 // size of r
+	limits   formats.Limits
 
 	hdr     header
 	hdrSlot int           // 0 or 1: which header is current
@@ -84,7 +85,7 @@ func (s fileSpan) end() int64 { return s.off + s.len }
 // Open opens f as a VHDX image. A pending log is replayed in memory: the
 // file is not modified.
 func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
-	img := &Image{f: f, r: f, name: f.Name()}
+	img := &Image{f: f, r: f, name: f.Name(), limits: opts.Limits}
 	if err := img.load(opts); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,130 @@
+package vhdx
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Check verifies what Open does not refuse outright: blocks running past
+// the end of the file and blocks overlapping each other. A pending log is
+// reported as a check error (qemu cannot open such an image without
+// repairing it); with RepairAll it is replayed into the file, which is the
+// only time vdisk modifies a source image, and counted as one corruption
+// fixed, as qemu does.
+func (img *Image) Check(ctx context.Context, opts formats.CheckOptions) (*formats.CheckReport, error) {
+	rep := &formats.CheckReport{}
+	if len(img.entries) > 0 {
+		if !opts.RepairAll {
+			rep.CheckErrors++
+			rep.Messages = append(rep.Messages, fmt.Sprintf(
+				"VHDX image file '%s' contains a log that needs to be replayed; to replay the log, run: check -r all", img.name))
+		} else {
+			if err := img.replayLog(); err != nil {
+				return nil, err
+			}
+			rep.CorruptionsFixed++
+		}
+	}
+	if err := img.checkBlocks(ctx, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// replayLog writes the pending log into the file, clears the log GUID in
+// both headers and reloads the image.
+func (img *Image) replayLog() error {
+	size, err := img.f.Size()
+	if err != nil {
+		return err
+	}
+	if _, err := replayOnDisk(img.f, img.entries, size); err != nil {
+		return fmt.Errorf("%s: replaying the log: %w", img.name, err)
+	}
+	h := img.hdr
+	h.LogGUID = guid{}
+	if err := img.updateHeaders(h); err != nil {
+		return err
+	}
+	if err := img.f.Sync(); err != nil {
+		return err
+	}
+	reloaded := &Image{f: img.f, r: img.f, name: img.name}
+	if err := reloaded.load(formats.OpenOptions{Limits: img.limits}); err != nil {
+		return err
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	img.r, img.entries, img.fileSize, img.hdr, img.hdrSlot = reloaded.r, nil, reloaded.fileSize, reloaded.hdr, reloaded.hdrSlot
+	img.regions, img.bat = reloaded.regions, reloaded.bat
+	return nil
+}
+
+// updateHeaders writes h (with a new FileWriteGuid) to both header slots,
+// the non-current one first, each with a higher sequence number, so that a
+// crash in between leaves a valid current header.
+func (img *Image) updateHeaders(h header) error {
+	var err error
+	if h.FileWriteGUID, err = newGUID(); err != nil {
+		return err
+	}
+	slot := 1 - img.hdrSlot
+	for i := 0; i < 2; i++ {
+		h.Sequence++
+		if _, err := img.f.WriteAt(h.encode(), int64(header1Offset+slot*64*kib)); err != nil {
+			return fmt.Errorf("%s: writing header: %w", img.name, err)
+		}
+		if err := img.f.Sync(); err != nil {
+			return err
+		}
+		img.hdr, img.hdrSlot = h, slot
+		slot = 1 - slot
+	}
+	return nil
+}
+
+// checkBlocks reports blocks that end past the end of the file and blocks
+// that overlap one another (Open already refused bad states, blocks outside
+// the file and blocks overlapping the metadata structures).
+func (img *Image) checkBlocks(ctx context.Context, rep *formats.CheckReport) error {
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	type block struct{ off, len, index int64 }
+	var blocks []block
+	for i, e := range img.bat {
+		if i%(1<<16) == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		length := img.blockSize
+		switch st := batState(e); {
+		case img.isBitmapIndex(int64(i)):
+			if st != bitmapPresent {
+				continue
+			}
+			length = bitmapBlockSize
+		case st != payloadFull && st != payloadPartial:
+			continue
+		}
+		b := block{batOffset(e), length, int64(i)}
+		blocks = append(blocks, b)
+		if b.off+b.len > img.fileSize {
+			rep.Corruptions++
+			rep.Messages = append(rep.Messages, fmt.Sprintf(
+				"VHDX BAT entry %d: block at %d+%d ends past the end of the %d-byte file (truncated image?)", i, b.off, b.len, img.fileSize))
+		}
+	}
+	slices.SortFunc(blocks, func(a, b block) int { return int(min(max(a.off-b.off, -1), 1)) })
+	for i := 1; i < len(blocks); i++ {
+		if prev, cur := blocks[i-1], blocks[i]; prev.off+prev.len > cur.off {
+			rep.Corruptions++
+			rep.Messages = append(rep.Messages, fmt.Sprintf(
+				"VHDX BAT entries %d and %d: blocks at %d and %d overlap", prev.index, cur.index, prev.off, cur.off))
+		}
+	}
+	return nil
+}
