@@ -50,7 +50,9 @@ func logImage(t testing.TB) (img []byte, want []byte) {
 	return b, want
 }
 
-func le64(v uint64) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24), byte(v >> 32), byte(v >> 40), byte(v >> 48), byte(v >> 56)} }
+func le64(v uint64) []byte {
+	return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24), byte(v >> 32), byte(v >> 40), byte(v >> 48), byte(v >> 56)}
+}
 
 func readAll(t testing.TB, img formats.Image) []byte {
 	t.Helper()
