@@ -1,0 +1,580 @@
+package vhd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
+)
+
+// Name is the driver name, qemu's; "vhd" is an alias.
+const Name = "vpc"
+
+func init() {
+	formats.Register(&formats.Driver{
+		Name:    Name,
+		Aliases: []string{"vhd"},
+		Probe:   probe,
+		Open:    Open,
+		Create: func(req formats.CreateRequest) (formats.Writable, error) {
+			return Create(req)
+		},
+		CreateOptions: createOptions,
+		Measure:       measure,
+	})
+}
+
+// probe recognises a dynamic or differencing VHD by the footer copy at
+// offset 0 and a fixed VHD by the footer at the end of the file (512 or 511
+// bytes), which qemu does not look for.
+func probe(in formats.ProbeInput) int {
+	if len(in.Header) >= footerSize && footerValid(in.Header[:footerSize]) {
+		return formats.ProbeCertain
+	}
+	for _, n := range []int{footerSize, legacyFooterSize} {
+		if len(in.Tail) < n {
+			continue
+		}
+		b := in.Tail[len(in.Tail)-n:]
+		if !footerValid(b) {
+			continue
+		}
+		if ft := decodeFooter(b); ft.DiskType == typeFixed {
+			return formats.ProbeCertain
+		}
+		return formats.ProbeWeak // a dynamic disk whose first footer copy is damaged
+	}
+	if len(in.Header) >= 8 && string(in.Header[:8]) == footerCookie {
+		return formats.ProbeWeak // cookie with a bad checksum: let Open say what is wrong
+	}
+	return formats.ProbeNone
+}
+
+// Image is an open VHD: fixed, dynamic or differencing.
+type Image struct {
+	f         formats.File
+	name      string
+	fileSize  int64 // at open (or create) time
+	ft        footer
+	footerOff int64 // where the footer in use was read (0 for the copy at 0)
+	footerLen int64 // 512, or 511 for a pre-2004 footer
+	size      int64 // virtual size in bytes
+
+	// dynamic and differencing disks
+	hdr        dynHeader
+	blockSize  int64
+	bitmapSize int64
+	batEnd     int64 // end of the BAT in the file (rounded up to a sector)
+
+	mu  sync.RWMutex // guards bat, nextFree, dirty and full (and, for differencing disks, block contents)
+	bat []uint32
+
+	bitmaps *bitmapCache // differencing disks: sector bitmaps of allocated blocks
+
+	// differencing disks
+	parent        formats.Image
+	parentRef     string // the locator that opened the parent
+	parentPath    string
+	parentTSMatch bool // the header's parent timestamp matches the parent
+
+	// writing
+	writable bool
+	stream   bool  // fixed disk going to a sequential stream: footer written last
+	wrote    bool  // stream: the footer has been written
+	nextFree int64 // where the next block (and the trailing footer) goes
+	dirtyLo  int   // BAT entries [dirtyLo, dirtyHi) to write on Flush
+	dirtyHi  int
+	full     []uint64 // dynamic disks: blocks whose sector bitmap is all ones
+	footDirt bool     // trailing footer must be (re)written on Flush
+}
+
+// Open opens f as a VHD.
+func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+	img, err := open(f, opts)
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+	img := &Image{f: f, name: f.Name(), writable: opts.Writable}
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	img.fileSize = size
+	if err := img.readFooter(); err != nil {
+		return nil, err
+	}
+	img.size = img.ft.virtualSize()
+	if err := opts.Limits.CheckVirtualSize(img.name, img.size); err != nil {
+		return nil, err
+	}
+	switch img.ft.DiskType {
+	case typeFixed:
+		if img.size > img.footerOff {
+			return nil, formats.Corruptf(img.name, "footer", img.footerOff,
+				"disk size %d exceeds the %d data bytes in front of the footer: the image is truncated", img.size, img.footerOff)
+		}
+		return img, nil
+	case typeDynamic, typeDifferencing:
+	default:
+		return nil, formats.Unsupportedf(img.name, "VHD disk type %d (only fixed 2, dynamic 3 and differencing 4 exist)", img.ft.DiskType)
+	}
+	if err := img.openDynamic(opts); err != nil {
+		return nil, err
+	}
+	if img.ft.DiskType == typeDifferencing && !opts.NoBacking {
+		if err := img.openParent(opts); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// readFooter finds the footer: the copy at offset 0 when it is a valid
+// dynamic or differencing footer (what qemu trusts), else the one at the end
+// of the file (512 bytes, or 511 for images older than Virtual PC 2004).
+func (img *Image) readFooter() error {
+	if img.fileSize < legacyFooterSize {
+		return formats.Corruptf(img.name, "footer", -1, "a %d-byte file is too short to hold a VHD footer", img.fileSize)
+	}
+	head := make([]byte, footerSize)
+	n, err := img.f.ReadAt(head, 0)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("%s: reading footer copy: %w", img.name, err)
+	}
+	head = head[:n]
+	if len(head) == footerSize && footerValid(head) {
+		if ft := decodeFooter(head); ft.DiskType == typeDynamic || ft.DiskType == typeDifferencing {
+			img.ft, img.footerOff, img.footerLen = ft, 0, footerSize
+			return nil
+		}
+	}
+	tail := make([]byte, min(img.fileSize, footerSize))
+	if _, err := img.f.ReadAt(tail, img.fileSize-int64(len(tail))); err != nil && err != io.EOF {
+		return fmt.Errorf("%s: reading footer: %w", img.name, err)
+	}
+	for _, n := range []int{footerSize, legacyFooterSize} {
+		if len(tail) >= n && footerValid(tail[len(tail)-n:]) {
+			img.ft = decodeFooter(tail[len(tail)-n:])
+			img.footerOff, img.footerLen = img.fileSize-int64(n), int64(n)
+			return nil
+		}
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte(footerCookie)):
+		return formats.Corruptf(img.name, "footer", 0, "bad checksum in the footer copy and no valid footer at the end of the file")
+	case bytes.HasPrefix(tail[len(tail)-footerSize:], []byte(footerCookie)):
+		return formats.Corruptf(img.name, "footer", img.fileSize-footerSize, "bad footer checksum")
+	}
+	return formats.Corruptf(img.name, "footer", img.fileSize-footerSize, "no VHD footer (cookie %q) at offset 0 or at the end of the file", footerCookie)
+}
+
+// openDynamic reads the dynamic disk header and the BAT.
+func (img *Image) openDynamic(opts formats.OpenOptions) error {
+	hdrOff := img.ft.DataOffset
+	if hdrOff > uint64(img.fileSize) || uint64(img.fileSize)-hdrOff < headerSize {
+		return formats.Corruptf(img.name, "footer", img.footerOff, "dynamic header offset %d is outside the %d-byte file", hdrOff, img.fileSize)
+	}
+	b := make([]byte, headerSize)
+	if _, err := img.f.ReadAt(b, int64(hdrOff)); err != nil {
+		return fmt.Errorf("%s: reading dynamic header: %w", img.name, err)
+	}
+	img.hdr = decodeHeader(b)
+	h := &img.hdr
+	where := int64(hdrOff)
+	if string(h.Cookie[:]) != headerCookie {
+		return formats.Corruptf(img.name, "dynamic header", where, "cookie %q, want %q", h.Cookie[:], headerCookie)
+	}
+	bs := int64(h.BlockSize)
+	if bs < sectorSize || bs&(bs-1) != 0 {
+		return formats.Corruptf(img.name, "dynamic header", where, "block size %d is not a power of two of at least 512", bs)
+	}
+	if bs > maxBlockSize {
+		return formats.Limitf(img.name, "dynamic header", where, "block size %d exceeds %d", bs, maxBlockSize)
+	}
+	img.blockSize, img.bitmapSize = bs, bitmapBytes(bs)
+	entries := uint64(h.MaxTableEntries)
+	if err := opts.Limits.CheckTable(img.name, "BAT", int64(h.TableOffset), entries, 4); err != nil {
+		return err
+	}
+	if entries*uint64(bs) < uint64(img.size) {
+		return formats.Corruptf(img.name, "dynamic header", where,
+			"%d BAT entries of %d bytes cannot map the %d-byte disk", entries, bs, img.size)
+	}
+	batBytes := entries * 4
+	if h.TableOffset > uint64(img.fileSize) || uint64(img.fileSize)-h.TableOffset < batBytes {
+		return formats.Corruptf(img.name, "BAT", int64(min(h.TableOffset, 1<<62)),
+			"the %d-byte BAT does not fit in the %d-byte file", batBytes, img.fileSize)
+	}
+	img.batEnd = roundUp(int64(h.TableOffset)+int64(batBytes), sectorSize)
+	if err := img.readBAT(); err != nil {
+		return err
+	}
+	if img.ft.DiskType == typeDifferencing {
+		img.bitmaps = newBitmapCache(opts.Limits.WithDefaults().CacheBytes, img.bitmapSize)
+	}
+	if img.writable {
+		img.full = make([]uint64, (len(img.bat)+63)/64)
+		img.nextFree = max(img.dataEnd(), roundUp(img.fileSize-img.footerLen, sectorSize))
+		img.dirtyLo = len(img.bat)
+	}
+	return nil
+}
+
+// readBAT loads the BAT and checks every allocated block lies after the BAT,
+// inside the file, and apart from every other block.
+func (img *Image) readBAT() error {
+	n := int(img.hdr.MaxTableEntries)
+	raw := make([]byte, 4*n)
+	if _, err := img.f.ReadAt(raw, int64(img.hdr.TableOffset)); err != nil && err != io.EOF {
+		return fmt.Errorf("%s: reading BAT: %w", img.name, err)
+	}
+	img.bat = make([]uint32, n)
+	var used []uint32
+	blockSectors := (img.bitmapSize + img.blockSize) / sectorSize
+	for i := range img.bat {
+		e := uint32(raw[4*i])<<24 | uint32(raw[4*i+1])<<16 | uint32(raw[4*i+2])<<8 | uint32(raw[4*i+3])
+		img.bat[i] = e
+		if e == batUnused {
+			continue
+		}
+		start := int64(e) * sectorSize
+		if start < img.batEnd {
+			return formats.Corruptf(img.name, "BAT", int64(img.hdr.TableOffset)+4*int64(i),
+				"block %d at offset %d overlaps the headers or the BAT (which end at %d)", i, start, img.batEnd)
+		}
+		if start+img.bitmapSize+img.blockSize > img.fileSize {
+			return formats.Corruptf(img.name, "BAT", int64(img.hdr.TableOffset)+4*int64(i),
+				"block %d at offset %d ends past the end of the %d-byte file: the image is truncated", i, start, img.fileSize)
+		}
+		used = append(used, e)
+	}
+	sort.Slice(used, func(a, b int) bool { return used[a] < used[b] })
+	for i := 1; i < len(used); i++ {
+		if int64(used[i]-used[i-1]) < blockSectors {
+			return formats.Corruptf(img.name, "BAT", int64(img.hdr.TableOffset),
+				"blocks at offsets %d and %d overlap", int64(used[i-1])*sectorSize, int64(used[i])*sectorSize)
+		}
+	}
+	return nil
+}
+
+// dataEnd is the end of the metadata, locator data and blocks.
+func (img *Image) dataEnd() int64 {
+	end := img.batEnd
+	for _, l := range img.hdr.Locators {
+		if l.PlatformCode != platNone && l.DataOffset <= uint64(img.fileSize) &&
+			uint64(l.DataLength) <= uint64(img.fileSize)-l.DataOffset {
+			end = max(end, roundUp(int64(l.DataOffset)+int64(l.DataLength), sectorSize))
+		}
+	}
+	for _, e := range img.bat {
+		if e != batUnused {
+			end = max(end, int64(e)*sectorSize+img.bitmapSize+img.blockSize)
+		}
+	}
+	return end
+}
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// Size is the virtual disk size in bytes.
+func (img *Image) Size() int64 { return img.size }
+
+// Format is "vpc", qemu's name for VHD.
+func (img *Image) Format() string { return Name }
+
+// Close closes the image, its parent and its file (without flushing).
+func (img *Image) Close() error {
+	var err error
+	if img.parent != nil {
+		err = img.parent.Close()
+	}
+	if cerr := img.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (img *Image) dynamic() bool { return img.ft.DiskType != typeFixed }
+func (img *Image) differencing() bool {
+	return img.ft.DiskType == typeDifferencing
+}
+
+// ReadAt reads virtual disk bytes; safe for concurrent use.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, img.size)
+	if n == 0 {
+		return 0, eof
+	}
+	if err := img.read(p[:n], off); err != nil {
+		return 0, err
+	}
+	return n, eof
+}
+
+func (img *Image) read(p []byte, off int64) error {
+	if !img.dynamic() {
+		return img.readFile(p, off)
+	}
+	for len(p) > 0 {
+		blk, in := off/img.blockSize, off%img.blockSize
+		n := min(int64(len(p)), img.blockSize-in)
+		if err := img.readBlock(p[:n], int(blk), in); err != nil {
+			return err
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+// readFile reads file bytes; the part past the end of the file (a block
+// being written, a fixed disk whose holes are at the end) reads as zeros.
+func (img *Image) readFile(p []byte, fileOff int64) error {
+	n, err := img.f.ReadAt(p, fileOff)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		clear(p[n:])
+		return nil
+	}
+	return fmt.Errorf("%s: reading at offset %d: %w", img.name, fileOff, err)
+}
+
+// entry returns block blk's BAT entry.
+func (img *Image) entry(blk int) uint32 {
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	return img.bat[blk]
+}
+
+// dataOff is the file offset of byte in of a block whose BAT entry is e.
+func (img *Image) dataOff(e uint32, in int64) int64 {
+	return int64(e)*sectorSize + img.bitmapSize + in
+}
+
+// readBlock reads p from block blk at in. A dynamic disk reads an allocated
+// block whole, as qemu does (sectors whose bitmap bit is clear hold zeros by
+// the specification); a differencing disk takes those sectors from the
+// parent.
+func (img *Image) readBlock(p []byte, blk int, in int64) error {
+	if !img.differencing() {
+		e := img.entry(blk)
+		if e == batUnused {
+			clear(p)
+			return nil
+		}
+		return img.readFile(p, img.dataOff(e, in))
+	}
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	e := img.bat[blk]
+	virt := int64(blk)*img.blockSize + in
+	if e == batUnused {
+		return formats.ReadBacking(img.parent, p, virt)
+	}
+	bm, err := img.bitmap(blk, e)
+	if err != nil {
+		return err
+	}
+	return forRuns(bm, in, int64(len(p)), func(runOff, runLen int64, present bool) error {
+		q := p[runOff-in : runOff-in+runLen]
+		if present {
+			return img.readFile(q, img.dataOff(e, runOff))
+		}
+		return formats.ReadBacking(img.parent, q, int64(blk)*img.blockSize+runOff)
+	})
+}
+
+// forRuns calls fn for each run of sectors of equal bitmap bit covering
+// [in, in+n) of a block, with byte offsets inside the block.
+func forRuns(bm []byte, in, n int64, fn func(off, length int64, present bool) error) error {
+	end := in + n
+	for off := in; off < end; {
+		sec := off / sectorSize
+		present := bitSet(bm, sec)
+		next := (sec + 1) * sectorSize
+		for next < end && bitSet(bm, next/sectorSize) == present {
+			next += sectorSize
+		}
+		next = min(next, end)
+		if err := fn(off, next-off, present); err != nil {
+			return err
+		}
+		off = next
+	}
+	return nil
+}
+
+// bitSet reads bit sec of a sector bitmap: most significant bit first.
+func bitSet(bm []byte, sec int64) bool { return bm[sec/8]&(0x80>>(sec%8)) != 0 }
+
+func setBit(bm []byte, sec int64) { bm[sec/8] |= 0x80 >> (sec % 8) }
+
+// Extents reports the allocation of [off, off+length): allocated blocks are
+// Data, unallocated blocks Unallocated (zeros, or the parent's bytes); in a
+// differencing disk, sectors whose bitmap bit is clear are Unallocated.
+func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
+	length = min(length, img.size-off)
+	if length <= 0 || off < 0 {
+		return nil, nil
+	}
+	if !img.dynamic() {
+		return img.fixedExtents(off, length)
+	}
+	var out []formats.Extent
+	for end := off + length; off < end; {
+		blk, in := off/img.blockSize, off%img.blockSize
+		n := min(end-off, img.blockSize-in)
+		exts, err := img.blockExtents(int(blk), in, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, exts...)
+		off += n
+	}
+	return formats.MergeExtents(out), nil
+}
+
+func (img *Image) blockExtents(blk int, in, n int64) ([]formats.Extent, error) {
+	virt := int64(blk) * img.blockSize
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	e := img.bat[blk]
+	if e == batUnused {
+		return []formats.Extent{{Offset: virt + in, Length: n, Kind: formats.Unallocated, HostOffset: -1}}, nil
+	}
+	if !img.differencing() {
+		return []formats.Extent{{Offset: virt + in, Length: n, Kind: formats.Data, HostOffset: img.dataOff(e, in)}}, nil
+	}
+	bm, err := img.bitmap(blk, e)
+	if err != nil {
+		return nil, err
+	}
+	var out []formats.Extent
+	err = forRuns(bm, in, n, func(runOff, runLen int64, present bool) error {
+		x := formats.Extent{Offset: virt + runOff, Length: runLen, Kind: formats.Unallocated, HostOffset: -1}
+		if present {
+			x.Kind, x.HostOffset = formats.Data, img.dataOff(e, runOff)
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
+}
+
+// fixedExtents reports a fixed disk as data at the same file offset, with
+// the file's holes as Zero when the file system can tell.
+func (img *Image) fixedExtents(off, length int64) ([]formats.Extent, error) {
+	osf := formats.OSFileOf(img.f)
+	if osf == nil || img.stream {
+		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
+	}
+	runs, err := sparse.Runs(osf, off, length)
+	if err != nil {
+		return nil, fmt.Errorf("%s: finding holes: %w", img.name, err)
+	}
+	exts := make([]formats.Extent, 0, len(runs))
+	for _, r := range runs {
+		kind := formats.Data
+		if r.Hole {
+			kind = formats.Zero
+		}
+		exts = append(exts, formats.Extent{Offset: r.Offset, Length: r.Length, Kind: kind, HostOffset: r.Offset})
+	}
+	return exts, nil
+}
+
+// Backing is the parent of a differencing disk (nil otherwise, or when
+// opened with NoBacking).
+func (img *Image) Backing() formats.Image {
+	if img.parent == nil {
+		return nil // a typed nil would not compare equal to nil
+	}
+	return img.parent
+}
+
+// BackingName is the parent reference: the locator that opened the parent,
+// else the header's parent name.
+func (img *Image) BackingName() string {
+	if !img.differencing() {
+		return ""
+	}
+	if img.parentRef != "" {
+		return img.parentRef
+	}
+	return img.hdr.parentName()
+}
+
+// BackingPath is the parent's path as resolved ("" when not opened).
+func (img *Image) BackingPath() string { return img.parentPath }
+
+// BackingFormat is "vpc" for a differencing disk: a VHD's parent is a VHD.
+func (img *Image) BackingFormat() string {
+	if img.differencing() {
+		return Name
+	}
+	return ""
+}
+
+// ClusterSize is the block size of a dynamic disk, or a sector for a fixed one.
+func (img *Image) ClusterSize() int64 {
+	if img.dynamic() {
+		return img.blockSize
+	}
+	return sectorSize
+}
+
+// Info describes the footer (creator, geometry, both sizes) and, for
+// dynamic disks, the block size; qemu prints none of it.
+func (img *Image) Info() formats.Info {
+	ft := &img.ft
+	g := ft.geometry()
+	source := "geometry"
+	if ft.usesCurrentSize() {
+		source = "current-size"
+	}
+	obj := formats.Object{
+		{Key: "subformat", Value: ft.DiskType.String()},
+		{Key: "creator-app", Value: printable(ft.CreatorApp[:])},
+		{Key: "creator-version", Value: fmt.Sprintf("%d.%d", ft.CreatorVersion>>16, ft.CreatorVersion&0xffff)},
+		{Key: "creator-os", Value: printable(ft.CreatorOS[:])},
+		{Key: "geometry", Value: fmt.Sprintf("%d/%d/%d", g.Cylinders, g.Heads, g.SectorsPerTrack)},
+		{Key: "geometry-size", Value: g.sectors() * sectorSize},
+		{Key: "current-size", Value: int64(ft.CurrentSize)},
+		{Key: "original-size", Value: int64(ft.OriginalSize)},
+		{Key: "size-source", Value: source},
+		{Key: "uuid", Value: formatUUID(ft.UniqueID)},
+		{Key: "timestamp", Value: timeOf(ft.Timestamp).Format("2006-01-02T15:04:05Z")},
+	}
+	if img.footerLen == legacyFooterSize {
+		obj = append(obj, formats.Field{Key: "legacy-footer", Value: true})
+	}
+	info := formats.Info{Specific: obj}
+	if img.dynamic() {
+		info.ClusterSize = img.blockSize
+		info.Specific = append(info.Specific, formats.Field{Key: "block-size", Value: img.blockSize})
+	}
+	if img.differencing() {
+		info.Specific = append(info.Specific,
+			formats.Field{Key: "parent-uuid", Value: formatUUID(img.hdr.ParentUniqueID)},
+			formats.Field{Key: "parent-name", Value: img.hdr.parentName()},
+			formats.Field{Key: "parent-timestamp", Value: timeOf(img.hdr.ParentTimestamp).Format("2006-01-02T15:04:05Z")})
+		if img.parent != nil {
+			info.Specific = append(info.Specific, formats.Field{Key: "parent-timestamp-match", Value: img.parentTSMatch})
+		}
+	}
+	return info
+}
+
+func formatUUID(u [16]byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}

@@ -1,0 +1,291 @@
+package vhd
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
+)
+
+// maxBlockSector bounds where a block may start: BAT entries are 32-bit
+// sector numbers.
+const maxBlockSector = batUnused - 1
+
+// Sequential reports whether this image must be written in increasing offset
+// order: a fixed disk going to a stream, whose footer comes last.
+func (img *Image) Sequential() bool { return img.stream }
+
+// WriteAt writes virtual disk bytes. Dynamic disks allocate blocks at the
+// end of the file under a lock; differencing disks serialise writes, since
+// a partial sector not yet in the child must be merged with the parent's.
+func (img *Image) WriteAt(p []byte, off int64) (int, error) {
+	if !img.writable {
+		return 0, fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
+	}
+	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
+		return 0, err
+	}
+	var err error
+	switch {
+	case !img.dynamic():
+		if _, err = img.f.WriteAt(p, off); err != nil {
+			err = fmt.Errorf("%s: %w", img.name, err)
+		}
+	case img.differencing():
+		img.mu.Lock()
+		err = img.writeDiffLocked(p, off)
+		img.mu.Unlock()
+	default:
+		err = img.writeDynamic(p, off)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (img *Image) writeDynamic(p []byte, off int64) error {
+	for len(p) > 0 {
+		blk, in := off/img.blockSize, off%img.blockSize
+		n := min(int64(len(p)), img.blockSize-in)
+		e, err := img.blockForWrite(int(blk))
+		if err != nil {
+			return err
+		}
+		if _, err := img.f.WriteAt(p[:n], img.dataOff(e, in)); err != nil {
+			return fmt.Errorf("%s: %w", img.name, err)
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+func (img *Image) isFull(blk int) bool { return img.full[blk/64]&(1<<(blk%64)) != 0 }
+func (img *Image) markFull(blk int)    { img.full[blk/64] |= 1 << (blk % 64) }
+func (img *Image) markDirty(blk int) {
+	img.dirtyLo, img.dirtyHi = min(img.dirtyLo, blk), max(img.dirtyHi, blk+1)
+}
+func (img *Image) onesBitmap() []byte { return fill(make([]byte, img.bitmapSize), 0xFF) }
+func fill(b []byte, v byte) []byte {
+	for i := range b {
+		b[i] = v
+	}
+	return b
+}
+func (img *Image) blockBytes() int64 { return img.bitmapSize + img.blockSize }
+
+// blockForWrite returns the BAT entry of block blk of a dynamic disk,
+// allocating the block first. Its sector bitmap is all ones, as qemu keeps
+// it: every sector is in the file (sectors never written are zeros there).
+func (img *Image) blockForWrite(blk int) (uint32, error) {
+	img.mu.RLock()
+	e, ok := img.bat[blk], img.isFull(blk)
+	img.mu.RUnlock()
+	if e != batUnused && ok {
+		return e, nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	e = img.bat[blk]
+	if e == batUnused {
+		return img.allocateLocked(blk, img.onesBitmap())
+	}
+	if !img.isFull(blk) { // a block of an existing image: claim every sector, as qemu does
+		if _, err := img.f.WriteAt(img.onesBitmap(), int64(e)*sectorSize); err != nil {
+			return 0, fmt.Errorf("%s: writing sector bitmap: %w", img.name, err)
+		}
+		img.markFull(blk)
+	}
+	return e, nil
+}
+
+// allocateLocked places block blk at the end of the data, writing its
+// bitmap there (which also overwrites the old trailing footer). The caller
+// holds img.mu.
+func (img *Image) allocateLocked(blk int, bitmap []byte) (uint32, error) {
+	sector := img.nextFree / sectorSize
+	if sector > maxBlockSector {
+		return 0, formats.Limitf(img.name, "BAT", -1, "the file has reached the %d-sector limit of a VHD", int64(maxBlockSector))
+	}
+	if _, err := img.f.WriteAt(bitmap, img.nextFree); err != nil {
+		return 0, fmt.Errorf("%s: writing sector bitmap: %w", img.name, err)
+	}
+	e := uint32(sector)
+	img.bat[blk] = e
+	img.nextFree += img.blockBytes()
+	img.markDirty(blk)
+	if img.full != nil && bitmap[0] == 0xFF {
+		img.markFull(blk)
+	}
+	img.footDirt = true
+	return e, nil
+}
+
+// writeDiffLocked writes p at off of a differencing disk and sets the
+// sector bitmap bits of exactly the sectors written. The caller holds img.mu.
+func (img *Image) writeDiffLocked(p []byte, off int64) error {
+	for len(p) > 0 {
+		blk, in := off/img.blockSize, off%img.blockSize
+		n := min(int64(len(p)), img.blockSize-in)
+		e := img.bat[blk]
+		if e == batUnused {
+			var err error
+			if e, err = img.allocateLocked(int(blk), make([]byte, img.bitmapSize)); err != nil {
+				return err
+			}
+			img.bitmaps.put(int(blk), make([]byte, img.bitmapSize))
+		}
+		bm, err := img.bitmap(int(blk), e)
+		if err != nil {
+			return err
+		}
+		if err := img.writeSectors(int(blk), e, bm, p[:n], in); err != nil {
+			return err
+		}
+		p, off = p[n:], off+n
+	}
+	return nil
+}
+
+// writeSectors writes p at in inside block blk (entry e, bitmap bm). Whole
+// sectors are written as they are; a partial sector not yet in the child is
+// first filled from the parent.
+func (img *Image) writeSectors(blk int, e uint32, bm []byte, p []byte, in int64) error {
+	end := in + int64(len(p))
+	firstSec, lastSec := in/sectorSize, (end-1)/sectorSize
+	for off := in; off < end; {
+		secStart := off / sectorSize * sectorSize
+		if off == secStart && end-off >= sectorSize {
+			whole := (end - off) / sectorSize * sectorSize
+			if _, err := img.f.WriteAt(p[off-in:off-in+whole], img.dataOff(e, off)); err != nil {
+				return fmt.Errorf("%s: %w", img.name, err)
+			}
+			off += whole
+			continue
+		}
+		chunkEnd := min(end, secStart+sectorSize)
+		if err := img.writePartialSector(blk, e, bm, p[off-in:chunkEnd-in], off); err != nil {
+			return err
+		}
+		off = chunkEnd
+	}
+	changed := false
+	for s := firstSec; s <= lastSec; s++ {
+		if !bitSet(bm, s) {
+			setBit(bm, s)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	lo, hi := firstSec/8, lastSec/8+1
+	if _, err := img.f.WriteAt(bm[lo:hi], int64(e)*sectorSize+lo); err != nil {
+		return fmt.Errorf("%s: writing sector bitmap: %w", img.name, err)
+	}
+	return nil
+}
+
+func (img *Image) writePartialSector(blk int, e uint32, bm []byte, p []byte, off int64) error {
+	secStart := off / sectorSize * sectorSize
+	if bitSet(bm, secStart/sectorSize) {
+		if _, err := img.f.WriteAt(p, img.dataOff(e, off)); err != nil {
+			return fmt.Errorf("%s: %w", img.name, err)
+		}
+		return nil
+	}
+	sec := make([]byte, sectorSize)
+	if err := formats.ReadBacking(img.parent, sec, int64(blk)*img.blockSize+secStart); err != nil {
+		return err
+	}
+	copy(sec[off-secStart:], p)
+	if _, err := img.f.WriteAt(sec, img.dataOff(e, secStart)); err != nil {
+		return fmt.Errorf("%s: %w", img.name, err)
+	}
+	return nil
+}
+
+// WriteZeroes records [off, off+length) as zeros: unallocated blocks of a
+// dynamic disk already read as zeros; a fixed disk punches a hole where it
+// can; a differencing disk writes zeros (to hide the parent's bytes).
+func (img *Image) WriteZeroes(off, length int64) error {
+	if !img.writable {
+		return fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
+	}
+	if length < 0 || formats.CheckWrite(img.name, 0, off, img.size) != nil || length > img.size-off {
+		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.name, off, length)
+	}
+	switch {
+	case img.stream:
+		return nil // the gap before the next write (or the footer) is zero-filled
+	case !img.dynamic():
+		if osf := formats.OSFileOf(img.f); osf != nil && sparse.PunchHole(osf, off, length) == nil {
+			return nil
+		}
+		return img.writeZeros(off, length)
+	case img.differencing():
+		return img.writeZeros(off, length)
+	}
+	for end := off + length; off < end; {
+		blk, in := off/img.blockSize, off%img.blockSize
+		n := min(end-off, img.blockSize-in)
+		if e := img.entry(int(blk)); e != batUnused {
+			if err := img.writeZeros(off, n); err != nil {
+				return err
+			}
+		}
+		off += n
+	}
+	return nil
+}
+
+func (img *Image) writeZeros(off, length int64) error {
+	zero := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(zero)))
+		if _, err := img.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+		off, length = off+n, length-n
+	}
+	return nil
+}
+
+// Flush writes the BAT entries changed since the last flush and the footer
+// (both copies) at the end of the data; a fixed disk on a stream writes its
+// footer now, once, after the data.
+func (img *Image) Flush() error {
+	if !img.writable {
+		return nil
+	}
+	if !img.dynamic() {
+		if img.stream && !img.wrote {
+			img.wrote = true
+			return img.writeFooterAt(img.size)
+		}
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.dirtyLo < img.dirtyHi {
+		b := make([]byte, 4*(img.dirtyHi-img.dirtyLo))
+		for i := range img.dirtyHi - img.dirtyLo {
+			binary.BigEndian.PutUint32(b[4*i:], img.bat[img.dirtyLo+i])
+		}
+		if _, err := img.f.WriteAt(b, int64(img.hdr.TableOffset)+4*int64(img.dirtyLo)); err != nil {
+			return fmt.Errorf("%s: writing BAT: %w", img.name, err)
+		}
+		img.dirtyLo, img.dirtyHi = len(img.bat), 0
+	}
+	if img.footDirt {
+		if err := img.writeFooterAt(img.nextFree); err != nil {
+			return err
+		}
+		if err := img.writeFooterAt(0); err != nil {
+			return err
+		}
+		img.footDirt = false
+	}
+	return nil
+}
