@@ -27,7 +27,8 @@ type Options struct {
 	// formats.CompressedWriter.
 	Compress bool
 	// OutOfOrder (-W) lets workers write as they finish, in any order.
-	// Ignored for sequential and compressed targets.
+	// Ignored for sequential and compressed targets; always the case for
+	// targets without a cluster size (raw), whose layout cannot depend on it.
 	OutOfOrder bool
 	// TargetIsZero says the target already reads as zeros (a new image, or
 	// --target-is-zero): zero ranges are then not written at all.
@@ -116,7 +117,11 @@ func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, 
 	if sw, ok := dst.(formats.SequentialWriter); ok {
 		seq = sw.Sequential()
 	}
-	c.ordered = seq || opts.Compress || !opts.OutOfOrder
+	// Targets that allocate as they are written (they have a cluster size)
+	// get their writes in offset order, as qemu-img does, unless -W; a
+	// target whose layout does not depend on write order (raw) never waits.
+	_, allocating := dst.(formats.ClusterSizer)
+	c.ordered = seq || opts.Compress || (allocating && !opts.OutOfOrder)
 	c.grainBytes, c.chunkBytes = c.geometry()
 	c.pool = make(chan []byte, opts.Workers+2)
 	for range cap(c.pool) {
