@@ -74,3 +74,5 @@ func requireSameAsRaw(t testing.TB, img formats.Image, rawPath string) {
 func tempPath(t testing.TB, name string) string { return filepath.Join(t.TempDir(), name) }
 
 func errorsIs(err, target error) bool { return err != nil && errors.Is(err, target) }
+
+var errEOF = io.EOF

@@ -168,6 +168,9 @@ func encodeRegionTable(rs []region) []byte {
 	copy(b, sigRegion[:])
 	binary.LittleEndian.PutUint32(b[8:], uint32(len(rs)))
 	for i, r := range rs {
+		if 16+(i+1)*regionEntrySize > len(b) {
+			break // only a crafted count can exceed the table
+		}
 		e := b[16+i*regionEntrySize:]
 		copy(e, r.GUID[:])
 		binary.LittleEndian.PutUint64(e[16:], r.Offset)
@@ -229,6 +232,9 @@ func encodeMetaTable(es []metaEntry) []byte {
 	copy(b, sigMetadata[:])
 	binary.LittleEndian.PutUint16(b[10:], uint16(len(es)))
 	for i, m := range es {
+		if 32+(i+1)*metaEntrySize > len(b) {
+			break // only a crafted count can exceed the table
+		}
 		e := b[32+i*metaEntrySize:]
 		copy(e, m.GUID[:])
 		binary.LittleEndian.PutUint32(e[16:], m.Offset)

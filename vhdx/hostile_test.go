@@ -1,0 +1,389 @@
+package vhdx
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// hostileBase is a small dynamic image with two allocated 1 MiB blocks.
+func hostileBase(t testing.TB) []byte {
+	return memImage(t, 8<<20, "block_size=1M", map[int64][]byte{0: filled(4096, 1), 3 << 20: filled(4096, 2)})
+}
+
+func TestHostile(t *testing.T) {
+	base := hostileBase(t)
+	le := binary.LittleEndian
+	cases := []struct {
+		name   string
+		mutate func(b []byte) []byte
+		kind   error // nil: must open
+		limits formats.Limits
+	}{
+		{"wrong-ident", func(b []byte) []byte { b[0] = 'x'; return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"both-headers-bad-crc", func(b []byte) []byte { b[header1Offset+100] ^= 1; b[header2Offset+100] ^= 1; return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"one-header-bad-crc", func(b []byte) []byte { b[header2Offset+100] ^= 1; return b }, nil, formats.Limits{}},
+		{"equal-seq-different", func(b []byte) []byte {
+			patchHeaders(b, func(h *header) { h.Sequence = 7 })
+			h, _ := decodeHeader(b[header1Offset:])
+			h.FileWriteGUID[0] ^= 1
+			copy(b[header1Offset:], h.encode())
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"equal-seq-identical", func(b []byte) []byte { patchHeaders(b, func(h *header) { h.Sequence = 7 }); return b }, nil, formats.Limits{}},
+		{"version-2", func(b []byte) []byte { patchHeaders(b, func(h *header) { h.Version = 2 }); return b }, formats.ErrUnsupported, formats.Limits{}},
+		{"log-version-1", func(b []byte) []byte { patchHeaders(b, func(h *header) { h.LogVersion = 1 }); return b }, formats.ErrUnsupported, formats.Limits{}},
+		{"log-length-unaligned", func(b []byte) []byte { patchHeaders(b, func(h *header) { h.LogLength = 1<<20 + 4096 }); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"log-past-eof", func(b []byte) []byte { patchHeaders(b, func(h *header) { h.LogOffset = 1 << 40 }); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"log-in-header-section", func(b []byte) []byte { patchHeaders(b, func(h *header) { h.LogOffset = 0 }); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"region-tables-bad-crc", func(b []byte) []byte { b[region1Offset+50] ^= 1; b[region2Offset+50] ^= 1; return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"region-table-1-bad", func(b []byte) []byte { b[region1Offset+50] ^= 1; return b }, nil, formats.Limits{}},
+		{"regions-2047", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region { return append(rs, unknownRegions(2047-len(rs))...) })
+			return b
+		}, nil, formats.Limits{}},
+		{"regions-2048", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region { return append(rs, unknownRegions(2048-len(rs))...) })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"unknown-required-region", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region {
+				r := unknownRegions(1)[0]
+				r.Required = true
+				return append(rs, r)
+			})
+			return b
+		}, formats.ErrUnsupported, formats.Limits{}},
+		{"region-unaligned", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region { rs[0].Offset += 4096; return rs })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"regions-overlap", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region { rs[1].Offset = rs[0].Offset; return rs })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"region-overlaps-log", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region { rs[0].Offset = 1 << 20; return rs })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"region-past-eof", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region { rs[0].Offset = 1 << 40; return rs })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"two-bat-regions", func(b []byte) []byte {
+			patchRegions(b, func(rs []region) []region { return append(rs, rs[0]) })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"metadata-2047", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry { return append(es, unknownItems(2047-len(es))...) })
+			return b
+		}, nil, formats.Limits{}},
+		{"metadata-2048", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry { return append(es, unknownItems(2048-len(es))...) })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"metadata-bad-signature", func(b []byte) []byte { b[regionOf(b, regionMetadata)] = 'x'; return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"item-over-1MiB", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry { es[0].Length = 1<<20 + 1; return es })
+			return b
+		}, formats.ErrLimit, formats.Limits{}},
+		{"item-below-64KiB", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry { es[0].Offset = 4096; return es })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"item-outside-region", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry { es[1].Offset = 1<<20 - 4; return es })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"item-duplicate", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry { return append(es, es[0]) })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"required-item-missing", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry { return es[1:] })
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"unknown-required-item", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry {
+				it := unknownItems(1)[0]
+				it.Flags |= metaFlagRequired
+				it.Required = true
+				return append(es, it)
+			})
+			return b
+		}, formats.ErrUnsupported, formats.Limits{}},
+		{"block-size-0", setBlockSize(0), formats.ErrCorrupt, formats.Limits{}},
+		{"block-size-512K", setBlockSize(512 << 10), formats.ErrCorrupt, formats.Limits{}},
+		{"block-size-3M", setBlockSize(3 << 20), formats.ErrCorrupt, formats.Limits{}},
+		{"block-size-257M", setBlockSize(257 << 20), formats.ErrCorrupt, formats.Limits{}},
+		{"block-size-512M", setBlockSize(512 << 20), formats.ErrCorrupt, formats.Limits{}},
+		{"logical-sector-1024", func(b []byte) []byte { le.PutUint32(metaItem(b, itemLogicalSect), 1024); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"physical-sector-0", func(b []byte) []byte { le.PutUint32(metaItem(b, itemPhysicalSect), 0); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"size-not-sector-multiple", setSize(8<<20 + 100), formats.ErrCorrupt, formats.Limits{}},
+		{"size-64TiB", setSize(64 << 40), formats.ErrCorrupt, formats.Limits{}}, // the BAT no longer fits its region
+		{"size-over-64TiB", setSize(64<<40 + 512), formats.ErrCorrupt, formats.Limits{}},
+		{"size-2^63", setSize(1 << 63), formats.ErrCorrupt, formats.Limits{}},
+		{"size-over-limit", setSize(16 << 20), formats.ErrLimit, formats.Limits{MaxVirtualSize: 8 << 20}},
+		{"bat-over-limit", nil, formats.ErrLimit, formats.Limits{MaxTableBytes: 32}},
+		{"has-parent-no-locator", func(b []byte) []byte {
+			fp := metaItem(b, itemFileParams)
+			le.PutUint32(fp[4:], fileParamHasParent)
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"bat-state-4", func(b []byte) []byte { setBAT(b, 0, batEntry(4, getBAT(b, 0))); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"bat-partial-no-parent", func(b []byte) []byte { setBAT(b, 0, batEntry(payloadPartial, getBAT(b, 0))); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"bat-past-eof", func(b []byte) []byte { setBAT(b, 0, batEntry(payloadFull, 1<<40)); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"bat-huge-offset", func(b []byte) []byte { setBAT(b, 0, ^uint64(0)&^7|payloadFull); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"bat-into-header", func(b []byte) []byte { setBAT(b, 0, batEntry(payloadFull, 0)); return b }, formats.ErrCorrupt, formats.Limits{}},
+		{"bat-onto-bat", func(b []byte) []byte {
+			setBAT(b, 0, batEntry(payloadFull, uint64(regionOf(b, regionBAT))))
+			return b
+		}, formats.ErrCorrupt, formats.Limits{}},
+		{"bat-undefined-unmapped", func(b []byte) []byte {
+			setBAT(b, 0, batEntry(payloadUndef, 0))
+			setBAT(b, 1, batEntry(payloadUnmap, 0))
+			setBAT(b, 2, batEntry(payloadUnmapQ, 0))
+			return b
+		}, nil, formats.Limits{}},
+		{"empty-file", func(b []byte) []byte { return nil }, formats.ErrCorrupt, formats.Limits{}},
+		{"truncated-512", func(b []byte) []byte { return b[:512] }, formats.ErrCorrupt, formats.Limits{}},
+		{"truncated-header-section", func(b []byte) []byte { return b[:200<<10] }, formats.ErrCorrupt, formats.Limits{}},
+		{"truncated-in-metadata", func(b []byte) []byte { return b[:regionOf(b, regionMetadata)+4096] }, formats.ErrCorrupt, formats.Limits{}},
+		{"truncated-in-bat", func(b []byte) []byte { return b[:regionOf(b, regionBAT)+8] }, formats.ErrCorrupt, formats.Limits{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := append([]byte(nil), base...)
+			if c.mutate != nil {
+				b = c.mutate(b)
+			}
+			img, err := openBytes(b, formats.OpenOptions{Limits: c.limits})
+			if c.kind == nil {
+				if err != nil {
+					t.Fatalf("open: %v", err)
+				}
+				readAll(t, img)
+				if _, err := img.Extents(0, img.Size()); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, c.kind) {
+				t.Fatalf("got %v, want %v", err, c.kind)
+			}
+			if !strings.Contains(err.Error(), "crafted.vhdx") {
+				t.Errorf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func unknownRegions(n int) []region {
+	rs := make([]region, n)
+	for i := range rs {
+		rs[i].GUID[0], rs[i].GUID[1], rs[i].GUID[15] = byte(i), byte(i>>8), 0xEE
+	}
+	return rs
+}
+
+func unknownItems(n int) []metaEntry {
+	es := make([]metaEntry, n)
+	for i := range es {
+		es[i].GUID[0], es[i].GUID[1], es[i].GUID[15] = byte(i), byte(i>>8), 0xEE
+	}
+	return es
+}
+
+func setBlockSize(bs uint32) func([]byte) []byte {
+	return func(b []byte) []byte { binary.LittleEndian.PutUint32(metaItem(b, itemFileParams), bs); return b }
+}
+
+func setSize(size uint64) func([]byte) []byte {
+	return func(b []byte) []byte { binary.LittleEndian.PutUint64(metaItem(b, itemVirtualSize), size); return b }
+}
+
+// TestHostileMemory: a 64 TiB virtual disk with 1 MiB blocks needs a
+// 512 MiB BAT; opening must refuse it under the default table limit without
+// allocating it.
+func TestHostileMemory(t *testing.T) {
+	b := hostileBase(t)
+	setSize(64 << 40)(b)
+	patchRegions(b, func(rs []region) []region {
+		for i := range rs {
+			if rs[i].GUID == regionBAT {
+				rs[i].Length = 1<<32 - 1<<20
+			}
+		}
+		return rs
+	})
+	b = append(b, make([]byte, 0)...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f := &bigFile{data: b, size: 8 << 30}
+	_, err := Open(f, formats.OpenOptions{})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, formats.ErrLimit) {
+		t.Fatalf("got %v, want a limit error", err)
+	}
+	if !strings.Contains(err.Error(), "BAT") {
+		t.Errorf("refused for another reason: %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Errorf("allocated %d bytes before refusing", grew)
+	}
+}
+
+// bigFile is a sparse in-memory file: data, then zeros up to size.
+type bigFile struct {
+	data []byte
+	size int64
+}
+
+func (f *bigFile) ReadAt(p []byte, off int64) (int, error) {
+	if off >= f.size {
+		return 0, errEOF
+	}
+	n := int(min(int64(len(p)), f.size-off))
+	clear(p[:n])
+	if off < int64(len(f.data)) {
+		copy(p[:n], f.data[off:])
+	}
+	if n < len(p) {
+		return n, errEOF
+	}
+	return n, nil
+}
+func (f *bigFile) WriteAt(p []byte, off int64) (int, error) { return 0, formats.ErrReadOnly }
+func (f *bigFile) Size() (int64, error)                     { return f.size, nil }
+func (f *bigFile) Truncate(int64) error                     { return formats.ErrReadOnly }
+func (f *bigFile) Sync() error                              { return nil }
+func (f *bigFile) Close() error                             { return nil }
+func (f *bigFile) Name() string                             { return "crafted.vhdx" }
+
+// TestCheckFindsBadBlocks: overlapping blocks and a block cut by the end of
+// the file are corruptions for check, not refusals to open.
+func TestCheckFindsBadBlocks(t *testing.T) {
+	b := hostileBase(t)
+	setBAT(b, 5, getBAT(b, 0)) // block 5 shares block 0's space
+	img, err := openBytes(b[:len(b)-4096], formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := img.Check(context.Background(), formats.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Corruptions != 2 {
+		t.Errorf("corruptions %d, want 2 (overlap, truncated block): %q", rep.Corruptions, rep.Messages)
+	}
+}
+
+// TestParentReferences: the safe policy refuses absolute and escaping
+// parent paths naming the flag; a wrong linkage is corrupt.
+func TestParentReferences(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	basePath := filepath.Join(dir, "base.vhdx")
+	w := create(t, basePath, 4<<20, "")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, basePath, filepath.Join(sub, "base.vhdx"))
+	childPath := filepath.Join(sub, "child.vhdx")
+	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx")
+	f, _ := os.Create(childPath)
+	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	child, _ := os.ReadFile(childPath)
+
+	n := 0
+	withLocator := func(keys ...string) string {
+		b := append([]byte(nil), child...)
+		img, err := openBytes(b, formats.OpenOptions{NoBacking: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := parentLocator{Values: map[string]string{}}
+		for i := 0; i < len(keys); i += 2 {
+			pl.Keys = append(pl.Keys, keys[i])
+			pl.Values[keys[i]] = keys[i+1]
+		}
+		loc := metaItem(b, itemParentLoc)
+		enc := pl.encode()
+		if len(enc) > len(loc) {
+			// Grow the item: it is the last one, with room after it.
+			patchMeta(b, func(es []metaEntry) []metaEntry { es[len(es)-1].Length = uint32(len(enc)); return es })
+			loc = metaItem(b, itemParentLoc)
+		}
+		clear(loc)
+		copy(loc, enc)
+		_ = img
+		n++
+		p := filepath.Join(sub, fmt.Sprintf("c%d.vhdx", n))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	linkage := func() string {
+		img, err := formats.Open(childPath, formats.OpenOptions{NoBacking: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		return img.(*Image).locator.Values["parent_linkage"]
+	}()
+
+	cases := []struct {
+		name string
+		path string
+		pol  formats.ReferencePolicy
+		kind error
+		flag bool
+	}{
+		{"relative", withLocator("parent_linkage", linkage, "relative_path", `.\base.vhdx`), formats.PolicySafe, nil, false},
+		{"dotdot", withLocator("parent_linkage", linkage, "relative_path", `..\base.vhdx`), formats.PolicySafe, formats.ErrReferenceDenied, true},
+		{"dotdot-any", withLocator("parent_linkage", linkage, "relative_path", `..\base.vhdx`), formats.PolicyAny, nil, false},
+		{"absolute", withLocator("parent_linkage", linkage, "absolute_win32_path", `\\?\C:`+strings.ReplaceAll(basePath, "/", `\`)), formats.PolicySafe, formats.ErrReferenceDenied, true},
+		{"absolute-any", withLocator("parent_linkage", linkage, "absolute_win32_path", `C:`+strings.ReplaceAll(basePath, "/", `\`)), formats.PolicyAny, nil, false},
+		{"strict", withLocator("parent_linkage", linkage, "relative_path", `base.vhdx`), formats.PolicyStrict, formats.ErrReferenceDenied, false},
+		{"wrong-linkage", withLocator("parent_linkage", "{00000000-1111-2222-3333-444444444444}", "relative_path", `base.vhdx`), formats.PolicySafe, formats.ErrCorrupt, false},
+		{"bad-linkage", withLocator("parent_linkage", "nonsense", "relative_path", `base.vhdx`), formats.PolicySafe, formats.ErrCorrupt, false},
+		{"no-path", withLocator("parent_linkage", linkage), formats.PolicySafe, formats.ErrCorrupt, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			img, err := formats.Open(c.path, formats.OpenOptions{Resolver: &formats.Resolver{Policy: c.pol}})
+			if c.kind == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				img.Close()
+				return
+			}
+			if !errors.Is(err, c.kind) {
+				t.Fatalf("got %v, want %v", err, c.kind)
+			}
+			if c.flag && !strings.Contains(err.Error(), "--references=any") {
+				t.Errorf("error does not name the flag: %v", err)
+			}
+		})
+	}
+}
