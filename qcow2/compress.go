@@ -1,0 +1,114 @@
+package qcow2
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/zstd"
+)
+
+// deflateWindow is the window qemu inflates compressed clusters with
+// (inflateInit2 with windowBits -12): back-references must not reach
+// further than 4 KiB, so vdisk compresses with this window too.
+const deflateWindow = 4096
+
+// codec compresses and decompresses clusters of one image. It pools the
+// (expensive) encoder and decoder states; it is safe for concurrent use.
+type codec struct {
+	typ       uint8 // compressionZlib or compressionZstd
+	inflaters sync.Pool
+	deflaters sync.Pool
+	zdecoders sync.Pool
+	zencoder  *zstd.Encoder
+	zencOnce  sync.Once
+	zencErr   error
+}
+
+// decompress inflates src into dst, which must be filled exactly (a cluster).
+// Trailing input after the cluster is complete is ignored, as qemu does:
+// the stored length is only known to 512-byte precision.
+func (c *codec) decompress(dst, src []byte) error {
+	if c.typ == compressionZstd {
+		return c.unzstd(dst, src)
+	}
+	r, _ := c.inflaters.Get().(io.ReadCloser)
+	if r == nil {
+		r = flate.NewReader(bytes.NewReader(src))
+	} else if err := r.(flate.Resetter).Reset(bytes.NewReader(src), nil); err != nil {
+		return err
+	}
+	defer c.inflaters.Put(r)
+	if _, err := io.ReadFull(r, dst); err != nil {
+		return fmt.Errorf("deflate data: %w", err)
+	}
+	return nil
+}
+
+func (c *codec) unzstd(dst, src []byte) error {
+	d, _ := c.zdecoders.Get().(*zstd.Decoder)
+	var err error
+	if d == nil {
+		d, err = zstd.NewReader(bytes.NewReader(src), zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(64<<20))
+	} else {
+		err = d.Reset(bytes.NewReader(src))
+	}
+	if err != nil {
+		return fmt.Errorf("zstd data: %w", err)
+	}
+	defer c.zdecoders.Put(d)
+	if _, err := io.ReadFull(d, dst); err != nil {
+		return fmt.Errorf("zstd data: %w", err)
+	}
+	return nil
+}
+
+// compress appends the compressed form of cluster to dst; ok is false when
+// the result is not smaller than the cluster.
+func (c *codec) compress(dst, cluster []byte) ([]byte, bool, error) {
+	start := len(dst)
+	buf := bytes.NewBuffer(dst)
+	if c.typ == compressionZstd {
+		enc, err := c.encoder()
+		if err != nil {
+			return dst, false, err
+		}
+		out := enc.EncodeAll(cluster, dst)
+		return out, len(out)-start < len(cluster), nil
+	}
+	w, _ := c.deflaters.Get().(*flate.Writer)
+	if w == nil {
+		var err error
+		if w, err = flate.NewWriterWindow(buf, deflateWindow); err != nil {
+			return dst, false, err
+		}
+	} else {
+		w.Reset(buf)
+	}
+	defer c.deflaters.Put(w)
+	if _, err := w.Write(cluster); err != nil {
+		return dst, false, err
+	}
+	if err := w.Close(); err != nil {
+		return dst, false, err
+	}
+	out := buf.Bytes()
+	return out, len(out)-start < len(cluster), nil
+}
+
+func (c *codec) encoder() (*zstd.Encoder, error) {
+	c.zencOnce.Do(func() {
+		c.zencoder, c.zencErr = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithZeroFrames(true),
+			zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+	})
+	if c.zencErr != nil {
+		return nil, errors.Join(errors.New("zstd encoder"), c.zencErr)
+	}
+	return c.zencoder, nil
+}

@@ -1,0 +1,341 @@
+package qcow2
+
+import (
+	"fmt"
+	"math/bits"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
+)
+
+// createOptions are qemu's qcow2 create options (names, defaults, help).
+var createOptions = []formats.OptionSpec{
+	{Name: "backing_file", Type: formats.OptString, Help: "File name of a base image"},
+	{Name: "backing_fmt", Type: formats.OptString, Help: "Image format of the base image"},
+	{Name: "cluster_size", Type: formats.OptSize, Default: "65536", Help: "qcow2 cluster size"},
+	{Name: "compat", Type: formats.OptString, Default: "1.1", Values: []string{"0.10", "1.1", "v2", "v3"},
+		Help: "Compatibility level (v2 [0.10] or v3 [1.1])"},
+	{Name: "compression_type", Type: formats.OptString, Default: "zlib", Values: []string{"zlib", "zstd"},
+		Help: "Compression method used for image cluster compression"},
+	{Name: "extended_l2", Type: formats.OptBool, Default: "off", Help: "Extended L2 tables"},
+	{Name: "lazy_refcounts", Type: formats.OptBool, Default: "off", Help: "Postpone refcount updates"},
+	{Name: "preallocation", Type: formats.OptString, Default: "off", Values: []string{"off", "metadata", "falloc", "full"},
+		Help: "Preallocation mode (allowed values: off, metadata, falloc, full)"},
+	{Name: "refcount_bits", Type: formats.OptInt, Default: "16", Help: "Width of a reference count entry in bits"},
+}
+
+// params are validated create options.
+type params struct {
+	version       uint32
+	clusterBits   uint
+	compression   uint8
+	extL2         bool
+	lazy          bool
+	prealloc      string
+	refcountOrder uint32
+	backingFile   string
+	backingFmt    string
+}
+
+func parseParams(name string, o formats.Options) (params, error) {
+	var p params
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", name, formats.ErrInvalidOption, fmt.Sprintf(format, args...))
+	}
+	switch o.String("compat") {
+	case "0.10", "v2":
+		p.version = 2
+	default:
+		p.version = 3
+	}
+	cs := o.Size("cluster_size")
+	if cs < 1<<minClusterBits || cs > 1<<maxClusterBits || cs&(cs-1) != 0 {
+		return p, bad("cluster size must be a power of two between 512 and 2M")
+	}
+	p.clusterBits = uint(bits.TrailingZeros64(uint64(cs)))
+	if o.String("compression_type") == "zstd" {
+		if p.version < 3 {
+			return p, bad("compression_type=zstd requires compat=1.1 or above")
+		}
+		p.compression = compressionZstd
+	}
+	p.extL2 = o.Bool("extended_l2")
+	if p.extL2 {
+		if p.version < 3 {
+			return p, bad("extended L2 entries are only supported with compatibility level 1.1 and above")
+		}
+		if p.clusterBits < minExtL2Bits {
+			return p, bad("extended L2 entries are only supported with cluster sizes of at least 16384 bytes")
+		}
+	}
+	p.lazy = o.Bool("lazy_refcounts")
+	if p.lazy && p.version < 3 {
+		return p, bad("lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)")
+	}
+	rb := o.Int("refcount_bits")
+	if rb < 1 || rb > 64 || rb&(rb-1) != 0 {
+		return p, bad("refcount width must be a power of two and may not exceed 64 bits")
+	}
+	if p.version < 3 && rb != 16 {
+		return p, bad("different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)")
+	}
+	p.refcountOrder = uint32(bits.TrailingZeros64(uint64(rb)))
+	p.prealloc = o.String("preallocation")
+	p.backingFile, p.backingFmt = o.String("backing_file"), o.String("backing_fmt")
+	if p.backingFile != "" && p.prealloc != "off" {
+		return p, bad("backing file and preallocation can only be used at the same time if extended_l2 is on")
+	}
+	return p, nil
+}
+
+// Create makes a new qcow2 image in req.File.
+func Create(req formats.CreateRequest) (*Image, error) {
+	p, err := parseParams(req.Name, req.Options)
+	if err != nil {
+		return nil, err
+	}
+	size := req.Size
+	var backing formats.Image
+	if p.backingFile != "" {
+		backing, err = formats.OpenReference(req.Name, p.backingFile, p.backingFmt, req.Open)
+		if err != nil {
+			return nil, err
+		}
+		if p.backingFmt == "" {
+			p.backingFmt = backing.Format()
+		}
+		if size == 0 && !req.Options.IsSet("size") {
+			size = backing.Size()
+		}
+	}
+	size = roundUp(size, sectorSize) // qemu sizes disks in whole sectors
+	img, err := newImage(req.File, req.Name, size, p, req.Open.Limits)
+	if err != nil {
+		if backing != nil {
+			backing.Close()
+		}
+		return nil, err
+	}
+	img.backing, img.backingName, img.backingFmt = backing, p.backingFile, p.backingFmt
+	if backing != nil {
+		img.backingPath, _ = req.Open.Resolver.Resolve(req.Name, p.backingFile)
+	}
+	if err := img.preallocate(p.prealloc); err != nil {
+		img.closeRefs()
+		return nil, err
+	}
+	if err := img.Flush(); err != nil {
+		img.closeRefs()
+		return nil, err
+	}
+	return img, nil
+}
+
+// newImage lays out an empty image: header in cluster 0, then the refcount
+// table, the first refcount block and the L1 table (qemu's layout).
+func newImage(f formats.File, name string, size int64, p params, lim formats.Limits) (*Image, error) {
+	if err := lim.CheckVirtualSize(name, size); err != nil {
+		return nil, err
+	}
+	cs := int64(1) << p.clusterBits
+	h := header{Version: p.version, ClusterBits: uint32(p.clusterBits), Size: uint64(size),
+		RefcountOrder: p.refcountOrder, HeaderLength: v2HeaderLength}
+	if p.version >= 3 {
+		h.HeaderLength = v3HeaderLength
+		if p.compression != compressionZlib {
+			h.IncompatibleFeatures |= incompatCompression
+			h.CompressionType = p.compression
+		}
+		if p.extL2 {
+			h.IncompatibleFeatures |= incompatExtL2
+		}
+		if p.lazy {
+			h.CompatibleFeatures |= compatLazyRefcounts
+		}
+	}
+	img := &Image{f: f, name: name, hdr: h, clusterBits: p.clusterBits, clusterSize: cs, extL2: p.extL2,
+		size: size, limits: lim.WithDefaults(), data: f, snapshotIndex: -1, codec: &codec{typ: p.compression}}
+	img.ext.BackingFormat = p.backingFmt
+	img.geometry()
+	img.cache = newL2Cache(0)
+	img.cache.limit = 0
+	if err := img.writeCluster0(p.backingFile); err != nil {
+		return nil, err
+	}
+	img.w = newWriter(img, p.refcountOrder)
+	img.w.hdrDirty = true
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if _, err := img.allocClusters(1); err != nil { // header; brings the refcount table and block
+		return nil, err
+	}
+	l1Entries := img.l1Entries(size)
+	if l1Entries*8 > maxL1Bytes {
+		return nil, formats.Limitf(name, "L1 table", -1, "a %d-byte disk needs %d L1 entries, more than qemu's limit", size, l1Entries)
+	}
+	img.l1 = make([]uint64, l1Entries)
+	img.hdr.L1Size = uint32(l1Entries)
+	if l1Entries > 0 {
+		off, err := img.allocClusters((int64(l1Entries)*8 + cs - 1) / cs)
+		if err != nil {
+			return nil, err
+		}
+		img.hdr.L1TableOffset = uint64(off)
+		img.w.l1Dirty = true
+	}
+	return img, nil
+}
+
+// writeCluster0 writes the header, the extensions and the backing name.
+func (img *Image) writeCluster0(backingFile string) error {
+	hdr := img.hdr.encode()
+	exts := img.ext.encode(img.hdr.Version >= 3)
+	if int64(len(hdr)+len(exts)+len(backingFile)) > img.clusterSize && img.hdr.Version >= 3 {
+		// Small clusters: leave out the optional feature name table.
+		img.ext.Features = nil
+		exts = (&extensions{BackingFormat: img.ext.BackingFormat}).encode(false)
+	}
+	if len(backingFile) > maxBackingName || int64(len(hdr)+len(exts)+len(backingFile)) > img.clusterSize {
+		return fmt.Errorf("%s: %w: backing file name too long", img.name, formats.ErrInvalidOption)
+	}
+	if backingFile != "" {
+		img.hdr.BackingFileOffset = uint64(len(hdr) + len(exts))
+		img.hdr.BackingFileSize = uint32(len(backingFile))
+		hdr = img.hdr.encode()
+	}
+	buf := append(append(hdr, exts...), backingFile...)
+	_, err := img.f.WriteAt(buf, 0)
+	return err
+}
+
+// preallocate allocates every L2 table (metadata) and data cluster (falloc,
+// full) as qemu's preallocation modes do.
+func (img *Image) preallocate(mode string) error {
+	if mode == "off" || mode == "" || img.size == 0 {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	cs := img.clusterSize
+	clusters := (img.size + cs - 1) / cs
+	perL2 := int64(1) << img.l2Bits
+	for vc := int64(0); vc < clusters; vc += perL2 {
+		if _, _, err := img.l2For(vc); err != nil {
+			return err
+		}
+	}
+	dataOff, err := img.allocClusters(clusters)
+	if err != nil {
+		return err
+	}
+	for vc := range clusters {
+		if err := img.setEntry(vc, uint64(dataOff+vc*cs)|oflagCopied, subAllocMask); err != nil {
+			return err
+		}
+	}
+	dataLen := clusters * cs
+	if err := img.f.Truncate(dataOff + dataLen); err != nil {
+		return err
+	}
+	switch mode {
+	case "falloc":
+		if osf := formats.OSFileOf(img.f); osf != nil {
+			return sparse.Allocate(osf, dataOff, dataLen)
+		}
+		return writeZeros(img.f, dataOff, dataLen)
+	case "full":
+		return writeZeros(img.f, dataOff, dataLen)
+	}
+	return nil
+}
+
+func writeZeros(f formats.File, off, length int64) error {
+	zero := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
+
+// Resize changes the virtual size. Growing may move the L1 table; shrinking
+// (shrink=true) frees the clusters past the new end.
+func (img *Image) Resize(newSize int64, shrink bool) error {
+	if err := img.writable(); err != nil {
+		return err
+	}
+	if err := img.limits.CheckVirtualSize(img.name, newSize); err != nil {
+		return err
+	}
+	if len(img.snapshots) > 0 {
+		return formats.Unsupportedf(img.name, "resizing a qcow2 image with internal snapshots")
+	}
+	if newSize < img.size && !shrink {
+		return fmt.Errorf("%s: use the --shrink option to perform a shrink operation", img.name)
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if newSize < img.size {
+		if err := img.discardTail(newSize); err != nil {
+			return err
+		}
+	} else if err := img.growL1(img.l1Entries(newSize)); err != nil {
+		return err
+	}
+	img.size = newSize
+	img.hdr.Size = uint64(newSize)
+	img.w.hdrDirty = true
+	return img.flushLocked()
+}
+
+// growL1 moves the L1 table to a place big enough for n entries.
+func (img *Image) growL1(n uint64) error {
+	if n <= uint64(len(img.l1)) {
+		return nil
+	}
+	if n*8 > maxL1Bytes {
+		return formats.Limitf(img.name, "L1 table", -1, "%d entries exceed qemu's limit", n)
+	}
+	cs := img.clusterSize
+	oldOff, oldLen := int64(img.hdr.L1TableOffset), int64(len(img.l1))
+	off, err := img.allocClusters((int64(n)*8 + cs - 1) / cs)
+	if err != nil {
+		return err
+	}
+	l1 := make([]uint64, n)
+	copy(l1, img.l1)
+	img.l1 = l1
+	if oldLen > 0 {
+		for cl := oldOff / cs; cl <= (oldOff+oldLen*8-1)/cs; cl++ {
+			if err := img.addRef(cl, -1); err != nil {
+				return err
+			}
+		}
+	}
+	img.hdr.L1TableOffset, img.hdr.L1Size = uint64(off), uint32(n)
+	img.w.l1Dirty, img.w.hdrDirty = true, true
+	return nil
+}
+
+// discardTail frees every cluster that lies wholly past newSize.
+func (img *Image) discardTail(newSize int64) error {
+	cs := img.clusterSize
+	first := (newSize + cs - 1) / cs
+	last := (img.size + cs - 1) / cs
+	for vc := first; vc < last; vc++ {
+		entry, bitmap, err := img.lookup(vc)
+		if err != nil {
+			return err
+		}
+		if entry != 0 || bitmap != 0 {
+			if err := img.setEntry(vc, 0, 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,29 @@
+// Package qcow2 is the driver for QEMU copy-on-write images, versions 2
+// (compat=0.10) and 3 (compat=1.1), as qemu's docs/interop/qcow2.txt
+// describes them. Everything on disk is big-endian.
+//
+// Cluster 0 holds the header, its extensions (backing format, feature
+// names, external data file name, bitmaps) and the backing file name. A
+// guest offset maps through two tables: the L1 table (contiguous, one entry
+// per L2 table) and L2 tables (one cluster each, one entry per guest
+// cluster; 128-bit entries with 32 subclusters when extended L2 is on).
+// An L2 entry is unallocated (read from the backing file, else zeros), a
+// zero cluster (v3, with or without a preallocated host cluster), a normal
+// cluster at a host offset, or a compressed cluster (raw deflate with a
+// 4 KiB window, or zstd) packed byte-wise into host clusters. Every host
+// cluster in use is counted in 1..64-bit refcounts, reached through the
+// refcount table; internal snapshots keep their own L1 copies.
+//
+// Supported: reading all of the above, backing files of any format (opened
+// through formats.OpenReference), external data files (through the
+// resolver), snapshots by id or name, dirty images (read-only or with
+// refcounts recomputed), corrupt images read-only. Writing: create with
+// qemu's options (compat, cluster_size, compression_type, preallocation,
+// lazy_refcounts, refcount_bits, extended_l2, backing_file, backing_fmt),
+// concurrent WriteAt, zero clusters, compressed clusters, resize, check and
+// repair. Refused by name: encryption (AES, LUKS), unknown incompatible
+// features, writing with an external data file, snapshot creation.
+//
+// A writable image keeps its refcounts and touched L2 tables in memory and
+// writes metadata at Flush, so an image is only consistent after Flush.
+package qcow2

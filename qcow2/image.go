@@ -1,0 +1,387 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Name is the driver name.
+const Name = "qcow2"
+
+// L1/L2 entry bits (qcow2.txt "Cluster mapping").
+const (
+	offsetMask       = 0x00fffffffffffe00 // bits 9-55: host offset
+	oflagCopied      = 1 << 63            // refcount is exactly 1
+	oflagCompressed  = 1 << 62            // L2: compressed cluster
+	oflagZero        = 1 << 0             // L2 (v3): reads as zeros
+	l1ReservedMask   = 0x7f000000000001ff // must be zero in L1 entries
+	l2ReservedMask   = 0x3f000000000001fe // must be zero in standard L2 entries
+	subclusters      = 32                 // per cluster with extended L2
+	subAllocMask     = 0xffffffff         // low half of the bitmap: allocated
+	sectorSize       = 512
+	compressedSector = 512
+)
+
+func init() {
+	formats.Register(&formats.Driver{
+		Name:          Name,
+		Probe:         probe,
+		Open:          func(f formats.File, opts formats.OpenOptions) (formats.Image, error) { return Open(f, opts) },
+		Create:        func(req formats.CreateRequest) (formats.Writable, error) { return Create(req) },
+		CreateOptions: createOptions,
+		Measure:       measure,
+	})
+}
+
+func probe(in formats.ProbeInput) int {
+	if len(in.Header) >= 8 && binary.BigEndian.Uint32(in.Header) == magic {
+		v := binary.BigEndian.Uint32(in.Header[4:])
+		if v == 2 || v == 3 {
+			return formats.ProbeCertain
+		}
+		return formats.ProbeWeak
+	}
+	return formats.ProbeNone
+}
+
+// Image is an open qcow2 image (read-only, or writable when created or
+// opened with Writable).
+type Image struct {
+	f           formats.File
+	name        string
+	hdr         header
+	ext         extensions
+	clusterBits uint
+	clusterSize int64
+	l2Bits      uint // log2 of L2 entries per table
+	extL2       bool
+	size        int64
+	codec       *codec
+	limits      formats.Limits
+
+	data     formats.File // external data file, or f
+	dataName string       // "" when the data lives in f
+	rawData  bool         // data file is a valid raw image
+
+	backing                      formats.Image
+	backingName, backingPath     string
+	backingFmt                   string
+	snapshots                    []snapshot
+	snapshotIndex                int // -1: the active layer
+	readOnly                     bool
+	corruptBit                   bool
+	fileEnd                      int64 // file size at open, cluster rounded (read-only images)
+	compressedMask, sectorsShift uint
+
+	mu    sync.Mutex // guards l1, cache and the writer state
+	l1    []uint64
+	cache *l2Cache
+	w     *writer // nil for read-only images
+}
+
+// Open opens f as a qcow2 image.
+func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+	name := f.Name()
+	fileSize, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	first := make([]byte, min(fileSize, 1<<maxClusterBits))
+	if _, err := f.ReadAt(first, 0); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("%s: reading header: %w", name, err)
+	}
+	h, err := parseHeader(first)
+	if err != nil {
+		return nil, formats.Corruptf(name, "qcow2 header", 0, "%v", err)
+	}
+	if h.Version != 2 && h.Version != 3 {
+		return nil, formats.Unsupportedf(name, "qcow2 version %d", h.Version)
+	}
+	if h.ClusterBits < minClusterBits || h.ClusterBits > maxClusterBits {
+		return nil, formats.Corruptf(name, "qcow2 header", 20, "cluster_bits %d outside %d..%d", h.ClusterBits, minClusterBits, maxClusterBits)
+	}
+	cs := int64(1) << h.ClusterBits
+	cluster0 := first[:min(int64(len(first)), cs)]
+	if h.Version == 3 && (h.HeaderLength < v3MinHeaderLen || int64(h.HeaderLength) > cs) {
+		return nil, formats.Corruptf(name, "qcow2 header", 100, "header_length %d outside %d..%d", h.HeaderLength, v3MinHeaderLen, cs)
+	}
+	ext, err := parseExtensions(name, cluster0, int(h.HeaderLength), h.Version == 3)
+	if err != nil {
+		return nil, err
+	}
+	if unknown := h.IncompatibleFeatures &^ incompatKnown; unknown != 0 {
+		return nil, formats.Unsupportedf(name, "qcow2 incompatible features %s", incompatNames(unknown, ext.Features))
+	}
+	if ext.Crypto && h.CryptMethod == 0 {
+		return nil, formats.Unsupportedf(name, "qcow2 encryption header without a crypt method")
+	}
+	if err := h.validate(name, fileSize, opts.Limits); err != nil {
+		return nil, err
+	}
+	img := &Image{f: f, name: name, hdr: h, ext: ext, clusterBits: uint(h.ClusterBits), clusterSize: cs,
+		extL2: h.IncompatibleFeatures&incompatExtL2 != 0, size: int64(h.Size), limits: opts.Limits.WithDefaults(),
+		data: f, snapshotIndex: -1, corruptBit: h.IncompatibleFeatures&incompatCorrupt != 0,
+		codec: &codec{typ: h.CompressionType}}
+	img.geometry()
+	img.fileEnd = roundUp(fileSize, cs)
+	if err := img.load(opts, cluster0); err != nil {
+		img.closeRefs()
+		return nil, err
+	}
+	return img, nil
+}
+
+// geometry derives the L2 and compressed-descriptor shapes from clusterBits.
+func (img *Image) geometry() {
+	entryBytes := uint(8)
+	if img.extL2 {
+		entryBytes = 16
+	}
+	img.l2Bits = img.clusterBits - log2(entryBytes)
+	img.sectorsShift = 62 - (img.clusterBits - 8)
+	img.compressedMask = img.sectorsShift
+}
+
+func log2(n uint) uint {
+	b := uint(0)
+	for n > 1 {
+		n >>= 1
+		b++
+	}
+	return b
+}
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+// load reads the L1 table, snapshots, backing file and data file.
+func (img *Image) load(opts formats.OpenOptions, cluster0 []byte) error {
+	h := &img.hdr
+	if need := img.l1Entries(img.size); uint64(h.L1Size) < need {
+		return formats.Corruptf(img.name, "L1 table", int64(h.L1TableOffset), "%d entries cannot map %d bytes (need %d)", h.L1Size, img.size, need)
+	}
+	if err := img.readSnapshots(); err != nil {
+		return err
+	}
+	l1Off, l1Size := h.L1TableOffset, h.L1Size
+	if opts.Snapshot != "" {
+		i, ok := findSnapshot(img.snapshots, opts.Snapshot)
+		if !ok {
+			return fmt.Errorf("%s: no snapshot %q: %w", img.name, opts.Snapshot, formats.ErrInvalidOption)
+		}
+		s := img.snapshots[i]
+		if uint64(s.L1Size)*8 > maxL1Bytes {
+			return formats.Limitf(img.name, "snapshot L1 table", int64(s.L1TableOffset), "%d entries exceed %d bytes", s.L1Size, maxL1Bytes)
+		}
+		if err := checkTableOffset(img.name, "snapshot L1 table", s.L1TableOffset, uint64(s.L1Size)*8, uint64(img.clusterSize)); err != nil {
+			return err
+		}
+		img.snapshotIndex = i
+		if s.DiskSize != 0 {
+			if err := img.limits.CheckVirtualSize(img.name, int64(s.DiskSize&(1<<63-1))); err != nil {
+				return err
+			}
+			img.size = int64(s.DiskSize)
+		}
+		if need := img.l1Entries(img.size); uint64(s.L1Size) < need {
+			return formats.Corruptf(img.name, "snapshot L1 table", int64(s.L1TableOffset), "%d entries cannot map %d bytes", s.L1Size, img.size)
+		}
+		l1Off, l1Size = s.L1TableOffset, s.L1Size
+	}
+	l1, err := img.readTable("L1 table", l1Off, uint64(l1Size))
+	if err != nil {
+		return err
+	}
+	img.l1 = l1
+	img.cache = newL2Cache(img.limits.CacheBytes / img.clusterSize)
+	img.readOnly = !opts.Writable || img.snapshotIndex >= 0
+	if opts.Writable && img.corruptBit {
+		return fmt.Errorf("%s: image is corrupt (corrupt bit set); it can only be opened read-only: %w", img.name, formats.ErrReadOnly)
+	}
+	if err := img.openDataFile(opts); err != nil {
+		return err
+	}
+	if err := img.readBackingName(cluster0); err != nil {
+		return err
+	}
+	if img.backingName != "" && !opts.NoBacking {
+		b, err := formats.OpenReference(img.name, img.backingName, img.ext.BackingFormat, opts)
+		if err != nil {
+			return err
+		}
+		img.backing = b
+		img.backingPath, _ = opts.Resolver.Resolve(img.name, img.backingName)
+		if img.backingFmt == "" {
+			img.backingFmt = b.Format()
+		}
+	}
+	if opts.Writable {
+		return img.startWriter()
+	}
+	return nil
+}
+
+// l1Entries is how many L1 entries a virtual size needs.
+func (img *Image) l1Entries(size int64) uint64 {
+	span := uint64(1) << (img.clusterBits + img.l2Bits)
+	return (uint64(size) + span - 1) / span
+}
+
+// readTable reads n big-endian u64 entries at off, bounded by the limits.
+func (img *Image) readTable(structure string, off, n uint64) ([]uint64, error) {
+	if err := img.limits.CheckTable(img.name, structure, int64(off), n, 8); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, n*8)
+	if got, err := img.f.ReadAt(buf, int64(off)); got < len(buf) {
+		return nil, formats.Corruptf(img.name, structure, int64(off), "truncated (%d of %d bytes): %v", got, len(buf), err)
+	}
+	t := make([]uint64, n)
+	for i := range t {
+		t[i] = binary.BigEndian.Uint64(buf[8*i:])
+	}
+	return t, nil
+}
+
+func (img *Image) readSnapshots() error {
+	h := &img.hdr
+	if h.NbSnapshots == 0 {
+		return nil
+	}
+	fileSize := img.fileEnd
+	if int64(h.SnapshotsOffset) >= fileSize {
+		return formats.Corruptf(img.name, "snapshot table", int64(h.SnapshotsOffset), "past the end of the file")
+	}
+	n := min(fileSize-int64(h.SnapshotsOffset), maxSnapTable)
+	buf := make([]byte, n)
+	got, err := img.f.ReadAt(buf, int64(h.SnapshotsOffset))
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("%s: reading snapshot table: %w", img.name, err)
+	}
+	snaps, err := parseSnapshots(img.name, buf[:got], int64(h.SnapshotsOffset), int(h.NbSnapshots))
+	if err != nil {
+		return err
+	}
+	img.snapshots = snaps
+	return nil
+}
+
+func (img *Image) readBackingName(cluster0 []byte) error {
+	h := &img.hdr
+	if h.BackingFileOffset == 0 || h.BackingFileSize == 0 {
+		return nil
+	}
+	end := h.BackingFileOffset + uint64(h.BackingFileSize)
+	if end > uint64(len(cluster0)) {
+		return formats.Corruptf(img.name, "backing file name", int64(h.BackingFileOffset), "runs past the first cluster")
+	}
+	if h.AutoclearFeatures&autoclearRawData != 0 && img.dataName != "" {
+		return formats.Corruptf(img.name, "qcow2 header", 8, "a backing file and a raw external data file are exclusive")
+	}
+	img.backingName = string(cluster0[h.BackingFileOffset:end])
+	img.backingFmt = img.ext.BackingFormat
+	return nil
+}
+
+func (img *Image) openDataFile(opts formats.OpenOptions) error {
+	if img.hdr.IncompatibleFeatures&incompatDataFile == 0 {
+		if img.ext.DataFile != "" {
+			return formats.Corruptf(img.name, "data file extension", -1, "present without the external data file feature")
+		}
+		return nil
+	}
+	if img.ext.DataFile == "" {
+		return formats.Unsupportedf(img.name, "qcow2 external data file without a name (the data-file option is needed)")
+	}
+	img.rawData = img.hdr.AutoclearFeatures&autoclearRawData != 0
+	f, err := opts.Resolver.Open(img.name, img.ext.DataFile, opts.Writable)
+	if err != nil {
+		return err
+	}
+	img.data, img.dataName = f, img.ext.DataFile
+	return nil
+}
+
+func (img *Image) closeRefs() {
+	if img.backing != nil {
+		img.backing.Close()
+		img.backing = nil
+	}
+	if img.data != img.f && img.data != nil {
+		img.data.Close()
+		img.data = img.f
+	}
+}
+
+// Size is the virtual size.
+func (img *Image) Size() int64 { return img.size }
+
+// Format is "qcow2".
+func (img *Image) Format() string { return Name }
+
+// ClusterSize is the cluster size in bytes.
+func (img *Image) ClusterSize() int64 { return img.clusterSize }
+
+// Backing returns the open backing image or nil.
+func (img *Image) Backing() formats.Image { return img.backing }
+
+// BackingName is the backing file name as stored.
+func (img *Image) BackingName() string { return img.backingName }
+
+// BackingPath is the resolved backing path.
+func (img *Image) BackingPath() string { return img.backingPath }
+
+// BackingFormat is the backing format (stored, else probed).
+func (img *Image) BackingFormat() string { return img.backingFmt }
+
+// Close closes the image, its backing chain and data file. A writable image
+// is flushed first.
+func (img *Image) Close() error {
+	var err error
+	if img.w != nil {
+		err = img.Flush()
+	}
+	img.closeRefs()
+	if cerr := img.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Info is the format-specific part of `info`, in qemu's key order.
+func (img *Image) Info() formats.Info {
+	h := &img.hdr
+	comp := "zlib"
+	if h.CompressionType == compressionZstd {
+		comp = "zstd"
+	}
+	info := formats.Info{ClusterSize: img.clusterSize, DirtyFlag: h.IncompatibleFeatures&incompatDirty != 0}
+	if h.Version == 2 {
+		info.Specific = formats.Object{{Key: "compat", Value: "0.10"}, {Key: "compression-type", Value: comp},
+			{Key: "refcount-bits", Value: int64(1) << h.RefcountOrder}}
+	} else {
+		obj := formats.Object{{Key: "compat", Value: "1.1"}, {Key: "compression-type", Value: comp},
+			{Key: "lazy-refcounts", Value: h.CompatibleFeatures&compatLazyRefcounts != 0}}
+		if bms := img.bitmapInfo(); bms != nil {
+			obj = append(obj, formats.Field{Key: "bitmaps", Value: bms})
+		}
+		obj = append(obj, formats.Field{Key: "refcount-bits", Value: int64(1) << h.RefcountOrder})
+		if h.IncompatibleFeatures&incompatDataFile != 0 {
+			obj = append(obj, formats.Field{Key: "data-file", Value: img.ext.DataFile},
+				formats.Field{Key: "data-file-raw", Value: h.AutoclearFeatures&autoclearRawData != 0})
+		}
+		obj = append(obj, formats.Field{Key: "corrupt", Value: img.corruptBit},
+			formats.Field{Key: "extended-l2", Value: img.extL2})
+		info.Specific = obj
+	}
+	for _, s := range img.snapshots {
+		info.Snapshots = append(info.Snapshots, s.info())
+	}
+	return info
+}

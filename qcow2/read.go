@@ -1,0 +1,376 @@
+package qcow2
+
+import (
+	"container/list"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// l2Cache keeps decoded L2 tables by host offset. Read-only images bound it
+// (least recently used tables are dropped); writable images keep every
+// table they touch (dirty tables are written at Flush).
+type l2Cache struct {
+	limit  int64 // tables; <= 0 means unbounded
+	tables map[int64]*list.Element
+	lru    *list.List
+}
+
+type l2Table struct {
+	off     int64
+	entries []uint64 // clusterSize/8 words (entry, bitmap pairs with extended L2)
+}
+
+func newL2Cache(limit int64) *l2Cache {
+	return &l2Cache{limit: max(limit, 4), tables: map[int64]*list.Element{}, lru: list.New()}
+}
+
+func (c *l2Cache) get(off int64) []uint64 {
+	if e, ok := c.tables[off]; ok {
+		c.lru.MoveToFront(e)
+		return e.Value.(*l2Table).entries
+	}
+	return nil
+}
+
+func (c *l2Cache) put(off int64, entries []uint64, bounded bool) {
+	c.tables[off] = c.lru.PushFront(&l2Table{off: off, entries: entries})
+	for bounded && int64(c.lru.Len()) > c.limit {
+		last := c.lru.Back()
+		c.lru.Remove(last)
+		delete(c.tables, last.Value.(*l2Table).off)
+	}
+}
+
+func (c *l2Cache) drop(off int64) {
+	if e, ok := c.tables[off]; ok {
+		c.lru.Remove(e)
+		delete(c.tables, off)
+	}
+}
+
+// l2 returns the L2 table at host offset off (caller holds img.mu).
+func (img *Image) l2(off int64) ([]uint64, error) {
+	if t := img.cache.get(off); t != nil {
+		return t, nil
+	}
+	if off%img.clusterSize != 0 {
+		return nil, formats.Corruptf(img.name, "L2 table", off, "offset is not cluster aligned")
+	}
+	if img.w == nil && off+img.clusterSize > img.fileEnd {
+		return nil, formats.Corruptf(img.name, "L2 table", off, "past the end of the file")
+	}
+	buf := make([]byte, img.clusterSize)
+	if n, err := img.f.ReadAt(buf, off); n < len(buf) {
+		if err == io.EOF && img.w != nil {
+			clear(buf[n:])
+		} else {
+			return nil, formats.Corruptf(img.name, "L2 table", off, "truncated: %v", err)
+		}
+	}
+	t := make([]uint64, len(buf)/8)
+	for i := range t {
+		t[i] = binary.BigEndian.Uint64(buf[8*i:])
+	}
+	img.cache.put(off, t, img.w == nil)
+	return t, nil
+}
+
+// segment kinds.
+const (
+	segUnalloc = iota
+	segZero
+	segData
+	segCompressed
+)
+
+// segment is a run of virtual bytes with one mapping.
+type segment struct {
+	virt, length int64
+	kind         int
+	host         int64 // segData (and preallocated segZero): host offset of virt; else -1
+	centry       uint64
+}
+
+// lookup returns the L2 entry and subcluster bitmap of virtual cluster vc
+// (caller holds img.mu). A missing L2 table gives entry 0.
+func (img *Image) lookup(vc int64) (entry, bitmap uint64, err error) {
+	l1i := vc >> img.l2Bits
+	if l1i >= int64(len(img.l1)) {
+		return 0, 0, nil
+	}
+	l1e := img.l1[l1i]
+	l2Off := int64(l1e & offsetMask)
+	if l2Off == 0 {
+		return 0, 0, nil
+	}
+	if img.w == nil && l1e&l1ReservedMask != 0 {
+		return 0, 0, formats.Corruptf(img.name, "L1 table", -1, "entry %d (%#x) has reserved bits set", l1i, l1e)
+	}
+	t, err := img.l2(l2Off)
+	if err != nil {
+		return 0, 0, err
+	}
+	i := vc & (1<<img.l2Bits - 1)
+	if img.extL2 {
+		return t[2*i], t[2*i+1], nil
+	}
+	return t[i], 0, nil
+}
+
+// mapRange resolves [off, off+length) into segments (caller holds img.mu).
+func (img *Image) mapRange(off, length int64, out []segment) ([]segment, error) {
+	cs := img.clusterSize
+	end := off + length
+	for off < end {
+		vc := off / cs
+		if l1i := vc >> img.l2Bits; l1i >= int64(len(img.l1)) || img.l1[l1i]&offsetMask == 0 {
+			// Whole L2 range unallocated: skip it at once.
+			next := min(end, (l1i+1)<<(img.l2Bits+img.clusterBits))
+			out = appendSeg(out, segment{virt: off, length: next - off, kind: segUnalloc, host: -1})
+			off = next
+			continue
+		}
+		entry, bitmap, err := img.lookup(vc)
+		if err != nil {
+			return out, err
+		}
+		cEnd := min(end, (vc+1)*cs)
+		out, err = img.classify(out, vc, entry, bitmap, off, cEnd)
+		if err != nil {
+			return out, err
+		}
+		off = cEnd
+	}
+	return out, nil
+}
+
+// classify appends the segments of [from, to) inside virtual cluster vc.
+func (img *Image) classify(out []segment, vc int64, entry, bitmap uint64, from, to int64) ([]segment, error) {
+	cs := img.clusterSize
+	base := vc * cs
+	if entry&oflagCompressed != 0 {
+		if img.dataName != "" {
+			return out, formats.Corruptf(img.name, "L2 table", -1, "compressed cluster %d in an image with an external data file", vc)
+		}
+		return append(out, segment{virt: from, length: to - from, kind: segCompressed, host: -1, centry: entry}), nil
+	}
+	host := int64(entry & offsetMask)
+	if entry&l2ReservedMask != 0 && !img.extL2 || img.extL2 && entry&(l2ReservedMask|oflagZero) != 0 {
+		return out, formats.Corruptf(img.name, "L2 table", -1, "entry for cluster %d (%#x) has reserved bits set", vc, entry)
+	}
+	if host != 0 || (img.dataName != "" && entry&oflagCopied != 0) {
+		if err := img.checkHost(vc, host); err != nil {
+			return out, err
+		}
+	}
+	if !img.extL2 {
+		seg := segment{virt: from, length: to - from, host: -1}
+		switch {
+		case entry&oflagZero != 0 && img.hdr.Version >= 3:
+			seg.kind = segZero
+			if host != 0 {
+				seg.host = host + from - base
+			}
+		case host != 0 || (img.dataName != "" && entry&oflagCopied != 0):
+			seg.kind, seg.host = segData, host+from-base
+		default:
+			seg.kind = segUnalloc
+		}
+		return appendSeg(out, seg), nil
+	}
+	if bitmap&subAllocMask&(bitmap>>32) != 0 {
+		return out, formats.Corruptf(img.name, "L2 table", -1, "cluster %d: subclusters both allocated and zero (bitmap %#x)", vc, bitmap)
+	}
+	sc := cs / subclusters
+	for from < to {
+		i := (from - base) / sc
+		sEnd := min(to, base+(i+1)*sc)
+		seg := segment{virt: from, length: sEnd - from, host: -1}
+		switch {
+		case bitmap&(1<<i) != 0:
+			if host == 0 && img.dataName == "" {
+				return out, formats.Corruptf(img.name, "L2 table", -1, "cluster %d: allocated subcluster without a host offset", vc)
+			}
+			seg.kind, seg.host = segData, host+from-base
+		case bitmap&(1<<(32+i)) != 0:
+			seg.kind = segZero
+		default:
+			seg.kind = segUnalloc
+		}
+		out = appendSeg(out, seg)
+		from = sEnd
+	}
+	return out, nil
+}
+
+// checkHost validates a data cluster's host offset.
+func (img *Image) checkHost(vc, host int64) error {
+	if host%img.clusterSize != 0 {
+		return formats.Corruptf(img.name, "L2 table", -1, "cluster %d: host offset %#x is not cluster aligned", vc, host)
+	}
+	if img.dataName == "" && img.w == nil && host >= img.fileEnd {
+		return formats.Corruptf(img.name, "L2 table", -1, "cluster %d: host offset %#x is past the end of the file", vc, host)
+	}
+	return nil
+}
+
+// appendSeg appends s, merging it with the previous segment when contiguous.
+func appendSeg(out []segment, s segment) []segment {
+	if n := len(out); n > 0 && s.kind != segCompressed {
+		p := &out[n-1]
+		if p.kind == s.kind && p.virt+p.length == s.virt &&
+			((p.host < 0 && s.host < 0) || (p.host >= 0 && p.host+p.length == s.host)) {
+			p.length += s.length
+			return out
+		}
+	}
+	return append(out, s)
+}
+
+// compressedRange decodes a compressed L2 entry into host offset and length.
+func (img *Image) compressedRange(entry uint64) (off, n int64) {
+	x := img.sectorsShift
+	off = int64(entry & (1<<x - 1))
+	sectors := int64((entry>>x)&(1<<(62-x)-1)) + 1
+	return off, sectors*compressedSector - off%compressedSector
+}
+
+// ReadAt reads virtual bytes; safe for concurrent use.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, img.size)
+	if n == 0 {
+		return 0, eof
+	}
+	img.mu.Lock()
+	segs, err := img.mapRange(off, int64(n), nil)
+	img.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	var cbuf []byte
+	for _, s := range segs {
+		dst := p[s.virt-off : s.virt-off+s.length]
+		switch s.kind {
+		case segZero:
+			clear(dst)
+		case segUnalloc:
+			if err := formats.ReadBacking(img.backing, dst, s.virt); err != nil {
+				return 0, err
+			}
+		case segData:
+			if err := img.readHost(dst, s.host); err != nil {
+				return 0, err
+			}
+		case segCompressed:
+			if cbuf == nil {
+				cbuf = make([]byte, img.clusterSize)
+			}
+			if err := img.readCompressed(cbuf, s.centry, s.virt/img.clusterSize); err != nil {
+				return 0, err
+			}
+			copy(dst, cbuf[s.virt%img.clusterSize:])
+		}
+	}
+	return n, eof
+}
+
+// readHost reads data bytes; bytes past the end of the file read as zeros
+// (the last cluster of a file may be short).
+func (img *Image) readHost(dst []byte, host int64) error {
+	got, err := img.data.ReadAt(dst, host)
+	if got < len(dst) {
+		if err != io.EOF && err != nil {
+			return fmt.Errorf("%s: reading data at %d: %w", img.name, host, err)
+		}
+		clear(dst[got:])
+	}
+	return nil
+}
+
+// readCompressed inflates the compressed cluster described by entry.
+func (img *Image) readCompressed(dst []byte, entry uint64, vc int64) error {
+	coff, csize := img.compressedRange(entry)
+	end := img.fileEnd
+	if img.w != nil {
+		end = img.w.fileEnd
+	}
+	if coff >= end || coff < img.clusterSize {
+		return formats.Corruptf(img.name, "compressed cluster", coff, "cluster %d: offset outside the file", vc)
+	}
+	src := make([]byte, min(csize, end-coff))
+	got, err := img.f.ReadAt(src, coff)
+	if got == 0 && err != nil {
+		return fmt.Errorf("%s: reading compressed cluster at %d: %w", img.name, coff, err)
+	}
+	if err := img.codec.decompress(dst, src[:got]); err != nil {
+		return formats.Corruptf(img.name, "compressed cluster", coff, "cluster %d: %v", vc, err)
+	}
+	return nil
+}
+
+// Extents reports this layer's allocation of [off, off+length).
+func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
+	length = min(length, img.size-off)
+	if length <= 0 || off < 0 {
+		return nil, nil
+	}
+	img.mu.Lock()
+	segs, err := img.mapRange(off, length, nil)
+	img.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	exts := make([]formats.Extent, 0, len(segs))
+	for _, s := range segs {
+		e := formats.Extent{Offset: s.virt, Length: s.length, HostOffset: s.host, HostFile: img.dataName}
+		switch s.kind {
+		case segUnalloc:
+			e.Kind, e.HostFile = formats.Unallocated, ""
+		case segZero:
+			e.Kind = formats.Zero
+		case segData:
+			e.Kind = formats.Data
+		case segCompressed:
+			e.Kind, e.Compressed, e.HostFile = formats.Data, true, ""
+		}
+		exts = append(exts, e)
+	}
+	return formats.MergeExtents(exts), nil
+}
+
+// bitmapInfo lists the persistent dirty bitmaps as qemu's info does, or nil.
+func (img *Image) bitmapInfo() []any {
+	b := img.ext.Bitmaps
+	if b == nil || img.hdr.AutoclearFeatures&autoclearBitmaps == 0 || b.DirectorySize == 0 {
+		return nil
+	}
+	dir := make([]byte, b.DirectorySize)
+	if n, _ := img.f.ReadAt(dir, int64(b.DirectoryOff)); n < len(dir) {
+		return nil
+	}
+	be := binary.BigEndian
+	var out []any
+	for off, i := 0, uint32(0); i < b.NbBitmaps && off+24 <= len(dir); i++ {
+		e := dir[off:]
+		flags, gbits := be.Uint32(e[12:]), e[17]
+		nameLen, extraLen := int(be.Uint16(e[18:])), int(be.Uint32(e[20:]))
+		if 24+extraLen+nameLen > len(e) {
+			break
+		}
+		fl := []any{}
+		if flags&1 != 0 {
+			fl = append(fl, "in-use")
+		}
+		if flags&2 != 0 {
+			fl = append(fl, "auto")
+		}
+		name := string(e[24+extraLen : 24+extraLen+nameLen])
+		out = append(out, formats.Object{{Key: "flags", Value: fl}, {Key: "name", Value: name},
+			{Key: "granularity", Value: int64(1) << gbits}})
+		off += (24 + extraLen + nameLen + 7) &^ 7
+	}
+	return out
+}

@@ -1,0 +1,247 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// writer is the state of a writable image: every refcount is kept in memory
+// (one counter per host cluster) and the metadata touched since the last
+// Flush (L2 tables, L1, refcount blocks and table, header) is written at
+// Flush. Allocation only appends at fileEnd, so it never has to search for
+// free clusters; clusters freed by rewrites stay in the file with refcount 0.
+type writer struct {
+	refcounts   []uint64 // per host cluster
+	refBits     uint     // refcount_bits
+	maxRef      uint64
+	rcPerBlock  int64 // refcount entries per refcount block
+	reftable    []uint64
+	dirtyBlocks map[int64]bool
+	dirtyL2     map[int64]bool
+	reftableDty bool
+	l1Dirty     bool
+	hdrDirty    bool
+	fileEnd     int64 // first unallocated host offset (cluster aligned)
+	compOff     int64 // next free byte of the cluster being packed with compressed data; 0: none
+	tailBytes   int64 // bytes used of the last cluster when it holds compressed data; 0: full
+	prealloc    string
+}
+
+// newWriter returns an empty writer for refcount_order order.
+func newWriter(img *Image, order uint32) *writer {
+	bits := uint(1) << order
+	maxRef := ^uint64(0)
+	if bits < 64 {
+		maxRef = 1<<bits - 1
+	}
+	return &writer{refBits: bits, maxRef: maxRef, rcPerBlock: img.clusterSize * 8 / int64(bits),
+		dirtyBlocks: map[int64]bool{}, dirtyL2: map[int64]bool{}}
+}
+
+// startWriter prepares an existing image for writing: it loads the refcount
+// structure (or recomputes it from the references when the dirty bit says
+// it cannot be trusted).
+func (img *Image) startWriter() error {
+	if img.dataName != "" {
+		return formats.Unsupportedf(img.name, "writing to a qcow2 image with an external data file")
+	}
+	img.cache.limit = 0
+	w := newWriter(img, img.hdr.RefcountOrder)
+	w.fileEnd = img.fileEnd
+	rt, err := img.readTable("refcount table", img.hdr.RefcountTableOffset, uint64(img.hdr.RefcountTableClusters)*uint64(img.clusterSize)/8)
+	if err != nil {
+		return err
+	}
+	w.reftable = rt
+	img.w = w
+	if img.hdr.IncompatibleFeatures&incompatDirty != 0 {
+		refs, _, err := img.countReferences(nil)
+		if err != nil {
+			return err
+		}
+		w.refcounts = refs
+		for b := range int64(len(refs))/w.rcPerBlock + 1 {
+			w.dirtyBlocks[b] = true
+		}
+		img.hdr.IncompatibleFeatures &^= incompatDirty
+		w.hdrDirty = true
+		return nil
+	}
+	w.refcounts, err = img.readRefcounts(rt, w.fileEnd/img.clusterSize)
+	return err
+}
+
+// readRefcounts loads the refcounts of the first n host clusters.
+func (img *Image) readRefcounts(rt []uint64, n int64) ([]uint64, error) {
+	w := img.w
+	counts := make([]uint64, n)
+	block := make([]byte, img.clusterSize)
+	for b := int64(0); b*w.rcPerBlock < n && b < int64(len(rt)); b++ {
+		off := int64(rt[b] & offsetMask)
+		if off == 0 {
+			continue
+		}
+		if off%img.clusterSize != 0 || off+img.clusterSize > img.fileEnd || rt[b]&^offsetMask != 0 {
+			// Unusable: forget it (check -r all reports and rebuilds it).
+			rt[b] = 0
+			w.reftableDty = true
+			continue
+		}
+		if _, err := img.f.ReadAt(block, off); err != nil {
+			return nil, fmt.Errorf("%s: reading refcount block at %d: %w", img.name, off, err)
+		}
+		for i := int64(0); i < w.rcPerBlock && b*w.rcPerBlock+i < n; i++ {
+			counts[b*w.rcPerBlock+i] = getRefcount(block, i, w.refBits)
+		}
+	}
+	return counts, nil
+}
+
+// getRefcount reads entry i of a refcount block of bits-wide entries.
+func getRefcount(block []byte, i int64, bits uint) uint64 {
+	switch bits {
+	case 64:
+		return binary.BigEndian.Uint64(block[8*i:])
+	case 32:
+		return uint64(binary.BigEndian.Uint32(block[4*i:]))
+	case 16:
+		return uint64(binary.BigEndian.Uint16(block[2*i:]))
+	case 8:
+		return uint64(block[i])
+	}
+	perByte := int64(8 / bits)
+	shift := uint(i%perByte) * bits
+	return uint64(block[i/perByte]>>shift) & (1<<bits - 1)
+}
+
+// setRefcount writes entry i of a refcount block.
+func setRefcount(block []byte, i int64, bits uint, v uint64) {
+	switch bits {
+	case 64:
+		binary.BigEndian.PutUint64(block[8*i:], v)
+	case 32:
+		binary.BigEndian.PutUint32(block[4*i:], uint32(v))
+	case 16:
+		binary.BigEndian.PutUint16(block[2*i:], uint16(v))
+	case 8:
+		block[i] = byte(v)
+	default:
+		perByte := int64(8 / bits)
+		shift := uint(i%perByte) * bits
+		mask := byte(1<<bits-1) << shift
+		block[i/perByte] = block[i/perByte]&^mask | byte(v)<<shift&mask
+	}
+}
+
+// allocClusters appends n clusters with refcount 1 (caller holds img.mu).
+func (img *Image) allocClusters(n int64) (int64, error) {
+	w := img.w
+	off := w.fileEnd
+	if off+n*img.clusterSize > maxHostOffset {
+		return 0, formats.Limitf(img.name, "host file", off, "image file would exceed the largest host offset")
+	}
+	w.fileEnd += n * img.clusterSize
+	w.tailBytes = 0
+	for i := range n {
+		if err := img.addRef(off/img.clusterSize+i, 1); err != nil {
+			return 0, err
+		}
+	}
+	return off, nil
+}
+
+// addRef adds delta (possibly negative) to the refcount of host cluster cl,
+// creating the refcount block that covers it when needed.
+func (img *Image) addRef(cl, delta int64) error {
+	w := img.w
+	if cl >= int64(len(w.refcounts)) {
+		grown := make([]uint64, max(cl+1, int64(len(w.refcounts))*5/4+64))
+		copy(grown, w.refcounts)
+		w.refcounts = grown
+	}
+	v := w.refcounts[cl]
+	switch {
+	case delta < 0 && v < uint64(-delta):
+		return formats.Corruptf(img.name, "refcount", cl*img.clusterSize, "refcount of cluster %d would drop below zero", cl)
+	case delta > 0 && w.maxRef-v < uint64(delta):
+		return formats.Limitf(img.name, "refcount", cl*img.clusterSize, "refcount of cluster %d would exceed %d", cl, w.maxRef)
+	}
+	w.refcounts[cl] = uint64(int64(v) + delta)
+	blk := cl / w.rcPerBlock
+	w.dirtyBlocks[blk] = true
+	return img.ensureBlock(blk)
+}
+
+// ensureBlock makes sure refcount block blk exists.
+func (img *Image) ensureBlock(blk int64) error {
+	w := img.w
+	if blk >= int64(len(w.reftable)) {
+		if err := img.growReftable(blk + 1); err != nil {
+			return err
+		}
+	}
+	if w.reftable[blk]&offsetMask != 0 {
+		return nil
+	}
+	off := w.fileEnd
+	w.fileEnd += img.clusterSize
+	w.tailBytes = 0
+	w.reftable[blk] = uint64(off)
+	w.reftableDty = true
+	return img.addRef(off/img.clusterSize, 1)
+}
+
+// growReftable moves the refcount table to a larger place at the end of the
+// file, with room to spare.
+func (img *Image) growReftable(minEntries int64) error {
+	w := img.w
+	perCluster := img.clusterSize / 8
+	clusters := (minEntries*3/2 + perCluster) / perCluster
+	if clusters*img.clusterSize > maxReftableSize {
+		return formats.Limitf(img.name, "refcount table", -1, "%d clusters exceed qemu's %d-byte limit", clusters, maxReftableSize)
+	}
+	off := w.fileEnd
+	w.fileEnd += clusters * img.clusterSize
+	w.tailBytes = 0
+	table := make([]uint64, clusters*perCluster)
+	copy(table, w.reftable)
+	oldOff, oldClusters := int64(img.hdr.RefcountTableOffset), int64(img.hdr.RefcountTableClusters)
+	w.reftable = table
+	img.hdr.RefcountTableOffset, img.hdr.RefcountTableClusters = uint64(off), uint32(clusters)
+	w.reftableDty, w.hdrDirty = true, true
+	for i := range clusters {
+		if err := img.addRef(off/img.clusterSize+i, 1); err != nil {
+			return err
+		}
+	}
+	if oldOff != 0 {
+		for i := range oldClusters {
+			if err := img.addRef(oldOff/img.clusterSize+i, -1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refcount returns the refcount of host cluster cl.
+func (w *writer) refcount(cl int64) uint64 {
+	if cl < 0 || cl >= int64(len(w.refcounts)) {
+		return 0
+	}
+	return w.refcounts[cl]
+}
+
+// encodeBlock renders refcount block blk.
+func (img *Image) encodeBlock(blk int64, buf []byte) {
+	w := img.w
+	clear(buf)
+	first := blk * w.rcPerBlock
+	for i := int64(0); i < w.rcPerBlock && first+i < int64(len(w.refcounts)); i++ {
+		if v := w.refcounts[first+i]; v != 0 {
+			setRefcount(buf, i, w.refBits, v)
+		}
+	}
+}

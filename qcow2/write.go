@@ -1,0 +1,537 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// hostWrite is a data write planned under the lock and done after it.
+type hostWrite struct {
+	host int64
+	buf  []byte
+}
+
+func (img *Image) writable() error {
+	if img.w == nil || img.readOnly {
+		return fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
+	}
+	return nil
+}
+
+// WriteAt writes virtual bytes. Concurrent calls on disjoint ranges are
+// safe: clusters are allocated under the lock, and a partial write to a
+// cluster that is not yet allocated (or is shared, compressed or zero) is
+// completed with the cluster's old content under the lock too.
+func (img *Image) WriteAt(p []byte, off int64) (int, error) {
+	if err := img.writable(); err != nil {
+		return 0, err
+	}
+	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
+		return 0, err
+	}
+	img.mu.Lock()
+	writes, err := img.planWrite(p, off)
+	img.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	for _, hw := range coalesce(writes) {
+		if _, err := img.f.WriteAt(hw.buf, hw.host); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// coalesce merges writes contiguous both on the host and in memory.
+func coalesce(ws []hostWrite) []hostWrite {
+	var out []hostWrite
+	for _, w := range ws {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if last.host+int64(len(last.buf)) == w.host && cap(last.buf) > len(last.buf) &&
+				&last.buf[:len(last.buf)+1][len(last.buf)] == &w.buf[0] {
+				last.buf = last.buf[:len(last.buf)+len(w.buf)]
+				continue
+			}
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// planWrite maps p at off onto host clusters (caller holds img.mu).
+func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
+	cs := img.clusterSize
+	var writes []hostWrite
+	var fresh []int64 // virtual clusters fully covered that need a new cluster
+	end := off + int64(len(p))
+	for pos := off; pos < end; {
+		vc := pos / cs
+		base := vc * cs
+		cEnd := min(end, base+cs)
+		chunk := p[pos-off : cEnd-off]
+		entry, bitmap, err := img.lookup(vc)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case img.inPlace(entry, bitmap):
+			writes = append(writes, hostWrite{host: int64(entry&offsetMask) + pos - base, buf: chunk})
+		case pos == base && cEnd == min(base+cs, img.size):
+			fresh = append(fresh, vc)
+		default:
+			if err := img.rewriteCluster(vc, entry, chunk, pos-base); err != nil {
+				return nil, err
+			}
+		}
+		pos = cEnd
+	}
+	if len(fresh) == 0 {
+		return writes, nil
+	}
+	// Allocate the fully written clusters as one contiguous run.
+	host, err := img.allocData(int64(len(fresh)))
+	if err != nil {
+		return nil, err
+	}
+	for i, vc := range fresh {
+		h := host + int64(i)*cs
+		if err := img.setEntry(vc, uint64(h)|oflagCopied, subAllocMask); err != nil {
+			return nil, err
+		}
+		from := max(vc*cs, off)
+		to := min(vc*cs+cs, end)
+		writes = append(writes, hostWrite{host: h, buf: p[from-off : to-off]})
+	}
+	sortWrites(writes)
+	return writes, nil
+}
+
+// allocData allocates n data clusters, making sure first that the L2 tables
+// they need do not land in the middle of the run (they are allocated by
+// setEntry before).
+func (img *Image) allocData(n int64) (int64, error) {
+	return img.allocClusters(n)
+}
+
+func sortWrites(ws []hostWrite) {
+	// Insertion sort: the list is short and nearly sorted.
+	for i := 1; i < len(ws); i++ {
+		for j := i; j > 0 && ws[j].host < ws[j-1].host; j-- {
+			ws[j], ws[j-1] = ws[j-1], ws[j]
+		}
+	}
+}
+
+// inPlace reports whether a write may go straight to the cluster's host
+// bytes: a normal cluster with refcount 1 and (extended L2) all subclusters
+// allocated.
+func (img *Image) inPlace(entry, bitmap uint64) bool {
+	if entry&oflagCompressed != 0 || entry&oflagCopied == 0 || entry&offsetMask == 0 {
+		return false
+	}
+	if img.extL2 {
+		return bitmap&subAllocMask == subAllocMask
+	}
+	return entry&oflagZero == 0
+}
+
+// rewriteCluster writes part of cluster vc that cannot be written in place:
+// it reads the current content, merges data at inOff, writes the whole
+// cluster to a new host cluster and frees the old one (caller holds img.mu).
+func (img *Image) rewriteCluster(vc int64, entry uint64, data []byte, inOff int64) error {
+	cs := img.clusterSize
+	buf := make([]byte, cs)
+	n := min(cs, img.size-vc*cs)
+	if err := img.readClusterLocked(buf[:n], vc); err != nil {
+		return err
+	}
+	copy(buf[inOff:], data)
+	host, err := img.allocClusters(1)
+	if err != nil {
+		return err
+	}
+	if _, err := img.f.WriteAt(buf, host); err != nil {
+		return err
+	}
+	return img.setEntry(vc, uint64(host)|oflagCopied, subAllocMask)
+}
+
+// readClusterLocked reads the current content of virtual cluster vc with
+// the lock held.
+func (img *Image) readClusterLocked(dst []byte, vc int64) error {
+	segs, err := img.mapRange(vc*img.clusterSize, int64(len(dst)), nil)
+	if err != nil {
+		return err
+	}
+	base := vc * img.clusterSize
+	for _, s := range segs {
+		d := dst[s.virt-base : s.virt-base+s.length]
+		switch s.kind {
+		case segZero:
+			clear(d)
+		case segUnalloc:
+			if err := formats.ReadBacking(img.backing, d, s.virt); err != nil {
+				return err
+			}
+		case segData:
+			if err := img.readHost(d, s.host); err != nil {
+				return err
+			}
+		case segCompressed:
+			full := make([]byte, img.clusterSize)
+			if err := img.readCompressed(full, s.centry, vc); err != nil {
+				return err
+			}
+			copy(d, full[s.virt-base:])
+		}
+	}
+	return nil
+}
+
+// l2For returns the L2 table of virtual cluster vc, allocating it when
+// missing (caller holds img.mu).
+func (img *Image) l2For(vc int64) ([]uint64, int64, error) {
+	l1i := vc >> img.l2Bits
+	if l1i >= int64(len(img.l1)) {
+		return nil, 0, formats.Corruptf(img.name, "L1 table", -1, "cluster %d is outside the L1 table", vc)
+	}
+	l1e := img.l1[l1i]
+	off := int64(l1e & offsetMask)
+	if off != 0 && l1e&oflagCopied != 0 {
+		t, err := img.l2(off)
+		return t, off, err
+	}
+	var old []uint64
+	if off != 0 {
+		// Shared with a snapshot: copy the table.
+		t, err := img.l2(off)
+		if err != nil {
+			return nil, 0, err
+		}
+		old = t
+		if err := img.shareClusters(t, 1); err != nil {
+			return nil, 0, err
+		}
+		if err := img.addRef(off/img.clusterSize, -1); err != nil {
+			return nil, 0, err
+		}
+	}
+	nOff, err := img.allocClusters(1)
+	if err != nil {
+		return nil, 0, err
+	}
+	t := make([]uint64, img.clusterSize/8)
+	copy(t, old)
+	if old != nil {
+		img.recomputeCopied(t)
+	}
+	img.cache.put(nOff, t, false)
+	img.w.dirtyL2[nOff] = true
+	img.l1[l1i] = uint64(nOff) | oflagCopied
+	img.w.l1Dirty = true
+	return t, nOff, nil
+}
+
+// shareClusters adds delta to the refcount of every cluster an L2 table
+// references (used when a table shared with a snapshot is copied).
+func (img *Image) shareClusters(t []uint64, delta int64) error {
+	step := 1
+	if img.extL2 {
+		step = 2
+	}
+	for i := 0; i < len(t); i += step {
+		if err := img.refEntry(t[i], delta); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refEntry adds delta to the refcounts of the host clusters an L2 entry uses.
+func (img *Image) refEntry(e uint64, delta int64) error {
+	if e&oflagCompressed != 0 {
+		coff, n := img.compressedRange(e)
+		start := coff &^ (sectorSize - 1)
+		last := (coff + n - 1) / img.clusterSize
+		for cl := start / img.clusterSize; cl <= last; cl++ {
+			if err := img.addRef(cl, delta); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if h := int64(e & offsetMask); h != 0 {
+		return img.addRef(h/img.clusterSize, delta)
+	}
+	return nil
+}
+
+// recomputeCopied sets COPIED on the entries whose cluster has refcount 1.
+func (img *Image) recomputeCopied(t []uint64) {
+	step := 1
+	if img.extL2 {
+		step = 2
+	}
+	for i := 0; i < len(t); i += step {
+		e := t[i]
+		if e&oflagCompressed != 0 || e&offsetMask == 0 {
+			continue
+		}
+		if img.w.refcount(int64(e&offsetMask)/img.clusterSize) == 1 {
+			t[i] = e | oflagCopied
+		} else {
+			t[i] = e &^ oflagCopied
+		}
+	}
+}
+
+// setEntry replaces the L2 entry of vc, freeing what the old one used.
+// allocBits is the extended-L2 bitmap for a normal entry (ignored otherwise).
+func (img *Image) setEntry(vc int64, entry, bitmap uint64) error {
+	t, off, err := img.l2For(vc)
+	if err != nil {
+		return err
+	}
+	i := vc & (1<<img.l2Bits - 1)
+	if img.extL2 {
+		i *= 2
+	}
+	old := t[i]
+	if img.extL2 {
+		if entry&offsetMask == 0 && entry&oflagCompressed == 0 {
+			entry = 0 // bitmap only (zero or unallocated)
+		} else if entry&oflagCompressed != 0 {
+			bitmap = 0
+		}
+		t[i+1] = bitmap
+	}
+	t[i] = entry
+	img.w.dirtyL2[off] = true
+	return img.refEntry(old, -1)
+}
+
+// WriteZeroes records [off, off+length) as zeros: whole clusters become
+// zero clusters (v3), are unallocated (v2 without backing) or written with
+// zeros (v2 with a backing file); partial clusters are written as zeros.
+func (img *Image) WriteZeroes(off, length int64) error {
+	if err := img.writable(); err != nil {
+		return err
+	}
+	if err := formats.CheckWrite(img.name, 0, off, img.size); err != nil || length < 0 || length > img.size-off {
+		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.name, off, length)
+	}
+	cs := img.clusterSize
+	end := off + length
+	for off < end {
+		base := off / cs * cs
+		cEnd := min(end, base+cs)
+		full := off == base && cEnd == min(base+cs, img.size)
+		if err := img.zeroCluster(base/cs, off, cEnd, full); err != nil {
+			return err
+		}
+		off = cEnd
+	}
+	return nil
+}
+
+// zeroCluster zeroes [from, to) of virtual cluster vc.
+func (img *Image) zeroCluster(vc, from, to int64, full bool) error {
+	img.mu.Lock()
+	entry, bitmap, err := img.lookup(vc)
+	if err != nil {
+		img.mu.Unlock()
+		return err
+	}
+	unallocated := entry&(offsetMask|oflagCompressed|oflagZero) == 0 && bitmap == 0
+	zero := !img.extL2 && entry&oflagZero != 0 && img.hdr.Version >= 3 ||
+		img.extL2 && entry&oflagCompressed == 0 && bitmap>>32 == subAllocMask
+	if zero || unallocated && img.backing == nil {
+		img.mu.Unlock()
+		return nil
+	}
+	if full && (img.hdr.Version >= 3 || img.backing == nil) {
+		var e, bm uint64
+		if img.hdr.Version >= 3 && (img.backing != nil || !unallocated) {
+			e, bm = oflagZero, uint64(subAllocMask)<<32
+			if img.extL2 {
+				e = 0
+			}
+			if img.backing == nil {
+				e, bm = 0, 0 // unallocated reads as zeros too
+			}
+		}
+		err = img.setEntry(vc, e, bm)
+		img.mu.Unlock()
+		return err
+	}
+	img.mu.Unlock()
+	_, err = img.WriteAt(make([]byte, to-from), from)
+	return err
+}
+
+// Flush writes the metadata changed since the last Flush: L2 tables, the L1
+// table, refcount blocks, the refcount table and the header.
+func (img *Image) Flush() error {
+	if img.w == nil {
+		return nil
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return img.flushLocked()
+}
+
+func (img *Image) flushLocked() error {
+	w := img.w
+	cs := img.clusterSize
+	buf := make([]byte, cs)
+	for off := range w.dirtyL2 {
+		t := img.cache.get(off)
+		if t == nil {
+			continue
+		}
+		for i, e := range t {
+			binary.BigEndian.PutUint64(buf[8*i:], e)
+		}
+		if _, err := img.f.WriteAt(buf, off); err != nil {
+			return err
+		}
+	}
+	clear(w.dirtyL2)
+	if w.l1Dirty {
+		if err := img.writeTable(img.l1, int64(img.hdr.L1TableOffset)); err != nil {
+			return err
+		}
+		w.l1Dirty = false
+	}
+	for blk := range w.dirtyBlocks {
+		img.encodeBlock(blk, buf)
+		if _, err := img.f.WriteAt(buf, int64(w.reftable[blk]&offsetMask)); err != nil {
+			return err
+		}
+	}
+	clear(w.dirtyBlocks)
+	if w.reftableDty {
+		if err := img.writeTable(w.reftable, int64(img.hdr.RefcountTableOffset)); err != nil {
+			return err
+		}
+		w.reftableDty = false
+	}
+	if w.hdrDirty {
+		if _, err := img.f.WriteAt(img.hdr.encode(), 0); err != nil {
+			return err
+		}
+		w.hdrDirty = false
+	}
+	return img.fixFileSize()
+}
+
+// fixFileSize extends the file to cover every allocated cluster (a trailing
+// cluster holding compressed data ends with its last byte).
+func (img *Image) fixFileSize() error {
+	w := img.w
+	want := w.fileEnd
+	if w.tailBytes > 0 {
+		want = w.fileEnd - img.clusterSize + w.tailBytes
+	}
+	size, err := img.f.Size()
+	if err != nil {
+		return err
+	}
+	if size < want {
+		return img.f.Truncate(want)
+	}
+	return nil
+}
+
+func (img *Image) writeTable(t []uint64, off int64) error {
+	buf := make([]byte, 8*len(t))
+	for i, e := range t {
+		binary.BigEndian.PutUint64(buf[8*i:], e)
+	}
+	_, err := img.f.WriteAt(buf, off)
+	return err
+}
+
+// Compress appends the compressed form of a cluster to dst (the last
+// cluster of the disk may be short: it is padded with zeros, as qemu does).
+func (img *Image) Compress(dst, cluster []byte) ([]byte, bool, error) {
+	if int64(len(cluster)) < img.clusterSize {
+		padded := make([]byte, img.clusterSize)
+		copy(padded, cluster)
+		cluster = padded
+	}
+	return img.codec.compress(dst, cluster)
+}
+
+// WriteCompressed stores compressed data for the cluster at virtual offset
+// off. Compressed clusters are packed byte by byte into host clusters, as
+// qemu does; a host cluster shared by N of them has refcount N.
+func (img *Image) WriteCompressed(off int64, compressed []byte) error {
+	if err := img.writable(); err != nil {
+		return err
+	}
+	cs := img.clusterSize
+	n := int64(len(compressed))
+	if off%cs != 0 || off < 0 || off >= img.size || n == 0 || n >= cs {
+		return fmt.Errorf("%s: bad compressed write of %d bytes at %d", img.name, n, off)
+	}
+	if img.dataName != "" {
+		return formats.Unsupportedf(img.name, "compressed clusters with an external data file")
+	}
+	img.mu.Lock()
+	host, err := img.allocBytes(n)
+	if err == nil {
+		x := img.sectorsShift
+		extra := uint64((host+n-1)>>9 - host>>9)
+		err = img.setEntry(off/cs, uint64(host)|extra<<x|oflagCompressed, 0)
+	}
+	img.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = img.f.WriteAt(compressed, host)
+	return err
+}
+
+// allocBytes reserves n bytes (n < cluster size) for compressed data.
+func (img *Image) allocBytes(n int64) (int64, error) {
+	w := img.w
+	cs := img.clusterSize
+	if pos := w.compOff; pos != 0 {
+		cur, last := pos/cs, (pos+n-1)/cs
+		ok := w.refcount(cur) < w.maxRef && (last == cur || (cur+1)*cs == w.fileEnd)
+		if ok {
+			if err := img.addRef(cur, 1); err != nil {
+				return 0, err
+			}
+			if last > cur {
+				if _, err := img.allocClusters(1); err != nil {
+					return 0, err
+				}
+			}
+			img.advanceComp(pos + n)
+			return pos, nil
+		}
+	}
+	pos, err := img.allocClusters(1)
+	if err != nil {
+		return 0, err
+	}
+	img.advanceComp(pos + n)
+	return pos, nil
+}
+
+func (img *Image) advanceComp(end int64) {
+	w := img.w
+	w.compOff = end
+	if end%img.clusterSize == 0 {
+		w.compOff = 0
+	}
+	if end > w.fileEnd-img.clusterSize {
+		w.tailBytes = end - (w.fileEnd - img.clusterSize)
+	}
+}
