@@ -1,0 +1,297 @@
+package iso
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
+)
+
+// Name is the driver name.
+const Name = "iso"
+
+func init() {
+	formats.Register(&formats.Driver{
+		Name:  Name,
+		Probe: probe,
+		Open:  OpenImage,
+		Create: func(req formats.CreateRequest) (formats.Writable, error) {
+			return createCopy(req)
+		},
+		RawCompatible: true,
+	})
+}
+
+// probe finds "CD001" in the first volume descriptor (block 16), whatever
+// the system area holds (an isohybrid MBR, a GPT).
+func probe(in formats.ProbeInput) int {
+	const at = firstVDOffset
+	if len(in.Header) < at+blockBytes || string(in.Header[at+1:at+6]) != standardID {
+		return formats.ProbeNone
+	}
+	switch in.Header[at] {
+	case vdBoot, vdPrimary, vdSupplementary, vdPartition, vdTerminator:
+		return formats.ProbeCertain
+	}
+	return formats.ProbeWeak
+}
+
+// Image is an ISO 9660 image opened as a read-only disk of its file bytes.
+type Image struct {
+	f    formats.File
+	os   *os.File
+	size int64
+	vs   *volumeSet
+	info formats.Info
+	fs   *FS // nil when the directory tree is unreadable
+}
+
+// OpenImage opens f as an ISO image (the Driver's Open).
+func OpenImage(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+	if opts.Writable {
+		return nil, fmt.Errorf("%s: ISO images are read-only: %w", f.Name(), formats.ErrReadOnly)
+	}
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.Limits.CheckVirtualSize(f.Name(), size); err != nil {
+		return nil, err
+	}
+	vs, err := readVolumeSet(f, f.Name(), size)
+	if err != nil {
+		return nil, err
+	}
+	if vs.volumeBytes() > size {
+		return nil, formats.Corruptf(f.Name(), "primary volume descriptor", vs.primary.Offset+80,
+			"volume of %d blocks is larger than the %d-byte image", vs.primary.VolumeBlocks, size)
+	}
+	img := &Image{f: f, os: formats.OSFileOf(f), size: size, vs: vs}
+	img.fs, _ = Open(f, size, f.Name())
+	info, err := describe(f, f.Name(), size, vs, img.fs)
+	if err != nil {
+		return nil, err
+	}
+	img.info = info
+	return img, nil
+}
+
+func (img *Image) Size() int64    { return img.size }
+func (img *Image) Format() string { return Name }
+func (img *Image) Close() error   { return img.f.Close() }
+
+// FS returns the file system of the image (nil if its tree is unreadable).
+func (img *Image) FS() *FS { return img.fs }
+
+// ReadAt reads the file's bytes.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, img.size)
+	if n == 0 {
+		return 0, eof
+	}
+	if err := readFull(img.f, p[:n], off); err != nil {
+		return 0, fmt.Errorf("%s: reading at %d: %w", img.f.Name(), off, err)
+	}
+	return n, eof
+}
+
+// Extents: everything is data, except holes of a sparse file.
+func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
+	length = min(length, img.size-off)
+	if length <= 0 {
+		return nil, nil
+	}
+	if img.os == nil {
+		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
+	}
+	runs, err := sparse.Runs(img.os, off, length)
+	if err != nil {
+		return nil, fmt.Errorf("%s: finding holes: %w", img.f.Name(), err)
+	}
+	exts := make([]formats.Extent, 0, len(runs))
+	for _, r := range runs {
+		kind := formats.Data
+		if r.Hole {
+			kind = formats.Zero
+		}
+		exts = append(exts, formats.Extent{Offset: r.Offset, Length: r.Length, Kind: kind, HostOffset: r.Offset})
+	}
+	return exts, nil
+}
+
+// ClusterSize is the logical block size.
+func (img *Image) ClusterSize() int64 { return blockBytes }
+
+// Info is the format-specific part of `info`.
+func (img *Image) Info() formats.Info { return img.info }
+
+// Description is what an ISO image says about itself (the library form of
+// `info`).
+type Description struct {
+	VolumeID      string
+	SystemID      string
+	PublisherID   string
+	PreparerID    string
+	ApplicationID string
+	Created       time.Time // zero when unset
+	Modified      time.Time
+	VolumeBytes   int64
+	Joliet        bool
+	RockRidge     bool
+	UDF           bool
+	Boot          []BootEntry
+	HybridMBR     bool
+	HybridGPT     bool
+}
+
+// Describe reads the description of the ISO image in r.
+func Describe(r io.ReaderAt, size int64, name string) (Description, error) {
+	vs, err := readVolumeSet(r, name, size)
+	if err != nil {
+		return Description{}, err
+	}
+	fsys, _ := Open(r, size, name)
+	return describeSet(r, name, size, vs, fsys)
+}
+
+func describeSet(r io.ReaderAt, name string, size int64, vs *volumeSet, fsys *FS) (Description, error) {
+	p := vs.primary
+	d := Description{
+		VolumeID: p.VolumeID, SystemID: p.SystemID, PublisherID: p.PublisherID,
+		PreparerID: p.PreparerID, ApplicationID: p.ApplicationID,
+		VolumeBytes: vs.volumeBytes(), Joliet: vs.joliet != nil,
+		RockRidge: fsys != nil && fsys.rockRidge,
+	}
+	d.Created, _ = parseVDDate(p.Created)
+	d.Modified, _ = parseVDDate(p.Modified)
+	if vs.bootCatalog >= 0 {
+		boot, err := readBootCatalog(r, name, size, vs.bootCatalog)
+		if err != nil {
+			return d, err
+		}
+		d.Boot = boot
+	}
+	sys := make([]byte, systemAreaBytes)
+	if err := readFull(r, sys, 0); err == nil {
+		h := detectHybrid(sys)
+		d.HybridMBR, d.HybridGPT = h.mbr, h.gpt
+	}
+	d.UDF = hasUDF(r, vs.terminatorAt, size)
+	return d, nil
+}
+
+// hasUDF looks for a UDF volume recognition sequence after the terminator.
+func hasUDF(r io.ReaderAt, after, size int64) bool {
+	buf := make([]byte, 6)
+	for i := int64(1); i <= 8; i++ {
+		off := after + i*blockBytes
+		if off+6 > size || readFull(r, buf, off) != nil {
+			return false
+		}
+		if id := string(buf[1:6]); id == "NSR02" || id == "NSR03" {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(r io.ReaderAt, name string, size int64, vs *volumeSet, fsys *FS) (formats.Info, error) {
+	d, err := describeSet(r, name, size, vs, fsys)
+	if err != nil {
+		return formats.Info{}, err
+	}
+	return formats.Info{ClusterSize: blockBytes, Specific: d.Object()}, nil
+}
+
+// Object renders the description as `info`'s format-specific data.
+func (d Description) Object() formats.Object {
+	date := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Format(time.RFC3339)
+	}
+	o := formats.Object{
+		{Key: "volume-id", Value: d.VolumeID},
+		{Key: "system-id", Value: d.SystemID},
+		{Key: "publisher-id", Value: d.PublisherID},
+		{Key: "data-preparer-id", Value: d.PreparerID},
+		{Key: "application-id", Value: d.ApplicationID},
+		{Key: "creation-date", Value: date(d.Created)},
+		{Key: "modification-date", Value: date(d.Modified)},
+		{Key: "volume-size", Value: d.VolumeBytes},
+		{Key: "joliet", Value: d.Joliet},
+		{Key: "rock-ridge", Value: d.RockRidge},
+		{Key: "udf", Value: d.UDF},
+	}
+	boot := []any{}
+	for _, b := range d.Boot {
+		boot = append(boot, formats.Object{
+			{Key: "platform", Value: b.Platform},
+			{Key: "bootable", Value: b.Bootable},
+			{Key: "emulation", Value: b.Emulation},
+			{Key: "load-segment", Value: int64(b.LoadSegment)},
+			{Key: "system-type", Value: int64(b.SystemType)},
+			{Key: "load-size", Value: int64(b.LoadSectors)},
+			{Key: "load-rba", Value: int64(b.LoadRBA)},
+		})
+	}
+	return append(o,
+		formats.Field{Key: "el-torito", Value: boot},
+		formats.Field{Key: "hybrid-mbr", Value: d.HybridMBR},
+		formats.Field{Key: "hybrid-gpt", Value: d.HybridGPT})
+}
+
+// copyImage is an "iso" conversion target: the bytes of the source, which
+// must itself be an ISO 9660 image (checked when the image is flushed).
+type copyImage struct {
+	f    formats.File
+	name string
+	size int64
+}
+
+func createCopy(req formats.CreateRequest) (*copyImage, error) {
+	if req.Size < firstVDOffset+2*blockBytes {
+		return nil, fmt.Errorf("%s: %w: a %d-byte source cannot be an ISO 9660 image (-O iso copies ISO images only; build one with `vdisk iso create`)",
+			req.Name, formats.ErrUnsupported, req.Size)
+	}
+	if err := req.File.Truncate(req.Size); err != nil {
+		return nil, err
+	}
+	return &copyImage{f: req.File, name: req.Name, size: req.Size}, nil
+}
+
+func (c *copyImage) Size() int64    { return c.size }
+func (c *copyImage) Format() string { return Name }
+func (c *copyImage) ReadAt(p []byte, off int64) (int, error) {
+	n, eof := formats.ClipRead(p, off, c.size)
+	if n == 0 {
+		return 0, eof
+	}
+	if err := readFull(c.f, p[:n], off); err != nil {
+		return 0, err
+	}
+	return n, eof
+}
+func (c *copyImage) Extents(off, length int64) ([]formats.Extent, error) {
+	return formats.AllData(off, min(length, c.size-off)), nil
+}
+func (c *copyImage) WriteAt(p []byte, off int64) (int, error) {
+	if err := formats.CheckWrite(c.name, len(p), off, c.size); err != nil {
+		return 0, err
+	}
+	return c.f.WriteAt(p, off)
+}
+
+// Flush refuses a result that is not an ISO 9660 image.
+func (c *copyImage) Flush() error {
+	if _, err := readVolumeSet(c.f, c.name, c.size); err != nil {
+		return fmt.Errorf("%s: %w: the source is not an ISO 9660 image (-O iso copies ISO images only; build one with `vdisk iso create`): %v",
+			c.name, formats.ErrUnsupported, err)
+	}
+	return nil
+}
+func (c *copyImage) Close() error { return c.f.Close() }

@@ -1,0 +1,124 @@
+package iso
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+)
+
+// copyBufBytes is the buffer for streaming file data.
+const copyBufBytes = 1 << 20
+
+// Extract copies the file or directory tree at p into the directory
+// destDir (created if missing): a file becomes destDir/NAME, a directory's
+// contents go directly into destDir (as xorriso -extract does). Nothing is
+// ever written outside destDir: names that are not a single path element
+// are refused, and every file is created through an os.Root, which does not
+// follow symbolic links out of it. Rock Ridge permissions (without setuid,
+// setgid and sticky bits) and modification times are restored; symbolic
+// links are recreated as links.
+func (f *FS) Extract(p, destDir string) error {
+	e, err := f.Stat(p)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(destDir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(destDir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	x := &extractor{f: f, root: root, buf: make([]byte, copyBufBytes), seen: map[uint32]bool{}}
+	if !e.IsDir() {
+		return x.entry(e, e.Name)
+	}
+	if err := x.dir(e, ".", 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+type extractor struct {
+	f    *FS
+	root *os.Root
+	buf  []byte
+	seen map[uint32]bool
+}
+
+func (x *extractor) dir(e Entry, rel string, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%s: %s is nested deeper than %d", x.f.name, e.Path, maxDepth)
+	}
+	if x.seen[e.dirKey] {
+		return fmt.Errorf("%s: directory loop at %s", x.f.name, e.Path)
+	}
+	x.seen[e.dirKey] = true
+	kids, err := x.f.readDir(&e)
+	if err != nil {
+		return err
+	}
+	for _, k := range kids {
+		if err := x.entry(k, path.Join(rel, k.Name)); err != nil {
+			return err
+		}
+		if k.IsDir() {
+			if err := x.dir(k, path.Join(rel, k.Name), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	if !e.ModTime.IsZero() && rel != "." {
+		x.root.Chtimes(rel, e.ModTime, e.ModTime)
+	}
+	return nil
+}
+
+// entry creates one file, link or (empty) directory at rel.
+func (x *extractor) entry(e Entry, rel string) error {
+	if err := checkName(e.Name); err != nil {
+		return fmt.Errorf("%s: refusing to extract %s: %v", x.f.name, e.Path, err)
+	}
+	switch {
+	case e.IsDir():
+		err := x.root.Mkdir(rel, dirPerm(e.Mode))
+		if err != nil && !os.IsExist(err) {
+			return err
+		}
+		return nil
+	case e.Mode&fs.ModeSymlink != 0:
+		return x.root.Symlink(e.Link, rel)
+	case e.Mode.IsRegular():
+		return x.file(e, rel)
+	}
+	return nil // device nodes, fifos and sockets are not recreated
+}
+
+func (x *extractor) file(e Entry, rel string) error {
+	out, err := x.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, e.Mode.Perm()|0o200)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(out, x.f.contents(&e), x.buf)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n != e.Size {
+		err = fmt.Errorf("%s: %s: copied %d of %d bytes", x.f.name, e.Path, n, e.Size)
+	}
+	if err != nil {
+		return err
+	}
+	if perm := e.Mode.Perm(); perm&0o200 == 0 {
+		x.root.Chmod(rel, perm)
+	}
+	if !e.ModTime.IsZero() {
+		x.root.Chtimes(rel, e.ModTime, e.ModTime)
+	}
+	return nil
+}
+
+func dirPerm(m fs.FileMode) fs.FileMode { return m.Perm() | 0o700 }

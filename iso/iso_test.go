@@ -1,0 +1,381 @@
+package iso
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
+)
+
+// tool returns the path of an external tool or skips the test (fails it
+// under VDISK_REQUIRE_QEMU=1, where CI installs the oracles).
+func tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("VDISK_REQUIRE_QEMU") == "1" {
+			t.Fatalf("%s not found", name)
+		}
+		t.Skipf("%s not found", name)
+	}
+	return p
+}
+
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(tool(t, name), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %v: %v\n%s%s", name, args, err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+// makeTree writes a small tree with the shapes that matter: nested
+// directories, long and non-ASCII names, an empty file, a symlink and a
+// file spanning several blocks.
+func makeTree(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tree")
+	files := map[string]string{
+		"user-data":  "#cloud-config\n",
+		"meta-data":  "instance-id: x\n",
+		"README.TXT": "read me\n",
+		"empty":      "",
+		"sub/long name with spaces and-UPPER.data": "x",
+		"sub/deeper/ünïcødé.txt":                   "unicode\n",
+		"sub/deeper/big.bin":                       strings.Repeat("0123456789abcdef", 20000),
+		"a/b/c/d/e/f/g/h/i/deep.txt":               "deep\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../README.TXT", filepath.Join(dir, "sub", "link")); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "emptydir"), 0o755)
+	return dir
+}
+
+// xorrisoISO builds an image with xorriso -as mkisofs.
+func xorrisoISO(t testing.TB, tree string, args ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "x.iso")
+	run(t, "xorriso", append(append([]string{"-as", "mkisofs", "-quiet", "-o", out}, args...), tree)...)
+	return out
+}
+
+func openFS(t testing.TB, path string) *FS {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	st, _ := f.Stat()
+	fsys, err := Open(f, st.Size(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fsys
+}
+
+// ourList lists every path below "/" with vdisk.
+func ourList(t testing.TB, fsys *FS, skipLinks bool) []string {
+	t.Helper()
+	var out []string
+	err := fsys.Walk("/", func(e Entry) error {
+		if e.Path == "/" || (skipLinks && e.Mode&fs.ModeSymlink != 0) {
+			return nil
+		}
+		out = append(out, e.Path)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// xorrisoList is `xorriso -indev X -find /`.
+func xorrisoList(t testing.TB, iso string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(run(t, "xorriso", "-indev", iso, "-find", "/"), "\n") {
+		line = strings.Trim(line, "'")
+		if line != "" && line != "/" {
+			out = append(out, line)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sevenZipList is `7z l -slt`: path -> size (-1 for folders).
+func sevenZipList(t testing.TB, iso string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	folders := map[string]bool{}
+	var path string
+	for _, line := range strings.Split(run(t, "7z", "l", "-slt", iso), "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.HasPrefix(line, "Path = "):
+			path = "/" + strings.TrimPrefix(line, "Path = ")
+		case strings.HasPrefix(line, "Size = ") && path != "":
+			n, _ := strconv.ParseInt(strings.TrimPrefix(line, "Size = "), 10, 64)
+			out[path] = n
+		case strings.HasPrefix(line, "Folder = +") && path != "":
+			folders[path] = true
+		}
+	}
+	for p := range folders {
+		out[p] = -1
+	}
+	delete(out, "/"+filepath.Base(iso))
+	return out
+}
+
+func ourSizes(t testing.TB, fsys *FS, skipLinks bool) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	fsys.Walk("/", func(e Entry) error {
+		switch {
+		case e.Path == "/" || (skipLinks && e.Mode&fs.ModeSymlink != 0):
+		case e.IsDir():
+			out[e.Path] = -1
+		default:
+			out[e.Path] = e.Size
+		}
+		return nil
+	})
+	return out
+}
+
+// treeDigest describes a directory on disk: path -> "dir", "link:TARGET"
+// or the file's content.
+func treeDigest(t testing.TB, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(root, func(p string, info fs.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		switch {
+		case rel == ".":
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			out[rel] = "link:" + target
+		case info.IsDir():
+			out[rel] = "dir"
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out[rel] = string(data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var xorrisoVariants = []struct {
+	name   string
+	args   []string
+	joliet bool
+	rr     bool
+}{
+	{"plain", []string{"--norock"}, false, false},
+	{"joliet", []string{"--norock", "-J"}, true, false},
+	{"rockridge", []string{"-R"}, false, true},
+	{"joliet-rockridge", []string{"-R", "-J"}, true, true},
+}
+
+func TestXorrisoImages(t *testing.T) {
+	tree := makeTree(t)
+	for _, v := range xorrisoVariants {
+		t.Run(v.name, func(t *testing.T) {
+			iso := xorrisoISO(t, tree, append([]string{"-V", "CIDATA"}, v.args...)...)
+			fsys := openFS(t, iso)
+			if fsys.Joliet() != v.joliet || fsys.RockRidge() != v.rr {
+				t.Fatalf("joliet %v rock ridge %v", fsys.Joliet(), fsys.RockRidge())
+			}
+			if diff := cmp.Diff(xorrisoList(t, iso), ourList(t, fsys, false)); diff != "" {
+				t.Errorf("listing vs xorriso -find (-xorriso +vdisk):\n%s", diff)
+			}
+			// 7z reads Joliet when present, which has no symlinks.
+			if diff := cmp.Diff(sevenZipList(t, iso), ourSizes(t, fsys, v.joliet)); diff != "" {
+				t.Errorf("listing vs 7z (-7z +vdisk):\n%s", diff)
+			}
+			ours := filepath.Join(t.TempDir(), "ours")
+			if err := fsys.Extract("/", ours); err != nil {
+				t.Fatal(err)
+			}
+			theirs := filepath.Join(t.TempDir(), "theirs")
+			run(t, "xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", theirs)
+			if diff := cmp.Diff(treeDigest(t, theirs), treeDigest(t, ours)); diff != "" {
+				t.Errorf("extracted tree (-xorriso +vdisk):\n%s", diff)
+			}
+			if v.rr {
+				if diff := cmp.Diff(treeDigest(t, tree), treeDigest(t, ours)); diff != "" {
+					t.Errorf("extracted tree vs source (-source +vdisk):\n%s", diff)
+				}
+			}
+			img, err := formats.Open(iso, formats.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			if img.Format() != "iso" {
+				t.Fatalf("probed as %s", img.Format())
+			}
+			d := specific(t, img)
+			if d["volume-id"] != "CIDATA" || d["joliet"] != v.joliet || d["rock-ridge"] != v.rr {
+				t.Errorf("info %v", d)
+			}
+		})
+	}
+}
+
+func specific(t testing.TB, img formats.Image) map[string]any {
+	t.Helper()
+	inf, ok := img.(formats.Informer)
+	if !ok {
+		t.Fatal("no Info")
+	}
+	m := map[string]any{}
+	for _, f := range inf.Info().Specific {
+		m[f.Key] = f.Value
+	}
+	return m
+}
+
+func TestExtractOneFile(t *testing.T) {
+	tree := makeTree(t)
+	iso := xorrisoISO(t, tree, "-R", "-J")
+	fsys := openFS(t, iso)
+	dest := t.TempDir()
+	if err := fsys.Extract("/sub/deeper/big.bin", dest); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dest, "big.bin"))
+	want, _ := os.ReadFile(filepath.Join(tree, "sub/deeper/big.bin"))
+	if !bytes.Equal(got, want) {
+		t.Fatal("extracted file differs")
+	}
+	if err := fsys.Extract("/nope", dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing file: %v", err)
+	}
+	r, e, err := fsys.OpenFile("/README.TXT")
+	if err != nil || e.Size != 8 {
+		t.Fatal(err, e)
+	}
+	data, _ := io.ReadAll(r)
+	if string(data) != "read me\n" {
+		t.Fatalf("%q", data)
+	}
+}
+
+func TestElToritoAndHybrid(t *testing.T) {
+	tree := makeTree(t)
+	boot := filepath.Join(tree, "boot.img")
+	os.WriteFile(boot, bytes.Repeat([]byte{0xb0}, 4096), 0o644)
+	mbr := filepath.Join(t.TempDir(), "mbr.bin")
+	// xorriso accepts any 432-byte MBR boot code as an isohybrid template;
+	// the partition table it writes is what matters here.
+	os.WriteFile(mbr, make([]byte, 432), 0o644)
+	cases := []struct {
+		name      string
+		args      []string
+		mbr, gpt  bool
+		emulation string
+		platforms []string
+	}{
+		{"bios", []string{"-b", "boot.img", "-no-emul-boot", "-boot-load-size", "4"}, false, false, "none", []string{"x86"}},
+		{"isohybrid", []string{"-b", "boot.img", "-no-emul-boot", "-boot-load-size", "4", "-isohybrid-mbr", mbr}, true, false, "none", []string{"x86"}},
+		{"isohybrid-gpt-efi", []string{"-b", "boot.img", "-no-emul-boot", "-boot-load-size", "4", "-isohybrid-mbr", mbr,
+			"-eltorito-alt-boot", "-e", "boot.img", "-no-emul-boot", "-isohybrid-gpt-basdat"}, true, true, "none", []string{"x86", "UEFI"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			iso := xorrisoISO(t, tree, append([]string{"-R", "-J", "-V", "BOOTME"}, c.args...)...)
+			img, err := formats.Open(iso, formats.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			if img.Format() != "iso" {
+				t.Fatalf("probed as %s", img.Format())
+			}
+			d := specific(t, img)
+			if d["volume-id"] != "BOOTME" || d["hybrid-mbr"] != c.mbr || d["hybrid-gpt"] != c.gpt {
+				t.Fatalf("info %v", d)
+			}
+			boots := d["el-torito"].([]any)
+			var platforms []string
+			for _, b := range boots {
+				m := map[string]any{}
+				for _, f := range b.(formats.Object) {
+					m[f.Key] = f.Value
+				}
+				platforms = append(platforms, m["platform"].(string))
+				if m["emulation"] != c.emulation || m["bootable"] != true {
+					t.Errorf("boot entry %v", m)
+				}
+				if m["platform"] == "x86" && m["load-size"] != int64(4) {
+					t.Errorf("load size %v", m["load-size"])
+				}
+			}
+			if diff := cmp.Diff(c.platforms, platforms); diff != "" {
+				t.Errorf("platforms (-want +got):\n%s", diff)
+			}
+			// As a disk it reads the file's bytes.
+			want, _ := os.ReadFile(iso)
+			got := make([]byte, len(want))
+			if _, err := img.ReadAt(got, 0); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("bytes differ")
+			}
+		})
+	}
+}
+
+// TestRawCompatible: "-f raw" on an ISO is allowed; "iso" on a raw-looking
+// file is refused by Open.
+func TestRawCompatible(t *testing.T) {
+	iso := xorrisoISO(t, makeTree(t), "-R")
+	d, err := formats.Lookup("iso")
+	if err != nil || !d.RawCompatible {
+		t.Fatal("iso driver not raw-compatible")
+	}
+	if _, err := OpenImage(fileio.NewMem("zeros", make([]byte, 64<<10)), formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+		t.Fatalf("zeros opened as ISO: %v", err)
+	}
+	_ = iso
+}
