@@ -20,6 +20,7 @@ type scan struct {
 	refs       []uint64 // references per host cluster inside the file
 	beyond     map[int64]uint64
 	nbClusters int64
+	fileLen    int64
 	rebuild    bool
 	badBlocks  map[int64]bool // refcount table entries that cannot be used
 	nextContig int64
@@ -34,6 +35,11 @@ func (s *scan) inc(off, length int64) {
 		return
 	}
 	cs := s.img.clusterSize
+	if off+length-s.fileLen > cs {
+		s.msg("ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%x size 0x%x", off, length)
+		s.rep.Corruptions++
+		return
+	}
 	for cl := off / cs; cl <= (off+length-1)/cs; cl++ {
 		if cl < int64(len(s.refs)) {
 			s.refs[cl]++
@@ -65,7 +71,7 @@ func (img *Image) countReferences(rep *formats.CheckReport) ([]uint64, *scan, er
 	if img.w != nil {
 		nb = max(nb, img.w.fileEnd/cs)
 	}
-	s := &scan{img: img, rep: rep, refs: make([]uint64, nb), beyond: map[int64]uint64{}, nbClusters: nb, badBlocks: map[int64]bool{}}
+	s := &scan{img: img, rep: rep, refs: make([]uint64, nb), beyond: map[int64]uint64{}, nbClusters: nb, fileLen: fileSize, badBlocks: map[int64]bool{}}
 	h := &img.hdr
 	s.inc(0, cs)
 	if err := s.checkL1(int64(h.L1TableOffset), int64(h.L1Size), true); err != nil {
@@ -122,18 +128,21 @@ func (s *scan) checkL1(off, n int64, active bool) error {
 		l1 = s.readTable(off, n)
 	}
 	for i, e := range l1 {
+		if e&l1ReservedMask != 0 {
+			s.msg("ERROR found L1 entry with reserved bits set: %x", e)
+			s.rep.Corruptions++
+		}
 		l2Off := int64(e & offsetMask)
 		if l2Off == 0 {
 			continue
 		}
+		s.inc(l2Off, cs)
 		if l2Off%cs != 0 {
 			s.msg("ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted", l2Off)
 			s.rep.Corruptions++
-			continue
 		}
-		s.inc(l2Off, cs)
 		var t []uint64
-		if img.w != nil {
+		if img.w != nil && l2Off%cs == 0 {
 			var err error
 			img.mu.Lock()
 			t, err = img.l2(l2Off)
@@ -179,6 +188,10 @@ func (s *scan) checkL2(t []uint64, active bool, l1i int64) {
 			s.inc(start, coff+n-start)
 		case e&offsetMask != 0:
 			off := int64(e & offsetMask)
+			if e&l2ReservedMask != 0 {
+				s.msg("ERROR found l2 entry with reserved bits set: %x", e)
+				s.rep.Corruptions++
+			}
 			if active {
 				s.rep.AllocatedClusters++
 				if s.nextContig != 0 && off != s.nextContig {
@@ -341,51 +354,74 @@ func (img *Image) checkPass(opts formats.CheckOptions) (*formats.CheckReport, *s
 	for cl := range s.beyond {
 		n = max(n, cl+1)
 	}
+	type mismatch struct {
+		cl         int64
+		disk, want uint64
+	}
+	var diffs []mismatch
 	highest := int64(-1)
 	for cl := int64(0); cl < n; cl++ {
 		disk, want := rr.get(cl), s.ref(cl)
 		if disk > 0 || want > 0 {
 			highest = cl
 		}
-		if disk == want {
-			continue
-		}
-		switch {
-		case disk == 0:
-			s.rebuild = true
-			if opts.RepairAll {
-				s.msg("Repairing cluster %d refcount=%d reference=%d", cl, disk, want)
-				rep.CorruptionsFixed++
-				continue
+		if disk != want {
+			if disk == 0 {
+				s.rebuild = true
 			}
-		case disk > want && (opts.RepairLeaks || opts.RepairAll):
-			s.msg("Repairing cluster %d refcount=%d reference=%d", cl, disk, want)
-			rep.LeaksFixed++
-			continue
-		case disk < want && opts.RepairAll:
-			s.msg("Repairing cluster %d refcount=%d reference=%d", cl, disk, want)
-			rep.CorruptionsFixed++
-			continue
-		}
-		if disk < want {
-			s.msg("ERROR cluster %d refcount=%d reference=%d", cl, disk, want)
-			rep.Corruptions++
-		} else {
-			s.msg("Leaked cluster %d refcount=%d reference=%d", cl, disk, want)
-			rep.Leaks++
+			diffs = append(diffs, mismatch{cl, disk, want})
 		}
 	}
-	if s.rebuild && opts.RepairLeaks && !opts.RepairAll {
+	rep.ImageEndOffset = (highest + 1) * img.clusterSize
+	fix := opts.RepairLeaks || opts.RepairAll
+	if s.rebuild && fix && !opts.RepairAll {
+		for _, d := range diffs {
+			s.report(d.cl, d.disk, d.want, false)
+		}
 		s.msg("ERROR need to rebuild refcount structures")
 		rep.CheckErrors++
+		return rep, s, nil
 	}
+	if s.rebuild && opts.RepairAll {
+		s.msg("Rebuilding refcount structure")
+	}
+	for _, d := range diffs {
+		switch {
+		case opts.RepairAll && s.rebuild, opts.RepairAll && d.disk < d.want:
+			s.report(d.cl, d.disk, d.want, true)
+			if d.disk < d.want {
+				rep.CorruptionsFixed++
+			} else {
+				rep.LeaksFixed++
+			}
+		case fix && d.disk > d.want:
+			s.report(d.cl, d.disk, d.want, true)
+			rep.LeaksFixed++
+		default:
+			s.report(d.cl, d.disk, d.want, false)
+		}
+	}
+	before := rep.Corruptions
 	img.checkCopied(s, rr, opts.RepairAll)
-	rep.ImageEndOffset = (highest + 1) * img.clusterSize
-	if opts.RepairAll && rep.Corruptions > 0 {
-		rep.CorruptionsFixed += rep.Corruptions
-		rep.Corruptions = 0
+	if opts.RepairAll {
+		rep.CorruptionsFixed += rep.Corruptions - before
+		rep.Corruptions = before
 	}
 	return rep, s, nil
+}
+
+// report counts one refcount mismatch.
+func (s *scan) report(cl int64, disk, want uint64, repairing bool) {
+	switch {
+	case repairing:
+		s.msg("Repairing cluster %d refcount=%d reference=%d", cl, disk, want)
+	case disk < want:
+		s.msg("ERROR cluster %d refcount=%d reference=%d", cl, disk, want)
+		s.rep.Corruptions++
+	default:
+		s.msg("Leaked cluster %d refcount=%d reference=%d", cl, disk, want)
+		s.rep.Leaks++
+	}
 }
 
 // checkCopied verifies the COPIED flags of the active tables.

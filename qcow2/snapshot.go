@@ -120,4 +120,3 @@ func (s *snapshot) info() formats.Snapshot {
 	return formats.Snapshot{ID: s.ID, Name: s.Name, VMStateSize: state, DateSec: int64(s.DateSec),
 		DateNsec: int64(s.DateNsec), VMClockNsec: s.VMClockNsec, ICount: ic}
 }
-
