@@ -18,8 +18,10 @@ func measure(req formats.MeasureRequest) (formats.Measurement, error) {
 		size = req.Source.Size()
 	}
 	virtual := roundUp(size, cs)
-	required := virtual
-	if req.Source != nil && p.prealloc != "full" && p.prealloc != "falloc" {
+	required := int64(0) // --size: only metadata is required
+	if p.prealloc == "full" || p.prealloc == "falloc" {
+		required = virtual
+	} else if req.Source != nil {
 		required, err = allocatedBytes(req.Source, cs)
 		if err != nil {
 			return formats.Measurement{}, err

@@ -212,10 +212,9 @@ func (img *Image) l2For(vc int64) ([]uint64, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
+		// The copy takes over the active layer's references to the
+		// table's clusters: their refcounts do not change.
 		old = t
-		if err := img.shareClusters(t, 1); err != nil {
-			return nil, 0, err
-		}
 		if err := img.addRef(off/img.clusterSize, -1); err != nil {
 			return nil, 0, err
 		}
