@@ -1,0 +1,170 @@
+package vhdx
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// The fuzz targets splice the fuzzer's bytes into one structure of a small
+// valid image and open it: nothing may panic, and whatever opens must read,
+// map and check without error-free nonsense.
+
+var (
+	templateOnce sync.Once
+	template     []byte
+)
+
+func fuzzTemplate(tb testing.TB) []byte {
+	templateOnce.Do(func() {
+		template = memImage(tb, 8<<20, "block_size=1M", map[int64][]byte{0: filled(4096, 1), 3<<20 + 512: filled(8192, 2)})
+	})
+	return template
+}
+
+// splice returns the template with data written at off (clipped to limit
+// bytes), as a read-only file that shares the template's bytes.
+func splice(tb testing.TB, off int64, limit int, data []byte) *patchFile {
+	return &patchFile{base: fuzzTemplate(tb), patches: []patch{{off, data[:min(len(data), limit)]}}}
+}
+
+// patchFile is a read-only file: base with patches laid over it.
+type patchFile struct {
+	bigFile
+	base    []byte
+	patches []patch
+}
+
+type patch struct {
+	off  int64
+	data []byte
+}
+
+func (f *patchFile) add(off int64, data []byte) { f.patches = append(f.patches, patch{off, data}) }
+
+func (f *patchFile) Size() (int64, error) { return int64(len(f.base)), nil }
+
+func (f *patchFile) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(f.base)) {
+		return 0, io.EOF
+	}
+	n := copy(p, f.base[off:])
+	for _, pt := range f.patches {
+		lo, hi := max(off, pt.off), min(off+int64(n), pt.off+int64(len(pt.data)))
+		if lo < hi {
+			copy(p[lo-off:hi-off], pt.data[lo-pt.off:hi-pt.off])
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// exercise opens f and uses every read path on what opens.
+func exercise(t *testing.T, f formats.File) {
+	img, err := Open(f, formats.OpenOptions{Limits: formats.Limits{MaxTableBytes: 4 << 20}})
+	if err != nil {
+		return
+	}
+	defer img.Close()
+	buf := make([]byte, 128<<10)
+	for _, off := range []int64{0, img.Size() / 2, img.Size() - 1000} {
+		if off < 0 {
+			continue
+		}
+		if _, err := img.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			return
+		}
+	}
+	if _, err := img.Extents(0, img.Size()); err != nil {
+		return
+	}
+	if _, err := img.Check(context.Background(), formats.CheckOptions{}); err != nil {
+		return
+	}
+}
+
+// FuzzHeaders fuzzes the two headers (4 KiB each).
+func FuzzHeaders(f *testing.F) {
+	t := fuzzTemplate(f)
+	f.Add(append(append([]byte(nil), t[header1Offset:header1Offset+headerSize]...), t[header2Offset:header2Offset+headerSize]...))
+	f.Add([]byte("head"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if h, ok := decodeHeader(data); ok {
+			if h2, ok := decodeHeader(h.encode()); !ok || h2 != h {
+				t.Fatal("header does not round-trip")
+			}
+		}
+		f := splice(t, header1Offset, headerSize, data)
+		if len(data) > headerSize {
+			f.add(header2Offset, data[headerSize:min(len(data), 2*headerSize)])
+		}
+		exercise(t, f)
+	})
+}
+
+// FuzzRegions fuzzes region table 1 (table 2 is made invalid).
+func FuzzRegions(f *testing.F) {
+	t := fuzzTemplate(f)
+	f.Add(t[region1Offset : region1Offset+16+2*regionEntrySize])
+	f.Add(encodeRegionTable(append([]region{{GUID: regionBAT, Offset: 1 << 20, Length: 1 << 20}}, unknownRegions(5)...))[:512])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		table := make([]byte, regionTableSize)
+		copy(table, fuzzTemplate(t)[region1Offset:])
+		copy(table, data)
+		setChecksum(table, 4) // let the fuzzer reach the entries
+		decodeRegionTable(table)
+		f := splice(t, region1Offset, regionTableSize, table)
+		f.add(region2Offset, []byte{0})
+		exercise(t, f)
+	})
+}
+
+// FuzzMetadata fuzzes the metadata table and items.
+func FuzzMetadata(f *testing.F) {
+	t := fuzzTemplate(f)
+	meta := regionOf(t, regionMetadata)
+	seed := append([]byte(nil), t[meta:meta+metaTableSize+256]...)
+	f.Add(seed)
+	f.Add(seed[:512])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 100 {
+			decodeParentLocator(data[100:])
+		}
+		exercise(t, splice(t, regionOf(fuzzTemplate(t), regionMetadata), 1<<20, data))
+	})
+}
+
+// FuzzLog fuzzes the log region of an image whose header names a log.
+func FuzzLog(f *testing.F) {
+	b, _ := logImage(f)
+	h, _ := decodeHeader(b[header2Offset:])
+	log := b[h.LogOffset : h.LogOffset+uint64(h.LogLength)]
+	f.Add(append([]byte(nil), log[len(log)-logSectorSize:]...), append([]byte(nil), log[:2*logSectorSize]...))
+	f.Add(encodeLogEntry(1, 0, testLogGUID, 8<<20, 8<<20, []logDesc{{fileOff: 4 << 20, zeroLen: 4096}}), []byte{})
+	f.Fuzz(func(t *testing.T, head, tail []byte) {
+		l := make([]byte, h.LogLength)
+		copy(l[len(l)-min(len(l), len(head)):], head)
+		copy(l, tail)
+		activeSequence(l, testLogGUID)
+		pf := &patchFile{base: b}
+		pf.add(int64(h.LogOffset), l)
+		exercise(t, pf)
+	})
+}
+
+// FuzzBAT fuzzes the BAT entries.
+func FuzzBAT(f *testing.F) {
+	t := fuzzTemplate(f)
+	bat := regionOf(t, regionBAT)
+	f.Add(append([]byte(nil), t[bat:bat+16*batEntrySize]...))
+	f.Add(le64(batEntry(payloadFull, 1<<40)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		exercise(t, splice(t, regionOf(fuzzTemplate(t), regionBAT), 1<<20, data))
+	})
+}
