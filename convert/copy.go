@@ -206,10 +206,6 @@ func (c *copier) worker(ctx context.Context, work <-chan *task) error {
 			}
 			continue
 		}
-		if res.err != nil {
-			c.release(res)
-			return res.err
-		}
 		if err := c.commit(t, res); err != nil {
 			return err
 		}
@@ -225,10 +221,6 @@ func (c *copier) commitInOrder(ctx context.Context, order <-chan *task) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if res.err != nil {
-			c.release(res)
-			return res.err
-		}
 		if err := c.commit(t, res); err != nil {
 			return err
 		}
@@ -236,9 +228,13 @@ func (c *copier) commitInOrder(ctx context.Context, order <-chan *task) error {
 	return nil
 }
 
-// commit performs a task's writes and returns its buffers to the pool.
+// commit performs a task's writes (or returns its error) and returns its
+// buffers to the pool.
 func (c *copier) commit(t *task, res *result) error {
 	defer c.release(res)
+	if res.err != nil {
+		return res.err
+	}
 	for _, o := range res.ops {
 		if err := c.write(o); err != nil {
 			return err

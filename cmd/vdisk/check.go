@@ -38,12 +38,9 @@ func newCheckCommand(g *globals) *cobra.Command {
 			default:
 				return fmt.Errorf("unknown option value for -r (expecting 'leaks' or 'all'): %s", repair)
 			}
-			opts, err := g.openOptions(format)
-			if err != nil {
-				return err
-			}
-			opts.Writable, opts.NoBacking = repair != "", true
-			img, err := formats.Open(args[0], opts)
+			img, err := g.open(args[0], format, func(o *formats.OpenOptions) {
+				o.Writable, o.NoBacking = repair != "", true
+			})
 			if err != nil {
 				return err
 			}

@@ -31,11 +31,7 @@ func newCompareCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			imgs := make([]formats.Image, 2)
 			for i, f := range []string{fmt1, fmt2} {
-				opts, err := g.openOptions(f)
-				if err != nil {
-					return exitWith(compareOpenError, err)
-				}
-				img, err := formats.Open(args[i], opts)
+				img, err := g.open(args[i], f, nil)
 				if err != nil {
 					return exitWith(compareOpenError, err)
 				}

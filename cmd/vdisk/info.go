@@ -23,12 +23,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			opts, err := g.openOptions(format)
-			if err != nil {
-				return err
-			}
-			opts.NoBacking = !chain
-			img, err := formats.Open(args[0], opts)
+			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.NoBacking = !chain })
 			if err != nil {
 				return err
 			}

@@ -54,6 +54,19 @@ func (g *globals) openOptions(format string) (formats.OpenOptions, error) {
 	return formats.OpenOptions{Format: format, Resolver: &formats.Resolver{Policy: pol}, Parents: g.parents}, nil
 }
 
+// open opens an image with the global reference policy; edit adjusts the
+// options (writable, no backing...) when not nil.
+func (g *globals) open(path, format string, edit func(*formats.OpenOptions)) (formats.Image, error) {
+	opts, err := g.openOptions(format)
+	if err != nil {
+		return nil, err
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	return formats.Open(path, opts)
+}
+
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{

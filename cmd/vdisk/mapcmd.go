@@ -23,11 +23,7 @@ func newMapCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			opts, err := g.openOptions(format)
-			if err != nil {
-				return err
-			}
-			img, err := formats.Open(args[0], opts)
+			img, err := g.open(args[0], format, nil)
 			if err != nil {
 				return err
 			}

@@ -43,12 +43,7 @@ func newMeasureCommand(g *globals) *cobra.Command {
 					return fmt.Errorf("invalid image size specified: %v", err)
 				}
 			case len(args) == 1:
-				open, err := g.openOptions(format)
-				if err != nil {
-					return err
-				}
-				open.Snapshot = snapshot
-				img, err := formats.Open(args[0], open)
+				img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.Snapshot = snapshot })
 				if err != nil {
 					return err
 				}

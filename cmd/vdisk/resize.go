@@ -17,12 +17,7 @@ func newResizeCommand(g *globals) *cobra.Command {
 		Short: "Change an image's virtual size",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := g.openOptions(format)
-			if err != nil {
-				return err
-			}
-			opts.Writable, opts.NoBacking = true, true
-			img, err := formats.Open(args[0], opts)
+			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
 			}
