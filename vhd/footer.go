@@ -229,7 +229,7 @@ func (ft *footer) geometry() geometry {
 // current_size, or the CHS capacity (see usesCurrentSize).
 func (ft *footer) virtualSize() int64 {
 	if ft.usesCurrentSize() {
-		return int64(ft.CurrentSize/sectorSize) * sectorSize
+		return int64(min(ft.CurrentSize, 1<<62) / sectorSize * sectorSize)
 	}
 	return ft.geometry().sectors() * sectorSize
 }

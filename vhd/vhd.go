@@ -170,7 +170,7 @@ func (img *Image) readFooter() error {
 	switch {
 	case bytes.HasPrefix(head, []byte(footerCookie)):
 		return formats.Corruptf(img.name, "footer", 0, "bad checksum in the footer copy and no valid footer at the end of the file")
-	case bytes.HasPrefix(tail[len(tail)-footerSize:], []byte(footerCookie)):
+	case len(tail) == footerSize && bytes.HasPrefix(tail, []byte(footerCookie)):
 		return formats.Corruptf(img.name, "footer", img.fileSize-footerSize, "bad footer checksum")
 	}
 	return formats.Corruptf(img.name, "footer", img.fileSize-footerSize, "no VHD footer (cookie %q) at offset 0 or at the end of the file", footerCookie)
