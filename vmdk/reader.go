@@ -460,11 +460,17 @@ func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) 
 	sp := e.sp
 	for length > 0 {
 		chunk := min(length, sp.grainBytes-rel%sp.grainBytes)
-		// Skip whole unallocated grain tables quickly.
+		// Skip runs of unallocated grain tables in one step.
 		g := rel / sp.grainBytes
 		if gdi := g / sp.gtEntries; gdi >= int64(len(sp.gd)) || sp.gd[gdi] == 0 {
-			tableEnd := (gdi + 1) * sp.gtEntries * sp.grainBytes
-			chunk = min(length, tableEnd-rel)
+			for gdi < int64(len(sp.gd)) && sp.gd[gdi] == 0 {
+				gdi++
+			}
+			if gdi >= int64(len(sp.gd)) {
+				chunk = length
+			} else {
+				chunk = min(length, gdi*sp.gtEntries*sp.grainBytes-rel)
+			}
 		}
 		state, host, err := sp.lookup(rel)
 		if err != nil {
@@ -484,10 +490,24 @@ func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) 
 				x.HostOffset = host + rel%sp.grainBytes
 			}
 		}
-		out = append(out, x)
+		out = appendExtent(out, x)
 		rel, length = rel+chunk, length-chunk
 	}
 	return out, nil
+}
+
+// appendExtent appends x, merging it into the last extent when contiguous
+// with the same status (keeps grain-by-grain answers small).
+func appendExtent(out []formats.Extent, x formats.Extent) []formats.Extent {
+	if n := len(out); n > 0 {
+		l := &out[n-1]
+		if l.End() == x.Offset && l.Kind == x.Kind && l.Compressed == x.Compressed && l.HostFile == x.HostFile &&
+			(l.HostOffset < 0 && x.HostOffset < 0 || l.HostOffset >= 0 && l.HostOffset+l.Length == x.HostOffset) {
+			l.Length += x.Length
+			return out
+		}
+	}
+	return append(out, x)
 }
 
 // Info reports qemu's format-specific data: cid, parent-cid, create-type and

@@ -26,7 +26,12 @@ type sparseExtent struct {
 	markers    bool
 	zeroed     bool // GTE 1 is a zeroed grain
 	cache      *gtCache
+	inflaters  sync.Pool // zlib readers
 }
+
+// maxCompressedGrain bounds the grain size of compressed extents, whose
+// grains are inflated in memory (VMware writes 64 KiB).
+const maxCompressedGrain = 16 << 20
 
 // grain states returned by lookup.
 const (
@@ -82,6 +87,9 @@ func (s *sparseExtent) checkHeader(lim formats.Limits) error {
 		return formats.Corruptf(s.name, "sparse header", 64, "file truncated: grains start at sector %d past the end of the %d-byte file", h.OverHead, s.fileSize)
 	}
 	s.grainBytes = int64(h.GrainSize) * sectorSize
+	if h.CompressAlgo == compressDeflate && s.grainBytes > maxCompressedGrain {
+		return formats.Limitf(s.name, "sparse header", 20, "compressed grains of %d bytes exceed %d", s.grainBytes, maxCompressedGrain)
+	}
 	s.gtEntries = int64(h.NumGTEsPerGT)
 	s.compressed = h.CompressAlgo == compressDeflate
 	s.markers = h.Flags&flagMarkers != 0
@@ -276,10 +284,17 @@ func (s *sparseExtent) inflateGrain(g, host int64) ([]byte, error) {
 		}
 		data = data[:n]
 	}
-	zr, err := zlib.NewReader(bytes.NewReader(data))
+	var zr io.ReadCloser
+	var err error
+	if pooled, ok := s.inflaters.Get().(io.ReadCloser); ok {
+		zr, err = pooled, pooled.(zlib.Resetter).Reset(bytes.NewReader(data), nil)
+	} else {
+		zr, err = zlib.NewReader(bytes.NewReader(data))
+	}
 	if err != nil {
 		return nil, formats.Corruptf(s.name, "compressed grain", host, "%v", err)
 	}
+	defer s.inflaters.Put(zr)
 	out := make([]byte, s.grainBytes+1)
 	n, err := io.ReadFull(zr, out)
 	switch {
