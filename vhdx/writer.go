@@ -431,8 +431,7 @@ func (w *Writer) WriteZeroes(off, length int64) error {
 }
 
 func (w *Writer) zeroBlock(blk, in, n int64, zero []byte) error {
-	e := w.entry(blk)
-	state := batState(e)
+	state := batState(w.entry(blk))
 	whole := in == 0 && (n == w.blockSize || blk*w.blockSize+n == w.size)
 	switch {
 	case state == payloadFull && w.written != nil && !w.wasWritten(blk):
@@ -440,13 +439,8 @@ func (w *Writer) zeroBlock(blk, in, n int64, zero []byte) error {
 	case state == payloadFull:
 	case !w.hasParent:
 		return nil // unallocated blocks of a standalone disk read as zeros
-	case whole:
-		w.allocMu.Lock()
-		defer w.allocMu.Unlock()
-		if batState(w.entry(blk)) != payloadFull {
-			w.setEntry(w.batIndex(blk), batEntry(payloadZero, 0))
-			return nil
-		}
+	case whole && w.markZero(blk):
+		return nil
 	}
 	base := blk*w.blockSize + in
 	for done := int64(0); done < n; {
@@ -457,6 +451,18 @@ func (w *Writer) zeroBlock(blk, in, n int64, zero []byte) error {
 		done += c
 	}
 	return nil
+}
+
+// markZero sets an unallocated block of a differencing disk to ZERO (so the
+// parent no longer shows through); false if it has been allocated meanwhile.
+func (w *Writer) markZero(blk int64) bool {
+	w.allocMu.Lock()
+	defer w.allocMu.Unlock()
+	if batState(w.entry(blk)) == payloadFull {
+		return false
+	}
+	w.setEntry(w.batIndex(blk), batEntry(payloadZero, 0))
+	return true
 }
 
 // Flush writes the changed BAT pages and extends the file over every
