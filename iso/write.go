@@ -37,23 +37,102 @@ func (p *posWriter) padTo(off int64) error {
 	return nil
 }
 
-// copyFile streams n bytes of the file at src.
-func (p *posWriter) copyFile(src string, n int64) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
+// chunk is a piece of file data read ahead of the writer.
+type chunk struct {
+	file int // index in b.files
+	data []byte
+	err  error
+}
+
+const (
+	readAheadBytes  = 4 << 20 // one read
+	readAheadChunks = 4       // reads in flight ahead of the writer
+)
+
+// readFiles reads the data of every non-empty file in order, ahead of the
+// writer, so reading the sources and writing the image overlap.
+func (b *builder) readFiles(free chan []byte, out chan<- chunk, done <-chan struct{}) {
+	defer close(out)
+	send := func(c chunk) bool {
+		select {
+		case out <- c:
+			return true
+		case <-done:
+			return false
+		}
 	}
-	defer f.Close()
+	for i, fn := range b.files {
+		if fn.size == 0 {
+			continue
+		}
+		f, err := os.Open(fn.src)
+		if err != nil {
+			send(chunk{file: i, err: err})
+			return
+		}
+		left := fn.size
+		for left > 0 {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-done:
+				f.Close()
+				return
+			}
+			n, err := io.ReadFull(f, buf[:min(int64(len(buf)), left)])
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				err = fmt.Errorf("%s: file shrank while the image was written (%d of %d bytes)", fn.src, fn.size-left+int64(n), fn.size)
+			}
+			if err != nil {
+				f.Close()
+				send(chunk{file: i, err: err})
+				return
+			}
+			left -= int64(n)
+			if !send(chunk{file: i, data: buf[:n]}) {
+				f.Close()
+				return
+			}
+		}
+		f.Close()
+	}
+}
+
+// writeFiles writes the file data produced by readFiles.
+func (b *builder) writeFiles(p *posWriter) error {
+	free := make(chan []byte, readAheadChunks)
+	for range readAheadChunks {
+		free <- make([]byte, readAheadBytes)
+	}
+	out := make(chan chunk, readAheadChunks)
+	done := make(chan struct{})
+	defer close(done)
+	go b.readFiles(free, out, done)
 	if err := p.bw.Flush(); err != nil {
 		return err
 	}
-	// io.CopyN into an *os.File uses copy_file_range when it can.
-	got, err := io.CopyN(p.raw, f, n)
-	p.pos += got
-	if err == io.EOF {
-		return fmt.Errorf("%s: file shrank while the image was written (%d of %d bytes)", src, got, n)
+	cur := -1
+	for c := range out {
+		if c.err != nil {
+			return c.err
+		}
+		if c.file != cur {
+			cur = c.file
+			if err := p.padTo(int64(b.files[cur].lba[0]) * blockBytes); err != nil {
+				return err
+			}
+			if err := p.bw.Flush(); err != nil {
+				return err
+			}
+		}
+		n, err := p.raw.Write(c.data)
+		p.pos += int64(n)
+		if err != nil {
+			return err
+		}
+		free <- c.data[:cap(c.data)]
 	}
-	return err
+	return nil
 }
 
 func (b *builder) write(w io.Writer) error {
@@ -92,16 +171,8 @@ func (b *builder) write(w io.Writer) error {
 			}
 		}
 	}
-	for _, f := range b.files {
-		if f.size == 0 {
-			continue
-		}
-		if err := p.padTo(int64(f.lba[0]) * blockBytes); err != nil {
-			return err
-		}
-		if err := p.copyFile(f.src, f.size); err != nil {
-			return err
-		}
+	if err := b.writeFiles(p); err != nil {
+		return err
 	}
 	if err := p.padTo(int64(b.blocks) * blockBytes); err != nil {
 		return err
