@@ -528,14 +528,15 @@ func (img *Image) Info() formats.Info {
 		if name == "" {
 			name = img.name
 		}
-		o := formats.Object{{Key: "virtual-size", Value: e.length}, {Key: "filename", Value: name}}
+		var o formats.Object
+		if e.sp != nil && e.sp.compressed {
+			o = append(o, formats.Field{Key: "compressed", Value: true})
+		}
+		o = append(o, formats.Field{Key: "virtual-size", Value: e.length}, formats.Field{Key: "filename", Value: name})
 		if e.sp != nil {
 			o = append(o, formats.Field{Key: "cluster-size", Value: e.sp.grainBytes})
 		}
 		o = append(o, formats.Field{Key: "format", Value: e.typ})
-		if e.sp != nil && e.sp.compressed {
-			o = append(o, formats.Field{Key: "compressed", Value: true})
-		}
 		exts = append(exts, o)
 	}
 	info.Specific = formats.Object{

@@ -290,6 +290,9 @@ func (w *streamWriter) emitGrain(g int64, z []byte) error {
 		w.gtIndex = t
 	}
 	n := (grainMarkerSize + int64(len(z)) + sectorSize - 1) / sectorSize * sectorSize
+	if w.pos+n+4*sectorSize > maxHostBytes {
+		return formats.Limitf(w.name, "grain table", -1, "stream would exceed %d bytes (32-bit sector offsets)", int64(maxHostBytes))
+	}
 	if int64(cap(w.rec)) < n {
 		w.rec = make([]byte, n)
 	}

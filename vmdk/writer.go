@@ -305,6 +305,9 @@ type wtable struct {
 	dirty bool
 }
 
+// maxHostBytes is the largest file offset a GTE (u32 sectors) can address.
+const maxHostBytes = 1<<32*sectorSize - 1
+
 // maxWriterTables bounds the writer's GT cache (2 KiB each).
 const maxWriterTables = 4096
 
@@ -505,6 +508,10 @@ func (s *sparseWriter) writeRun(p []byte, off int64) (int, error) {
 		s.mu.Unlock()
 		_, err := s.f.WriteAt(p[:piece], int64(gte)*sectorSize+inGrain)
 		return int(piece), err
+	}
+	if s.next+int64(len(p))+s.grainBytes > maxHostBytes {
+		s.mu.Unlock()
+		return 0, formats.Limitf(s.f.Name(), "grain table", -1, "extent file would exceed %d bytes (32-bit sector offsets)", int64(maxHostBytes))
 	}
 	whole := inGrain == 0 && (piece == s.grainBytes || off+piece == s.capacity)
 	if whole {

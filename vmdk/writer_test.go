@@ -145,6 +145,7 @@ func TestWriteSubformats(t *testing.T) {
 			if !bytes.Equal(readAll(t, img), src) {
 				t.Fatal("vdisk reads back different content")
 			}
+			requireQemuInfo(t, img, path)
 			if !strings.Contains(tc.opts, "Flat") && !strings.Contains(tc.opts, "twoGb") {
 				vmdkinfo(t, path)
 			}
@@ -257,9 +258,11 @@ func TestWriteDeltaChain(t *testing.T) {
 	os.WriteFile(rawPath, src, 0o644)
 	qemutest.RequireSame(t, "vmdk", top, "raw", rawPath)
 	qemutest.RequireClean(t, "vmdk", top)
-	if got := readAll(t, openPath(t, top)); !bytes.Equal(got, src) {
+	img := openPath(t, top)
+	if got := readAll(t, img); !bytes.Equal(got, src) {
 		t.Fatal("vdisk reads the chain differently")
 	}
+	requireQemuInfo(t, img, top)
 	info := qemutest.Info(t, "vmdk", top)
 	if info["backing-filename"] != "snap1.vmdk" {
 		t.Errorf("backing-filename %v", info["backing-filename"])
