@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -227,5 +228,36 @@ func TestStrictPolicyRefusesExtents(t *testing.T) {
 	_, err := formats.Open(path, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyStrict}})
 	if !errors.Is(err, formats.ErrReferenceDenied) {
 		t.Fatalf("strict policy: %v", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	sp := sampleSparse(t, "")
+	h := decodeHeader(sp)
+	check := func(data []byte) *formats.CheckReport {
+		img, err := Open(fileio.NewMem("c.vmdk", data), formats.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		r, err := img.(formats.Checker).Check(context.Background(), formats.CheckOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := check(sp); r.Corruptions != 0 || r.CheckErrors != 0 {
+		t.Fatalf("clean image: %+v", r)
+	}
+	// The redundant GT disagrees with the primary one.
+	rgt := int(binary.LittleEndian.Uint32(sp[h.RGDOffset*sectorSize:])) * sectorSize
+	if r := check(put32(sp, rgt, 12345)); r.Corruptions != 1 {
+		t.Fatalf("redundant GT mismatch: %+v", r)
+	}
+	// A grain past the end of the file.
+	gt := int(binary.LittleEndian.Uint32(sp[h.GDOffset*sectorSize:])) * sectorSize
+	bad := put32(put32(sp, gt+40, uint32(len(sp)/sectorSize)), rgt+40, uint32(len(sp)/sectorSize))
+	if r := check(bad); r.Corruptions != 1 || !strings.Contains(r.Messages[0], "points after end of file") {
+		t.Fatalf("grain past EOF: %+v", r)
 	}
 }

@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -52,6 +53,7 @@ func TestReadQemuSubformats(t *testing.T) {
 				t.Fatal("full read differs from qemu-img convert")
 			}
 			requireQemuInfo(t, img, path)
+			requireCheckClean(t, img)
 		})
 	}
 }
@@ -139,6 +141,7 @@ func TestReadCorpus(t *testing.T) {
 	if got := qemutest.BlockSHA(t, img); got != digest.SHA {
 		t.Fatalf("digest %s, want %s", got, digest.SHA)
 	}
+	requireCheckClean(t, img)
 	afl, _ := qemutest.Corpus(t, "afl9.vmdk")
 	_, err := formats.Open(afl, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrLimit) && !errors.Is(err, formats.ErrCorrupt) {
@@ -182,4 +185,12 @@ func toJSONValue(v any) any {
 		return float64(x)
 	}
 	return v
+}
+
+func requireCheckClean(t *testing.T, img *Image) {
+	t.Helper()
+	r, err := img.Check(context.Background(), formats.CheckOptions{})
+	if err != nil || r.Corruptions != 0 || r.CheckErrors != 0 {
+		t.Fatalf("check: %v %+v", err, r)
+	}
 }
