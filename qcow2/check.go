@@ -24,6 +24,19 @@ type scan struct {
 	rebuild    bool
 	badBlocks  map[int64]bool // refcount table entries that cannot be used
 	nextContig int64
+	mult       uint64 // references each inc adds
+	budget     int64  // bytes of tables left to read: distinct tables fit in the file
+	err        error
+	// memo remembers each L2 table counted once: a table named again (by
+	// a snapshot, or by a hostile L1 many times) adds its statistics and
+	// is counted again with a multiplier at the end, so the work is bounded
+	// by the distinct tables, not the number of L1 entries.
+	memo map[int64]*l2Memo
+}
+
+type l2Memo struct {
+	allocated, compressed, fragmented, corruptions int64
+	extra                                          uint64
 }
 
 func (s *scan) msg(format string, args ...any) {
@@ -42,9 +55,9 @@ func (s *scan) inc(off, length int64) {
 	}
 	for cl := off / cs; cl <= (off+length-1)/cs; cl++ {
 		if cl < int64(len(s.refs)) {
-			s.refs[cl]++
+			s.refs[cl] += s.mult
 		} else if len(s.beyond) < maxBeyondEOF {
-			s.beyond[cl]++
+			s.beyond[cl] += s.mult
 		}
 	}
 }
@@ -71,7 +84,8 @@ func (img *Image) countReferences(rep *formats.CheckReport) ([]uint64, *scan, er
 	if img.w != nil {
 		nb = max(nb, img.w.fileEnd/cs)
 	}
-	s := &scan{img: img, rep: rep, refs: make([]uint64, nb), beyond: map[int64]uint64{}, nbClusters: nb, fileLen: fileSize, badBlocks: map[int64]bool{}}
+	s := &scan{img: img, rep: rep, refs: make([]uint64, nb), beyond: map[int64]uint64{}, nbClusters: nb, fileLen: fileSize, badBlocks: map[int64]bool{},
+		mult: 1, memo: map[int64]*l2Memo{}, budget: 3*fileSize + 2*img.limits.MaxTableBytes + 1<<20}
 	h := &img.hdr
 	s.inc(0, cs)
 	if err := s.checkL1(int64(h.L1TableOffset), int64(h.L1Size), true); err != nil {
@@ -89,18 +103,31 @@ func (img *Image) countReferences(rep *formats.CheckReport) ([]uint64, *scan, er
 			return nil, nil, err
 		}
 	}
+	if err := s.countRepeats(); err != nil {
+		return nil, nil, err
+	}
 	s.inc(int64(h.SnapshotsOffset), snapBytes)
 	s.inc(int64(h.RefcountTableOffset), int64(h.RefcountTableClusters)*cs)
 	s.checkBitmaps()
 	if err := s.checkRefblocks(); err != nil {
 		return nil, nil, err
 	}
+	if s.err != nil {
+		return nil, nil, s.err
+	}
 	return s.refs, s, nil
 }
 
 func (s *scan) readTable(off, n int64) []uint64 {
 	img := s.img
-	if n <= 0 || n*8 > img.limits.MaxTableBytes {
+	if n <= 0 || n*8 > img.limits.MaxTableBytes || off >= s.fileLen {
+		return nil
+	}
+	s.budget -= n * 8
+	if s.budget < 0 {
+		if s.err == nil {
+			s.err = formats.Limitf(img.name, "metadata tables", off, "tables named by the image add up to more than the file could hold")
+		}
 		return nil
 	}
 	buf := make([]byte, n*8)
@@ -141,19 +168,57 @@ func (s *scan) checkL1(off, n int64, active bool) error {
 			s.msg("ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted", l2Off)
 			s.rep.Corruptions++
 		}
-		var t []uint64
-		if img.w != nil && l2Off%cs == 0 {
-			var err error
-			img.mu.Lock()
-			t, err = img.l2(l2Off)
-			img.mu.Unlock()
-			if err != nil {
-				return err
+		if m := s.memo[l2Off]; m != nil {
+			m.extra++
+			s.rep.Corruptions += m.corruptions
+			if active {
+				s.rep.AllocatedClusters += m.allocated
+				s.rep.CompressedClusters += m.compressed
+				s.rep.FragmentedClusters += m.fragmented
 			}
-		} else {
-			t = s.readTable(l2Off, cs/8)
+			continue
 		}
+		t, err := s.l2Table(l2Off)
+		if err != nil {
+			return err
+		}
+		before := *s.rep
 		s.checkL2(t, active, int64(i))
+		s.memo[l2Off] = &l2Memo{allocated: s.rep.AllocatedClusters - before.AllocatedClusters,
+			compressed: s.rep.CompressedClusters - before.CompressedClusters,
+			fragmented: s.rep.FragmentedClusters - before.FragmentedClusters,
+			corruptions: s.rep.Corruptions - before.Corruptions}
+	}
+	return nil
+}
+
+// l2Table reads an L2 table for the checker.
+func (s *scan) l2Table(off int64) ([]uint64, error) {
+	img := s.img
+	if img.w != nil && off%img.clusterSize == 0 {
+		img.mu.Lock()
+		defer img.mu.Unlock()
+		return img.l2(off)
+	}
+	return s.readTable(off, img.clusterSize/8), nil
+}
+
+// countRepeats counts again the references of L2 tables named more than
+// once, without repeating their messages.
+func (s *scan) countRepeats() error {
+	rep := s.rep
+	defer func() { s.rep, s.mult = rep, 1 }()
+	s.rep = &formats.CheckReport{}
+	for off, m := range s.memo {
+		if m.extra == 0 {
+			continue
+		}
+		t, err := s.l2Table(off)
+		if err != nil {
+			return err
+		}
+		s.mult = m.extra
+		s.checkL2(t, false, 0)
 	}
 	return nil
 }
@@ -434,6 +499,7 @@ func (img *Image) checkCopied(s *scan, rr *refReader, repairing bool) {
 	if img.extL2 {
 		step = 2
 	}
+	seen := map[int64]int64{} // corruptions found in each L2 table
 	for i, e := range img.l1 {
 		l2Off := int64(e & offsetMask)
 		if l2Off == 0 || l2Off%cs != 0 {
@@ -447,14 +513,12 @@ func (img *Image) checkCopied(s *scan, rr *refReader, repairing bool) {
 			s.msg("ERROR OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d", i, e, want)
 			s.rep.Corruptions++
 		}
-		var t []uint64
-		if img.w != nil {
-			img.mu.Lock()
-			t, _ = img.l2(l2Off)
-			img.mu.Unlock()
-		} else {
-			t = s.readTable(l2Off, cs/8)
+		if n, ok := seen[l2Off]; ok {
+			s.rep.Corruptions += n
+			continue
 		}
+		t, _ := s.l2Table(l2Off)
+		before := s.rep.Corruptions
 		for j := 0; j < len(t); j += step {
 			le := t[j]
 			off := int64(le & offsetMask)
@@ -473,6 +537,7 @@ func (img *Image) checkCopied(s *scan, rr *refReader, repairing bool) {
 				s.rep.Corruptions++
 			}
 		}
+		seen[l2Off] = s.rep.Corruptions - before
 	}
 }
 
