@@ -185,8 +185,8 @@ func (s *scan) checkL1(off, n int64, active bool) error {
 		before := *s.rep
 		s.checkL2(t, active, int64(i))
 		s.memo[l2Off] = &l2Memo{allocated: s.rep.AllocatedClusters - before.AllocatedClusters,
-			compressed: s.rep.CompressedClusters - before.CompressedClusters,
-			fragmented: s.rep.FragmentedClusters - before.FragmentedClusters,
+			compressed:  s.rep.CompressedClusters - before.CompressedClusters,
+			fragmented:  s.rep.FragmentedClusters - before.FragmentedClusters,
 			corruptions: s.rep.Corruptions - before.Corruptions}
 	}
 	return nil
