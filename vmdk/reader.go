@@ -421,7 +421,14 @@ func (img *Image) readExtent(e *extent, p []byte, rel int64) error {
 		case grainZero:
 			clear(p[:chunk])
 		default:
-			err = sp.readGrain(p[:chunk], rel, host)
+			if !sp.compressed {
+				chunk, err = sp.contiguous(rel, chunk, host, int64(len(p)))
+				if err == nil {
+					err = sp.readGrain(p[:chunk], rel, host)
+				}
+			} else {
+				err = sp.readGrain(p[:chunk], rel, host)
+			}
 		}
 		if err != nil {
 			return err

@@ -209,6 +209,25 @@ func (s *sparseExtent) lookup(off int64) (state int, host int64, err error) {
 	return grainData, host, nil
 }
 
+// contiguous extends a read of chunk bytes at extent offset off, whose
+// grain is stored at host, over the following grains while they are stored
+// right after it, up to limit bytes; one ReadAt then serves them all.
+func (s *sparseExtent) contiguous(off, chunk, host, limit int64) (int64, error) {
+	next := host - off%s.grainBytes + s.grainBytes
+	for chunk < limit {
+		state, h, err := s.lookup(off + chunk)
+		if err != nil {
+			return 0, err
+		}
+		if state != grainData || h != next {
+			break
+		}
+		chunk = min(limit, chunk+s.grainBytes)
+		next += s.grainBytes
+	}
+	return chunk, nil
+}
+
 // table returns grain table gdi, from the cache or the file.
 func (s *sparseExtent) table(gdi int64) ([]uint32, error) {
 	key := gtKey{s, gdi}
