@@ -546,6 +546,7 @@ func (img *Image) Info() formats.Info {
 		o = append(o, formats.Field{Key: "format", Value: e.typ})
 		exts = append(exts, o)
 	}
+	info.ActualSize = img.actualSize()
 	info.Specific = formats.Object{
 		{Key: "cid", Value: int64(cid)},
 		{Key: "parent-cid", Value: int64(parentCID)},
@@ -582,4 +583,25 @@ func (img *Image) flatMap(out []formats.Extent, e *extent, rel, length int64) ([
 		out = append(out, formats.Extent{Offset: e.start + rel + covered, Length: length - covered, Kind: formats.Zero, HostOffset: -1})
 	}
 	return out, nil
+}
+
+// actualSize is the host allocation of the descriptor and every extent file
+// (0, meaning the main file's, for single-file images).
+func (img *Image) actualSize() int64 {
+	if len(img.owned) == 0 {
+		return 0
+	}
+	seen := map[string]bool{}
+	var total int64
+	for _, f := range append([]formats.File{img.f}, img.owned...) {
+		osf := formats.OSFileOf(f)
+		if osf == nil || seen[f.Name()] {
+			continue
+		}
+		seen[f.Name()] = true
+		if n, err := sparse.Allocated(osf); err == nil {
+			total += n
+		}
+	}
+	return total
 }

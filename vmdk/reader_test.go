@@ -241,3 +241,13 @@ func TestReadCustomExtents(t *testing.T) {
 		})
 	}
 }
+
+func TestActualSizeOfSplitImage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.vmdk")
+	qemutest.Img(t, "create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", path, "3G")
+	qemutest.IO(t, "vmdk", path, "write -P 1 0 1m", "write -P 2 2500m 1m")
+	want := int64(qemutest.Info(t, "vmdk", path)["actual-size"].(float64))
+	if got := openPath(t, path).Info().ActualSize; got != want {
+		t.Fatalf("actual size %d, qemu %d", got, want)
+	}
+}
