@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -249,5 +250,35 @@ func TestActualSizeOfSplitImage(t *testing.T) {
 	want := int64(qemutest.Info(t, "vmdk", path)["actual-size"].(float64))
 	if got := openPath(t, path).Info().ActualSize; got != want {
 		t.Fatalf("actual size %d, qemu %d", got, want)
+	}
+}
+
+// TestConcurrentReads reads a sparse and a compressed image from several
+// goroutines at odd offsets (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	dir := t.TempDir()
+	src := pattern(20 << 20)
+	rawPath := filepath.Join(dir, "src.raw")
+	os.WriteFile(rawPath, src, 0o644)
+	for _, sub := range []string{"monolithicSparse", "streamOptimized"} {
+		path := filepath.Join(dir, sub+".vmdk")
+		qemutest.Img(t, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, rawPath, path)
+		img := openPath(t, path)
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 100003)
+				for off := int64(g * 9999); off < img.Size(); off += 4 * 100003 {
+					n, _ := img.ReadAt(buf, off)
+					if !bytes.Equal(buf[:n], src[off:off+int64(n)]) {
+						t.Errorf("%s: read at %d differs", sub, off)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
 	}
 }
