@@ -525,13 +525,11 @@ func (img *Image) BackingFormat() string {
 	return ""
 }
 
-// ClusterSize is the block size of a dynamic disk, or a sector for a fixed one.
-func (img *Image) ClusterSize() int64 {
-	if img.dynamic() {
-		return img.blockSize
-	}
-	return sectorSize
-}
+// ClusterSize is the granularity the conversion engine should detect zeros
+// at: a sector. A block is allocated on its first write, and the parts of it
+// never written stay holes in the file, as with qemu, so zero runs inside a
+// block need not be written. (Info reports the block size as cluster-size.)
+func (img *Image) ClusterSize() int64 { return sectorSize }
 
 // Info describes the footer (creator, geometry, both sizes) and, for
 // dynamic disks, the block size; qemu prints none of it.
