@@ -85,15 +85,10 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
+		newISOCommand(),
 	)
-	for _, extra := range extraCommands {
-		root.AddCommand(extra())
-	}
 	return root
 }
-
-// extraCommands are subcommands defined in other files of this package.
-var extraCommands = []func() *cobra.Command{}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
