@@ -70,7 +70,11 @@ func (n *node) isDir() bool { return n.mode.IsDir() }
 // sequential pass (w may be a pipe). File data is streamed with large
 // buffers (or copy_file_range when w is an *os.File).
 func Create(w io.Writer, srcDir string, opts CreateOptions) error {
-	b, err := newBuilder(srcDir, opts)
+	return create(w, srcDir, opts, maxExtentBytes)
+}
+
+func create(w io.Writer, srcDir string, opts CreateOptions, extentBytes int64) error {
+	b, err := newBuilder(srcDir, opts, extentBytes)
 	if err != nil {
 		return err
 	}
@@ -112,11 +116,14 @@ type builder struct {
 	ceLBA   uint32
 	ceBytes int64
 	blocks  uint32 // volume size
-	erEntry []byte
+	// extentBytes is the largest extent of one record (maxExtentBytes;
+	// tests lower it to exercise multi-extent files).
+	extentBytes int64
+	erEntry     []byte
 }
 
-func newBuilder(srcDir string, opts CreateOptions) (*builder, error) {
-	b := &builder{opts: opts, now: time.Now().UTC().Truncate(time.Second), trees: 1}
+func newBuilder(srcDir string, opts CreateOptions, extentBytes int64) (*builder, error) {
+	b := &builder{opts: opts, now: time.Now().UTC().Truncate(time.Second), trees: 1, extentBytes: extentBytes}
 	if opts.SourceDateEpoch != nil {
 		b.now = opts.SourceDateEpoch.UTC()
 	}

@@ -2,6 +2,8 @@ package iso
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 func createISO(t testing.TB, tree string, opts CreateOptions) string {
@@ -176,5 +179,176 @@ func TestIdentifiers(t *testing.T) {
 	}
 	if got := jolietName(jolietIdentifier("ünï:x.txt", false)); got != "ünï_x.txt" {
 		t.Errorf("joliet %q", got)
+	}
+}
+
+// TestCopyTarget: "-O iso" copies ISO images and refuses anything else.
+func TestCopyTarget(t *testing.T) {
+	src := smallISO(t, CreateOptions{RockRidge: true}, nil)
+	d, err := formats.Lookup("iso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		ok   bool
+	}{
+		{"iso", src, true},
+		{"not iso", bytes.Repeat([]byte{0x5a}, len(src)), false},
+	} {
+		m := fileio.NewMem("out.iso", nil)
+		w, err := d.Create(formats.CreateRequest{File: m, Name: "out.iso", Size: int64(len(c.data))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteAt(c.data, 0); err != nil {
+			t.Fatal(err)
+		}
+		err = w.Flush()
+		if c.ok && err != nil || !c.ok && !errors.Is(err, formats.ErrUnsupported) {
+			t.Fatalf("%s: flush: %v", c.name, err)
+		}
+		if c.ok && !bytes.Equal(m.Bytes(), c.data) {
+			t.Fatalf("%s: copy differs", c.name)
+		}
+	}
+	if _, err := d.Create(formats.CreateRequest{File: fileio.NewMem("x", nil), Name: "x", Size: 4096}); !errors.Is(err, formats.ErrUnsupported) {
+		t.Fatalf("tiny source: %v", err)
+	}
+}
+
+// sparseSink keeps only the non-zero blocks written to it and reads the
+// rest as zeros: a multi-gigabyte image costs little memory.
+type sparseSink struct {
+	blocks map[int64][]byte
+	pos    int64
+}
+
+func (s *sparseSink) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		blk, in := s.pos/blockBytes, s.pos%blockBytes
+		k := min(len(p), int(blockBytes-in))
+		if !isZeros(p[:k]) {
+			b := s.blocks[blk]
+			if b == nil {
+				b = make([]byte, blockBytes)
+				s.blocks[blk] = b
+			}
+			copy(b[in:], p[:k])
+		}
+		p, s.pos = p[k:], s.pos+int64(k)
+	}
+	return n, nil
+}
+
+func (s *sparseSink) ReadAt(p []byte, off int64) (int, error) {
+	if off >= s.pos {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && off < s.pos {
+		blk, in := off/blockBytes, off%blockBytes
+		k := min(len(p)-n, int(blockBytes-in))
+		if b := s.blocks[blk]; b != nil {
+			copy(p[n:n+k], b[in:])
+		} else {
+			clear(p[n : n+k])
+		}
+		n, off = n+k, off+int64(k)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func isZeros(p []byte) bool {
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMultiExtent: a file over 4 GiB - 2 KiB is stored as several
+// extents and read back whole.
+func TestMultiExtent(t *testing.T) {
+	if os.Getenv("VDISK_LONG_TESTS") != "1" {
+		t.Skip("writes a 4.5 GiB sparse image; set VDISK_LONG_TESTS=1 (TestMultiExtentSmall covers the layout)")
+	}
+	dir := t.TempDir()
+	const size = 4<<30 + 512<<20
+	f, err := os.Create(filepath.Join(dir, "big.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(size)
+	f.WriteAt([]byte("start"), 0)
+	f.WriteAt([]byte("end"), size-3)
+	f.Close()
+	sink := &sparseSink{blocks: map[int64][]byte{}}
+	if err := Create(sink, dir, CreateOptions{Joliet: true, RockRidge: true}); err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := Open(sink, sink.pos, "big.iso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := fsys.Stat("/big.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Size != size || len(e.extents) != 2 {
+		t.Fatalf("size %d extents %d", e.Size, len(e.extents))
+	}
+	r, _ := fsys.Reader(e)
+	head := make([]byte, 5)
+	io.ReadFull(r, head)
+	tail := make([]byte, 3)
+	io.NewSectionReader(sink, e.extents[1].off+e.extents[1].length-3, 3).Read(tail)
+	if string(head) != "start" || string(tail) != "end" {
+		t.Fatalf("%q %q", head, tail)
+	}
+}
+
+// TestMultiExtentSmall lowers the extent limit so that small files take
+// several records; xorriso and vdisk read them back whole.
+func TestMultiExtentSmall(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "src")
+	os.Mkdir(dir, 0o755)
+	data := bytes.Repeat([]byte("multi-extent "), 40000) // 520000 bytes
+	os.WriteFile(filepath.Join(dir, "multi.bin"), data, 0o644)
+	os.WriteFile(filepath.Join(dir, "after.txt"), []byte("after"), 0o644)
+	out := filepath.Join(t.TempDir(), "m.iso")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := create(f, dir, CreateOptions{Joliet: true, RockRidge: true}, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fsys := openFS(t, out)
+	e, err := fsys.Stat("/multi.bin")
+	if err != nil || e.Size != int64(len(data)) || len(e.extents) != 8 {
+		t.Fatalf("%v size %d extents %d", err, e.Size, len(e.extents))
+	}
+	dest := t.TempDir()
+	if err := fsys.Extract("/multi.bin", dest); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dest, "multi.bin")); !bytes.Equal(got, data) {
+		t.Fatal("vdisk extraction differs")
+	}
+	theirs := filepath.Join(t.TempDir(), "x")
+	run(t, "xorriso", "-osirrox", "on", "-indev", out, "-extract", "/", theirs)
+	if got, _ := os.ReadFile(filepath.Join(theirs, "multi.bin")); !bytes.Equal(got, data) {
+		t.Fatal("xorriso extraction differs")
+	}
+	if diff := cmp.Diff(map[string]int64{"/multi.bin": int64(len(data)), "/after.txt": 5}, sevenZipList(t, out)); diff != "" {
+		t.Errorf("7z (-want +got):\n%s", diff)
 	}
 }

@@ -360,6 +360,15 @@ func (f *FS) OpenFile(p string) (io.Reader, Entry, error) {
 	return f.contents(&e), e, nil
 }
 
+// Reader returns a reader of the bytes of a regular file entry (from
+// ReadDir, Stat or Walk).
+func (f *FS) Reader(e Entry) (io.Reader, error) {
+	if !e.Mode.IsRegular() {
+		return nil, fmt.Errorf("%s: %s is not a regular file", f.name, e.Path)
+	}
+	return f.contents(&e), nil
+}
+
 func (f *FS) contents(e *Entry) io.Reader {
 	rs := make([]io.Reader, 0, len(e.extents))
 	for _, x := range e.extents {

@@ -38,7 +38,7 @@ func openBytes(data []byte) (*FS, error) {
 func walkAll(f *FS) error {
 	return f.Walk("/", func(e Entry) error {
 		if e.Mode.IsRegular() {
-			r, _, err := f.OpenFile(e.Path)
+			r, err := f.Reader(e)
 			if err != nil {
 				return err
 			}

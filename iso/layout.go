@@ -328,7 +328,7 @@ func (b *builder) directory(d *node, t int) []byte {
 		// Files over 4 GiB - 2 KiB take several records (multi-extent).
 		lba, left := k.lba[0], k.size
 		for {
-			part := min(left, maxExtentBytes)
+			part := min(left, b.extentBytes)
 			flags := byte(0)
 			if left > part {
 				flags = flagMultiExt
