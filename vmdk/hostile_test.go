@@ -194,6 +194,8 @@ func TestHostileDescriptors(t *testing.T) {
 		{"bad sectors", ext(`RW -5 FLAT "d-flat.vmdk" 0`), formats.ErrCorrupt, false},
 		{"huge sectors", ext(`RW 99999999999999999999 FLAT "d-flat.vmdk" 0`), formats.ErrCorrupt, false},
 		{"too large disk", ext(strings.Repeat("RW 2199023255552 ZERO\n", 2)), formats.ErrLimit, false},
+		{"too many extents", ext(strings.Repeat("RW 1 ZERO\n", maxExtentLines+1)), formats.ErrLimit, false},
+		{"one file many times", ext(strings.Repeat("RW 1 FLAT \"d-flat.vmdk\" 0\n", 5000)), nil, false},
 		{"descriptor over 1 MiB", goodDesc + strings.Repeat("# padding padding padding\n", 50000), formats.ErrLimit, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,6 +70,7 @@ type Image struct {
 	exts        []*extent
 	size        int64
 	owned       []formats.File // extent files opened through the resolver
+	byName      map[string]formats.File
 	backing     formats.Image
 	backingPath string
 	cache       *gtCache
@@ -256,15 +257,13 @@ func (img *Image) openExtent(line extentLine, opts formats.OpenOptions) (*extent
 	if line.Access == "NOACCESS" {
 		return nil, formats.Unsupportedf(img.name, "VMDK NOACCESS extent %q", line.File)
 	}
-	f, err := opts.Resolver.Open(img.name, line.File, false)
+	f, err := img.openFile(line.File, opts)
 	if err != nil {
 		return nil, err
 	}
-	img.owned = append(img.owned, f)
-	e.file = f
-	e.path, _ = opts.Resolver.Resolve(img.name, line.File)
-	if e.path == "" {
-		e.path = filepath.Join(filepath.Dir(img.name), line.File)
+	e.file, e.path = f, filepath.Join(filepath.Dir(img.name), line.File)
+	if p, err := opts.Resolver.Resolve(img.name, line.File); err == nil {
+		e.path = p
 	}
 	if e.kind == kindSparse {
 		head := make([]byte, headerSize)
@@ -283,6 +282,24 @@ func (img *Image) openExtent(line extentLine, opts formats.OpenOptions) (*extent
 		}
 	}
 	return e, nil
+}
+
+// openFile opens an extent file through the resolver, once per distinct
+// name (a descriptor may list one file many times).
+func (img *Image) openFile(name string, opts formats.OpenOptions) (formats.File, error) {
+	if f, ok := img.byName[name]; ok {
+		return f, nil
+	}
+	f, err := opts.Resolver.Open(img.name, name, false)
+	if err != nil {
+		return nil, err
+	}
+	if img.byName == nil {
+		img.byName = map[string]formats.File{}
+	}
+	img.byName[name] = f
+	img.owned = append(img.owned, f)
+	return f, nil
 }
 
 // openParent opens the parent of a delta disk and checks its CID.
