@@ -549,3 +549,29 @@ func TestCheckCorruptMap(t *testing.T) {
 		t.Fatalf("writable open of a corrupt image: %v", err)
 	}
 }
+
+func TestZeroSizeAndVersion10(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zero.vdi")
+	createFile(t, path, 0, "").Close()
+	qemutest.RequireClean(t, "vdi", path)
+	if img := openPath(t, path, formats.OpenOptions{}); img.Size() != 0 {
+		t.Fatalf("size %d", img.Size())
+	}
+	// Version 1.0 headers have the same layout as 1.1.
+	data := seedImage(t)
+	put32(data, 68, 0x00010000)
+	img, err := Open(fileio.NewMem("v10.vdi", data), formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := img.(*Image).Info().Specific[1].Value; v != "1.0" {
+		t.Fatalf("version %v", v)
+	}
+	want := make([]byte, 4096)
+	pattern(want, 0)
+	got := make([]byte, 4096)
+	img.ReadAt(got, 0)
+	if !bytes.Equal(got, want) {
+		t.Fatal("content")
+	}
+}
