@@ -20,7 +20,7 @@ func (img *Image) Check(ctx context.Context, opts formats.CheckOptions) (*format
 		if !opts.RepairAll {
 			rep.CheckErrors++
 			rep.Messages = append(rep.Messages, fmt.Sprintf(
-				"VHDX image file '%s' contains a log that needs to be replayed; to replay the log, run: check -r all", img.name))
+				"VHDX image file '%s' contains a log that needs to be replayed; to replay it, run: vdisk check -r all '%s'", img.name, img.name))
 		} else {
 			if err := img.replayLog(); err != nil {
 				return nil, err

@@ -2,6 +2,8 @@ package vhdx
 
 import (
 	"encoding/binary"
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -20,8 +22,8 @@ func memImage(t testing.TB, size int64, opts string, writes map[int64][]byte) []
 	if err != nil {
 		t.Fatal(err)
 	}
-	for off, b := range writes {
-		if _, err := w.WriteAt(b, off); err != nil {
+	for _, off := range slices.Sorted(maps.Keys(writes)) { // allocation order = offset order
+		if _, err := w.WriteAt(writes[off], off); err != nil {
 			t.Fatal(err)
 		}
 	}
