@@ -152,8 +152,8 @@ func (f *FS) readDir(dir *Entry) ([]Entry, error) {
 				break // rest of the block is padding
 			}
 			pos += size
-			if len(rec.ident) == 1 && rec.ident[0] <= 1 {
-				continue // "." and ".."
+			if len(rec.ident) == 1 && rec.ident[0] <= 1 || rec.flags&flagAssociated != 0 {
+				continue // ".", ".." and associated files (resource forks)
 			}
 			if len(out) >= maxDirEntries {
 				return nil, formats.Limitf(f.name, "directory", ext.off, "%s has more than %d entries", dir.Path, maxDirEntries)

@@ -575,3 +575,43 @@ func TestZeroSizeAndVersion10(t *testing.T) {
 		t.Fatal("content")
 	}
 }
+
+// TestBlockExtra reads a hand-made version 1.1 image with 4 KiB blocks and
+// a 512-byte prefix before each block (cbBlockExtra), which VirtualBox
+// allows and qemu refuses.
+func TestBlockExtra(t *testing.T) {
+	const bs, extra = 4096, 512
+	h := header{Signature: signature, Version: version11, HeaderBytes: header1Bytes, Type: typeNormal,
+		Legacy: geometry{SectorBytes: sectorBytes}, DiskBytes: 3*bs - 1000, BlockBytes: bs,
+		BlockExtraBytes: extra, Blocks: 3, BlocksAllocated: 2, BlocksOff: 512, DataOff: 1024}
+	h.UUIDCreate[0] = 1
+	file := make([]byte, 1024+2*(bs+extra))
+	copy(file, h.encode())
+	put32(file, 512, 1)
+	put32(file, 516, blockZero)
+	put32(file, 520, 0)
+	for i := range 2 {
+		blk := file[1024+i*(bs+extra):]
+		copy(blk[:extra], bytes.Repeat([]byte{0xee}, extra)) // the prefix is not data
+		copy(blk[extra:extra+bs], bytes.Repeat([]byte{byte(0xa0 + i)}, bs))
+	}
+	img, err := Open(fileio.NewMem("extra.vdi", file), formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(bytes.Repeat([]byte{0xa1}, bs), make([]byte, bs)...), bytes.Repeat([]byte{0xa0}, bs-1000)...)
+	if got := readAll(t, img); !bytes.Equal(got, want) {
+		t.Fatal("content differs")
+	}
+	exts, _ := img.Extents(0, img.Size())
+	kinds := []formats.ExtentKind{}
+	for _, e := range exts {
+		kinds = append(kinds, e.Kind)
+	}
+	if diff := cmp.Diff([]formats.ExtentKind{formats.Data, formats.Zero, formats.Data}, kinds); diff != "" {
+		t.Errorf("kinds (-want +got):\n%s", diff)
+	}
+	if exts[0].HostOffset != 1024+bs+2*extra {
+		t.Errorf("host offset %d", exts[0].HostOffset)
+	}
+}
