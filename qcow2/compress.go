@@ -27,6 +27,7 @@ type codec struct {
 	zencoder  *zstd.Encoder
 	zencOnce  sync.Once
 	zencErr   error
+	srcs      sync.Pool // *[]byte buffers for compressed input
 }
 
 // decompress inflates src into dst, which must be filled exactly (a cluster).

@@ -265,6 +265,13 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 				return 0, err
 			}
 		case segCompressed:
+			if s.virt%img.clusterSize == 0 && s.length == img.clusterSize {
+				// A whole cluster: inflate in place.
+				if err := img.readCompressed(dst, s.centry, s.virt/img.clusterSize); err != nil {
+					return 0, err
+				}
+				continue
+			}
 			if cbuf == nil {
 				cbuf = make([]byte, img.clusterSize)
 			}
@@ -300,7 +307,16 @@ func (img *Image) readCompressed(dst []byte, entry uint64, vc int64) error {
 	if coff >= end || coff < img.clusterSize {
 		return formats.Corruptf(img.name, "compressed cluster", coff, "cluster %d: offset outside the file", vc)
 	}
-	src := make([]byte, min(csize, end-coff))
+	bp, _ := img.codec.srcs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer img.codec.srcs.Put(bp)
+	n := min(csize, end-coff)
+	if int64(cap(*bp)) < n {
+		*bp = make([]byte, n)
+	}
+	src := (*bp)[:n]
 	got, err := img.f.ReadAt(src, coff)
 	if got == 0 && err != nil {
 		return fmt.Errorf("%s: reading compressed cluster at %d: %w", img.name, coff, err)
