@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -198,10 +199,11 @@ func createFixed(req formats.CreateRequest, p plan) (*Image, error) {
 
 // parentInfo is what a new differencing disk records about its parent.
 type parentInfo struct {
-	img      *Image
-	name     string // the parent file's base name, for the header
-	relative string // W2ru locator: path relative to the child's directory
-	absolute string // W2ku locator: absolute path
+	img       *Image
+	timestamp uint32 // the parent file's modification time, else its footer's
+	name      string // the parent file's base name, for the header
+	relative  string // W2ru locator: path relative to the child's directory
+	absolute  string // W2ku locator: absolute path
 }
 
 // createDynamic lays out footer copy, header, BAT (and parent locators), and
@@ -259,7 +261,7 @@ func createDynamic(req formats.CreateRequest, p plan, ft footer, par *parentInfo
 func (img *Image) setParent(par *parentInfo, dataOff int64) (int64, [][]byte) {
 	h := &img.hdr
 	h.ParentUniqueID = par.img.ft.UniqueID
-	h.ParentTimestamp = par.img.ft.Timestamp
+	h.ParentTimestamp = par.timestamp
 	h.setParentName(par.name)
 	var data [][]byte
 	for i, loc := range []struct {
@@ -349,6 +351,12 @@ func newDifferencing(req formats.CreateRequest, parent *Image, ref string) (*Ima
 	par := &parentInfo{img: parent, name: filepath.Base(abs),
 		relative: strings.ReplaceAll(rel, "/", `\`),
 		absolute: strings.ReplaceAll(filepath.ToSlash(abs), "/", `\`)}
+	par.timestamp = parent.ft.Timestamp
+	if path, err := req.Open.Resolver.Resolve(req.Name, ref); err == nil {
+		if st, err := os.Stat(path); err == nil {
+			par.timestamp = vhdTime(st.ModTime())
+		}
+	}
 	ft := newFooter(p, typeDifferencing, time.Now())
 	return createDynamic(req, p, ft, par)
 }

@@ -157,6 +157,7 @@ func TestWindowsPaths(t *testing.T) {
 		`C:\VMs\base.vhd`:      "/VMs/base.vhd",
 		`\home\u\base.vhd`:     "/home/u/base.vhd",
 		`p.vhd`:                "p.vhd",
+		`\\?\D:\long\p.vhd`:    "/long/p.vhd",
 		`\\server\share\p.vhd`: "//server/share/p.vhd",
 	} {
 		if got := windowsToSlash(in); got != want {

@@ -319,6 +319,10 @@ func TestLocatorLimits(t *testing.T) {
 	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
 		t.Errorf("no locator: %v", err)
 	}
+	editHeader(t, child, func(h *dynHeader) { h.Locators[0] = locator{PlatformCode: platMac, DataLength: 4, DataOffset: 0} })
+	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrUnsupported) {
+		t.Errorf("Mac alias locator: %v", err)
+	}
 	// A protocol name is never opened.
 	editHeader(t, child, func(h *dynHeader) { h.setParentName("nbd:localhost:10809") })
 	if _, err := formats.Open(child, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyAny}}); !errors.Is(err, formats.ErrReferenceDenied) {

@@ -95,6 +95,7 @@ func (img *Image) readLocator(i int, l locator) (string, error) {
 // windowsToSlash turns a Windows path into a slash path: "C:\d\p.vhd"
 // becomes "/d/p.vhd" (an absolute path), ".\p.vhd" becomes "p.vhd".
 func windowsToSlash(p string) string {
+	p = strings.TrimPrefix(p, `\\?\`) // Win32 long-path prefix
 	p = strings.ReplaceAll(p, `\`, "/")
 	if len(p) >= 2 && p[1] == ':' && (p[0]|0x20) >= 'a' && (p[0]|0x20) <= 'z' {
 		p = "/" + strings.TrimLeft(p[2:], "/")
@@ -123,6 +124,11 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 		return err
 	}
 	if len(cands) == 0 {
+		for _, l := range img.hdr.Locators {
+			if l.PlatformCode == platMac {
+				return formats.Unsupportedf(img.name, "the parent is named only by a %q locator (a Mac OS alias record), which vdisk cannot follow", "Mac ")
+			}
+		}
 		return formats.Corruptf(img.name, "dynamic header", int64(img.ft.DataOffset), "differencing disk names no parent")
 	}
 	var errs []error

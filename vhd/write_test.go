@@ -362,3 +362,54 @@ func TestReopenWrite(t *testing.T) {
 	finish(t, img)
 	qemutest.IO(t, "vpc", path, "read -P 0x99 512k 4k", "read -P 0x11 0 512k", "read -P 0x68 6m 1", "read -P 0 4m 1m")
 }
+
+func TestMeasure(t *testing.T) {
+	measureWith := func(opts string, src formats.Image) formats.Measurement {
+		o, err := formats.ParseOptions(createOptions, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := measure(formats.MeasureRequest{Size: 10 << 20, Options: o, Source: src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := measureWith("subformat=fixed,force_size=on", nil); m.Required != 10<<20+512 || m.FullyAllocated != m.Required {
+		t.Errorf("fixed: %+v", m)
+	}
+	// 10 MiB rounds up to 10514432 bytes: 6 blocks; BAT of one sector.
+	full := int64(2048 + 6*(512+2<<20) + 512)
+	if m := measureWith("", nil); m.FullyAllocated != full {
+		t.Errorf("dynamic: %+v, want %d", m, full)
+	}
+	// A source with data in two blocks: what vdisk then writes.
+	src := openPath(t, qemuImage(t, "10M", "force_size=on", "write 0 4k", "write 5m 1m"), formats.OpenOptions{})
+	m := measureWith("force_size=on", src)
+	path := filepath.Join(t.TempDir(), "m.vhd")
+	img := create(t, path, 10<<20, "force_size=on")
+	buf := make([]byte, 1<<20)
+	for _, off := range []int64{0, 5 << 20} {
+		src.ReadAt(buf, off)
+		img.WriteAt(buf, off)
+	}
+	finish(t, img)
+	st, _ := os.Stat(path)
+	if m.Required != st.Size() {
+		t.Errorf("required %d, vdisk wrote %d bytes", m.Required, st.Size())
+	}
+}
+
+func TestInfoOfQemuImage(t *testing.T) {
+	img := openPath(t, qemuImage(t, "10M", ""), formats.OpenOptions{})
+	info := img.Info()
+	for key, want := range map[string]any{
+		"subformat": "dynamic", "creator-app": "qemu", "creator-version": "5.3", "creator-os": "Wi2k",
+		"geometry": "302/4/17", "geometry-size": int64(10514432), "current-size": int64(10514432),
+		"size-source": "geometry", "block-size": int64(2 << 20),
+	} {
+		if got := fieldOf(info.Specific, key); got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+}
