@@ -19,7 +19,8 @@
 // boot entries and hybrid tables. Creating an "iso" target copies the bytes
 // of a source that is itself an ISO 9660 image and refuses anything else.
 //
-// The library API (Open, FS.ReadDir, FS.Walk, FS.Extract, Create) lists
+// The library API (Open or OpenPath, FS.ReadDir, FS.List, FS.Walk, FS.Extract,
+// Create or CreateFile) lists
 // files with their Rock Ridge names (else Joliet, else ISO 9660 names),
 // extracts a file or a tree without ever writing outside the destination,
 // and builds images from a directory, reproducibly with a fixed timestamp.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"strings"
 
@@ -29,6 +30,40 @@ type FS struct {
 	suspSkip  int
 	tree      *volumeDescriptor // the descriptor whose tree is browsed
 	root      Entry
+	closer    io.Closer // the file OpenPath opened, or nil
+}
+
+// OpenPath opens the ISO image file at path; Close closes it.
+func OpenPath(path string) (*FS, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		file.Close()
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	f, err := Open(file, st.Size(), path)
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	f.closer = file
+	return f, nil
+}
+
+// Close closes the file OpenPath opened (it does nothing for an FS made by
+// Open, whose reader belongs to the caller).
+func (f *FS) Close() error {
+	if f.closer == nil {
+		return nil
+	}
+	return f.closer.Close()
 }
 
 // Open reads the volume descriptors of the ISO 9660 image in r (size
@@ -346,6 +381,24 @@ func (f *FS) walk(e Entry, fn func(Entry) error, seen map[uint32]bool, depth int
 		}
 	}
 	return nil
+}
+
+// List returns every entry below the directory at path (recursively, in
+// Walk order), or the entry itself when path is a file.
+func (f *FS) List(p string) ([]Entry, error) {
+	var out []Entry
+	top := ""
+	err := f.Walk(p, func(e Entry) error {
+		if top == "" {
+			top = e.Path
+			if e.IsDir() {
+				return nil
+			}
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
 }
 
 // OpenFile returns a reader of a regular file's bytes.

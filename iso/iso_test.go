@@ -290,6 +290,17 @@ func TestExtractOneFile(t *testing.T) {
 	if err := fsys.Extract("/nope", dest); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing file: %v", err)
 	}
+	list, err := fsys.List("/sub")
+	if err != nil || len(list) != 5 || list[0].Path != "/sub/deeper" {
+		t.Fatalf("List: %v %v", err, list)
+	}
+	opened, err := OpenPath(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := opened.Close(); err != nil {
+		t.Fatal(err)
+	}
 	r, e, err := fsys.OpenFile("/README.TXT")
 	if err != nil || e.Size != 8 {
 		t.Fatal(err, e)
