@@ -2,9 +2,10 @@ package vhd
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -232,36 +233,52 @@ func (img *Image) openDynamic(opts formats.OpenOptions) error {
 // inside the file, and apart from every other block.
 func (img *Image) readBAT() error {
 	n := int(img.hdr.MaxTableEntries)
-	raw := make([]byte, 4*n)
-	if _, err := img.f.ReadAt(raw, int64(img.hdr.TableOffset)); err != nil && err != io.EOF {
-		return fmt.Errorf("%s: reading BAT: %w", img.name, err)
-	}
 	img.bat = make([]uint32, n)
+	raw := make([]byte, min(4*n, batChunkBytes))
 	var used []uint32
-	blockSectors := (img.bitmapSize + img.blockSize) / sectorSize
-	for i := range img.bat {
-		e := uint32(raw[4*i])<<24 | uint32(raw[4*i+1])<<16 | uint32(raw[4*i+2])<<8 | uint32(raw[4*i+3])
-		img.bat[i] = e
-		if e == batUnused {
-			continue
+	for first := 0; first < n; first += len(raw) / 4 {
+		chunk := raw[:4*min(n-first, len(raw)/4)]
+		if _, err := img.f.ReadAt(chunk, int64(img.hdr.TableOffset)+4*int64(first)); err != nil && err != io.EOF {
+			return fmt.Errorf("%s: reading BAT: %w", img.name, err)
 		}
-		start := int64(e) * sectorSize
-		if start < img.batEnd {
-			return formats.Corruptf(img.name, "BAT", int64(img.hdr.TableOffset)+4*int64(i),
-				"block %d at offset %d overlaps the headers or the BAT (which end at %d)", i, start, img.batEnd)
+		for i := range len(chunk) / 4 {
+			e := binary.BigEndian.Uint32(chunk[4*i:])
+			img.bat[first+i] = e
+			if e == batUnused {
+				continue
+			}
+			if err := img.checkBlock(first+i, e); err != nil {
+				return err
+			}
+			used = append(used, e)
 		}
-		if start+img.bitmapSize+img.blockSize > img.fileSize {
-			return formats.Corruptf(img.name, "BAT", int64(img.hdr.TableOffset)+4*int64(i),
-				"block %d at offset %d ends past the end of the %d-byte file: the image is truncated", i, start, img.fileSize)
-		}
-		used = append(used, e)
 	}
-	sort.Slice(used, func(a, b int) bool { return used[a] < used[b] })
+	blockSectors := img.blockBytes() / sectorSize
+	slices.Sort(used)
 	for i := 1; i < len(used); i++ {
 		if int64(used[i]-used[i-1]) < blockSectors {
 			return formats.Corruptf(img.name, "BAT", int64(img.hdr.TableOffset),
 				"blocks at offsets %d and %d overlap", int64(used[i-1])*sectorSize, int64(used[i])*sectorSize)
 		}
+	}
+	return nil
+}
+
+// batChunkBytes is how much of the BAT is read at a time.
+const batChunkBytes = 1 << 20
+
+// checkBlock checks block blk (BAT entry e) lies after the BAT and inside
+// the file.
+func (img *Image) checkBlock(blk int, e uint32) error {
+	start := int64(e) * sectorSize
+	where := int64(img.hdr.TableOffset) + 4*int64(blk)
+	if start < img.batEnd {
+		return formats.Corruptf(img.name, "BAT", where,
+			"block %d at offset %d overlaps the headers or the BAT (which end at %d)", blk, start, img.batEnd)
+	}
+	if start+img.blockBytes() > img.fileSize {
+		return formats.Corruptf(img.name, "BAT", where,
+			"block %d at offset %d ends past the end of the %d-byte file: the image is truncated", blk, start, img.fileSize)
 	}
 	return nil
 }
