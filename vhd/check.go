@@ -127,10 +127,17 @@ func (c *checker) checkHeader() {
 	if h.HeaderVersion != headerVersion {
 		c.warn("dynamic header version %#x, expected %#x", h.HeaderVersion, headerVersion)
 	}
-	need := (img.size + img.blockSize - 1) / img.blockSize
+	need := img.blocksNeeded()
 	if int64(h.MaxTableEntries) > need {
 		c.warn("the BAT has %d entries but the disk needs %d (Azure refuses such images)", h.MaxTableEntries, need)
 	}
+}
+
+// blocksNeeded is how many blocks the disk's current_size (or its CHS size,
+// when larger) needs: the BAT length a writer should give it.
+func (img *Image) blocksNeeded() int64 {
+	size := max(img.size, int64(min(img.ft.CurrentSize, 1<<62)))
+	return (size + img.blockSize - 1) / img.blockSize
 }
 
 // span is a byte range of the file claimed by a structure.
@@ -146,7 +153,7 @@ func (c *checker) checkBAT(ctx context.Context) error {
 	img.mu.RLock()
 	bat := append([]uint32(nil), img.bat...)
 	img.mu.RUnlock()
-	needed := (img.size + img.blockSize - 1) / img.blockSize
+	needed := img.blocksNeeded()
 	var spans []span
 	for i, e := range bat {
 		if i%65536 == 0 && ctx.Err() != nil {

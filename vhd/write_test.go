@@ -413,3 +413,16 @@ func TestInfoOfQemuImage(t *testing.T) {
 		}
 	}
 }
+
+// TestQemuWritesVdiskImage: qemu-io writes into images vdisk made, and both
+// tools then read the same bytes.
+func TestQemuWritesVdiskImage(t *testing.T) {
+	for _, opts := range []string{"", "force_size=on,block_size=512K", "subformat=fixed"} {
+		path := filepath.Join(t.TempDir(), "v.vhd")
+		img := create(t, path, 6<<20, opts)
+		apply(t, img, []write{{1 << 20, bytes.Repeat([]byte{7}, 4096)}})
+		finish(t, img)
+		qemutest.IO(t, "vpc", path, "write -P 0x21 0 64k", "write -P 0x22 1m 512", "write -P 0x23 5m 1m")
+		requireSameAsQemu(t, path, formats.OpenOptions{})
+	}
+}
