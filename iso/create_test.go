@@ -3,6 +3,7 @@ package iso
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -350,5 +351,35 @@ func TestMultiExtentSmall(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]int64{"/multi.bin": int64(len(data)), "/after.txt": 5}, sevenZipList(t, out)); diff != "" {
 		t.Errorf("7z (-want +got):\n%s", diff)
+	}
+}
+
+// TestCreateLargeDirectory: directories spanning several blocks and many
+// Rock Ridge continuation areas (long names) are listed the same by
+// xorriso, 7z and vdisk.
+func TestCreateLargeDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(filepath.Join(dir, "many"), 0o755)
+	for i := range 300 {
+		name := fmt.Sprintf("file number %03d with a rather long name to push entries into continuation areas %s.txt", i, strings.Repeat("z", i%90))
+		os.WriteFile(filepath.Join(dir, "many", name), []byte(name), 0o644)
+	}
+	iso := createISO(t, dir, CreateOptions{Joliet: true, RockRidge: true})
+	xo := xorrisoList(t, iso)
+	if len(xo) != 301 {
+		t.Fatalf("xorriso lists %d entries", len(xo))
+	}
+	fsys := openFS(t, iso)
+	if diff := cmp.Diff(xo, ourList(t, fsys, false)); diff != "" {
+		t.Errorf("xorriso vs vdisk (-xorriso +vdisk):\n%s", diff)
+	}
+	// 7z reads the Joliet tree: names cut at 64 characters, made unique.
+	seven := sevenZipList(t, iso)
+	if len(seven) != 301 {
+		t.Fatalf("7z lists %d entries", len(seven))
+	}
+	e, _ := fsys.Stat("/many")
+	if e.extents[0].length <= blockBytes {
+		t.Fatalf("directory is only %d bytes", e.extents[0].length)
 	}
 }

@@ -2,6 +2,7 @@ package iso
 
 import (
 	"encoding/binary"
+	"errors"
 	"io/fs"
 	"strings"
 	"time"
@@ -206,11 +207,8 @@ func appendSL(data []byte, link *strings.Builder, state *int) error {
 	return nil
 }
 
-type slError struct{}
-
-func (slError) Error() string { return "bad SL entry" }
-
-var errBadSL error = slError{}
+// errBadSL reports a malformed SL component list.
+var errBadSL = errors.New("bad SL entry")
 
 // posixMode converts a PX mode to an fs.FileMode.
 func posixMode(m uint32) fs.FileMode {

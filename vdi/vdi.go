@@ -67,8 +67,9 @@ type Image struct {
 	dirtyLo   int                      // changed map entries [dirtyLo, dirtyHi)
 	dirtyHi   int
 	hdrDirty  bool
-	fresh     []uint64 // static images made by Create: blocks never written
-	failed    error    // a failed allocation: the image must not be flushed as valid
+	fresh     []uint64  // static images made by Create: blocks never written
+	failed    error     // a failed allocation: the image must not be flushed as valid
+	bufs      sync.Pool // block-sized buffers for partial-block writes
 }
 
 // Open opens f as a VDI image.

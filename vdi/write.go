@@ -3,7 +3,6 @@ package vdi
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
 )
@@ -55,9 +54,6 @@ func Create(req formats.CreateRequest) (*Image, error) {
 	}
 	return img, nil
 }
-
-// blockPool holds block-sized buffers for partial-block allocation.
-var blockPool = sync.Pool{New: func() any { b := make([]byte, defaultBlock); return &b }}
 
 // WriteAt writes p at virtual offset off. Blocks not yet allocated are
 // appended to the data area: several whole blocks in one file write when p
@@ -206,13 +202,14 @@ func (img *Image) markWritten(b, n int64) {
 // blockBuf returns a zeroed buffer of n bytes (at most a block) and the
 // function that gives it back.
 func (img *Image) blockBuf(n int64) ([]byte, func()) {
-	if img.blockBytes != defaultBlock {
-		return make([]byte, n), func() {}
+	bufp, _ := img.bufs.Get().(*[]byte)
+	if bufp == nil {
+		b := make([]byte, img.blockBytes)
+		bufp = &b
 	}
-	bufp := blockPool.Get().(*[]byte)
 	buf := (*bufp)[:n]
 	clear(buf)
-	return buf, func() { blockPool.Put(bufp) }
+	return buf, func() { img.bufs.Put(bufp) }
 }
 
 // WriteZeroes records whole free blocks as zero blocks (0xFFFFFFFE) and
