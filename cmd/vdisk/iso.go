@@ -122,7 +122,14 @@ func formatISOEntry(e iso.Entry) string {
 	if !e.ModTime.IsZero() {
 		date = e.ModTime.UTC().Format("2006-01-02 15:04")
 	}
-	line := fmt.Sprintf("%s %12d %s %s", e.Mode.String(), e.Size, date, e.Path)
+	kind := "-"
+	switch {
+	case e.IsDir():
+		kind = "d"
+	case e.Link != "" || e.Mode&os.ModeSymlink != 0:
+		kind = "l"
+	}
+	line := fmt.Sprintf("%s%s %12d %s %s", kind, e.Mode.Perm().String()[1:], e.Size, date, e.Path)
 	if e.Link != "" {
 		line += " -> " + e.Link
 	}
