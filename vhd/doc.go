@@ -13,17 +13,20 @@
 // A differencing disk (type 4) is a dynamic disk whose bitmap bits say which
 // sectors are in the child; the others, and absent blocks, come from the
 // parent, found through the parent locators (W2ru relative path first, then
-// W2ku, Wi2r, Wi2k and MacX) and opened only through the reference policy,
-// then checked against the parent UUID recorded in the header.
+// Wi2r, W2ku, Wi2k, MacX and the header's parent name), opened only through
+// the reference policy, and checked against the parent UUID in the header
+// (a parent timestamp that differs is reported, not refused).
 //
 // The virtual size is read as qemu 7.2 reads it: current_size for the
 // creators "win ", "qem2", "d2v ", "tap\0" and "CTXS" and whenever the
 // geometry is the maximum 65535/16/255, the CHS capacity otherwise.
 //
 // Writing: subformat=dynamic (default; block_size, 2 MiB by default) or
-// fixed, force_size as in qemu (off: the size grows to the next CHS
-// geometry and the creator is "qemu"; on: the exact size, creator "qem2"),
-// differencing disks with backing_file, and azure=on (fixed, exact size,
-// whole MiB). A fixed disk can be written in one pass to a stream. Not
+// fixed; force_size as in qemu (off: the size grows to the next CHS
+// geometry, creator "qemu"; on: the exact size, the geometry rounded down
+// (65535/16/255 beyond it), creator "qem2"); differencing disks with
+// backing_file (W2ru and W2ku locators); azure=on (fixed, exact size, whole
+// MiB, or azure_round_up=on). A fixed disk can be written in one pass to a
+// stream. Check verifies footers, header, BAT bounds and overlaps. Not
 // supported: the "Mac " alias locator, split (.v01) images, resizing.
 package vhd
