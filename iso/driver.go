@@ -289,8 +289,8 @@ func (c *copyImage) WriteAt(p []byte, off int64) (int, error) {
 // Flush refuses a result that is not an ISO 9660 image.
 func (c *copyImage) Flush() error {
 	if _, err := readVolumeSet(c.f, c.name, c.size); err != nil {
-		return fmt.Errorf("%s: %w: the source is not an ISO 9660 image (-O iso copies ISO images only; build one with `vdisk iso create`): %v",
-			c.name, formats.ErrUnsupported, err)
+		return fmt.Errorf("%s: %w: the source is not an ISO 9660 image (no volume descriptor set at byte 32768); -O iso copies ISO images only, build one with `vdisk iso create`",
+			c.name, formats.ErrUnsupported)
 	}
 	return nil
 }
