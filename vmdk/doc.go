@@ -26,7 +26,15 @@
 // parentCID checked. Refused by name: seSparse, vmfsRaw/RDM devices, ESX COWD
 // sparse extents, and header versions above 3.
 //
+// Limits (security.md §7): descriptors of at most 1 MiB - 1 at sector 1,
+// numGTEsPerGT 1..512, grains of 1..0x200000 sectors, at most 32 Mi GD
+// entries, compressed grains that inflate to at most one grain.
+//
 // Writing: monolithicSparse (default), monolithicFlat, twoGbMaxExtentSparse,
-// twoGbMaxExtentFlat (extents of at most 2047 MiB, named name-s001.vmdk /
-// name-f001.vmdk) and streamOptimized (one sequential pass, safe for pipes).
+// twoGbMaxExtentFlat (extents of at most 2047 MiB, VMware's split size,
+// named name-s001.vmdk / name-f001.vmdk) and streamOptimized (VMware's
+// canonical layout in one sequential pass, safe for pipes, grains compressed
+// in parallel). Sparse extents use qemu's layout: redundant and primary GD
+// with preallocated GTs, grains appended. Check verifies grain offsets and
+// the redundant grain tables.
 package vmdk
