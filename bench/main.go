@@ -32,6 +32,7 @@ import (
 // with target options, spelled the same for both tools.
 type pair struct {
 	from, to string
+	srcKind  string   // which source file: "" is the from format as qemu-img writes it
 	args     []string // extra convert flags (-c, -o ...), the same for both tools
 	name     string
 }
@@ -42,7 +43,7 @@ var allPairs = []pair{
 	{from: "qcow2", to: "raw"},
 	{from: "raw", to: "qcow2", args: []string{"-c"}, name: "raw→qcow2 -c zlib"},
 	{from: "raw", to: "qcow2", args: []string{"-c", "-o", "compression_type=zstd"}, name: "raw→qcow2 -c zstd"},
-	{from: "qcow2c", to: "raw", name: "qcow2 (compressed)→raw"},
+	{from: "qcow2", srcKind: "qcow2c", to: "raw", name: "qcow2 (compressed)→raw"},
 	{from: "raw", to: "vmdk"},
 	{from: "raw", to: "vmdk", args: []string{"-o", "subformat=streamOptimized"}, name: "raw→vmdk streamOptimized"},
 	{from: "vmdk", to: "raw"},
@@ -92,7 +93,11 @@ func main() {
 		base, *size, mib(allocated(base)), *runs, strings.TrimSpace(output(vdisk, "--version")))
 	fmt.Printf("%-28s %9s %9s %7s %11s %11s %7s %9s %9s\n", "pair", "vdisk s", "qemu s", "ratio", "vdisk out", "qemu out", "size", "vdisk RSS", "qemu RSS")
 	for _, p := range pairs {
-		src := source(*work, base, p.from)
+		kind := p.srcKind
+		if kind == "" {
+			kind = p.from
+		}
+		src := source(*work, base, kind)
 		v, q := compare(vdisk, *work, src, p, *runs)
 		report(p.String(), v, q)
 	}
@@ -117,8 +122,7 @@ func selectPairs(vdisk, only string) []pair {
 		if only != "" && !wanted(p, only) {
 			continue
 		}
-		from := strings.TrimSuffix(p.from, "c")
-		if !has(vdisk, p.to) || !has(vdisk, from) {
+		if !has(vdisk, p.to) || !has(vdisk, p.from) {
 			continue
 		}
 		out = append(out, p)
@@ -149,10 +153,9 @@ func has(vdisk, format string) bool {
 
 // compare runs vdisk and qemu-img alternately runs times each.
 func compare(vdisk, work, src string, p pair, runs int) (v, q []sample) {
-	from := strings.TrimSuffix(p.from, "c")
 	for i := 0; i < runs; i++ {
 		out := filepath.Join(work, "out."+p.to)
-		args := append(append([]string{"convert", "-f", from, "-O", p.to}, p.args...), src, out)
+		args := append(append([]string{"convert", "-f", p.from, "-O", p.to}, p.args...), src, out)
 		v = append(v, timed(out, vdisk, args...))
 		q = append(q, timed(out, "qemu-img", args...))
 	}
