@@ -73,7 +73,7 @@ func main() {
 	size := flag.String("size", "1536M", "size of the ext4 workload image")
 	runs := flag.Int("runs", 3, "runs per tool and pair (median reported)")
 	work := flag.String("work", filepath.Join(os.TempDir(), "vdisk-bench"), "working directory")
-	only := flag.String("pairs", "", "comma-separated pairs to run, e.g. raw:qcow2,raw:qcow2:-c (default: all the formats vdisk has)")
+	only := flag.String("pairs", "", "comma-separated pairs to run, e.g. raw:qcow2 (all its variants), raw:qcow2:-c, qcow2c:raw (default: all)")
 	sparseBig := flag.Bool("sparse", false, "also convert a 20 GiB mostly-sparse raw image (raw→raw)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -130,17 +130,25 @@ func selectPairs(vdisk, only string) []pair {
 	return out
 }
 
+// key names a pair for -pairs: from:to, then the extra flags if any
+// ("raw:qcow2:-c"); a compressed-qcow2 source is "qcow2c".
+func (p pair) key() string {
+	from := p.from
+	if p.srcKind != "" {
+		from = p.srcKind
+	}
+	k := from + ":" + p.to
+	if len(p.args) > 0 {
+		k += ":" + strings.Join(p.args, " ")
+	}
+	return k
+}
+
+// wanted reports whether -pairs names p exactly, or names its from:to
+// (which selects every variant of that pair).
 func wanted(p pair, only string) bool {
 	for _, w := range strings.Split(only, ",") {
-		parts := strings.SplitN(w, ":", 3)
-		if len(parts) < 2 || parts[0] != p.from || parts[1] != p.to {
-			continue
-		}
-		extra := ""
-		if len(parts) == 3 {
-			extra = parts[2]
-		}
-		if extra == strings.Join(p.args, " ") || (extra == "" && len(p.args) == 0) || strings.Contains(strings.Join(p.args, " "), extra) && extra != "" {
+		if w == p.key() || strings.HasPrefix(p.key(), w+":") {
 			return true
 		}
 	}
