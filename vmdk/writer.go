@@ -45,7 +45,7 @@ func createSparse(cfg *createConfig) (formats.Writable, error) {
 		}
 		sp.parent, sp.parentOff = w.parent, 0
 		w.exts = []*wextent{{length: cfg.size, file: cfg.req.File, sp: sp}}
-		return w, nil
+		return &sparseDisk{w}, nil
 	}
 	var lines []extentLine
 	var start int64
@@ -64,7 +64,20 @@ func createSparse(cfg *createConfig) (formats.Writable, error) {
 		lines = append(lines, extentLine{Access: "RW", Sectors: uint64(n / sectorSize), Type: "SPARSE", File: name})
 		start += n
 	}
-	return w, writeDescriptorFile(cfg.req.File, cfg.descriptor(subTwoGbSparse, lines))
+	return &sparseDisk{w}, writeDescriptorFile(cfg.req.File, cfg.descriptor(subTwoGbSparse, lines))
+}
+
+// sparseDisk is a writer of hosted sparse extents. Like qemu, it accepts
+// compressed conversion (-c) but stores grains uncompressed: only
+// streamOptimized extents hold compressed grains.
+type sparseDisk struct{ *writer }
+
+// Compress declines, so the engine writes the grain with WriteAt.
+func (d *sparseDisk) Compress(dst, cluster []byte) ([]byte, bool, error) { return dst, false, nil }
+
+// WriteCompressed is never called after Compress declined.
+func (d *sparseDisk) WriteCompressed(off int64, compressed []byte) error {
+	return formats.Unsupportedf(d.name, "compressed grains in a non-streamOptimized VMDK")
 }
 
 func createFlat(cfg *createConfig) (formats.Writable, error) {
