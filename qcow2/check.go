@@ -231,6 +231,7 @@ func (s *scan) checkL2(t []uint64, active bool, l1i int64) {
 	if img.extL2 {
 		step = 2
 	}
+	s.nextContig = 0 // qemu measures fragmentation within each L2 table
 	for j := 0; j < len(t); j += step {
 		e := t[j]
 		switch {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -198,6 +200,35 @@ func TestCheckAgreesWithQemu(t *testing.T) {
 				if mode == "all" && after.Code != 0 && wantFix.Code == 0 {
 					t.Errorf("-r all: qemu-img check after vdisk's repair: %+v", after)
 				}
+			}
+		})
+	}
+}
+
+func TestCheckStatsAgreeWithQemu(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	for i, opt := range []string{"cluster_size=512", "extended_l2=on", "refcount_bits=1", "compression_type=zstd",
+		"compat=0.10,cluster_size=4k", "refcount_bits=64,cluster_size=2M"} {
+		t.Run(opt, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), fmt.Sprintf("s%d.qcow2", i))
+			qemutest.Img(t, "create", "-q", "-f", "qcow2", "-o", opt, path, "8M")
+			comp := "write -c -P 2 2M 64k"
+			if strings.Contains(opt, "2M") {
+				comp = "write -c -P 2 2M 2M"
+			}
+			qemutest.IO(t, "qcow2", path, "write -P 1 0 300k", comp, "write -P 3 5M 70k")
+			if !strings.Contains(opt, "refcount_bits=1") {
+				qemutest.Img(t, "snapshot", "-c", "s", path)
+			}
+			qemutest.IO(t, "qcow2", path, "write -P 4 100k 10k", "write -z 5M 64k")
+			if !strings.Contains(opt, "compat=0.10") {
+				qemutest.Img(t, "bitmap", "--add", path, "bm")
+			}
+			want := runQemuCheck(t, path)
+			got := vdiskCheck(t, path, formats.CheckOptions{})
+			if got != want {
+				t.Fatalf("vdisk %+v\nqemu  %+v", got, want)
 			}
 		})
 	}

@@ -218,7 +218,7 @@ func (img *Image) load(opts formats.OpenOptions, cluster0 []byte) error {
 			img.backingFmt = b.Format()
 		}
 	}
-	if opts.Writable {
+	if opts.Writable && !img.readOnly {
 		return img.startWriter()
 	}
 	return nil
