@@ -37,7 +37,10 @@ type Writer struct {
 	allocMu   sync.Mutex // serialises block allocation
 	fileEnd   int64      // next free 1 MiB-aligned file offset
 	dirty     []bool     // BAT pages (4 KiB) to write at Flush
-	written   []uint64   // fixed disks: blocks ever written (bitset)
+	// writtenEnd is, per payload block, the end (offset inside the block) of
+	// everything written into it by this writer: bytes past it are still the
+	// zeros of a fresh block, so zeroing them needs no write.
+	writtenEnd []uint32
 	closeOnce sync.Once
 }
 
@@ -227,9 +230,7 @@ func (w *Writer) layout(p createParams) error {
 			img.bat[img.batIndex(blk)] = batEntry(state, 0)
 		}
 	}
-	if p.fixed {
-		w.written = make([]uint64, (img.payloadBlocks+63)/64)
-	}
+	w.writtenEnd = make([]uint32, img.payloadBlocks)
 	for i := range w.dirty {
 		w.dirty[i] = true
 	}
@@ -337,41 +338,45 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 
 // blockForWrite returns the file offset of block blk, allocating it (and,
 // in a differencing disk, copying the parent's data around [in, in+n)) the
-// first time.
+// first time, and records that [in, in+n) is being written.
 func (w *Writer) blockForWrite(blk, in, n int64) (int64, error) {
 	if e := w.entry(blk); batState(e) == payloadFull {
-		if w.written != nil {
-			w.markWritten(blk)
-		}
+		w.markWritten(blk, in+n)
 		return batOffset(e), nil
 	}
 	w.allocMu.Lock()
 	defer w.allocMu.Unlock()
 	if e := w.entry(blk); batState(e) == payloadFull {
+		w.writtenEnd[blk] = max(w.writtenEnd[blk], uint32(in+n))
 		return batOffset(e), nil
 	}
 	host := w.fileEnd
 	w.fileEnd += w.blockSize
 	old := batState(w.entry(blk))
+	end := in + n
 	if w.hasParent && old == payloadNotPres {
 		if err := w.copyParent(blk, host, in, n); err != nil {
 			return 0, err
 		}
+		end = w.blockSize
 	}
+	w.writtenEnd[blk] = uint32(end)
 	w.setEntry(w.batIndex(blk), batEntry(payloadFull, uint64(host)))
 	return host, nil
 }
 
-func (w *Writer) markWritten(blk int64) {
+func (w *Writer) markWritten(blk, end int64) {
 	w.allocMu.Lock()
-	w.written[blk/64] |= 1 << (blk % 64)
+	w.writtenEnd[blk] = max(w.writtenEnd[blk], uint32(end))
 	w.allocMu.Unlock()
 }
 
-func (w *Writer) wasWritten(blk int64) bool {
+// freshFrom returns the offset inside block blk from which nothing has been
+// written (the block's bytes there are zeros).
+func (w *Writer) freshFrom(blk int64) int64 {
 	w.allocMu.Lock()
 	defer w.allocMu.Unlock()
-	return w.written[blk/64]&(1<<(blk%64)) != 0
+	return int64(w.writtenEnd[blk])
 }
 
 // copyParent copies the parent's content of block blk outside [in, in+n)
@@ -434,9 +439,13 @@ func (w *Writer) zeroBlock(blk, in, n int64, zero []byte) error {
 	state := batState(w.entry(blk))
 	whole := in == 0 && (n == w.blockSize || blk*w.blockSize+n == w.size)
 	switch {
-	case state == payloadFull && w.written != nil && !w.wasWritten(blk):
-		return nil // a fixed disk's never-written block: still zeros
 	case state == payloadFull:
+		// Only what has been written needs zeroing; the rest of a block
+		// allocated by this writer (or of a fixed disk) is still zeros.
+		n = min(n, w.freshFrom(blk)-in)
+		if n <= 0 {
+			return nil
+		}
 	case !w.hasParent:
 		return nil // unallocated blocks of a standalone disk read as zeros
 	case whole && w.markZero(blk):

@@ -1,6 +1,8 @@
 package vhdx
 
 import (
+	"bytes"
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -265,5 +267,44 @@ func TestDifferencing(t *testing.T) {
 	}
 	if unalloc == 0 {
 		t.Errorf("the child claims every block: %+v", exts)
+	}
+}
+
+// TestZeroAfterWrite: WriteZeroes over written data must clear it, in every
+// subformat; over never-written parts of allocated blocks it writes nothing.
+func TestZeroAfterWrite(t *testing.T) {
+	for _, opts := range []string{"block_size=1M", "subformat=fixed,block_size=1M", "block_state_zero=off,block_size=2M"} {
+		t.Run(opts, func(t *testing.T) {
+			f := fileio.NewMem("z.vhdx", nil)
+			o, _ := formats.ParseOptions(createOptions, opts)
+			w, err := Create(formats.CreateRequest{File: f, Name: "z.vhdx", Size: 8 << 20, Options: o})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]byte, 8<<20)
+			copy(want[100:], filled(3<<20, 0xff))
+			if _, err := w.WriteAt(want[100:100+3<<20], 100); err != nil {
+				t.Fatal(err)
+			}
+			for _, z := range [][2]int64{{1<<20 + 17, 1 << 20}, {3<<20 + 50, 3 << 20}, {0, 10}} {
+				if err := w.WriteZeroes(z[0], z[1]); err != nil {
+					t.Fatal(err)
+				}
+				clear(want[z[0] : z[0]+z[1]])
+			}
+			if got := readAll(t, w); !bytes.Equal(got, want) {
+				t.Fatal("content differs before close")
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			img, err := Open(fileio.NewMem("z.vhdx", f.Bytes()), formats.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(t, img); !bytes.Equal(got, want) {
+				t.Fatal("content differs after reopening")
+			}
+		})
 	}
 }
