@@ -68,6 +68,7 @@ func TestReadQemuStreamOptimized(t *testing.T) {
 	qemutest.Img(t, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, path)
 	img := requireSameAsQemu(t, path)
 	requireQemuInfo(t, img, path)
+	requireCheckClean(t, img)
 	exts, err := img.Extents(0, img.Size())
 	if err != nil {
 		t.Fatal(err)

@@ -146,6 +146,7 @@ func TestWriteSubformats(t *testing.T) {
 				t.Fatal("vdisk reads back different content")
 			}
 			requireQemuInfo(t, img, path)
+			requireCheckClean(t, img)
 			if !strings.Contains(tc.opts, "Flat") && !strings.Contains(tc.opts, "twoGb") {
 				vmdkinfo(t, path)
 			}
