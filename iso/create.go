@@ -84,6 +84,12 @@ func create(w io.Writer, srcDir string, opts CreateOptions, extentBytes int64) e
 // CreateFile writes the image to path through a temporary file renamed into
 // place when complete.
 func CreateFile(path, srcDir string, opts CreateOptions) (err error) {
+	b, err := newBuilder(srcDir, opts, maxExtentBytes)
+	if err != nil {
+		return err
+	}
+	// The temporary file is made after the tree is read, so that an
+	// output inside the tree is not part of it.
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -94,7 +100,10 @@ func CreateFile(path, srcDir string, opts CreateOptions) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err = Create(tmp, srcDir, opts); err != nil {
+	if err = b.write(tmp); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
 		return err
 	}
 	if err = tmp.Close(); err != nil {

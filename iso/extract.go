@@ -90,7 +90,13 @@ func (x *extractor) entry(e Entry, rel string) error {
 		}
 		return nil
 	case e.Mode&fs.ModeSymlink != 0:
-		return x.root.Symlink(e.Link, rel)
+		err := x.root.Symlink(e.Link, rel)
+		if os.IsExist(err) { // extracting again: replace the old entry
+			if err = x.root.Remove(rel); err == nil {
+				err = x.root.Symlink(e.Link, rel)
+			}
+		}
+		return err
 	case e.Mode.IsRegular():
 		return x.file(e, rel)
 	}

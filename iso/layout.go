@@ -83,7 +83,7 @@ func (b *builder) rockRidge() {
 			if k.mode&fs.ModeSymlink != 0 {
 				rest = append(rest, suspSL(k.link)...)
 			}
-			room := 255 - (drFixedHeader + len(k.isoID) + 1 - len(k.isoID)%2)
+			room := 254 - (drFixedHeader + len(k.isoID) + 1 - len(k.isoID)%2)
 			if len(fixed)+len(rest) <= room {
 				k.su = append(fixed, rest...)
 				continue
@@ -277,6 +277,7 @@ func vdDate(t time.Time) []byte {
 // dirRecord renders one directory record.
 func dirRecord(id []byte, lba uint32, length uint32, t time.Time, flags byte, su []byte) []byte {
 	n := drFixedHeader + len(id) + 1 - len(id)%2 + len(su)
+	n += n % 2 // records have an even length (ECMA-119 9.1.1)
 	r := make([]byte, n)
 	r[drLength] = byte(n)
 	both32(r[drExtent:], lba)
