@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -97,8 +99,9 @@ func TestDifferencing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Sector 0 is in the child, the rest of the first MiB is not.
-			if len(exts) != 2 || exts[0].Kind != formats.Data || exts[0].Length != 512 || exts[1].Kind != formats.Unallocated {
+			// The first 4 KiB (the unit of a bitmap byte) is in the child,
+			// the rest of the first MiB is not.
+			if len(exts) != 2 || exts[0].Kind != formats.Data || exts[0].Length != diffUnitBytes || exts[1].Kind != formats.Unallocated {
 				t.Errorf("extents %+v", exts)
 			}
 			info := child.Info()
@@ -145,9 +148,9 @@ func TestDifferencingOverQemuBase(t *testing.T) {
 	alone := openPath(t, filepath.Join(dir, "c.vhd"), formats.OpenOptions{NoBacking: true})
 	buf := make([]byte, 8192)
 	alone.ReadAt(buf, 0)
-	// The written sector was completed with the parent's bytes.
+	// The written unit (4 KiB) was completed with the parent's bytes.
 	if !isZero(buf[:4096]) || string(buf[4096:4103]) != "changed" ||
-		!bytes.Equal(buf[4103:4608], bytes.Repeat([]byte{0x5a}, 4608-4103)) || !isZero(buf[4608:]) {
+		!bytes.Equal(buf[4103:], bytes.Repeat([]byte{0x5a}, 8192-4103)) {
 		t.Errorf("NoBacking read %q", buf[4090:4110])
 	}
 }
@@ -166,9 +169,9 @@ func TestDifferencingChain(t *testing.T) {
 		t.Fatalf("differs at %d", firstDiff(got, want))
 	}
 	exts, _ := formats.ChainExtents(img, 0, 1<<20)
-	// Sector 0: the grandchild; the rest of the first MiB: the base (the
-	// child only holds sector 0 there).
-	if len(exts) != 2 || exts[0].Depth != 0 || exts[0].Length != 512 || exts[1].Depth != 2 {
+	// The first unit: the grandchild; the rest of the first MiB: the base
+	// (the child only holds the first unit there).
+	if len(exts) != 2 || exts[0].Depth != 0 || exts[0].Length != diffUnitBytes || exts[1].Depth != 2 {
 		t.Errorf("chain extents %+v", exts)
 	}
 	_, err = formats.Open(filepath.Join(dir, "gc.vhd"), formats.OpenOptions{Limits: formats.Limits{MaxChainDepth: 1}})
@@ -297,5 +300,79 @@ func TestCreateDifferencingErrors(t *testing.T) {
 	}
 	if _, err := createChild(t, filepath.Join(dir, "c.vhd"), "r.raw", 0, "backing_fmt=raw"); !errors.Is(err, formats.ErrUnsupported) {
 		t.Errorf("backing_fmt=raw: %v", err)
+	}
+}
+
+// mountVhdi mounts path with libvhdi's vhdimount (FUSE) and returns the
+// file holding the disk as libvhdi reads it (parent included). It skips when
+// FUSE or the tool is missing.
+func mountVhdi(t *testing.T, path string) string {
+	t.Helper()
+	bin, err := exec.LookPath("vhdimount")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("vhdimount (libvhdi-utils) or root missing")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	os.Mkdir(mnt, 0o755)
+	if out, err := exec.Command(bin, path, mnt).CombinedOutput(); err != nil {
+		t.Skipf("vhdimount: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Logf("umount %s: %v %s", mnt, err, out)
+		}
+	})
+	return filepath.Join(mnt, "vhdi2") // vhdi1 is the parent
+}
+
+// TestDifferencingLibvhdi: libvhdi, an independent reader, sees the same
+// disk through vdisk's differencing VHD (bitmaps, locators, parent UUID).
+func TestDifferencingLibvhdi(t *testing.T) {
+	dir, want := diffSetup(t, "force_size=on")
+	got, err := os.ReadFile(mountVhdi(t, filepath.Join(dir, "child.vhd")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("libvhdi reads the child differently at offset %d (len %d/%d)", firstDiff(got, want), len(got), len(want))
+	}
+}
+
+// TestDifferencingConcurrentWrites: unaligned, disjoint writes from many
+// goroutines into a differencing disk, sharing sectors and bitmap bytes.
+func TestDifferencingConcurrentWrites(t *testing.T) {
+	dir, want := diffSetup(t, "force_size=on")
+	child, err := createChild(t, filepath.Join(dir, "c2.vhd"), "child.vhd", 0, "block_size=64K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const piece = 1234
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for off := w * piece; off+piece <= 3<<20; off += 12 * piece { // every other piece
+				b := bytes.Repeat([]byte{byte(w + 1)}, piece)
+				if _, err := child.WriteAt(b, int64(off)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	for w := 0; w < 6; w++ {
+		for off := w * piece; off+piece <= 3<<20; off += 12 * piece {
+			copy(want[off:off+piece], bytes.Repeat([]byte{byte(w + 1)}, piece))
+		}
+	}
+	finish(t, child)
+	img := openPath(t, filepath.Join(dir, "c2.vhd"), formats.OpenOptions{})
+	if got := readAll(t, img, 1<<20); !bytes.Equal(got, want) {
+		t.Fatalf("differs at %d", firstDiff(got, want))
 	}
 }

@@ -148,28 +148,35 @@ func (img *Image) writeDiffLocked(p []byte, off int64) error {
 	return nil
 }
 
-// writeSectors writes p at in inside block blk (entry e, bitmap bm). Whole
-// sectors are written as they are; a partial sector not yet in the child is
-// first filled from the parent.
+// diffUnitBytes is the granularity of writes to a differencing disk: a
+// byte of sector bitmap (8 sectors). Some readers (libvhdi) take a bitmap
+// byte as one unit, so vdisk never leaves a byte half set: a partial unit is
+// completed with the bytes it had (child or parent) before being written.
+const diffUnitBytes = 8 * sectorSize
+
+// writeSectors writes p at in inside block blk (entry e, bitmap bm) in
+// whole units, and sets their bitmap bits.
 func (img *Image) writeSectors(blk int, e uint32, bm []byte, p []byte, in int64) error {
+	unit := min(diffUnitBytes, img.blockSize)
 	end := in + int64(len(p))
-	firstSec, lastSec := in/sectorSize, (end-1)/sectorSize
 	for off := in; off < end; {
-		secStart := off / sectorSize * sectorSize
-		if off == secStart && end-off >= sectorSize {
-			whole := (end - off) / sectorSize * sectorSize
+		uStart := off / unit * unit
+		if off == uStart && end-off >= unit {
+			whole := (end - off) / unit * unit
 			if _, err := img.f.WriteAt(p[off-in:off-in+whole], img.dataOff(e, off)); err != nil {
 				return fmt.Errorf("%s: %w", img.name, err)
 			}
 			off += whole
 			continue
 		}
-		chunkEnd := min(end, secStart+sectorSize)
-		if err := img.writePartialSector(blk, e, bm, p[off-in:chunkEnd-in], off); err != nil {
+		chunkEnd := min(end, uStart+unit)
+		if err := img.writePartialUnit(blk, e, bm, p[off-in:chunkEnd-in], off, uStart, unit); err != nil {
 			return err
 		}
 		off = chunkEnd
 	}
+	firstSec := in / unit * unit / sectorSize
+	lastSec := ((end-1)/unit*unit+unit)/sectorSize - 1
 	changed := false
 	for s := firstSec; s <= lastSec; s++ {
 		if !bitSet(bm, s) {
@@ -187,20 +194,33 @@ func (img *Image) writeSectors(blk int, e uint32, bm []byte, p []byte, in int64)
 	return nil
 }
 
-func (img *Image) writePartialSector(blk int, e uint32, bm []byte, p []byte, off int64) error {
-	secStart := off / sectorSize * sectorSize
-	if bitSet(bm, secStart/sectorSize) {
+// writePartialUnit writes p at off, inside the unit at uStart: directly when
+// every sector of the unit is in the child, else by rewriting the whole unit
+// with its current content (child and parent sectors) and p on top.
+func (img *Image) writePartialUnit(blk int, e uint32, bm []byte, p []byte, off, uStart, unit int64) error {
+	complete := true
+	for s := uStart / sectorSize; s < (uStart+unit)/sectorSize; s++ {
+		complete = complete && bitSet(bm, s)
+	}
+	if complete {
 		if _, err := img.f.WriteAt(p, img.dataOff(e, off)); err != nil {
 			return fmt.Errorf("%s: %w", img.name, err)
 		}
 		return nil
 	}
-	sec := make([]byte, sectorSize)
-	if err := formats.ReadBacking(img.parent, sec, int64(blk)*img.blockSize+secStart); err != nil {
+	buf := make([]byte, unit)
+	err := forRuns(bm, uStart, unit, func(runOff, runLen int64, present bool) error {
+		q := buf[runOff-uStart : runOff-uStart+runLen]
+		if present {
+			return img.readFile(q, img.dataOff(e, runOff))
+		}
+		return formats.ReadBacking(img.parent, q, int64(blk)*img.blockSize+runOff)
+	})
+	if err != nil {
 		return err
 	}
-	copy(sec[off-secStart:], p)
-	if _, err := img.f.WriteAt(sec, img.dataOff(e, secStart)); err != nil {
+	copy(buf[off-uStart:], p)
+	if _, err := img.f.WriteAt(buf, img.dataOff(e, uStart)); err != nil {
 		return fmt.Errorf("%s: %w", img.name, err)
 	}
 	return nil
