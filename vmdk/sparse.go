@@ -27,6 +27,7 @@ type sparseExtent struct {
 	zeroed     bool // GTE 1 is a zeroed grain
 	cache      *gtCache
 	inflaters  sync.Pool // zlib readers
+	bufs       bufPool
 }
 
 // maxCompressedGrain bounds the grain size of compressed extents, whose
@@ -259,7 +260,9 @@ func (s *sparseExtent) readGrain(p []byte, off int64, host int64) error {
 		clear(p[n:]) // past EOF reads as zeros, as qemu's file layer does
 		return nil
 	}
-	grain, err := s.inflateGrain(off/s.grainBytes, host)
+	bp := s.bufs.get(int(s.grainBytes) + 1)
+	defer s.bufs.put(bp)
+	grain, err := s.inflateGrain(off/s.grainBytes, host, *bp)
 	if err != nil {
 		return err
 	}
@@ -268,14 +271,29 @@ func (s *sparseExtent) readGrain(p []byte, off int64, host int64) error {
 	return nil
 }
 
+// bufPool recycles grain-sized buffers (inflated and compressed grains).
+type bufPool struct{ p sync.Pool }
+
+func (b *bufPool) get(n int) *[]byte {
+	if bp, ok := b.p.Get().(*[]byte); ok && cap(*bp) >= n {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	buf := make([]byte, n)
+	return &buf
+}
+
+func (b *bufPool) put(bp *[]byte) { b.p.Put(bp) }
+
 // maxCompressedBytes bounds the compressed size of one grain (zlib can
 // expand incompressible data slightly).
 func (s *sparseExtent) maxCompressedBytes() int64 {
 	return s.grainBytes + s.grainBytes/8 + 1024
 }
 
-// inflateGrain decompresses grain g stored at host.
-func (s *sparseExtent) inflateGrain(g, host int64) ([]byte, error) {
+// inflateGrain decompresses grain g stored at host into out (grainBytes+1
+// bytes) and returns the inflated part.
+func (s *sparseExtent) inflateGrain(g, host int64, out []byte) ([]byte, error) {
 	var data []byte
 	if s.markers {
 		var mk [grainMarkerSize]byte
@@ -290,13 +308,17 @@ func (s *sparseExtent) inflateGrain(g, host int64) ([]byte, error) {
 		if lba != uint64(g)*s.hdr.GrainSize {
 			return nil, formats.Corruptf(s.name, "grain marker", host, "marker LBA %d, grain %d expects %d", lba, g, uint64(g)*s.hdr.GrainSize)
 		}
-		data = make([]byte, size)
+		dp := s.bufs.get(int(size))
+		defer s.bufs.put(dp)
+		data = *dp
 		if _, err := s.f.ReadAt(data, host+grainMarkerSize); err != nil && err != io.EOF {
 			return nil, fmt.Errorf("%s: reading grain at %d: %w", s.name, host, err)
 		}
 	} else {
 		size := min(s.maxCompressedBytes(), s.fileSize-host)
-		data = make([]byte, size)
+		dp := s.bufs.get(int(size))
+		defer s.bufs.put(dp)
+		data = *dp
 		n, err := s.f.ReadAt(data, host)
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("%s: reading grain at %d: %w", s.name, host, err)
@@ -314,7 +336,6 @@ func (s *sparseExtent) inflateGrain(g, host int64) ([]byte, error) {
 		return nil, formats.Corruptf(s.name, "compressed grain", host, "%v", err)
 	}
 	defer s.inflaters.Put(zr)
-	out := make([]byte, s.grainBytes+1)
 	n, err := io.ReadFull(zr, out)
 	switch {
 	case n > int(s.grainBytes):
