@@ -80,7 +80,10 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 		switch {
 		case img.inPlace(entry, bitmap):
 			writes = append(writes, hostWrite{host: int64(entry&offsetMask) + pos - base, buf: chunk})
-		case pos == base && cEnd == min(base+cs, img.size):
+		case pos == base && cEnd == min(base+cs, img.size) || img.readsZero(entry, bitmap):
+			// Fully written, or all zeros before: a new cluster needs no
+			// filling, since allocation only appends and new host clusters
+			// read as zeros until written.
 			fresh = append(fresh, vc)
 		default:
 			if err := img.rewriteCluster(vc, entry, chunk, pos-base); err != nil {
@@ -104,7 +107,7 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 		}
 		from := max(vc*cs, off)
 		to := min(vc*cs+cs, end)
-		writes = append(writes, hostWrite{host: h, buf: p[from-off : to-off]})
+		writes = append(writes, hostWrite{host: h + from - vc*cs, buf: p[from-off : to-off]})
 	}
 	sortWrites(writes)
 	return writes, nil
@@ -124,6 +127,21 @@ func sortWrites(ws []hostWrite) {
 			ws[j], ws[j-1] = ws[j-1], ws[j]
 		}
 	}
+}
+
+// readsZero reports whether a cluster's current content is all zeros
+// without reading it.
+func (img *Image) readsZero(entry, bitmap uint64) bool {
+	if entry&oflagCompressed != 0 {
+		return false
+	}
+	if img.extL2 {
+		return bitmap&subAllocMask == 0 && (img.backing == nil || bitmap>>32 == subAllocMask)
+	}
+	if entry&oflagZero != 0 && img.hdr.Version >= 3 {
+		return true
+	}
+	return entry&offsetMask == 0 && img.backing == nil
 }
 
 // inPlace reports whether a write may go straight to the cluster's host
