@@ -70,6 +70,9 @@ type Image struct {
 	fresh     []uint64  // static images made by Create: blocks never written
 	failed    error     // a failed allocation: the image must not be flushed as valid
 	bufs      sync.Pool // block-sized buffers for partial-block writes
+	// virginFrom is the file offset from which the file held nothing when
+	// it was opened or created: new blocks there need no zero-filling.
+	virginFrom int64
 }
 
 // Open opens f as a VDI image.
@@ -107,6 +110,10 @@ func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 	if err := img.loadMap(); err != nil {
 		return nil, err
 	}
+	if img.virginFrom, err = f.Size(); err != nil {
+		return nil, err
+	}
+	img.virginFrom = max(img.virginFrom, int64(h.DataOff))
 	if opts.Writable {
 		if err := img.checkWritable(); err != nil {
 			return nil, err

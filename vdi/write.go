@@ -31,6 +31,7 @@ func Create(req formats.CreateRequest) (*Image, error) {
 		blockBytes: defaultBlock, stride: defaultBlock, writable: true,
 		allocated: h.BlocksAllocated, pending: map[uint32]chan struct{}{},
 		bmap: make([]uint32, h.Blocks), dirtyHi: int(h.Blocks), hdrDirty: true,
+		virginFrom: int64(h.DataOff),
 	}
 	for i := range img.bmap {
 		img.bmap[i] = blockFree
@@ -150,13 +151,23 @@ func (img *Image) writeNewBlocks(p []byte, b, inBlock, count int64, idx uint32) 
 		}
 		return int(n), nil
 	}
+	n := min(int64(len(p)), img.blockBytes-inBlock)
+	if fileOff-int64(img.hdr.BlockExtraBytes) >= img.virginFrom {
+		// The block lies where the file has never held anything: the
+		// rest of it reads as zeros without being written (Flush extends
+		// the file over it).
+		if _, err := img.f.WriteAt(p[:n], fileOff+inBlock); err != nil {
+			return 0, err
+		}
+		return int(n), nil
+	}
 	buf, put := img.blockBuf(img.blockBytes)
 	defer put()
-	n := copy(buf[inBlock:], p)
+	copy(buf[inBlock:], p[:n])
 	if _, err := img.f.WriteAt(buf, fileOff); err != nil {
 		return 0, err
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // publish records blocks [b, b+count) at data indexes from idx (or, after
@@ -275,11 +286,28 @@ func (img *Image) Flush() error {
 		img.dirtyLo, img.dirtyHi = 0, 0
 	}
 	if img.hdrDirty {
+		if err := img.extendFile(); err != nil {
+			return err
+		}
 		img.hdr.BlocksAllocated = img.allocated
 		if _, err := img.f.WriteAt(img.hdr.encode(), 0); err != nil {
 			return err
 		}
 		img.hdrDirty = false
+	}
+	return nil
+}
+
+// extendFile makes the file cover every allocated block (blocks written
+// only in part past the old end of the file are not yet).
+func (img *Image) extendFile() error {
+	end := int64(img.hdr.DataOff) + int64(img.allocated)*img.stride
+	size, err := img.f.Size()
+	if err != nil {
+		return err
+	}
+	if size < end {
+		return img.f.Truncate(end)
 	}
 	return nil
 }
