@@ -1,6 +1,8 @@
 package vhdx
 
 import (
+	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -66,5 +68,57 @@ func TestReadQemuImages(t *testing.T) {
 				t.Errorf("cluster size %d, qemu says %v", img.Info().ClusterSize, info["cluster-size"])
 			}
 		})
+	}
+}
+
+// TestAutoBlockSizeMatchesQemu: block_size=0 picks what qemu-img picks.
+func TestAutoBlockSizeMatchesQemu(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	for _, size := range []int64{64 << 20, 1 << 30, 1<<30 + 512, 100 << 30, 100<<30 + 512, 32 << 40, 32<<40 + 512} {
+		path := tempPath(t, "auto.vhdx")
+		qemutest.Img(t, "create", "-q", "-f", "vhdx", path, fmt.Sprint(size))
+		info := qemutest.Info(t, "vhdx", path)
+		ours, err := blockSizeFor(0, size)
+		if cs, _ := info["cluster-size"].(float64); err != nil || int64(cs) != ours {
+			t.Errorf("size %d: qemu picks %v, vdisk %d (%v)", size, info["cluster-size"], ours, err)
+		}
+	}
+}
+
+// TestLargeSparse writes a 64 TiB disk (the format's maximum) and checks
+// qemu accepts it and both read the few written bytes.
+func TestLargeSparse(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	path := tempPath(t, "big.vhdx")
+	w := create(t, path, 64<<40, "")
+	if _, err := w.WriteAt(filled(4096, 0x5a), 40<<40+12345); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	qemutest.RequireClean(t, "vhdx", path)
+	if info := qemutest.Info(t, "vhdx", path); info["virtual-size"].(float64) != 64<<40 {
+		t.Errorf("qemu reads virtual size %v", info["virtual-size"])
+	}
+	qemutest.IO(t, "vhdx", path, "read -P 0x5a 43980465123385 4096", "read -P 0 0 4096")
+	img := openPath(t, path, formats.OpenOptions{})
+	defer img.Close()
+	exts, err := img.Extents(0, img.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data int64
+	for _, e := range exts {
+		if e.Kind == formats.Data {
+			data += e.Length
+		}
+	}
+	if data != 64<<20 { // one 64 MiB block (qemu's and vdisk's choice above 32 TiB)
+		t.Errorf("data extents: %+v", exts)
+	}
+	buf := make([]byte, 4096)
+	if _, err := img.ReadAt(buf, 40<<40+12345); err != nil || !bytes.Equal(buf, filled(4096, 0x5a)) {
+		t.Fatalf("read back: %v", err)
 	}
 }

@@ -423,11 +423,11 @@ func (w *Writer) WriteZeroes(off, length int64) error {
 	if off < 0 || length < 0 || off > w.size || length > w.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the %d-byte disk", w.name, off, length, w.size)
 	}
-	zero := make([]byte, min(length, w.blockSize, 1*mib))
+	var zero []byte // allocated when some bytes must really be written
 	for length > 0 {
 		blk, in := off/w.blockSize, off%w.blockSize
 		n := min(length, w.blockSize-in)
-		if err := w.zeroBlock(blk, in, n, zero); err != nil {
+		if err := w.zeroBlock(blk, in, n, &zero); err != nil {
 			return err
 		}
 		off, length = off+n, length-n
@@ -435,7 +435,7 @@ func (w *Writer) WriteZeroes(off, length int64) error {
 	return nil
 }
 
-func (w *Writer) zeroBlock(blk, in, n int64, zero []byte) error {
+func (w *Writer) zeroBlock(blk, in, n int64, zerop *[]byte) error {
 	state := batState(w.entry(blk))
 	whole := in == 0 && (n == w.blockSize || blk*w.blockSize+n == w.size)
 	switch {
@@ -451,6 +451,10 @@ func (w *Writer) zeroBlock(blk, in, n int64, zero []byte) error {
 	case whole && w.markZero(blk):
 		return nil
 	}
+	if *zerop == nil {
+		*zerop = make([]byte, min(w.blockSize, 1*mib))
+	}
+	zero := *zerop
 	base := blk*w.blockSize + in
 	for done := int64(0); done < n; {
 		c := min(n-done, int64(len(zero)))
