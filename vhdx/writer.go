@@ -33,15 +33,15 @@ var createOptions = []formats.OptionSpec{
 // on disjoint ranges; Flush writes the BAT; Close flushes.
 type Writer struct {
 	*Image
-	fixed     bool
-	allocMu   sync.Mutex // serialises block allocation
-	fileEnd   int64      // next free 1 MiB-aligned file offset
-	dirty     []bool     // BAT pages (4 KiB) to write at Flush
+	fixed   bool
+	allocMu sync.Mutex // serialises block allocation
+	fileEnd int64      // next free 1 MiB-aligned file offset
+	dirty   []bool     // BAT pages (4 KiB) to write at Flush
 	// writtenEnd is, per payload block, the end (offset inside the block) of
 	// everything written into it by this writer: bytes past it are still the
 	// zeros of a fresh block, so zeroing them needs no write.
 	writtenEnd []uint32
-	closeOnce sync.Once
+	closeOnce  sync.Once
 }
 
 // createParams are the validated create options.
