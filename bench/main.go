@@ -3,6 +3,9 @@
 // pair the median time ratio (vdisk / qemu-img), the allocated-size ratio of
 // the outputs and the peak RSS of each tool.
 //
+// "ratio" is wall time, vdisk/qemu-img; "cpu" is the same for user+system
+// CPU time (the steadier figure on a busy machine).
+//
 // The workload is an ext4 file system image made with `mkfs.ext4 -d` from a
 // generated tree of random, text-like and all-zero files, plus a run of
 // explicitly written zeros in its free space. Sources in other formats are
@@ -65,6 +68,7 @@ func (p pair) String() string {
 // sample is one timed run.
 type sample struct {
 	seconds   float64
+	cpu       float64 // user + system seconds
 	rssKiB    int64
 	allocated int64
 }
@@ -91,7 +95,7 @@ func main() {
 	pairs := selectPairs(vdisk, *only)
 	fmt.Printf("workload: %s (%s virtual, %s allocated); %d runs each, interleaved; vdisk %s\n\n",
 		base, *size, mib(allocated(base)), *runs, strings.TrimSpace(output(vdisk, "--version")))
-	fmt.Printf("%-28s %9s %9s %7s %11s %11s %7s %9s %9s\n", "pair", "vdisk s", "qemu s", "ratio", "vdisk out", "qemu out", "size", "vdisk RSS", "qemu RSS")
+	fmt.Printf("%-28s %9s %9s %7s %7s %11s %11s %7s %9s %9s\n", "pair", "vdisk s", "qemu s", "ratio", "cpu", "vdisk out", "qemu out", "size", "vdisk RSS", "qemu RSS")
 	for _, p := range pairs {
 		kind := p.srcKind
 		if kind == "" {
@@ -110,8 +114,8 @@ func main() {
 
 func report(name string, v, q []sample) {
 	mv, mq := median(v), median(q)
-	fmt.Printf("%-28s %9.3f %9.3f %7.3f %11s %11s %7.3f %8.1fM %8.1fM\n", name, mv.seconds, mq.seconds,
-		mv.seconds/mq.seconds, mib(mv.allocated), mib(mq.allocated),
+	fmt.Printf("%-28s %9.3f %9.3f %7.3f %7.3f %11s %11s %7.3f %8.1fM %8.1fM\n", name, mv.seconds, mq.seconds,
+		mv.seconds/mq.seconds, mv.cpu/max(mq.cpu, 0.001), mib(mv.allocated), mib(mq.allocated),
 		float64(mv.allocated)/float64(max(mq.allocated, 1)), float64(mv.rssKiB)/1024, float64(mq.rssKiB)/1024)
 }
 
@@ -184,6 +188,7 @@ func timed(out, name string, args ...string) sample {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.rssKiB = ru.Maxrss
 	}
+	s.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	s.allocated = allocatedGlob(out)
 	return s
 }
@@ -209,6 +214,7 @@ func median(s []sample) sample {
 	}
 	return sample{
 		seconds:   pick(func(x sample) float64 { return x.seconds }),
+		cpu:       pick(func(x sample) float64 { return x.cpu }),
 		rssKiB:    int64(pick(func(x sample) float64 { return float64(x.rssKiB) })),
 		allocated: int64(pick(func(x sample) float64 { return float64(x.allocated) })),
 	}

@@ -85,6 +85,7 @@ type copier struct {
 	zeros      []byte
 	progress   progress
 	outPool    sync.Pool // compressed output buffers
+	writeMu    sync.Mutex // serializes writes in out-of-order mode
 }
 
 // Copy copies src's content into dst (of at least src's size). It returns
@@ -254,6 +255,8 @@ func (c *copier) release(res *result) {
 }
 
 func (c *copier) write(o op) error {
+	c.writeMu.Lock() // one write at a time: parallel writes to one file contend in the kernel
+	defer c.writeMu.Unlock()
 	var err error
 	switch {
 	case o.compressed:
