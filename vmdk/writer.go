@@ -21,7 +21,9 @@ type writer struct {
 	exts   []*wextent
 	extra  []formats.File // sibling extent files
 	parent formats.Image
-	closed bool
+	// backingName is the backing_file as stored (parentFileNameHint).
+	backingName string
+	closed      bool
 }
 
 // wextent is one extent of a writer: a flat file or a sparse extent.
@@ -35,7 +37,7 @@ type wextent struct {
 func createSparse(cfg *createConfig) (formats.Writable, error) {
 	w := &writer{name: cfg.req.Name, main: cfg.req.File, size: cfg.size}
 	if cfg.parent != nil {
-		w.parent = cfg.parent
+		w.parent, w.backingName = cfg.parent, cfg.backing
 	}
 	if cfg.sub == subMonolithicSparse {
 		d := cfg.descriptor(subMonolithicSparse, []extentLine{{Access: "RW", Sectors: uint64(cfg.size / sectorSize), Type: "SPARSE", File: cfg.prefix + cfg.suffix}})
@@ -245,8 +247,13 @@ func (w *writer) Extents(off, length int64) ([]formats.Extent, error) {
 
 // Backer, for delta disks.
 func (w *writer) Backing() formats.Image { return w.parent }
-func (w *writer) BackingName() string    { return "" }
-func (w *writer) BackingPath() string    { return "" }
+func (w *writer) BackingName() string    { return w.backingName }
+func (w *writer) BackingPath() string {
+	if w.parent == nil {
+		return ""
+	}
+	return w.parent.(*Image).name
+}
 func (w *writer) BackingFormat() string {
 	if w.parent == nil {
 		return ""
