@@ -147,9 +147,7 @@ func TestWriteSubformats(t *testing.T) {
 			}
 			requireQemuInfo(t, img, path)
 			requireCheckClean(t, img)
-			if !strings.Contains(tc.opts, "Flat") && !strings.Contains(tc.opts, "twoGb") {
-				vmdkinfo(t, path)
-			}
+			vmdkinfo(t, path)
 			text := descriptorText(t, path)
 			for _, k := range []string{"ddb.adapterType", "ddb.geometry.cylinders", "ddb.virtualHWVersion", "createType=\"" + want + "\""} {
 				if !strings.Contains(text, k) {
