@@ -387,3 +387,32 @@ func TestParentReferences(t *testing.T) {
 		})
 	}
 }
+
+// TestBitmapSlots: in a disk with more payload blocks than the chunk ratio,
+// the entry after each chunk is a sector-bitmap entry: only states 0 and 6
+// are valid there, and payload indexing skips it.
+func TestBitmapSlots(t *testing.T) {
+	const size = 4<<30 + 2<<20 // 4098 blocks of 1 MiB: chunk 0 holds 4096
+	base := memImage(t, size, "block_size=1M", map[int64][]byte{4097 << 20: filled(512, 9)})
+	img, err := openBytes(base, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.chunkRatio != 4096 || len(img.bat) != 4099 || batState(img.bat[4098]) != payloadFull {
+		t.Fatalf("chunk ratio %d, %d entries, block 4097 entry %#x", img.chunkRatio, len(img.bat), img.bat[4098])
+	}
+	buf := make([]byte, 512)
+	if _, err := img.ReadAt(buf, 4097<<20); err != nil || buf[0] != 9 {
+		t.Fatalf("read through the interleaved BAT: %v %v", err, buf[:4])
+	}
+	bad := append([]byte(nil), base...)
+	setBAT(bad, 4096, batEntry(payloadZero, 0))
+	if _, err := openBytes(bad, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+		t.Errorf("bitmap slot with state 2: %v", err)
+	}
+	bad = append([]byte(nil), base...)
+	setBAT(bad, 4096, batEntry(bitmapPresent, 1<<40))
+	if _, err := openBytes(bad, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+		t.Errorf("bitmap block past the end of the file: %v", err)
+	}
+}

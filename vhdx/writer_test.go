@@ -308,3 +308,43 @@ func TestZeroAfterWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestDifferencingOverQemuBase: a child made by vdisk over a base made by
+// qemu-img reads as base+changes; the base is never written.
+func TestDifferencingOverQemuBase(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	dir := t.TempDir()
+	basePath := filepath.Join(dir, "base.vhdx")
+	qemutest.Img(t, "create", "-q", "-f", "vhdx", "-o", "block_size=1M", basePath, "16M")
+	qemutest.IO(t, "vhdx", basePath, "write -P 0x11 0 5M", "write -P 0x12 9M 3M")
+	baseSum := fileSHA(t, basePath)
+	childPath := filepath.Join(dir, "child.vhdx")
+	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx,backing_fmt=vhdx")
+	f, _ := os.Create(childPath)
+	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Size() != 16<<20 || c.blockSize != 1<<20 {
+		t.Errorf("child size %d block %d: want the parent's", c.Size(), c.blockSize)
+	}
+	if _, err := c.WriteAt(filled(100, 0x21), 4<<20+7); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteZeroes(10<<20, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(qemutest.ToRaw(t, "vhdx", basePath))
+	copy(want[4<<20+7:], filled(100, 0x21))
+	clear(want[10<<20 : 11<<20])
+	img := openPath(t, childPath, formats.OpenOptions{})
+	defer img.Close()
+	requireSameAsRaw(t, img, writeRaw(t, want))
+	if fileSHA(t, basePath) != baseSum {
+		t.Error("the base was modified")
+	}
+	requireVhdiinfo(t, childPath)
+}
