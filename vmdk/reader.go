@@ -213,7 +213,12 @@ func checkCreateType(file, ct string) error {
 	if ct == "" {
 		return formats.Corruptf(file, "descriptor", -1, "no createType")
 	}
-	return formats.Unsupportedf(file, "VMDK createType %q", ct)
+	for _, t := range refusedTypes {
+		if strings.EqualFold(t, ct) {
+			return formats.Unsupportedf(file, "VMDK createType %q (ESXi space-efficient sparse and raw device mappings are not supported)", ct)
+		}
+	}
+	return formats.Unsupportedf(file, "unknown VMDK createType %q", ct)
 }
 
 // openExtents opens the extents a standalone descriptor lists.
