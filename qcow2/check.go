@@ -281,7 +281,8 @@ func (s *scan) checkL2(t []uint64, active bool, l1i int64) {
 func (s *scan) checkBitmaps() {
 	img := s.img
 	b := img.ext.Bitmaps
-	if b == nil || b.DirectorySize == 0 || b.DirectorySize > maxBitmapDir {
+	// Without the autoclear bit the bitmaps are stale and ignored (qemu).
+	if b == nil || img.hdr.AutoclearFeatures&autoclearBitmaps == 0 || b.DirectorySize == 0 || b.DirectorySize > maxBitmapDir {
 		return
 	}
 	s.inc(int64(b.DirectoryOff), int64(b.DirectorySize))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -125,4 +126,12 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, snapshot string) {
 		_ = exercise(b, snapshot)
 	})
+}
+
+func TestWritableRefusesBitmaps(t *testing.T) {
+	b := seedImages(t)["v3.qcow2.gz"]
+	_, err := Open(fileio.NewMem("v3.qcow2", b), formats.OpenOptions{Writable: true})
+	if !errors.Is(err, formats.ErrUnsupported) {
+		t.Fatalf("writable open with bitmaps: %v", err)
+	}
 }

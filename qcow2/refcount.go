@@ -47,8 +47,16 @@ func (img *Image) startWriter() error {
 	if img.dataName != "" {
 		return formats.Unsupportedf(img.name, "writing to a qcow2 image with an external data file")
 	}
+	if img.hdr.AutoclearFeatures&autoclearBitmaps != 0 && img.ext.Bitmaps != nil && img.ext.Bitmaps.NbBitmaps > 0 {
+		return formats.Unsupportedf(img.name, "writing to a qcow2 image with persistent dirty bitmaps (they would go stale)")
+	}
 	img.cache.limit = 0
 	w := newWriter(img, img.hdr.RefcountOrder)
+	if unknown := img.hdr.AutoclearFeatures &^ (autoclearBitmaps | autoclearRawData); unknown != 0 {
+		// The spec: a writer clears the autoclear bits it does not know.
+		img.hdr.AutoclearFeatures &^= unknown
+		w.hdrDirty = true
+	}
 	w.fileEnd = img.fileEnd
 	rt, err := img.readTable("refcount table", img.hdr.RefcountTableOffset, uint64(img.hdr.RefcountTableClusters)*uint64(img.clusterSize)/8)
 	if err != nil {
