@@ -543,9 +543,10 @@ func (s *sparseWriter) writeRun(p []byte, off int64) (int, error) {
 		s.mu.Unlock()
 		return 0, err
 	}
-	if s.parent == nil {
-		// A new grain of a disk without parent: the rest of the grain is a
-		// hole past the end of the file, which reads as zeros.
+	if s.parent == nil || gte == zeroedGrainGTE {
+		// A new grain of a disk without parent (or replacing a zeroed
+		// grain): the rest of the grain is a hole past the end of the
+		// file, which reads as zeros.
 		s.mu.Unlock()
 		_, err := s.f.WriteAt(p[:piece], host+inGrain)
 		return int(piece), err

@@ -310,3 +310,45 @@ func TestWriteDeltaParallel(t *testing.T) {
 	qemutest.RequireSame(t, "vmdk", filepath.Join(dir, "child.vmdk"), "raw", rawPath)
 	qemutest.RequireClean(t, "vmdk", filepath.Join(dir, "child.vmdk"))
 }
+
+// TestZeroedGrainInDelta zeroes grains of a delta disk (zeroed_grain=on),
+// then writes part of one: the rest must stay zero, not the parent's data.
+func TestZeroedGrainInDelta(t *testing.T) {
+	dir := t.TempDir()
+	const size = 4 << 20
+	src := pattern(size)
+	base := newImage(t, filepath.Join(dir, "base.vmdk"), size, "")
+	writeParallel(t, base, bytes.Repeat([]byte{0x77}, size))
+	finish(t, base)
+	clear(src)
+	for i := range src {
+		src[i] = 0x77
+	}
+	child := newImage(t, filepath.Join(dir, "child.vmdk"), 0, "backing_file=base.vmdk,zeroed_grain=on")
+	if err := child.(formats.ZeroWriter).WriteZeroes(0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	clear(src[:1<<20])
+	if _, err := child.WriteAt([]byte("hello"), 70000); err != nil {
+		t.Fatal(err)
+	}
+	copy(src[70000:], "hello")
+	// Partial zeroing of a grain writes explicit zeros over the parent.
+	if err := child.(formats.ZeroWriter).WriteZeroes(2<<20+100, 1000); err != nil {
+		t.Fatal(err)
+	}
+	clear(src[2<<20+100 : 2<<20+1100])
+	finish(t, child)
+	rawPath := filepath.Join(dir, "want.raw")
+	os.WriteFile(rawPath, src, 0o644)
+	qemutest.RequireSame(t, "vmdk", filepath.Join(dir, "child.vmdk"), "raw", rawPath)
+	qemutest.RequireClean(t, "vmdk", filepath.Join(dir, "child.vmdk"))
+	img := openPath(t, filepath.Join(dir, "child.vmdk"))
+	if !bytes.Equal(readAll(t, img), src) {
+		t.Fatal("vdisk reads the delta differently")
+	}
+	exts, _ := img.Extents(0, 64<<10)
+	if exts[0].Kind != formats.Zero {
+		t.Errorf("zeroed grain reported as %v", exts[0].Kind)
+	}
+}
