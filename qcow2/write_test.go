@@ -72,7 +72,7 @@ func TestCreateWithBacking(t *testing.T) {
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", base, "3M")
 	qemutest.IO(t, "qcow2", base, "write -P 0x10 0 3M")
 	for i, opt := range []string{"backing_file=base.qcow2,backing_fmt=qcow2", "backing_file=base.qcow2,compat=0.10",
-		"backing_file=base.qcow2,extended_l2=on,cluster_size=16k"} {
+		"backing_file=base.qcow2,extended_l2=on,cluster_size=16k", "backing_file=base.qcow2,backing_fmt=qcow2,cluster_size=512"} {
 		top := filepath.Join(dir, fmt.Sprintf("top%d.qcow2", i))
 		o, err := formats.ParseOptions(createOptions, opt)
 		if err != nil {
@@ -201,5 +201,22 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	img := openPath(t, path, formats.OpenOptions{}).(*Image)
 	if _, err := img.WriteAt([]byte{1}, 0); !errors.Is(err, formats.ErrReadOnly) {
 		t.Fatalf("write to read-only image: %v", err)
+	}
+}
+
+func TestCreateEmptyAndTiny(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	dir := t.TempDir()
+	for i, size := range []int64{0, 1, 512, 65536 + 512} {
+		path := filepath.Join(dir, fmt.Sprintf("e%d.qcow2", i))
+		img := createImage(t, path, size, "")
+		if err := img.Close(); err != nil {
+			t.Fatal(err)
+		}
+		qemutest.RequireClean(t, "qcow2", path)
+		info := qemutest.Info(t, "qcow2", path)
+		if want := (size + 511) / 512 * 512; int64(info["virtual-size"].(float64)) != want {
+			t.Errorf("size %d: qemu sees %v", size, info["virtual-size"])
+		}
 	}
 }
