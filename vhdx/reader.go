@@ -27,6 +27,7 @@ func init() {
 			return Create(req)
 		},
 		CreateOptions: createOptions,
+		Measure:       measure,
 	})
 }
 

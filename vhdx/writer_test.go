@@ -348,3 +348,35 @@ func TestDifferencingOverQemuBase(t *testing.T) {
 	}
 	requireVhdiinfo(t, childPath)
 }
+
+// TestMeasure: the estimate equals the size of the file vdisk writes.
+func TestMeasure(t *testing.T) {
+	src := memImage(t, 40<<20, "block_size=1M", map[int64][]byte{0: filled(4096, 1), 5<<20 + 100: filled(3<<20, 2)})
+	img, err := openBytes(src, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []string{"block_size=2M", "subformat=fixed", "log_size=3M,block_size=1M"} {
+		o, _ := formats.ParseOptions(createOptions, opts)
+		m, err := measure(formats.MeasureRequest{Source: img, Options: o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := fileio.NewMem("m.vhdx", nil)
+		w, err := Create(formats.CreateRequest{File: f, Name: "m.vhdx", Size: img.Size(), Options: o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1<<20)
+		for off := int64(0); off < img.Size(); off += int64(len(buf)) {
+			img.ReadAt(buf, off)
+			if !isZero(buf) {
+				w.WriteAt(buf, off)
+			}
+		}
+		w.Close()
+		if size, _ := f.Size(); size != m.Required {
+			t.Errorf("%s: measured %d, wrote %d", opts, m.Required, size)
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package vhdx
+
+import (
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// measure estimates the file size of a new VHDX (qemu 7.2 cannot): the
+// fixed structures (header section, log, metadata, BAT) plus one block for
+// every block the source has data in (every block for subformat=fixed).
+// Blocks holding only zeros are not counted, as the converter does not
+// allocate them.
+func measure(req formats.MeasureRequest) (formats.Measurement, error) {
+	size := req.Size
+	if req.Source != nil {
+		size = req.Source.Size()
+	}
+	p, err := parseCreate(formats.CreateRequest{Name: "measure", Size: size, Options: req.Options})
+	if err != nil {
+		return formats.Measurement{}, err
+	}
+	img := &Image{size: p.size, blockSize: p.blockSize, logicalSector: p.logicalSector}
+	img.chunkRatio = sectorsPerBitmap * img.logicalSector / img.blockSize
+	img.payloadBlocks = (img.size + img.blockSize - 1) / img.blockSize
+	overhead := headerSection + p.logSize + mib + max(mib, roundUp(img.batEntries()*batEntrySize, mib))
+	full := overhead + img.payloadBlocks*img.blockSize
+	m := formats.Measurement{Required: overhead, FullyAllocated: full, Bitmaps: -1}
+	switch {
+	case p.fixed:
+		m.Required = full
+	case req.Source != nil:
+		blocks, err := dataBlocks(req.Source, img.blockSize)
+		if err != nil {
+			return formats.Measurement{}, err
+		}
+		m.Required += blocks * img.blockSize
+	}
+	return m, nil
+}
+
+// dataBlocks counts the blocks of blockSize bytes that hold data in src
+// (through its backing chain).
+func dataBlocks(src formats.Image, blockSize int64) (int64, error) {
+	var count int64
+	next := int64(0) // first block not yet counted
+	size := src.Size()
+	for start := int64(0); start < size; {
+		window := min(size-start, 1<<32)
+		exts, err := formats.ChainExtents(src, start, window)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range exts {
+			if e.Kind != formats.Data {
+				continue
+			}
+			first := max(e.Offset/blockSize, next)
+			last := (e.End() - 1) / blockSize
+			if last >= first {
+				count += last - first + 1
+				next = last + 1
+			}
+		}
+		start += window
+	}
+	return count, nil
+}
