@@ -27,6 +27,8 @@ type CreateOptions struct {
 	// SourceDateEpoch, when set, is used for every timestamp (volume dates
 	// and all file dates), so the same tree gives the same bytes.
 	SourceDateEpoch *time.Time
+	// Boot, when set, adds an El Torito boot catalog.
+	Boot *BootOptions
 }
 
 // Layout limits of the writer.
@@ -124,7 +126,8 @@ type builder struct {
 	ptLBA   [2][2]uint32 // [tree][L, M]
 	ceLBA   uint32
 	ceBytes int64
-	blocks  uint32 // volume size
+	blocks  uint32      // volume size
+	boot    *bootLayout // nil without El Torito
 	// extentBytes is the largest extent of one record (maxExtentBytes;
 	// tests lower it to exercise multi-extent files).
 	extentBytes int64
@@ -158,6 +161,9 @@ func newBuilder(srcDir string, opts CreateOptions, extentBytes int64) (*builder,
 	}
 	b.nameTree(b.root)
 	if err := b.orderDirs(); err != nil {
+		return nil, err
+	}
+	if err := b.prepareBoot(); err != nil {
 		return nil, err
 	}
 	b.layout()

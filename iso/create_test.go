@@ -383,3 +383,72 @@ func TestCreateLargeDirectory(t *testing.T) {
 		t.Fatalf("directory is only %d bytes", e.extents[0].length)
 	}
 }
+
+func TestCreateBootable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(filepath.Join(dir, "isolinux"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
+	bios := bytes.Repeat([]byte{0x90, 0x91, 0x92, 0x93}, 2048) // 8 KiB
+	os.WriteFile(filepath.Join(dir, "isolinux", "isolinux.bin"), bios, 0o644)
+	os.WriteFile(filepath.Join(dir, "boot", "efi.img"), bytes.Repeat([]byte{0xef}, 1<<20), 0o644)
+	opts := CreateOptions{VolumeID: "BOOTABLE", Joliet: true, RockRidge: true, SourceDateEpoch: epoch(1),
+		Boot: &BootOptions{BIOSImage: "isolinux/isolinux.bin", InfoTable: true, EFIImage: "boot/efi.img"}}
+	iso := createISO(t, dir, opts)
+	report := run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
+	for _, want := range []string{"El Torito boot img :   1  BIOS  y   none", "El Torito boot img :   2  UEFI  y   none", "/isolinux/isolinux.bin", "/boot/efi.img"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("xorriso report lacks %q:\n%s", want, report)
+		}
+	}
+	d, err := Describe(mustOpen(t, iso))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Boot) != 2 || d.Boot[0].Platform != "x86" || d.Boot[0].LoadSectors != 4 || d.Boot[1].Platform != "UEFI" || d.Boot[1].LoadSectors != 2048 {
+		t.Fatalf("boot entries %+v", d.Boot)
+	}
+	// The boot info table: PVD block 16, the file's block, its length and
+	// the sum of its words from byte 64.
+	fsys := openFS(t, iso)
+	r, e, err := fsys.OpenFile("/isolinux/isolinux.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	var sum uint32
+	for i := 64; i < len(bios); i += 4 {
+		sum += uint32(bios[i]) | uint32(bios[i+1])<<8 | uint32(bios[i+2])<<16 | uint32(bios[i+3])<<24
+	}
+	want := append([]byte(nil), bios...)
+	le := func(off int, v uint32) {
+		want[off], want[off+1], want[off+2], want[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	clear(want[8:64])
+	le(8, 16)
+	le(12, uint32(e.extents[0].off/blockBytes))
+	le(16, uint32(len(bios)))
+	le(20, sum)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("boot info table: got % x", got[:24])
+	}
+	if d.Boot[0].LoadRBA != uint32(e.extents[0].off/blockBytes) {
+		t.Fatalf("load RBA %d", d.Boot[0].LoadRBA)
+	}
+	// xorriso computes the same info table when it makes the image.
+	ref := xorrisoISO(t, dir, "-R", "-b", "isolinux/isolinux.bin", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table")
+	refFS := openFS(t, ref)
+	rr, re, _ := refFS.OpenFile("/isolinux/isolinux.bin")
+	refData, _ := io.ReadAll(rr)
+	if !bytes.Equal(refData[16:24], got[16:24]) || !bytes.Equal(refData[24:64], got[24:64]) {
+		t.Fatalf("info table differs from xorriso's: % x vs % x (lba %d)", refData[8:24], got[8:24], re.extents[0].off/blockBytes)
+	}
+}
+
+func mustOpen(t *testing.T, path string) (io.ReaderAt, int64, string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(data), int64(len(data)), path
+}

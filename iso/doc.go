@@ -28,5 +28,6 @@
 // size and the limits below; directory loops and continuation-area chains
 // are bounded. Not supported: UDF (NSR02/NSR03) structures, logical blocks
 // other than 2048 bytes, interleaved files, extended attribute records on
-// extraction, writing boot catalogs.
+// extraction; the writer makes no-emulation El Torito entries only (BIOS
+// and UEFI) and no hybrid MBR.
 package iso

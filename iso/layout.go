@@ -13,11 +13,18 @@ func blocksFor(n int64) int64 { return (n + blockBytes - 1) / blockBytes }
 // the Rock Ridge continuation area, directories, then file data.
 func (b *builder) layout() {
 	next := int64(firstVDOffset/blockBytes) + 1 + int64(b.trees) // PVD, SVD, terminator
+	if b.boot != nil {
+		next++ // the boot record follows the PVD
+	}
 	for t := 0; t < b.trees; t++ {
 		for m := 0; m < 2; m++ {
 			b.ptLBA[t][m] = uint32(next)
 			next += blocksFor(b.ptBytes[t])
 		}
+	}
+	if b.boot != nil {
+		b.boot.catalog = uint32(next)
+		next++
 	}
 	b.ceLBA = uint32(next)
 	if b.opts.RockRidge {

@@ -71,6 +71,7 @@ func (b *builder) readFiles(free chan []byte, out chan<- chunk, done <-chan stru
 			return
 		}
 		left := fn.size
+		patch := b.boot != nil && fn == b.boot.bios && b.opts.Boot.InfoTable
 		for left > 0 {
 			var buf []byte
 			select {
@@ -87,6 +88,9 @@ func (b *builder) readFiles(free chan []byte, out chan<- chunk, done <-chan stru
 				f.Close()
 				send(chunk{file: i, err: err})
 				return
+			}
+			if patch && left == fn.size {
+				b.patchInfoTable(buf[:n])
 			}
 			left -= int64(n)
 			if !send(chunk{file: i, data: buf[:n]}) {
@@ -140,8 +144,12 @@ func (b *builder) write(w io.Writer) error {
 	if err := p.padTo(firstVDOffset); err != nil {
 		return err
 	}
-	for t := 0; t < b.trees; t++ {
-		p.Write(b.volumeDescriptor(t))
+	p.Write(b.volumeDescriptor(0))
+	if b.boot != nil {
+		p.Write(b.bootRecord())
+	}
+	if b.trees == 2 {
+		p.Write(b.volumeDescriptor(1))
 	}
 	term := make([]byte, blockBytes)
 	term[0] = vdTerminator
@@ -155,6 +163,12 @@ func (b *builder) write(w io.Writer) error {
 			}
 			p.Write(b.pathTable(t, m == 1))
 		}
+	}
+	if b.boot != nil {
+		if err := p.padTo(int64(b.boot.catalog) * blockBytes); err != nil {
+			return err
+		}
+		p.Write(b.bootCatalog())
 	}
 	if b.opts.RockRidge {
 		if err := b.writeContinuations(p); err != nil {

@@ -187,10 +187,11 @@ func newISOExtractCommand() *cobra.Command {
 }
 
 func newISOCreateCommand() *cobra.Command {
-	var out, label, epoch string
-	var joliet, rockRidge bool
+	var out, label, epoch, bootImage, efiImage string
+	var joliet, rockRidge, infoTable bool
+	var loadSize uint16
 	cmd := &cobra.Command{
-		Use:   "create -o OUT.iso [--label L] [--joliet] [--rock-ridge] [--source-date-epoch N] DIR",
+		Use:   "create -o OUT.iso [--label L] [--joliet] [--rock-ridge] [--source-date-epoch N] [--boot PATH] [--efi-boot PATH] DIR",
 		Short: "Build an ISO 9660 image from a directory",
 		Long: "Build an ISO 9660 image of the directory DIR. --source-date-epoch (or the\n" +
 			"SOURCE_DATE_EPOCH environment variable) sets every timestamp, so the same tree gives\n" +
@@ -214,6 +215,9 @@ func newISOCreateCommand() *cobra.Command {
 				t := time.Unix(sec, 0).UTC()
 				opts.SourceDateEpoch = &t
 			}
+			if bootImage != "" || efiImage != "" {
+				opts.Boot = &iso.BootOptions{BIOSImage: bootImage, LoadSectors: loadSize, InfoTable: infoTable, EFIImage: efiImage}
+			}
 			if len(label) > 32 {
 				return fmt.Errorf("label %q is longer than 32 bytes", label)
 			}
@@ -225,5 +229,9 @@ func newISOCreateCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&joliet, "joliet", false, "add Joliet names (Windows, 7-Zip)")
 	cmd.Flags().BoolVar(&rockRidge, "rock-ridge", false, "add Rock Ridge names, permissions, times and symlinks")
 	cmd.Flags().StringVar(&epoch, "source-date-epoch", "", "use this time (seconds since 1970) for every timestamp")
+	cmd.Flags().StringVar(&bootImage, "boot", "", "El Torito BIOS boot image (no emulation), a path inside DIR")
+	cmd.Flags().Uint16Var(&loadSize, "boot-load-size", 4, "512-byte sectors the BIOS loads from the boot image")
+	cmd.Flags().BoolVar(&infoTable, "boot-info-table", false, "patch a boot info table into the BIOS boot image (isolinux)")
+	cmd.Flags().StringVar(&efiImage, "efi-boot", "", "El Torito UEFI boot image (a FAT image), a path inside DIR")
 	return cmd
 }
