@@ -58,9 +58,11 @@ func Create(req formats.CreateRequest) (*Image, error) {
 
 // WriteAt writes p at virtual offset off. Blocks not yet allocated are
 // appended to the data area: several whole blocks in one file write when p
-// covers them, a partial block zero-filled around p. Allocation is safe
-// for concurrent writers: a block being allocated makes other writers to it
-// wait until its map entry is published.
+// covers them; a partial block is written alone when it lies past the old
+// end of the file (the rest of it is a hole), else zero-filled around p.
+// Allocation is safe for concurrent writers: a block being allocated makes
+// other writers to it wait until its map entry is published. The block map
+// and header are written by Flush, in as few writes as possible.
 func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if !img.writable {
 		return 0, fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
