@@ -135,3 +135,32 @@ func TestWritableRefusesBitmaps(t *testing.T) {
 		t.Fatalf("writable open with bitmaps: %v", err)
 	}
 }
+
+// FuzzWrite opens hostile images writable (refcount loading, the allocator,
+// copy-on-write of shared and compressed clusters) and writes to them.
+func FuzzWrite(f *testing.F) {
+	for _, b := range seedImages(f) {
+		f.Add(b, int64(0))
+	}
+	f.Add(memImage(f, "cluster_size=512"), int64(700))
+	f.Add(memImage(f, "compat=0.10,cluster_size=4k"), int64(5000))
+	f.Fuzz(func(t *testing.T, b []byte, off int64) {
+		mem := fileio.NewMem("fuzz.qcow2", b)
+		img, err := Open(mem, formats.OpenOptions{Writable: true, NoBacking: true, Limits: fuzzLimits})
+		if err != nil {
+			return
+		}
+		if size := img.Size(); size > 0 {
+			off = (off%size + size) % size
+			n := min(size-off, 3000)
+			if _, err := img.WriteAt(bytes.Repeat([]byte{0x5a}, int(n)), off); err == nil {
+				_ = img.WriteZeroes(0, min(size, 1024))
+				_ = img.Resize(size+4096, false)
+			}
+		}
+		if err := img.Close(); err != nil {
+			return
+		}
+		_ = exercise(mem.Bytes(), "")
+	})
+}

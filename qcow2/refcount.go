@@ -164,7 +164,13 @@ func (img *Image) allocClusters(n int64) (int64, error) {
 // creating the refcount block that covers it when needed.
 func (img *Image) addRef(cl, delta int64) error {
 	w := img.w
+	if delta < 0 && (cl < 0 || cl >= int64(len(w.refcounts))) {
+		return formats.Corruptf(img.name, "refcount", -1, "freeing cluster %d that has no refcount", cl)
+	}
 	if cl >= int64(len(w.refcounts)) {
+		if cl > w.fileEnd/img.clusterSize+maxBeyondEOF {
+			return formats.Corruptf(img.name, "refcount", -1, "cluster %d is far past the end of the file", cl)
+		}
 		grown := make([]uint64, max(cl+1, int64(len(w.refcounts))*5/4+64))
 		copy(grown, w.refcounts)
 		w.refcounts = grown
