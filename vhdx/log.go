@@ -3,6 +3,7 @@ package vhdx
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sort"
 
@@ -73,17 +74,32 @@ func readLog(f formats.File, h header, fileSize int64, lim formats.Limits) ([]*l
 	if _, err := f.ReadAt(buf, int64(h.LogOffset)); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("%s: reading log: %w", name, err)
 	}
-	return activeSequence(buf, h.LogGUID), nil
+	entries, ok := activeSequence(buf, h.LogGUID)
+	if !ok {
+		return nil, formats.Limitf(name, "log", int64(h.LogOffset), "too many candidate log entries to verify (crafted log?)")
+	}
+	return entries, nil
 }
 
+// logScanBudget bounds the bytes checksummed while looking for entries, as
+// a multiple of the log's length: a real log is checksummed about once; a
+// crafted one with an entry header in every sector must not cost the square.
+const logScanBudget = 16
+
 // activeSequence finds the entry with the highest sequence number and the
-// run of entries with consecutive sequence numbers ending with it.
-func activeSequence(log []byte, logGUID guid) []*logEntry {
+// run of entries with consecutive sequence numbers ending with it. ok is
+// false when verifying candidates would exceed the work budget.
+func activeSequence(log []byte, logGUID guid) (seq []*logEntry, ok bool) {
 	byEnd := map[int64][]*logEntry{}
 	var newest *logEntry
-	for pos := int64(0); pos+logSectorSize <= int64(len(log)); pos += logSectorSize {
-		e := parseLogEntry(log, pos, logGUID)
+	budget := int64(logScanBudget)*int64(len(log)) + 16*mib
+	for pos := int64(0); pos+logSectorSize <= int64(len(log)); {
+		e := parseLogEntry(log, pos, logGUID, &budget)
+		if budget < 0 {
+			return nil, false
+		}
 		if e == nil {
+			pos += logSectorSize
 			continue
 		}
 		end := (e.start + e.length) % int64(len(log))
@@ -91,11 +107,12 @@ func activeSequence(log []byte, logGUID guid) []*logEntry {
 		if newest == nil || e.seq > newest.seq {
 			newest = e
 		}
+		pos += min(e.length, int64(len(log))-pos) // entries do not overlap
 	}
 	if newest == nil {
-		return nil
+		return nil, true
 	}
-	seq := []*logEntry{newest}
+	seq = []*logEntry{newest}
 	for cur := newest; cur.start != newest.tail && len(seq) < len(log)/logSectorSize; {
 		var prev *logEntry
 		for _, c := range byEnd[cur.start] {
@@ -112,23 +129,50 @@ func activeSequence(log []byte, logGUID guid) []*logEntry {
 	for i, j := 0, len(seq)-1; i < j; i, j = i+1, j-1 {
 		seq[i], seq[j] = seq[j], seq[i]
 	}
-	return seq
+	return seq, true
 }
 
-// circular copies len(dst) bytes of the circular log starting at pos.
-func circular(dst, log []byte, pos int64) {
-	for n := 0; n < len(dst); {
-		pos %= int64(len(log))
-		c := copy(dst[n:], log[pos:])
-		n += c
-		pos += int64(c)
+// ring reads an entry of the circular log in place: sector i of the entry
+// starting at start (sectors never straddle the wrap: everything is 4 KiB
+// aligned).
+type ring struct {
+	log   []byte
+	start int64
+}
+
+func (r ring) sector(i int64) []byte {
+	at := (r.start + i*logSectorSize) % int64(len(r.log))
+	return r.log[at : at+logSectorSize]
+}
+
+// desc returns descriptor k (the header takes the first two 32-byte slots).
+func (r ring) desc(k int64) []byte {
+	slot := k + 2
+	s := r.sector(slot / (logSectorSize / logDescSize))
+	off := slot % (logSectorSize / logDescSize) * logDescSize
+	return s[off : off+logDescSize]
+}
+
+// checksum is the CRC-32C of the entry's length bytes with the checksum
+// field (bytes 4-7 of the first sector) taken as zero.
+func (r ring) checksum(length int64) uint32 {
+	first := r.sector(0)
+	crc := crc32.Update(0, castagnoli, first[:4])
+	crc = crc32.Update(crc, castagnoli, []byte{0, 0, 0, 0})
+	crc = crc32.Update(crc, castagnoli, first[8:])
+	for i := int64(1); i < length/logSectorSize; i++ {
+		crc = crc32.Update(crc, castagnoli, r.sector(i))
 	}
+	return crc
 }
 
-// parseLogEntry validates the entry at pos; nil when it is not a valid entry.
-func parseLogEntry(log []byte, pos int64, logGUID guid) *logEntry {
+// parseLogEntry validates the entry at pos; nil when it is not a valid
+// entry. The cheap structural checks come first; the checksum, which reads
+// the whole entry, is charged to budget.
+func parseLogEntry(log []byte, pos int64, logGUID guid, budget *int64) *logEntry {
 	le := binary.LittleEndian
-	hb := log[pos : pos+logEntryHeaderSize]
+	r := ring{log: log, start: pos}
+	hb := r.sector(0)
 	if [4]byte(hb[0:4]) != sigLogEntry || guid(hb[32:48]) != logGUID {
 		return nil
 	}
@@ -143,42 +187,57 @@ func parseLogEntry(log []byte, pos int64, logGUID guid) *logEntry {
 	if descSectors*logSectorSize > e.length {
 		return nil
 	}
-	body := make([]byte, e.length)
-	circular(body, log, pos)
-	if !validChecksum(body, 4) {
+	// Verifying reads up to the whole entry twice (structure, checksum).
+	if *budget -= 2 * e.length; *budget < 0 {
 		return nil
 	}
-	dataPos := descSectors * logSectorSize
-	for i := int64(0); i < descCount; i++ {
-		d := body[(i+2)*logDescSize : (i+3)*logDescSize]
+	type pending struct {
+		d      []byte
+		sector int64
+	}
+	var ops []pending
+	dataSector := descSectors
+	for k := int64(0); k < descCount; k++ {
+		d := r.desc(k)
 		fileOff := int64(le.Uint64(d[16:]))
 		if le.Uint64(d[24:]) != e.seq || fileOff < 0 || fileOff%logSectorSize != 0 {
 			return nil
 		}
 		switch [4]byte(d[0:4]) {
 		case sigDescZero:
-			n := int64(le.Uint64(d[8:]))
-			if n < 0 || n%logSectorSize != 0 || fileOff+n < fileOff {
+			if n := int64(le.Uint64(d[8:])); n < 0 || n%logSectorSize != 0 {
 				return nil
 			}
-			e.ops = append(e.ops, logOp{fileOff: fileOff, zeroLen: n})
+			ops = append(ops, pending{d, -1})
 		case sigDescData:
-			if dataPos+logSectorSize > e.length {
+			if (dataSector+1)*logSectorSize > e.length {
 				return nil
 			}
-			s := body[dataPos : dataPos+logSectorSize]
-			dataPos += logSectorSize
+			s := r.sector(dataSector)
 			if [4]byte(s[0:4]) != sigDataSect || uint64(le.Uint32(s[4:]))<<32|uint64(le.Uint32(s[4092:])) != e.seq {
 				return nil
 			}
-			sector := make([]byte, logSectorSize)
-			copy(sector[0:8], d[8:16])
-			copy(sector[8:4092], s[8:4092])
-			copy(sector[4092:], d[4:8])
-			e.ops = append(e.ops, logOp{fileOff: fileOff, data: sector})
+			ops = append(ops, pending{d, dataSector})
+			dataSector++
 		default:
 			return nil
 		}
+	}
+	if r.checksum(e.length) != le.Uint32(hb[4:]) {
+		return nil
+	}
+	for _, op := range ops {
+		fileOff := int64(le.Uint64(op.d[16:]))
+		if op.sector < 0 {
+			e.ops = append(e.ops, logOp{fileOff: fileOff, zeroLen: int64(le.Uint64(op.d[8:]))})
+			continue
+		}
+		s := r.sector(op.sector)
+		sector := make([]byte, logSectorSize)
+		copy(sector[0:8], op.d[8:16])
+		copy(sector[8:4092], s[8:4092])
+		copy(sector[4092:], op.d[4:8])
+		e.ops = append(e.ops, logOp{fileOff: fileOff, data: sector})
 	}
 	return e
 }

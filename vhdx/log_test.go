@@ -153,3 +153,27 @@ func TestLogRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestLogScanBudget: a log whose every sector starts a structurally valid
+// entry as long as the log (bad checksums) is refused quickly instead of
+// being checksummed once per sector.
+func TestLogScanBudget(t *testing.T) {
+	const logLen = 8 << 20
+	log := make([]byte, logLen)
+	e := encodeLogEntry(1, 0, testLogGUID, 0, 0, nil)
+	le := func(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+	for pos := 0; pos < logLen; pos += logSectorSize {
+		copy(log[pos:], e[:logSectorSize])
+		le(log[pos+8:], logLen) // entry length: the whole log; checksum now wrong
+	}
+	entries, ok := activeSequence(log, testLogGUID)
+	if ok || entries != nil {
+		t.Fatalf("got %d entries, ok=%v; want a refusal", len(entries), ok)
+	}
+	// The same log with one real entry verifies within the budget.
+	real := make([]byte, logLen)
+	copy(real, encodeLogEntry(1, 0, testLogGUID, 0, 0, []logDesc{{fileOff: 4096, data: filled(4096, 7)}}))
+	if entries, ok := activeSequence(real, testLogGUID); !ok || len(entries) != 1 {
+		t.Fatalf("real log: %d entries, ok=%v", len(entries), ok)
+	}
+}
