@@ -323,8 +323,14 @@ func TestLocatorLimits(t *testing.T) {
 	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Errorf("Mac alias locator: %v", err)
 	}
+	// A disk that is its own parent.
+	self := openPath(t, child, formats.OpenOptions{NoBacking: true}).ft.UniqueID
+	editHeader(t, child, func(h *dynHeader) { h.ParentUniqueID = self; h.setParentName("child.vhd") })
+	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+		t.Errorf("self parent: %v", err)
+	}
 	// A protocol name is never opened.
-	editHeader(t, child, func(h *dynHeader) { h.setParentName("nbd:localhost:10809") })
+	editHeader(t, child, func(h *dynHeader) { h.setParentName("nbd:localhost:10809"); h.ParentUniqueID = [16]byte{} })
 	if _, err := formats.Open(child, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyAny}}); !errors.Is(err, formats.ErrReferenceDenied) {
 		t.Errorf("protocol parent: %v", err)
 	}

@@ -119,6 +119,9 @@ func fileURLPath(s string) string {
 // openParent opens the parent of a differencing disk through the resolver,
 // trying each locator in turn, and checks the parent's UUID.
 func (img *Image) openParent(opts formats.OpenOptions) error {
+	if img.hdr.ParentUniqueID == img.ft.UniqueID {
+		return formats.Corruptf(img.name, "dynamic header", int64(img.ft.DataOffset), "the differencing disk names itself (UUID %s) as its parent", formatUUID(img.ft.UniqueID))
+	}
 	cands, err := img.parentCandidates()
 	if err != nil {
 		return err
