@@ -86,6 +86,16 @@ func TestHostile(t *testing.T) {
 			patchMeta(b, func(es []metaEntry) []metaEntry { return append(es, unknownItems(2047-len(es))...) })
 			return b
 		}, nil, formats.Limits{}},
+		{"metadata-2047-large-items", func(b []byte) []byte {
+			patchMeta(b, func(es []metaEntry) []metaEntry {
+				more := unknownItems(2047 - len(es))
+				for i := range more {
+					more[i].Offset, more[i].Length = 64<<10, 1<<20-64<<10
+				}
+				return append(es, more...)
+			})
+			return b
+		}, nil, formats.Limits{}},
 		{"metadata-2048", func(b []byte) []byte {
 			patchMeta(b, func(es []metaEntry) []metaEntry { return append(es, unknownItems(2048-len(es))...) })
 			return b

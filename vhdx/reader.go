@@ -273,18 +273,20 @@ func (img *Image) readMetadata(lim formats.Limits) error {
 		if _, dup := items[e.GUID]; dup {
 			return formats.Corruptf(img.name, "metadata table", img.metaOff, "item %v appears twice", e.GUID)
 		}
-		data, err := img.readItem(e, metaLen)
-		if err != nil {
-			return err
-		}
-		items[e.GUID] = data
+		known := false
 		switch e.GUID {
 		case itemFileParams, itemVirtualSize, itemPage83, itemLogicalSect, itemPhysicalSect, itemParentLoc:
+			known = true
 		default:
 			if e.Required {
 				return formats.Unsupportedf(img.name, "required VHDX metadata item %v", e.GUID)
 			}
 		}
+		data, err := img.readItem(e, metaLen, known) // unknown items are only bounds-checked
+		if err != nil {
+			return err
+		}
+		items[e.GUID] = data
 	}
 	img.meta = es
 	return img.parseItems(items, lim)
@@ -299,7 +301,7 @@ func (img *Image) regionLen(off int64) int64 {
 	return 0
 }
 
-func (img *Image) readItem(e metaEntry, metaLen int64) ([]byte, error) {
+func (img *Image) readItem(e metaEntry, metaLen int64, read bool) ([]byte, error) {
 	at := img.metaOff
 	switch {
 	case e.Offset == 0 && e.Length == 0:
@@ -308,6 +310,9 @@ func (img *Image) readItem(e metaEntry, metaLen int64) ([]byte, error) {
 		return nil, formats.Limitf(img.name, "metadata item "+e.GUID.String(), at, "item of %d bytes (at most 1 MiB)", e.Length)
 	case e.Offset < metaTableSize || int64(e.Offset)+int64(e.Length) > metaLen:
 		return nil, formats.Corruptf(img.name, "metadata item "+e.GUID.String(), at, "item at %d+%d is outside the metadata region's items area", e.Offset, e.Length)
+	}
+	if !read {
+		return []byte{}, nil
 	}
 	data := make([]byte, e.Length)
 	if err := readFull(img.r, data, img.metaOff+int64(e.Offset)); err != nil {

@@ -297,8 +297,12 @@ func decodeParentLocator(b []byte) (parentLocator, error) {
 	if locHeaderSize+count*locEntrySize > len(b) {
 		return pl, fmt.Errorf("%d entries do not fit in %d bytes", count, len(b))
 	}
+	total := 0 // bytes of strings: they cannot exceed the item (no sharing)
 	for i := 0; i < count; i++ {
 		e := b[locHeaderSize+i*locEntrySize:]
+		if total += int(binary.LittleEndian.Uint16(e[8:])) + int(binary.LittleEndian.Uint16(e[10:])); total > len(b) {
+			return pl, fmt.Errorf("strings of %d entries exceed the %d-byte item", i+1, len(b))
+		}
 		key, err := utf16At(b, binary.LittleEndian.Uint32(e[0:]), binary.LittleEndian.Uint16(e[8:]))
 		if err != nil {
 			return pl, fmt.Errorf("entry %d key: %v", i, err)

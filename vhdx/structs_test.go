@@ -125,6 +125,19 @@ func TestParentLocatorRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(pl, got); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
+	// Many entries naming the same long string: decoding must not multiply it.
+	shared := make([]byte, 20+1000*12+60000)
+	copy(shared, parentLocatorType[:])
+	shared[18], shared[19] = byte(1000&0xff), byte(1000>>8)
+	for i := 0; i < 1000; i++ {
+		e := shared[20+i*12:]
+		e[0], e[1] = byte((20+1000*12)&0xff), byte((20+1000*12)>>8)
+		e[4], e[5] = e[0], e[1]
+		e[8], e[9], e[10], e[11] = 0x60, 0xea, 0x60, 0xea // 60000 bytes each
+	}
+	if _, err := decodeParentLocator(shared); err == nil {
+		t.Error("overlapping strings accepted")
+	}
 	bad := pl.encode()
 	bad[20] = 0xff // key offset out of the item
 	bad[21] = 0xff
