@@ -27,6 +27,9 @@
 // (65535/16/255 beyond it), creator "qem2"); differencing disks with
 // backing_file (W2ru and W2ku locators); azure=on (fixed, exact size, whole
 // MiB, or azure_round_up=on). A fixed disk can be written in one pass to a
-// stream. Check verifies footers, header, BAT bounds and overlaps. Not
-// supported: the "Mac " alias locator, split (.v01) images, resizing.
+// stream. Check verifies footers, header, BAT bounds and overlaps. Resize
+// grows or shrinks a fixed disk and grows a dynamic one within its BAT's
+// room. Not supported (refused by name): the "Mac " alias locator,
+// shrinking dynamic and resizing differencing disks; split (.v01) images
+// are not recognised.
 package vhd
