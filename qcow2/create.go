@@ -157,13 +157,13 @@ func newImage(f formats.File, name string, size int64, p params, lim formats.Lim
 		size: size, limits: lim.WithDefaults(), data: f, snapshotIndex: -1, codec: &codec{typ: p.compression}}
 	img.ext.BackingFormat = p.backingFmt
 	img.geometry()
-	img.cache = newL2Cache(0)
-	img.cache.limit = 0
+	img.cache = newL2Cache(img.limits.CacheBytes / cs)
 	if err := img.writeCluster0(p.backingFile); err != nil {
 		return nil, err
 	}
 	img.w = newWriter(img, p.refcountOrder)
 	img.w.hdrDirty = true
+	img.cache.evict = img.evictL2
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	if _, err := img.allocClusters(1); err != nil { // header; brings the refcount table and block

@@ -9,13 +9,14 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 )
 
-// l2Cache keeps decoded L2 tables by host offset. Read-only images bound it
-// (least recently used tables are dropped); writable images keep every
-// table they touch (dirty tables are written at Flush).
+// l2Cache keeps decoded L2 tables by host offset, dropping the least
+// recently used beyond its limit. For a writable image, evict writes a
+// dropped table that has changes (so memory stays bounded while writing).
 type l2Cache struct {
-	limit  int64 // tables; <= 0 means unbounded
+	limit  int64 // tables
 	tables map[int64]*list.Element
 	lru    *list.List
+	evict  func(t *l2Table)
 }
 
 type l2Table struct {
@@ -35,12 +36,16 @@ func (c *l2Cache) get(off int64) []uint64 {
 	return nil
 }
 
-func (c *l2Cache) put(off int64, entries []uint64, bounded bool) {
+func (c *l2Cache) put(off int64, entries []uint64) {
 	c.tables[off] = c.lru.PushFront(&l2Table{off: off, entries: entries})
-	for bounded && int64(c.lru.Len()) > c.limit {
+	for int64(c.lru.Len()) > c.limit {
 		last := c.lru.Back()
 		c.lru.Remove(last)
-		delete(c.tables, last.Value.(*l2Table).off)
+		t := last.Value.(*l2Table)
+		delete(c.tables, t.off)
+		if c.evict != nil {
+			c.evict(t)
+		}
 	}
 }
 
@@ -74,7 +79,7 @@ func (img *Image) l2(off int64) ([]uint64, error) {
 	for i := range t {
 		t[i] = binary.BigEndian.Uint64(buf[8*i:])
 	}
-	img.cache.put(off, t, img.w == nil)
+	img.cache.put(off, t)
 	return t, nil
 }
 

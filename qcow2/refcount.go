@@ -26,7 +26,7 @@ type writer struct {
 	fileEnd     int64 // first unallocated host offset (cluster aligned)
 	compOff     int64 // next free byte of the cluster being packed with compressed data; 0: none
 	tailBytes   int64 // bytes used of the last cluster when it holds compressed data; 0: full
-	prealloc    string
+	err         error // a failed write-back of an evicted L2 table, reported by Flush
 }
 
 // newWriter returns an empty writer for refcount_order order.
@@ -50,8 +50,8 @@ func (img *Image) startWriter() error {
 	if img.hdr.AutoclearFeatures&autoclearBitmaps != 0 && img.ext.Bitmaps != nil && img.ext.Bitmaps.NbBitmaps > 0 {
 		return formats.Unsupportedf(img.name, "writing to a qcow2 image with persistent dirty bitmaps (they would go stale)")
 	}
-	img.cache.limit = 0
 	w := newWriter(img, img.hdr.RefcountOrder)
+	img.cache.evict = img.evictL2
 	if unknown := img.hdr.AutoclearFeatures &^ (autoclearBitmaps | autoclearRawData); unknown != 0 {
 		// The spec: a writer clears the autoclear bits it does not know.
 		img.hdr.AutoclearFeatures &^= unknown

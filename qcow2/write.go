@@ -246,7 +246,7 @@ func (img *Image) l2For(vc int64) ([]uint64, int64, error) {
 	if old != nil {
 		img.recomputeCopied(t)
 	}
-	img.cache.put(nOff, t, false)
+	img.cache.put(nOff, t)
 	img.w.dirtyL2[nOff] = true
 	img.l1[l1i] = uint64(nOff) | oflagCopied
 	img.w.l1Dirty = true
@@ -404,17 +404,15 @@ func (img *Image) Flush() error {
 func (img *Image) flushLocked() error {
 	w := img.w
 	cs := img.clusterSize
+	if w.err != nil {
+		return w.err
+	}
 	buf := make([]byte, cs)
 	for off := range w.dirtyL2 {
-		t := img.cache.get(off)
-		if t == nil {
-			continue
-		}
-		for i, e := range t {
-			binary.BigEndian.PutUint64(buf[8*i:], e)
-		}
-		if _, err := img.f.WriteAt(buf, off); err != nil {
-			return err
+		if t := img.cache.get(off); t != nil {
+			if err := img.writeL2(off, t, buf); err != nil {
+				return err
+			}
 		}
 	}
 	clear(w.dirtyL2)
@@ -444,6 +442,27 @@ func (img *Image) flushLocked() error {
 		w.hdrDirty = false
 	}
 	return img.fixFileSize()
+}
+
+// writeL2 writes one L2 table (buf is a cluster of scratch space).
+func (img *Image) writeL2(off int64, t []uint64, buf []byte) error {
+	for i, e := range t {
+		binary.BigEndian.PutUint64(buf[8*i:], e)
+	}
+	_, err := img.f.WriteAt(buf, off)
+	return err
+}
+
+// evictL2 writes a changed L2 table dropped from the cache.
+func (img *Image) evictL2(t *l2Table) {
+	w := img.w
+	if !w.dirtyL2[t.off] {
+		return
+	}
+	delete(w.dirtyL2, t.off)
+	if err := img.writeL2(t.off, t.entries, make([]byte, img.clusterSize)); err != nil && w.err == nil {
+		w.err = err
+	}
 }
 
 // fixFileSize extends the file to cover every allocated cluster (a trailing

@@ -220,3 +220,41 @@ func TestCreateEmptyAndTiny(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteWithTinyCache writes with an L2 cache of four tables, so changed
+// tables are written back when evicted, and reopens to write again.
+func TestWriteWithTinyCache(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	path := filepath.Join(t.TempDir(), "tiny.qcow2")
+	o, _ := formats.ParseOptions(createOptions, "cluster_size=512")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := formats.Limits{CacheBytes: 1}
+	size := int64(3 * mib)
+	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o,
+		Open: formats.OpenOptions{Limits: lim}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := testPattern(size, 11)
+	writeConcurrently(t, img, data, true)
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	requireQemuAccepts(t, path, data)
+	re, err := formats.Open(path, formats.OpenOptions{Writable: true, Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := bytes.Repeat([]byte{0xee}, 100000)
+	if _, err := re.(formats.Writable).WriteAt(patch, 1234567); err != nil {
+		t.Fatal(err)
+	}
+	if err := re.Close(); err != nil {
+		t.Fatal(err)
+	}
+	copy(data[1234567:], patch)
+	requireQemuAccepts(t, path, data)
+}
