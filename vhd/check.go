@@ -172,8 +172,6 @@ func (c *checker) checkBAT(ctx context.Context) error {
 		}
 		spans = append(spans, span{start, end, fmt.Sprintf("block %d", i)})
 	}
-	c.rep.AllocatedClusters = int64(len(spans))
-	c.rep.TotalClusters = needed
 	spans = append(spans,
 		span{0, footerSize, "footer copy"},
 		span{int64(img.ft.DataOffset), int64(img.ft.DataOffset) + headerSize, "dynamic header"},
