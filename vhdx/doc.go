@@ -20,7 +20,17 @@
 // --references=any) and must carry the DataWriteGuid the child links to.
 //
 // Writing creates dynamic (default), fixed and differencing disks with
-// qemu's option names; everything is 1 MiB aligned, the log is empty and
-// the GUIDs are fresh. A new disk never uses the log: metadata is written
-// in place and the image is complete after Flush.
+// qemu's option names (subformat, block_size, log_size, block_state_zero,
+// backing_file) plus logical_sector_size (512 or 4096, which qemu 7.2 cannot
+// open); everything is 1 MiB aligned, the log is empty and the GUIDs are
+// fresh. A new disk never uses the log: metadata is written in place and
+// the image is complete after Flush. A differencing disk copies the parent's
+// data into a block on its first partial write (it writes no
+// PARTIALLY_PRESENT blocks). Existing images are never opened for writing.
+//
+// Refused by name (ErrUnsupported): header version other than 1, log
+// version other than 0, unknown regions or metadata items flagged required,
+// a parent that is not VHDX. Limits (ErrLimit): a BAT or log larger than
+// Limits.MaxTableBytes, metadata items over 1 MiB, a virtual size over
+// Limits.MaxVirtualSize; the format itself caps disks at 64 TiB.
 package vhdx
