@@ -312,7 +312,8 @@ func sameRun(first, e uint32, dist int64) bool {
 }
 
 // Extents reports data blocks as Data, 0xFFFFFFFE blocks as Zero and
-// 0xFFFFFFFF blocks as Unallocated.
+// 0xFFFFFFFF blocks as Unallocated in a differencing image (they show the
+// parent) and as Zero otherwise (they read as zeros, as qemu's map says).
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	if off < 0 {
 		return nil, fmt.Errorf("%s: negative offset %d", img.name, off)
@@ -331,8 +332,10 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 		e := img.bmap[b]
 		x := formats.Extent{Offset: cur, Length: next - cur, HostOffset: -1}
 		switch {
-		case e == blockFree:
+		case e == blockFree && img.parent != nil:
 			x.Kind = formats.Unallocated
+		case e == blockFree:
+			x.Kind = formats.Zero
 		case e == blockZero:
 			x.Kind = formats.Zero
 		case e >= img.hdr.Blocks:
