@@ -380,3 +380,58 @@ func TestMeasure(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentDifferencingWrites: goroutines writing disjoint sectors of
+// the same blocks of a differencing disk, while the first write of each
+// block copies the parent's data in.
+func TestConcurrentDifferencingWrites(t *testing.T) {
+	dir := t.TempDir()
+	const size = 4 << 20
+	basePath := filepath.Join(dir, "base.vhdx")
+	base := create(t, basePath, size, "block_size=1M")
+	want := make([]byte, size)
+	for i := range want {
+		want[i] = byte(i*7 + 1)
+	}
+	if _, err := base.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := base.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx")
+	f, _ := os.Create(filepath.Join(dir, "child.vhdx"))
+	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: filepath.Join(dir, "child.vhdx"), Options: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			// Every 8th 4 KiB sector of the first three blocks, skipping some.
+			for off := int64(g) * 4096; off < 3<<20; off += 8 * 4096 {
+				if (off/4096)%3 == 0 {
+					continue
+				}
+				if _, err := c.WriteAt(filled(4096, byte(g+0x80)), off); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	for off := int64(0); off < 3<<20; off += 4096 {
+		if (off/4096)%3 != 0 {
+			copy(want[off:], filled(4096, byte((off/4096)%8+0x80)))
+		}
+	}
+	if got := readAll(t, c); !bytes.Equal(got, want) {
+		t.Fatal("content differs")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
