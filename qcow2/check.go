@@ -555,7 +555,7 @@ func (img *Image) repair(s *scan, opts formats.CheckOptions) error {
 			w.reftableDty = true
 		}
 	}
-	n := max(int64(len(s.refs)), int64(len(w.refcounts)))
+	n := max(int64(len(s.refs)), w.refcounts.len())
 	for cl := int64(0); cl < n; cl++ {
 		have, want := w.refcount(cl), s.ref(cl)
 		if have == want || (!opts.RepairAll && have < want) {
@@ -573,7 +573,7 @@ func (img *Image) repair(s *scan, opts formats.CheckOptions) error {
 		}
 	}
 	if opts.RepairAll {
-		for b := range int64(len(w.refcounts))/w.rcPerBlock + 1 {
+		for b := range w.refcounts.len()/w.rcPerBlock + 1 {
 			w.dirtyBlocks[b] = true
 			if err := img.ensureBlock(b); err != nil {
 				return err

@@ -24,6 +24,8 @@
 // repair. Refused by name: encryption (AES, LUKS), unknown incompatible
 // features, writing with an external data file, snapshot creation.
 //
-// A writable image keeps its refcounts and touched L2 tables in memory and
-// writes metadata at Flush, so an image is only consistent after Flush.
+// A writable image keeps its refcounts in memory (2 bytes per host cluster)
+// and its changed L2 tables in the bounded L2 cache (written back when
+// evicted), and writes the remaining metadata at Flush: an image is only
+// consistent after Flush. Allocation appends to the file.
 package qcow2

@@ -8,12 +8,12 @@ import (
 )
 
 // writer is the state of a writable image: every refcount is kept in memory
-// (one counter per host cluster) and the metadata touched since the last
-// Flush (L2 tables, L1, refcount blocks and table, header) is written at
-// Flush. Allocation only appends at fileEnd, so it never has to search for
+// (one counter per host cluster) and the metadata changed since the last
+// Flush (L2 tables still cached, L1, refcount blocks and table, header) is
+// written at Flush. Allocation only appends at fileEnd, so it never has to search for
 // free clusters; clusters freed by rewrites stay in the file with refcount 0.
 type writer struct {
-	refcounts   []uint64 // per host cluster
+	refcounts   refStore // per host cluster
 	refBits     uint     // refcount_bits
 	maxRef      uint64
 	rcPerBlock  int64 // refcount entries per refcount block
@@ -69,7 +69,7 @@ func (img *Image) startWriter() error {
 		if err != nil {
 			return err
 		}
-		w.refcounts = refs
+		w.refcounts = newRefStore(refs)
 		for b := range int64(len(refs))/w.rcPerBlock + 1 {
 			w.dirtyBlocks[b] = true
 		}
@@ -77,7 +77,8 @@ func (img *Image) startWriter() error {
 		w.hdrDirty = true
 		return nil
 	}
-	w.refcounts, err = img.readRefcounts(rt, w.fileEnd/img.clusterSize)
+	counts, err := img.readRefcounts(rt, w.fileEnd/img.clusterSize)
+	w.refcounts = newRefStore(counts)
 	return err
 }
 
@@ -164,25 +165,20 @@ func (img *Image) allocClusters(n int64) (int64, error) {
 // creating the refcount block that covers it when needed.
 func (img *Image) addRef(cl, delta int64) error {
 	w := img.w
-	if delta < 0 && (cl < 0 || cl >= int64(len(w.refcounts))) {
+	if delta < 0 && (cl < 0 || cl >= w.refcounts.len()) {
 		return formats.Corruptf(img.name, "refcount", -1, "freeing cluster %d that has no refcount", cl)
 	}
-	if cl >= int64(len(w.refcounts)) {
-		if cl > w.fileEnd/img.clusterSize+maxBeyondEOF {
-			return formats.Corruptf(img.name, "refcount", -1, "cluster %d is far past the end of the file", cl)
-		}
-		grown := make([]uint64, max(cl+1, int64(len(w.refcounts))*5/4+64))
-		copy(grown, w.refcounts)
-		w.refcounts = grown
+	if cl >= w.refcounts.len() && cl > w.fileEnd/img.clusterSize+maxBeyondEOF {
+		return formats.Corruptf(img.name, "refcount", -1, "cluster %d is far past the end of the file", cl)
 	}
-	v := w.refcounts[cl]
+	v := w.refcounts.get(cl)
 	switch {
 	case delta < 0 && v < uint64(-delta):
 		return formats.Corruptf(img.name, "refcount", cl*img.clusterSize, "refcount of cluster %d would drop below zero", cl)
 	case delta > 0 && w.maxRef-v < uint64(delta):
 		return formats.Limitf(img.name, "refcount", cl*img.clusterSize, "refcount of cluster %d would exceed %d", cl, w.maxRef)
 	}
-	w.refcounts[cl] = uint64(int64(v) + delta)
+	w.refcounts.set(cl, uint64(int64(v)+delta))
 	blk := cl / w.rcPerBlock
 	w.dirtyBlocks[blk] = true
 	return img.ensureBlock(blk)
@@ -242,10 +238,7 @@ func (img *Image) growReftable(minEntries int64) error {
 
 // refcount returns the refcount of host cluster cl.
 func (w *writer) refcount(cl int64) uint64 {
-	if cl < 0 || cl >= int64(len(w.refcounts)) {
-		return 0
-	}
-	return w.refcounts[cl]
+	return w.refcounts.get(cl)
 }
 
 // encodeBlock renders refcount block blk.
@@ -253,9 +246,54 @@ func (img *Image) encodeBlock(blk int64, buf []byte) {
 	w := img.w
 	clear(buf)
 	first := blk * w.rcPerBlock
-	for i := int64(0); i < w.rcPerBlock && first+i < int64(len(w.refcounts)); i++ {
-		if v := w.refcounts[first+i]; v != 0 {
+	for i := int64(0); i < w.rcPerBlock && first+i < w.refcounts.len(); i++ {
+		if v := w.refcounts.get(first + i); v != 0 {
 			setRefcount(buf, i, w.refBits, v)
 		}
 	}
+}
+
+// refStore holds one refcount per host cluster in 16 bits, with the rare
+// larger values aside, so a writer needs 2 bytes per host cluster.
+type refStore struct {
+	small []uint16
+	big   map[int64]uint64 // values >= 0xffff
+}
+
+func newRefStore(counts []uint64) refStore {
+	r := refStore{small: make([]uint16, len(counts))}
+	for i, v := range counts {
+		r.set(int64(i), v)
+	}
+	return r
+}
+
+func (r *refStore) len() int64 { return int64(len(r.small)) }
+
+func (r *refStore) get(cl int64) uint64 {
+	if cl < 0 || cl >= int64(len(r.small)) {
+		return 0
+	}
+	if v := r.small[cl]; v != 0xffff {
+		return uint64(v)
+	}
+	return r.big[cl]
+}
+
+func (r *refStore) set(cl int64, v uint64) {
+	if cl >= int64(len(r.small)) {
+		grown := make([]uint16, max(cl+1, int64(len(r.small))*5/4+64))
+		copy(grown, r.small)
+		r.small = grown
+	}
+	if v < 0xffff {
+		r.small[cl] = uint16(v)
+		delete(r.big, cl)
+		return
+	}
+	if r.big == nil {
+		r.big = map[int64]uint64{}
+	}
+	r.small[cl] = 0xffff
+	r.big[cl] = v
 }

@@ -181,3 +181,17 @@ func TestDirtyImageWritable(t *testing.T) {
 	os.WriteFile(raw, want, 0o644)
 	qemutest.RequireSame(t, "qcow2", path, "raw", raw)
 }
+
+func TestRefStore(t *testing.T) {
+	r := newRefStore([]uint64{0, 1, 0xfffe, 0xffff, 1 << 40})
+	for i, want := range []uint64{0, 1, 0xfffe, 0xffff, 1 << 40, 0} {
+		if got := r.get(int64(i)); got != want {
+			t.Fatalf("entry %d: %d, want %d", i, got, want)
+		}
+	}
+	r.set(3, 2)
+	r.set(100, 1<<63)
+	if r.get(3) != 2 || r.get(100) != 1<<63 || r.get(99) != 0 || len(r.big) != 2 {
+		t.Fatalf("after set: %d %d %v", r.get(3), r.get(100), r.big)
+	}
+}
