@@ -31,6 +31,9 @@ func measure(req formats.MeasureRequest) (formats.Measurement, error) {
 	m := formats.Measurement{Required: full - virtual + required, FullyAllocated: full, Bitmaps: -1}
 	if p.version >= 3 && req.Source != nil && req.Source.Format() == Name {
 		m.Bitmaps = 0
+		if src, ok := req.Source.(*Image); ok {
+			m.Bitmaps = bitmapsSize(src, cs)
+		}
 	}
 	return m, nil
 }
@@ -96,4 +99,32 @@ func refcountMetadataSize(clusters, cs int64, order uint32) int64 {
 		}
 	}
 	return (blocks + table) * cs
+}
+
+// bitmapsSize is qemu's estimate of the space the source's persistent
+// bitmaps need in the target: each bitmap fully allocated, its table, and
+// the directory.
+func bitmapsSize(src *Image, cs int64) int64 {
+	var size, dir int64
+	for _, b := range src.bitmapInfo() {
+		obj := b.(formats.Object)
+		var name string
+		var gran int64
+		for _, f := range obj {
+			switch f.Key {
+			case "name":
+				name = f.Value.(string)
+			case "granularity":
+				gran = f.Value.(int64)
+			}
+		}
+		if gran <= 0 {
+			continue
+		}
+		bits := (src.Size() + gran - 1) / gran
+		clusters := ((bits+7)/8 + cs - 1) / cs
+		size += clusters*cs + roundUp(clusters*8, cs)
+		dir += roundUp(24+int64(len(name)), 8)
+	}
+	return size + roundUp(dir, cs)
 }

@@ -21,6 +21,8 @@ func TestMeasureMatchesQemu(t *testing.T) {
 	qemutest.IO(t, "qcow2", src, "write -P 1 0 1M", "write -P 2 10M 100k", "write -z 20M 1M", "write -P 3 63M 4k")
 	rawSrc := filepath.Join(dir, "src.raw")
 	qemutest.Img(t, "convert", "-O", "raw", src, rawSrc)
+	qemutest.Img(t, "bitmap", "--add", "-g", "128k", src, "bm0")
+	qemutest.Img(t, "bitmap", "--add", "-g", "512", src, "a-longer-bitmap-name")
 	for _, opt := range []string{"", "cluster_size=2M", "cluster_size=512", "refcount_bits=1", "extended_l2=on",
 		"compat=0.10", "preallocation=full,cluster_size=2M", "refcount_bits=64,cluster_size=4k"} {
 		for _, source := range []string{"", src, rawSrc} {
