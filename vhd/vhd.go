@@ -437,8 +437,9 @@ func bitSet(bm []byte, sec int64) bool { return bm[sec/8]&(0x80>>(sec%8)) != 0 }
 func setBit(bm []byte, sec int64) { bm[sec/8] |= 0x80 >> (sec % 8) }
 
 // Extents reports the allocation of [off, off+length): allocated blocks are
-// Data, unallocated blocks Unallocated (zeros, or the parent's bytes); in a
-// differencing disk, sectors whose bitmap bit is clear are Unallocated.
+// Data; unallocated blocks are Zero in a standalone disk (they read as
+// zeros, as qemu's map says) and Unallocated in a differencing disk (they
+// show the parent), as are its sectors whose bitmap bit is clear.
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	length = min(length, img.size-off)
 	if length <= 0 || off < 0 {
@@ -467,7 +468,11 @@ func (img *Image) blockExtents(blk int, in, n int64) ([]formats.Extent, error) {
 	defer img.mu.RUnlock()
 	e := img.bat[blk]
 	if e == batUnused {
-		return []formats.Extent{{Offset: virt + in, Length: n, Kind: formats.Unallocated, HostOffset: -1}}, nil
+		kind := formats.Zero
+		if img.differencing() {
+			kind = formats.Unallocated
+		}
+		return []formats.Extent{{Offset: virt + in, Length: n, Kind: kind, HostOffset: -1}}, nil
 	}
 	if !img.differencing() {
 		return []formats.Extent{{Offset: virt + in, Length: n, Kind: formats.Data, HostOffset: img.dataOff(e, in)}}, nil

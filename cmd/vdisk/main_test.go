@@ -305,3 +305,45 @@ func TestSignalLeavesNoOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputsMatchQemuPerFormat: for images qemu-img makes, vdisk's map
+// and info print what qemu-img prints, except where vdisk says more on
+// purpose: VHD and VDI info add format-specific data; VHDX map reports the
+// BAT (qemu: all data); flat VMDK holes are zero without data (qemu: both).
+func TestOutputsMatchQemuPerFormat(t *testing.T) {
+	dir := t.TempDir()
+	base := sparseRaw(t, dir)
+	for _, tc := range []struct {
+		format     string
+		opts       string
+		info, maps bool
+	}{
+		{"qcow2", "", true, true},
+		{"qcow2", "compat=0.10,cluster_size=4k", true, true},
+		{"vmdk", "", true, true},
+		{"vmdk", "subformat=monolithicFlat", true, false},
+		{"vpc", "", false, true},
+		{"vdi", "", false, true},
+	} {
+		path := filepath.Join(dir, "img-"+tc.format+strings.ReplaceAll(tc.opts, ",", "_"))
+		args := []string{"convert", "-O", tc.format}
+		if tc.opts != "" {
+			args = append(args, "-o", tc.opts)
+		}
+		qemutest.Img(t, append(args, base, path)...)
+		var checks [][]string
+		if tc.maps {
+			checks = append(checks, []string{"map", "--output=json", path})
+		}
+		if tc.info {
+			checks = append(checks, []string{"info", "--output=json", path}, []string{"info", path})
+		}
+		for _, c := range checks {
+			want := qemutest.Img(t, c...)
+			got, stderr, code := vdisk(t, c...)
+			if code != 0 || got != want {
+				t.Errorf("%s %s: vdisk %s: exit %d %s\n got: %s\nwant: %s", tc.format, tc.opts, c[0], code, stderr, got, want)
+			}
+		}
+	}
+}
