@@ -180,8 +180,7 @@ func Detect(f File) (*Driver, error) {
 }
 
 func detect(name string, in ProbeInput, ds []*Driver) (*Driver, error) {
-	var best *Driver
-	bestScore, ties := 0, []string{}
+	bestScore, ties := 0, []*Driver{}
 	for _, d := range ds {
 		if d.Probe == nil {
 			continue
@@ -189,19 +188,28 @@ func detect(name string, in ProbeInput, ds []*Driver) (*Driver, error) {
 		score := d.Probe(in)
 		switch {
 		case score > bestScore:
-			best, bestScore, ties = d, score, []string{d.Name}
+			bestScore, ties = score, []*Driver{d}
 		case score == bestScore && score >= ProbeWeak:
-			ties = append(ties, d.Name)
+			ties = append(ties, d)
 		}
 	}
-	if best == nil {
+	if len(ties) == 0 {
 		return nil, fmt.Errorf("%s: %w: no driver recognises the content", name, ErrUnknownFormat)
 	}
-	if len(ties) > 1 {
-		return nil, &Error{File: name, Offset: -1, Kind: ErrFormatMismatch,
-			Msg: "content matches several formats: " + strings.Join(ties, ", ")}
+	// A disk image holding an ISO 9660 file system matches both; the
+	// container is the format, the file system its content.
+	if containers := slices.DeleteFunc(slices.Clone(ties), func(d *Driver) bool { return d.RawCompatible }); len(containers) > 0 {
+		ties = containers
 	}
-	return best, nil
+	if len(ties) > 1 {
+		var names []string
+		for _, d := range ties {
+			names = append(names, d.Name)
+		}
+		return nil, &Error{File: name, Offset: -1, Kind: ErrFormatMismatch,
+			Msg: "content matches several formats: " + strings.Join(names, ", ")}
+	}
+	return ties[0], nil
 }
 
 // Open opens the image at path (a regular file or, read-only, a block device).

@@ -54,7 +54,7 @@ func TestDetect(t *testing.T) {
 		{"iso", iso, "iso", nil},
 		{"mbr", append(make([]byte, 510), 0x55, 0xaa), "raw", nil},
 		{"empty", nil, "raw", nil},
-		{"iso-with-qcow2-header", both, "", ErrFormatMismatch},
+		{"iso-in-qcow2", both, "qcow2", nil},
 	} {
 		d, err := detect(tc.name, ProbeInput{Header: tc.header, Size: int64(len(tc.header))}, testDrivers())
 		if tc.wantErr != nil {
@@ -66,6 +66,14 @@ func TestDetect(t *testing.T) {
 		if err != nil || d.Name != tc.want {
 			t.Errorf("%s: got %v, %v; want %s", tc.name, d, err, tc.want)
 		}
+	}
+}
+
+func TestDetectAmbiguous(t *testing.T) {
+	ds := append(testDrivers(), &Driver{Name: "impostor", Probe: probeMagic(0, "QFI", ProbeCertain)})
+	_, err := detect("x", ProbeInput{Header: []byte("QFI\xfb")}, ds)
+	if !errors.Is(err, ErrFormatMismatch) {
+		t.Fatalf("two formats matching: err = %v, want ErrFormatMismatch", err)
 	}
 }
 

@@ -41,9 +41,10 @@ func exitWith(code int, err error) error { return &exitError{code: code, err: er
 
 // globals are flags shared by subcommands.
 type globals struct {
-	references string
-	parents    []string
-	quiet      bool
+	references  string
+	parents     []string
+	quiet       bool
+	forceFormat bool
 }
 
 func (g *globals) openOptions(format string) (formats.OpenOptions, error) {
@@ -51,7 +52,8 @@ func (g *globals) openOptions(format string) (formats.OpenOptions, error) {
 	if err != nil {
 		return formats.OpenOptions{}, err
 	}
-	return formats.OpenOptions{Format: format, Resolver: &formats.Resolver{Policy: pol}, Parents: g.parents}, nil
+	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "",
+		Resolver: &formats.Resolver{Policy: pol}, Parents: g.parents}, nil
 }
 
 // open opens an image with the global reference policy; edit adjusts the
@@ -82,6 +84,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		"which files an image may name: safe (relative, inside its directory), strict (none) or any")
 	root.PersistentFlags().StringArrayVar(&g.parents, "parent", nil,
 		"parent image for a differencing image that names its parent only by UUID (VDI)")
+	root.PersistentFlags().BoolVar(&g.forceFormat, "force-format", false,
+		"open images as -f says even when their content looks like another format")
 	root.AddCommand(
 		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),

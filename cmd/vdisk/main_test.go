@@ -347,3 +347,28 @@ func TestOutputsMatchQemuPerFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestExplicitFormatContradicted: -f raw on a fixed VHD is refused (naming
+// both formats) unless --force-format; a fixed VHD holding an ISO is a VHD.
+func TestExplicitFormatContradicted(t *testing.T) {
+	dir := t.TempDir()
+	vhd := filepath.Join(dir, "f.vhd")
+	qemutest.Img(t, "create", "-q", "-f", "vpc", "-o", "subformat=fixed", vhd, "8M")
+	_, stderr, code := vdisk(t, "info", "-f", "raw", vhd)
+	if code != 1 || !strings.Contains(stderr, `"raw"`) || !strings.Contains(stderr, "vpc") {
+		t.Errorf("-f raw on a VHD: exit %d %q", code, stderr)
+	}
+	out, stderr, code := vdisk(t, "info", "--force-format", "-f", "raw", vhd)
+	if code != 0 || !strings.Contains(out, "file format: raw") {
+		t.Errorf("--force-format: exit %d %q %q", code, out, stderr)
+	}
+	iso := filepath.Join(dir, "t.iso")
+	qemutest.Exec(t, "xorriso", "-as", "mkisofs", "-quiet", "-o", iso, dir)
+	isoVHD := filepath.Join(dir, "iso.vhd")
+	if _, stderr, code := vdisk(t, "convert", "-O", "vpc", "-o", "subformat=fixed", iso, isoVHD); code != 0 {
+		t.Fatalf("iso to fixed vhd: %d %s", code, stderr)
+	}
+	if out, stderr, code := vdisk(t, "info", isoVHD); code != 0 || !strings.Contains(out, "file format: vpc") {
+		t.Errorf("fixed VHD holding an ISO: exit %d %q %q", code, out, stderr)
+	}
+}
