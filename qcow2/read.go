@@ -64,7 +64,11 @@ func (img *Image) l2(off int64) ([]uint64, error) {
 	if off%img.clusterSize != 0 {
 		return nil, formats.Corruptf(img.name, "L2 table", off, "offset is not cluster aligned")
 	}
-	if img.w == nil && off+img.clusterSize > img.fileEnd {
+	end := img.fileEnd
+	if img.w != nil {
+		end = img.w.fileEnd
+	}
+	if off+img.clusterSize > end {
 		return nil, formats.Corruptf(img.name, "L2 table", off, "past the end of the file")
 	}
 	buf := make([]byte, img.clusterSize)
@@ -216,7 +220,11 @@ func (img *Image) checkHost(vc, host int64) error {
 	if host%img.clusterSize != 0 {
 		return formats.Corruptf(img.name, "L2 table", -1, "cluster %d: host offset %#x is not cluster aligned", vc, host)
 	}
-	if img.dataName == "" && img.w == nil && host >= img.fileEnd {
+	end := img.fileEnd
+	if img.w != nil {
+		end = img.w.fileEnd
+	}
+	if img.dataName == "" && host >= end {
 		return formats.Corruptf(img.name, "L2 table", -1, "cluster %d: host offset %#x is past the end of the file", vc, host)
 	}
 	return nil

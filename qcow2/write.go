@@ -79,6 +79,9 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 		}
 		switch {
 		case img.inPlace(entry, bitmap):
+			if err := img.checkHost(vc, int64(entry&offsetMask)); err != nil {
+				return nil, err
+			}
 			writes = append(writes, hostWrite{host: int64(entry&offsetMask) + pos - base, buf: chunk})
 		case pos == base && cEnd == min(base+cs, img.size) || img.readsZero(entry, bitmap):
 			// Fully written, or all zeros before: a new cluster needs no
