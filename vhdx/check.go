@@ -88,43 +88,60 @@ func (img *Image) updateHeaders(h header) error {
 
 // checkBlocks reports blocks that end past the end of the file and blocks
 // that overlap one another (Open already refused bad states, blocks outside
-// the file and blocks overlapping the metadata structures).
+// the file and blocks overlapping the metadata structures). Each allocated
+// block costs 8 bytes: its MiB offset and BAT index packed together.
 func (img *Image) checkBlocks(ctx context.Context, rep *formats.CheckReport) error {
 	img.mu.RLock()
 	defer img.mu.RUnlock()
-	type block struct{ off, len, index int64 }
-	var blocks []block
+	var blocks []uint64 // offset in MiB << 32 | BAT index
 	for i, e := range img.bat {
 		if i%(1<<16) == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		length := img.blockSize
-		switch st := batState(e); {
-		case img.isBitmapIndex(int64(i)):
-			if st != bitmapPresent {
-				continue
-			}
-			length = bitmapBlockSize
-		case st != payloadFull && st != payloadPartial:
+		if !img.allocated(int64(i), e) {
 			continue
 		}
-		b := block{batOffset(e), length, int64(i)}
-		blocks = append(blocks, b)
-		if b.off+b.len > img.fileSize {
+		off, length := batOffset(e), img.blockLen(int64(i))
+		if off/mib > 1<<32-1 { // unreachable for a file Open accepted
+			rep.Corruptions++
+			continue
+		}
+		blocks = append(blocks, uint64(off/mib)<<32|uint64(i))
+		if off+length > img.fileSize {
 			rep.Corruptions++
 			rep.Messages = append(rep.Messages, fmt.Sprintf(
-				"VHDX BAT entry %d: block at %d+%d ends past the end of the %d-byte file (truncated image?)", i, b.off, b.len, img.fileSize))
+				"VHDX BAT entry %d: block at %d+%d ends past the end of the %d-byte file (truncated image?)", i, off, length, img.fileSize))
 		}
 	}
-	slices.SortFunc(blocks, func(a, b block) int { return int(min(max(a.off-b.off, -1), 1)) })
-	for i := 1; i < len(blocks); i++ {
-		if prev, cur := blocks[i-1], blocks[i]; prev.off+prev.len > cur.off {
+	slices.Sort(blocks)
+	for k := 1; k < len(blocks); k++ {
+		prevIdx, curIdx := int64(blocks[k-1]&(1<<32-1)), int64(blocks[k]&(1<<32-1))
+		prevOff, curOff := int64(blocks[k-1]>>32)*mib, int64(blocks[k]>>32)*mib
+		if prevOff+img.blockLen(prevIdx) > curOff {
 			rep.Corruptions++
 			rep.Messages = append(rep.Messages, fmt.Sprintf(
-				"VHDX BAT entries %d and %d: blocks at %d and %d overlap", prev.index, cur.index, prev.off, cur.off))
+				"VHDX BAT entries %d and %d: blocks at %d and %d overlap", prevIdx, curIdx, prevOff, curOff))
 		}
 	}
 	return nil
+}
+
+// allocated reports whether BAT entry i (with value e) points at a block
+// in the file.
+func (img *Image) allocated(i int64, e uint64) bool {
+	st := batState(e)
+	if img.isBitmapIndex(i) {
+		return st == bitmapPresent
+	}
+	return st == payloadFull || st == payloadPartial
+}
+
+// blockLen is the size of the block BAT entry i describes.
+func (img *Image) blockLen(i int64) int64 {
+	if img.isBitmapIndex(i) {
+		return bitmapBlockSize
+	}
+	return img.blockSize
 }
