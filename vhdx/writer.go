@@ -11,6 +11,9 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 )
 
+// diffBlockSize is the default block size of a differencing disk.
+const diffBlockSize = 2 * mib
+
 // LogicalSectorOption is vdisk's create option for the logical sector size
 // (qemu always writes 512).
 const LogicalSectorOption = "logical_sector_size"
@@ -160,8 +163,11 @@ func (img *Image) attachParent(req formats.CreateRequest, p createParams) (*Imag
 		return nil, fmt.Errorf("%w: a differencing VHDX must have its parent's size (%d) and logical sector size (%d)",
 			formats.ErrInvalidOption, parent.size, parent.logicalSector)
 	}
-	if p.blockSize == 0 || !req.Options.IsSet("block_size") {
-		img.blockSize = parent.blockSize
+	if !req.Options.IsSet("block_size") || req.Options.Size("block_size") == 0 {
+		// A differencing disk copies the parent's data into a block on the
+		// first partial write: small blocks (Hyper-V's 2 MiB for
+		// differencing disks) keep that cheap.
+		img.blockSize = diffBlockSize
 	}
 	img.hasParent, img.page83, img.physicalSector = true, parent.page83, parent.physicalSector
 	img.parent, img.parentRef = parent, p.backing

@@ -325,8 +325,8 @@ func TestDifferencingOverQemuBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Size() != 16<<20 || c.blockSize != 1<<20 {
-		t.Errorf("child size %d block %d: want the parent's", c.Size(), c.blockSize)
+	if c.Size() != 16<<20 || c.blockSize != diffBlockSize {
+		t.Errorf("child size %d block %d: want the parent's size, 2 MiB blocks", c.Size(), c.blockSize)
 	}
 	if _, err := c.WriteAt(filled(100, 0x21), 4<<20+7); err != nil {
 		t.Fatal(err)
