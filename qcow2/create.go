@@ -82,7 +82,7 @@ func parseParams(name string, o formats.Options) (params, error) {
 	p.refcountOrder = uint32(bits.TrailingZeros64(uint64(rb)))
 	p.prealloc = o.String("preallocation")
 	p.backingFile, p.backingFmt = o.String("backing_file"), o.String("backing_fmt")
-	if p.backingFile != "" && p.prealloc != "off" {
+	if p.backingFile != "" && p.prealloc != "off" && !p.extL2 {
 		return p, bad("backing file and preallocation can only be used at the same time if extended_l2 is on")
 	}
 	return p, nil
@@ -228,8 +228,12 @@ func (img *Image) preallocate(mode string) error {
 	if err != nil {
 		return err
 	}
+	bitmap := uint64(subAllocMask)
+	if img.backing != nil {
+		bitmap = 0 // extended L2: subclusters stay unallocated, the backing file shows
+	}
 	for vc := range clusters {
-		if err := img.setEntry(vc, uint64(dataOff+vc*cs)|oflagCopied, subAllocMask); err != nil {
+		if err := img.setEntry(vc, uint64(dataOff+vc*cs)|oflagCopied, bitmap); err != nil {
 			return err
 		}
 	}

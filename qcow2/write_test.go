@@ -74,7 +74,8 @@ func TestCreateWithBacking(t *testing.T) {
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", base, "3M")
 	qemutest.IO(t, "qcow2", base, "write -P 0x10 0 3M")
 	for i, opt := range []string{"backing_file=base.qcow2,backing_fmt=qcow2", "backing_file=base.qcow2,compat=0.10",
-		"backing_file=base.qcow2,extended_l2=on,cluster_size=16k", "backing_file=base.qcow2,backing_fmt=qcow2,cluster_size=512"} {
+		"backing_file=base.qcow2,extended_l2=on,cluster_size=16k", "backing_file=base.qcow2,backing_fmt=qcow2,cluster_size=512",
+		"backing_file=base.qcow2,extended_l2=on,preallocation=metadata"} {
 		top := filepath.Join(dir, fmt.Sprintf("top%d.qcow2", i))
 		o, err := formats.ParseOptions(createOptions, opt)
 		if err != nil {
