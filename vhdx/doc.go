@@ -24,9 +24,11 @@
 // backing_file) plus logical_sector_size (512 or 4096, which qemu 7.2 cannot
 // open); everything is 1 MiB aligned, the log is empty and the GUIDs are
 // fresh. A new disk never uses the log: metadata is written in place and
-// the image is complete after Flush. A differencing disk copies the parent's
-// data into a block on its first partial write (it writes no
-// PARTIALLY_PRESENT blocks). Existing images are never opened for writing.
+// the image is complete after Flush. A differencing disk (2 MiB blocks by
+// default) stores a block written whole as FULLY_PRESENT and a block written
+// in part as PARTIALLY_PRESENT with its sectors marked in the chunk's
+// sector bitmap, so the rest still reads from the parent. Existing images
+// are never opened for writing.
 //
 // Refused by name (ErrUnsupported): header version other than 1, log
 // version other than 0, unknown regions or metadata items flagged required,

@@ -329,11 +329,16 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	for done < len(p) {
 		blk, in := off/w.blockSize, off%w.blockSize
 		n := int(min(int64(len(p)-done), w.blockSize-in))
-		host, err := w.blockForWrite(blk, in, int64(n))
+		host, partial, err := w.blockForWrite(blk, in, int64(n))
 		if err != nil {
 			return done, err
 		}
-		if _, err := w.f.WriteAt(p[done:done+n], host+in); err != nil {
+		if partial {
+			err = w.writePartial(p[done:done+n], blk, in, host)
+		} else {
+			_, err = w.f.WriteAt(p[done:done+n], host+in)
+		}
+		if err != nil {
 			return done, err
 		}
 		done += n
@@ -342,33 +347,40 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	return done, nil
 }
 
-// blockForWrite returns the file offset of block blk, allocating it (and,
-// in a differencing disk, copying the parent's data around [in, in+n)) the
-// first time, and records that [in, in+n) is being written.
-func (w *Writer) blockForWrite(blk, in, n int64) (int64, error) {
-	if e := w.entry(blk); batState(e) == payloadFull {
+// blockForWrite returns the file offset of block blk, allocating it the
+// first time, and records that [in, in+n) is being written. partial is true
+// for a PARTIALLY_PRESENT block of a differencing disk: a write covering
+// less than a whole NOT_PRESENT block makes one, and then only the sectors
+// written are this file's (writePartial); the others still read from the
+// parent.
+func (w *Writer) blockForWrite(blk, in, n int64) (host int64, partial bool, err error) {
+	switch e := w.entry(blk); batState(e) {
+	case payloadFull:
 		w.markWritten(blk, in+n)
-		return batOffset(e), nil
+		return batOffset(e), false, nil
+	case payloadPartial:
+		return batOffset(e), true, nil
 	}
 	w.allocMu.Lock()
 	defer w.allocMu.Unlock()
-	if e := w.entry(blk); batState(e) == payloadFull {
+	switch e := w.entry(blk); batState(e) {
+	case payloadFull:
 		w.writtenEnd[blk] = max(w.writtenEnd[blk], uint32(in+n))
-		return batOffset(e), nil
-	}
-	host := w.fileEnd
-	w.fileEnd += w.blockSize
-	old := batState(w.entry(blk))
-	end := in + n
-	if w.hasParent && old == payloadNotPres {
-		if err := w.copyParent(blk, host, in, n); err != nil {
-			return 0, err
+		return batOffset(e), false, nil
+	case payloadPartial:
+		return batOffset(e), true, nil
+	case payloadNotPres:
+		whole := in == 0 && n == min(w.blockSize, w.size-blk*w.blockSize)
+		if w.hasParent && !whole {
+			host, err := w.allocPartial(blk)
+			return host, true, err
 		}
-		end = w.blockSize
 	}
-	w.writtenEnd[blk] = uint32(end)
+	host = w.fileEnd
+	w.fileEnd += w.blockSize
+	w.writtenEnd[blk] = uint32(in + n)
 	w.setEntry(w.batIndex(blk), batEntry(payloadFull, uint64(host)))
-	return host, nil
+	return host, false, nil
 }
 
 func (w *Writer) markWritten(blk, end int64) {
@@ -383,28 +395,6 @@ func (w *Writer) freshFrom(blk int64) int64 {
 	w.allocMu.Lock()
 	defer w.allocMu.Unlock()
 	return int64(w.writtenEnd[blk])
-}
-
-// copyParent copies the parent's content of block blk outside [in, in+n)
-// into the new block at host.
-func (w *Writer) copyParent(blk, host, in, n int64) error {
-	buf := make([]byte, min(w.blockSize, 1*mib))
-	base := blk * w.blockSize
-	for _, r := range [][2]int64{{0, in}, {in + n, w.blockSize}} {
-		for pos := r[0]; pos < r[1]; {
-			c := min(r[1]-pos, int64(len(buf)))
-			if err := formats.ReadBacking(w.Backing(), buf[:c], base+pos); err != nil {
-				return err
-			}
-			if !isZero(buf[:c]) {
-				if _, err := w.f.WriteAt(buf[:c], host+pos); err != nil {
-					return err
-				}
-			}
-			pos += c
-		}
-	}
-	return nil
 }
 
 func isZero(b []byte) bool {

@@ -2,6 +2,7 @@ package vhdx
 
 import (
 	"bytes"
+	"context"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"math/rand"
 	"os"
@@ -433,5 +434,87 @@ func TestConcurrentDifferencingWrites(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPartialBlockWrites: small and unaligned writes into a differencing
+// disk make PARTIALLY_PRESENT blocks (only written sectors stored, the rest
+// from the parent), also when goroutines write disjoint bytes of the same
+// sectors at once.
+func TestPartialBlockWrites(t *testing.T) {
+	for _, sector := range []string{"512", "4096"} {
+		t.Run(sector, func(t *testing.T) {
+			dir := t.TempDir()
+			const size = 6 << 20
+			basePath := filepath.Join(dir, "base.vhdx")
+			base := create(t, basePath, size, "block_size=1M,logical_sector_size="+sector)
+			want := make([]byte, size)
+			for i := range want {
+				want[i] = byte(i*13 + 5)
+			}
+			if _, err := base.WriteAt(want, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := base.Close(); err != nil {
+				t.Fatal(err)
+			}
+			childPath := filepath.Join(dir, "child.vhdx")
+			o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx,logical_sector_size="+sector)
+			f, _ := os.Create(childPath)
+			c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 8 goroutines interleave 100-byte pieces over [1 MiB, 1 MiB+64 KiB).
+			var wg sync.WaitGroup
+			const from, span, piece = 1<<20 + 3, 64 << 10, 100
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func(g int) {
+					defer wg.Done()
+					for off := int64(from + g*piece); off+piece <= from+span; off += 8 * piece {
+						if _, err := c.WriteAt(filled(piece, byte(0xa0+g)), off); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}(g)
+			}
+			wg.Wait()
+			for off := int64(from); off+piece <= from+span; off += piece {
+				copy(want[off:], filled(piece, byte(0xa0+(off-from)/piece%8)))
+			}
+			// One aligned sector run and a whole block.
+			if _, err := c.WriteAt(filled(8192, 0xee), 4<<20+8192); err != nil {
+				t.Fatal(err)
+			}
+			copy(want[4<<20+8192:], filled(8192, 0xee))
+			if _, err := c.WriteAt(filled(2<<20, 0xdd), 2<<20); err != nil {
+				t.Fatal(err)
+			}
+			copy(want[2<<20:], filled(2<<20, 0xdd))
+			if got := readAll(t, c); !bytes.Equal(got, want) {
+				t.Fatal("content differs before close")
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			img := openPath(t, childPath, formats.OpenOptions{})
+			defer img.Close()
+			if got := readAll(t, img); !bytes.Equal(got, want) {
+				t.Fatal("content differs after reopening")
+			}
+			if st := batState(img.entry(0)); st != payloadPartial {
+				t.Errorf("block 0 state %d, want PARTIALLY_PRESENT", st)
+			}
+			if st := batState(img.entry(1)); st != payloadFull {
+				t.Errorf("block 1 (written whole) state %d, want FULLY_PRESENT", st)
+			}
+			rep, err := img.Check(context.Background(), formats.CheckOptions{})
+			if err != nil || rep.Corruptions != 0 {
+				t.Fatalf("check: %+v %v", rep, err)
+			}
+			requireVhdiinfo(t, childPath)
+		})
 	}
 }
