@@ -426,3 +426,42 @@ func TestBitmapSlots(t *testing.T) {
 		t.Errorf("bitmap block past the end of the file: %v", err)
 	}
 }
+
+// TestParentLoop: a disk naming itself as its parent (with matching
+// linkage) stops at the chain depth limit.
+func TestParentLoop(t *testing.T) {
+	dir := t.TempDir()
+	basePath := filepath.Join(dir, "base.vhdx")
+	w := create(t, basePath, 4<<20, "")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	loopPath := filepath.Join(dir, "loop.vhdx")
+	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx")
+	f, _ := os.Create(loopPath)
+	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: loopPath, Options: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := c.hdr.DataWriteGUID
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(loopPath)
+	pl := parentLocator{Keys: []string{"parent_linkage", "relative_path"}, Values: map[string]string{
+		"parent_linkage": "{" + own.String() + "}", "relative_path": "loop.vhdx"}}
+	loc := metaItem(b, itemParentLoc)
+	enc := pl.encode()
+	if len(enc) > len(loc) {
+		t.Fatalf("locator grew: %d > %d", len(enc), len(loc))
+	}
+	clear(loc)
+	copy(loc, enc)
+	if err := os.WriteFile(loopPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = formats.Open(loopPath, formats.OpenOptions{Limits: formats.Limits{MaxChainDepth: 8}})
+	if !errors.Is(err, formats.ErrLimit) {
+		t.Fatalf("got %v, want a chain depth limit error", err)
+	}
+}
