@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"github.com/vdiskio/vdisk/formats"
 	"hash/crc32"
 	"testing"
 
@@ -174,5 +175,25 @@ func TestBATEntry(t *testing.T) {
 	img.hasParent = true
 	if img.batEntries() != 15 {
 		t.Errorf("differencing batEntries %d, want 15", img.batEntries())
+	}
+}
+
+func TestProbeAndInfo(t *testing.T) {
+	b := memImage(t, 8<<20, "block_size=2M", nil)
+	if got := probe(formats.ProbeInput{Header: b[:4096], Size: int64(len(b))}); got != formats.ProbeCertain {
+		t.Errorf("probe %d", got)
+	}
+	if got := probe(formats.ProbeInput{Header: []byte("conectix"), Size: 512}); got != formats.ProbeNone {
+		t.Errorf("probe of a VHD footer %d", got)
+	}
+	img, err := openBytes(b, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(formats.Info{ClusterSize: 2 << 20}, img.Info()); diff != "" {
+		t.Errorf("info (-want +got):\n%s", diff)
+	}
+	if img.Backing() != nil || img.BackingName() != "" || img.BackingFormat() != "" || img.Format() != "vhdx" {
+		t.Errorf("standalone disk reports a backing file")
 	}
 }
