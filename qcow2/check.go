@@ -380,29 +380,50 @@ func (r *refReader) get(cl int64) uint64 {
 // check, with the fixed counters of the first.
 func (img *Image) Check(ctx context.Context, opts formats.CheckOptions) (*formats.CheckReport, error) {
 	fix := opts.RepairLeaks || opts.RepairAll
-	if fix && (img.w == nil || img.readOnly) {
+	if fix && img.w == nil {
 		return nil, fmt.Errorf("%s: repairing needs the image opened read-write: %w", img.name, formats.ErrReadOnly)
 	}
 	if err := img.Flush(); err != nil {
 		return nil, err
 	}
 	rep, s, err := img.checkPass(opts)
-	if err != nil || !fix || rep.LeaksFixed+rep.CorruptionsFixed == 0 {
-		return rep, err
-	}
-	if err := img.repair(s, opts); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	final, _, err := img.checkPass(formats.CheckOptions{})
 	if err != nil {
 		return nil, err
 	}
-	final.LeaksFixed, final.CorruptionsFixed = rep.LeaksFixed, rep.CorruptionsFixed
-	final.Messages = append(rep.Messages, final.Messages...)
-	return final, nil
+	if fix && rep.LeaksFixed+rep.CorruptionsFixed > 0 {
+		if err := img.repair(s, opts); err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		final, _, err := img.checkPass(formats.CheckOptions{})
+		if err != nil {
+			return nil, err
+		}
+		final.LeaksFixed, final.CorruptionsFixed = rep.LeaksFixed, rep.CorruptionsFixed
+		final.Messages = append(rep.Messages, final.Messages...)
+		rep = final
+	}
+	if fix && rep.Corruptions == 0 && rep.CheckErrors == 0 {
+		err = img.markConsistent()
+	}
+	return rep, err
+}
+
+// markConsistent clears the dirty and corrupt bits after a successful
+// check with repairs allowed, as qemu does: the image may be written again.
+func (img *Image) markConsistent() error {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.hdr.IncompatibleFeatures&(incompatDirty|incompatCorrupt) == 0 {
+		return nil
+	}
+	img.hdr.IncompatibleFeatures &^= incompatDirty | incompatCorrupt
+	img.corruptBit = false
+	img.readOnly = false
+	img.w.hdrDirty = true
+	return img.flushLocked()
 }
 
 // checkPass compares references with refcounts once; with repair options

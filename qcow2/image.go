@@ -197,10 +197,8 @@ func (img *Image) load(opts formats.OpenOptions, cluster0 []byte) error {
 	}
 	img.l1 = l1
 	img.cache = newL2Cache(img.limits.CacheBytes / img.clusterSize)
-	img.readOnly = !opts.Writable || img.snapshotIndex >= 0
-	if opts.Writable && img.corruptBit {
-		return fmt.Errorf("%s: image is corrupt (corrupt bit set); it can only be opened read-only: %w", img.name, formats.ErrReadOnly)
-	}
+	// A corrupt image opened writable only accepts repairs (check -r).
+	img.readOnly = !opts.Writable || img.snapshotIndex >= 0 || img.corruptBit
 	if err := img.openDataFile(opts); err != nil {
 		return err
 	}
@@ -218,7 +216,7 @@ func (img *Image) load(opts formats.OpenOptions, cluster0 []byte) error {
 			img.backingFmt = b.Format()
 		}
 	}
-	if opts.Writable && !img.readOnly {
+	if opts.Writable && img.snapshotIndex < 0 {
 		return img.startWriter()
 	}
 	return nil

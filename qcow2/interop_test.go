@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -302,8 +303,27 @@ func TestDirtyAndCorruptBits(t *testing.T) {
 	if !img.(formats.Informer).Info().DirtyFlag {
 		t.Error("dirty flag not reported")
 	}
-	if _, err := formats.Open(path, formats.OpenOptions{Writable: true}); !errors.Is(err, formats.ErrReadOnly) {
-		t.Fatalf("writable open of a corrupt image: %v", err)
+	w, err := formats.Open(path, formats.OpenOptions{Writable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.(formats.Writable).WriteAt([]byte{1}, 0); !errors.Is(err, formats.ErrReadOnly) {
+		t.Fatalf("write to a corrupt image: %v", err)
+	}
+	if err := w.(formats.ZeroWriter).WriteZeroes(0, 65536); !errors.Is(err, formats.ErrReadOnly) {
+		t.Fatalf("zero write to a corrupt image: %v", err)
+	}
+	// check -r all repairs it and clears the corrupt bit.
+	rep, err := w.(formats.Checker).Check(context.Background(), formats.CheckOptions{RepairLeaks: true, RepairAll: true})
+	if err != nil || rep.Corruptions != 0 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if info := qemutest.Info(t, "qcow2", path); fmt.Sprint(info["format-specific"]) == "" ||
+		info["format-specific"].(map[string]any)["data"].(map[string]any)["corrupt"] != false {
+		t.Fatalf("corrupt bit still set: %v", info)
 	}
 	setIncompat(t, path, 1<<5)
 	if _, err := formats.Open(path, formats.OpenOptions{}); !errors.Is(err, formats.ErrUnsupported) {

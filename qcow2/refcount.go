@@ -24,6 +24,7 @@ type writer struct {
 	l1Dirty     bool
 	hdrDirty    bool
 	fileEnd     int64 // first unallocated host offset (cluster aligned)
+	startEnd    int64 // fileEnd when writing started
 	compOff     int64 // next free byte of the cluster being packed with compressed data; 0: none
 	tailBytes   int64 // bytes used of the last cluster when it holds compressed data; 0: full
 	err         error // a failed write-back of an evicted L2 table, reported by Flush
@@ -52,12 +53,12 @@ func (img *Image) startWriter() error {
 	}
 	w := newWriter(img, img.hdr.RefcountOrder)
 	img.cache.evict = img.evictL2
-	if unknown := img.hdr.AutoclearFeatures &^ (autoclearBitmaps | autoclearRawData); unknown != 0 {
+	if unknown := img.hdr.AutoclearFeatures &^ (autoclearBitmaps | autoclearRawData); unknown != 0 && !img.corruptBit {
 		// The spec: a writer clears the autoclear bits it does not know.
 		img.hdr.AutoclearFeatures &^= unknown
 		w.hdrDirty = true
 	}
-	w.fileEnd = img.fileEnd
+	w.fileEnd, w.startEnd = img.fileEnd, img.fileEnd
 	rt, err := img.readTable("refcount table", img.hdr.RefcountTableOffset, uint64(img.hdr.RefcountTableClusters)*uint64(img.clusterSize)/8)
 	if err != nil {
 		return err

@@ -14,6 +14,9 @@ type hostWrite struct {
 }
 
 func (img *Image) writable() error {
+	if img.corruptBit {
+		return fmt.Errorf("%s: image is corrupt (corrupt bit set): only check -r may write to it: %w", img.name, formats.ErrReadOnly)
+	}
 	if img.w == nil || img.readOnly {
 		return fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
 	}
@@ -472,6 +475,9 @@ func (img *Image) evictL2(t *l2Table) {
 // cluster holding compressed data ends with its last byte).
 func (img *Image) fixFileSize() error {
 	w := img.w
+	if w.fileEnd == w.startEnd {
+		return nil // nothing allocated: leave the file as it was
+	}
 	want := w.fileEnd
 	if w.tailBytes > 0 {
 		want = w.fileEnd - img.clusterSize + w.tailBytes
