@@ -332,3 +332,46 @@ func TestHostileCompressedBomb(t *testing.T) {
 		t.Fatalf("bomb: %v", err)
 	}
 }
+
+func TestHostileLimitsAtQemuValues(t *testing.T) {
+	base := memImage(t, "cluster_size=4k")
+	// L1 of exactly 4,194,304 entries (32 MiB) passes; one more is a limit.
+	b := bytes.Clone(base)
+	l1Off := (len(b) + 4095) &^ 4095
+	b = append(b, make([]byte, l1Off-len(b)+32<<20)...)
+	copy(b[l1Off:], base[binary.BigEndian.Uint64(base[40:]):][:8])
+	put64(b, 40, uint64(l1Off))
+	put32(b, 36, 4194304)
+	lim := formats.Limits{MaxTableBytes: 32 << 20}
+	if err := openMem(b, formats.OpenOptions{Limits: lim}); err != nil {
+		t.Fatalf("L1 at qemu's limit: %v", err)
+	}
+	put32(b, 36, 4194305)
+	if err := openMem(b, formats.OpenOptions{Limits: lim}); !errors.Is(err, formats.ErrLimit) {
+		t.Fatalf("L1 over qemu's limit: %v", err)
+	}
+	// Refcount table of 8 MiB (2048 clusters of 4 KiB) passes, 2049 do not.
+	b = bytes.Clone(base)
+	put32(b, 56, 2048)
+	if err := openMem(b, formats.OpenOptions{}); err != nil {
+		t.Fatalf("refcount table at the limit: %v", err)
+	}
+	put32(b, 56, 2049)
+	if err := openMem(b, formats.OpenOptions{}); !errors.Is(err, formats.ErrLimit) {
+		t.Fatalf("refcount table over the limit: %v", err)
+	}
+	// 65,536 snapshots pass the count check (the table is then too short).
+	b = bytes.Clone(base)
+	zeros := (len(b) + 4095) &^ 4095
+	b = append(b, make([]byte, zeros-len(b)+4096)...)
+	put32(b, 60, 65536)
+	put64(b, 64, uint64(zeros))
+	if err := openMem(b, formats.OpenOptions{}); errors.Is(err, formats.ErrLimit) || err == nil {
+		t.Fatalf("65536 snapshots: %v", err)
+	}
+	// cluster_bits 9 and 21 are accepted (see the interop tests); extended
+	// L2 needs 14: 16 KiB clusters work.
+	if err := openMem(memImage(t, "cluster_size=16k,extended_l2=on"), formats.OpenOptions{}); err != nil {
+		t.Fatalf("extended L2 at 16k: %v", err)
+	}
+}
