@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -65,9 +67,10 @@ func (f *patchFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// exercise opens f and uses every read path on what opens.
+// exercise opens f (without its parent, if any) and uses every read path
+// on what opens.
 func exercise(t *testing.T, f formats.File) {
-	img, err := Open(f, formats.OpenOptions{Limits: formats.Limits{MaxTableBytes: 4 << 20}})
+	img, err := Open(f, formats.OpenOptions{Limits: formats.Limits{MaxTableBytes: 4 << 20}, NoBacking: true})
 	if err != nil {
 		return
 	}
@@ -166,5 +169,48 @@ func FuzzBAT(f *testing.F) {
 	f.Add(le64(batEntry(payloadFull, 1<<40)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		exercise(t, splice(t, regionOf(fuzzTemplate(t), regionBAT), 1<<20, data))
+	})
+}
+
+// diffTemplate is a differencing disk with PARTIALLY_PRESENT and
+// FULLY_PRESENT blocks and a sector bitmap.
+func diffTemplate(f *testing.F) []byte {
+	dir := f.TempDir()
+	base := create(f, filepath.Join(dir, "base.vhdx"), 8<<20, "block_size=1M")
+	if err := base.Close(); err != nil {
+		f.Fatal(err)
+	}
+	childPath := filepath.Join(dir, "child.vhdx")
+	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx,block_size=1M")
+	file, _ := os.Create(childPath)
+	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(file), Name: childPath, Options: o})
+	if err != nil {
+		f.Fatal(err)
+	}
+	c.WriteAt(filled(1000, 1), 5000)
+	c.WriteAt(filled(1<<20, 2), 3<<20)
+	c.WriteAt(filled(4096, 3), 6<<20+512)
+	if err := c.Close(); err != nil {
+		f.Fatal(err)
+	}
+	b, err := os.ReadFile(childPath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
+// FuzzDiffBAT fuzzes the BAT of a differencing disk (payload and sector
+// bitmap entries, PARTIALLY_PRESENT blocks), opened without its parent.
+func FuzzDiffBAT(f *testing.F) {
+	t := diffTemplate(f)
+	bat := regionOf(t, regionBAT)
+	cr := int64(sectorsPerBitmap * 512 / (1 << 20))
+	f.Add(append([]byte(nil), t[bat:bat+16*batEntrySize]...), le64(getBAT(t, cr)))
+	f.Fuzz(func(tt *testing.T, payload, bitmap []byte) {
+		pf := &patchFile{base: t}
+		pf.add(bat, payload[:min(len(payload), 1<<16)])
+		pf.add(bat+cr*batEntrySize, bitmap[:min(len(bitmap), batEntrySize)])
+		exercise(tt, pf)
 	})
 }
