@@ -561,6 +561,11 @@ func TestWriteCompressedInterop(t *testing.T) {
 			if !strings.Contains(r.Stdout, "compressed-clusters") {
 				t.Fatalf("qemu sees no compressed clusters: %s", r.Stdout)
 			}
+			if !strings.Contains(o, "zstd") && !strings.Contains(o, "extended_l2") {
+				if r := qemutest.Exec(t, "qcowinfo", path); r.Code != 0 {
+					t.Errorf("qcowinfo: %s%s", r.Stdout, r.Stderr)
+				}
+			}
 		})
 	}
 }
