@@ -59,7 +59,10 @@ func (img *Image) replayLog() error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	img.r, img.entries, img.fileSize, img.hdr, img.hdrSlot = reloaded.r, nil, reloaded.fileSize, reloaded.hdr, reloaded.hdrSlot
-	img.regions, img.bat = reloaded.regions, reloaded.bat
+	img.regions, img.bat, img.pages = reloaded.regions, reloaded.bat, reloaded.pages
+	if img.pages != nil {
+		img.pages.img = img
+	}
 	return nil
 }
 
@@ -91,24 +94,37 @@ func (img *Image) updateHeaders(h header) error {
 // the file and blocks overlapping the metadata structures). Each allocated
 // block costs 8 bytes: its MiB offset and BAT index packed together.
 func (img *Image) checkBlocks(ctx context.Context, rep *formats.CheckReport) error {
-	img.mu.RLock()
-	defer img.mu.RUnlock()
 	var blocks []uint64 // offset in MiB << 32 | BAT index
-	for i, e := range img.bat {
+	maxBlocks := img.limits.WithDefaults().MaxTableBytes / 8
+	for i, n := int64(0), img.batEntries(); i < n; i++ {
 		if i%(1<<16) == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		if !img.allocated(int64(i), e) {
+		e, err := img.batAt(i)
+		if err != nil {
+			rep.CheckErrors++
+			rep.Messages = append(rep.Messages, err.Error())
+			i = (i/batPageEntries+1)*batPageEntries - 1 // the rest of this BAT page is unusable
 			continue
+		}
+		if !img.allocated(i, e) {
+			continue
+		}
+		if int64(len(blocks)) == maxBlocks {
+			rep.CheckErrors++
+			rep.Messages = append(rep.Messages, fmt.Sprintf("more than %d allocated blocks: overlaps not checked past BAT entry %d", maxBlocks, i))
+			maxBlocks = -1
 		}
 		off, length := batOffset(e), img.blockLen(int64(i))
 		if off/mib > 1<<32-1 { // unreachable for a file Open accepted
 			rep.Corruptions++
 			continue
 		}
-		blocks = append(blocks, uint64(off/mib)<<32|uint64(i))
+		if maxBlocks >= 0 {
+			blocks = append(blocks, uint64(off/mib)<<32|uint64(i))
+		}
 		if off+length > img.fileSize {
 			rep.Corruptions++
 			rep.Messages = append(rep.Messages, fmt.Sprintf(

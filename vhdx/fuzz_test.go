@@ -67,10 +67,15 @@ func (f *patchFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// exercise opens f (without its parent, if any) and uses every read path
-// on what opens.
+// exercise opens f (without its parent, if any) with the BAT whole and
+// paged, and uses every read path on what opens.
 func exercise(t *testing.T, f formats.File) {
-	img, err := Open(f, formats.OpenOptions{Limits: formats.Limits{MaxTableBytes: 4 << 20}, NoBacking: true})
+	exerciseWith(t, f, formats.Limits{MaxTableBytes: 4 << 20})
+	exerciseWith(t, f, formats.Limits{MaxTableBytes: 8, CacheBytes: 1})
+}
+
+func exerciseWith(t *testing.T, f formats.File, lim formats.Limits) {
+	img, err := Open(f, formats.OpenOptions{Limits: lim, NoBacking: true})
 	if err != nil {
 		return
 	}

@@ -1,10 +1,12 @@
 package vhdx
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/google/go-cmp/cmp"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -142,7 +144,7 @@ func TestHostile(t *testing.T) {
 		{"size-over-64TiB", setSize(64<<40 + 512), formats.ErrCorrupt, formats.Limits{}},
 		{"size-2^63", setSize(1 << 63), formats.ErrCorrupt, formats.Limits{}},
 		{"size-over-limit", setSize(16 << 20), formats.ErrLimit, formats.Limits{MaxVirtualSize: 8 << 20}},
-		{"bat-over-limit", nil, formats.ErrLimit, formats.Limits{MaxTableBytes: 32}},
+		{"bat-over-limit-paged", nil, nil, formats.Limits{MaxTableBytes: 32, CacheBytes: 1}},
 		{"has-parent-no-locator", func(b []byte) []byte {
 			fp := metaItem(b, itemFileParams)
 			le.PutUint32(fp[4:], fileParamHasParent)
@@ -220,12 +222,14 @@ func setSize(size uint64) func([]byte) []byte {
 	return func(b []byte) []byte { binary.LittleEndian.PutUint64(metaItem(b, itemVirtualSize), size); return b }
 }
 
-// TestHostileMemory: a 64 TiB virtual disk with 1 MiB blocks needs a
-// 512 MiB BAT; opening must refuse it under the default table limit without
-// allocating it.
+// TestHostileMemory: a 64 TiB virtual disk with 1 MiB blocks has a
+// 512 MiB BAT, over the default table limit: it opens with the BAT read in
+// pages through a bounded cache, without ever loading it whole.
 func TestHostileMemory(t *testing.T) {
 	b := hostileBase(t)
 	setSize(64 << 40)(b)
+	setBAT(b, 0, 0) // the grown BAT region covers the old blocks
+	setBAT(b, 3, 0)
 	patchRegions(b, func(rs []region) []region {
 		for i := range rs {
 			if rs[i].GUID == regionBAT {
@@ -234,21 +238,76 @@ func TestHostileMemory(t *testing.T) {
 		}
 		return rs
 	})
-	b = append(b, make([]byte, 0)...)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	f := &bigFile{data: b, size: 8 << 30}
-	_, err := Open(f, formats.OpenOptions{})
+	img, err := Open(f, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.pages == nil {
+		t.Fatal("the BAT was loaded whole")
+	}
+	buf := make([]byte, 1<<20)
+	for _, off := range []int64{0, 3 << 20, 40 << 40, 64<<40 - 1<<20} {
+		if _, err := img.ReadAt(buf, off); err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+	if _, err := img.Extents(60<<40, 4<<30); err != nil {
+		t.Fatal(err)
+	}
 	runtime.ReadMemStats(&after)
-	if !errors.Is(err, formats.ErrLimit) {
-		t.Fatalf("got %v, want a limit error", err)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("allocated %d bytes", grew)
 	}
-	if !strings.Contains(err.Error(), "BAT") {
-		t.Errorf("refused for another reason: %v", err)
+}
+
+// TestPagedBAT: with a table limit below the BAT's size the BAT is paged;
+// reads and extents equal the whole-table ones, and a bad entry fails
+// only the reads that need its page, and check.
+func TestPagedBAT(t *testing.T) {
+	const size = 8200 << 20 // 8200 blocks (8202 entries): the BAT spans two pages
+	base := memImage(t, size, "block_size=1M", map[int64][]byte{0: filled(4096, 1), 8195 << 20: filled(8192, 2), 2 << 30: filled(3<<20, 3)})
+	whole, err := openBytes(base, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
-		t.Errorf("allocated %d bytes before refusing", grew)
+	paged, err := openBytes(base, formats.OpenOptions{Limits: formats.Limits{MaxTableBytes: 32 << 10, CacheBytes: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paged.pages == nil || whole.pages != nil {
+		t.Fatal("paging not as expected")
+	}
+	for _, r := range [][2]int64{{0, 8 << 20}, {2<<30 - 4096, 4 << 20}, {8194 << 20, 5 << 20}} {
+		a, b := make([]byte, r[1]), make([]byte, r[1])
+		whole.ReadAt(a, r[0])
+		if _, err := paged.ReadAt(b, r[0]); err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("paged read at %d differs (%v)", r[0], err)
+		}
+	}
+	ea, _ := whole.Extents(0, size)
+	eb, err := paged.Extents(0, size)
+	if diff := cmp.Diff(ea, eb); err != nil || diff != "" {
+		t.Fatalf("extents differ (%v):\n%s", err, diff)
+	}
+	bad := append([]byte(nil), base...)
+	setBAT(bad, 8199, batEntry(4, 0)) // on the second page
+	img, err := openBytes(bad, formats.OpenOptions{Limits: formats.Limits{MaxTableBytes: 32 << 10}})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if _, err := img.ReadAt(make([]byte, 4096), 0); err != nil {
+		t.Errorf("read on the good page: %v", err)
+	}
+	if _, err := img.ReadAt(make([]byte, 4096), 8195<<20); !errors.Is(err, formats.ErrCorrupt) {
+		t.Errorf("read on the bad page: %v", err)
+	}
+	rep, err := img.Check(context.Background(), formats.CheckOptions{})
+	if err != nil || rep.CheckErrors == 0 {
+		t.Errorf("check: %+v %v", rep, err)
 	}
 }
 

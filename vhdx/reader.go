@@ -67,8 +67,9 @@ type Image struct {
 	payloadBlocks  int64
 	sectorsPerBlk  int64
 
-	mu  sync.RWMutex // guards bat (written by the writer)
-	bat []uint64
+	mu    sync.RWMutex // guards bat (written by the writer)
+	bat   []uint64     // the whole BAT, or nil when paged
+	pages *batCache    // a BAT too large to load whole, read in pages
 
 	parent     formats.Image
 	parentRef  string
@@ -413,8 +414,11 @@ func (img *Image) readBAT(lim formats.Limits) error {
 	if n*batEntrySize > img.batLen {
 		return formats.Corruptf(img.name, "BAT", img.batOff, "%d entries do not fit the %d-byte BAT region", n, img.batLen)
 	}
-	if err := lim.CheckTable(img.name, "BAT", img.batOff, uint64(n), batEntrySize); err != nil {
-		return err
+	if lim.CheckTable(img.name, "BAT", img.batOff, uint64(n), batEntrySize) != nil {
+		// Too large to load whole: read it in pages through a bounded
+		// cache, validating each page when it is loaded.
+		img.pages = newBATCache(img, lim.WithDefaults().CacheBytes)
+		return nil
 	}
 	raw := make([]byte, n*batEntrySize)
 	if err := readFull(img.r, raw, img.batOff); err != nil {
@@ -430,8 +434,9 @@ func (img *Image) readBAT(lim formats.Limits) error {
 // checkBAT validates every entry's state and the placement of allocated
 // blocks, so that reads never need to.
 func (img *Image) checkBAT() error {
+	lookup := func(j int64) (uint64, error) { return img.bat[j], nil }
 	for i, e := range img.bat {
-		if err := img.checkEntry(int64(i), e); err != nil {
+		if err := img.checkEntry(int64(i), e, lookup); err != nil {
 			return err
 		}
 	}
@@ -440,7 +445,9 @@ func (img *Image) checkBAT() error {
 
 func (img *Image) isBitmapIndex(i int64) bool { return i%(img.chunkRatio+1) == img.chunkRatio }
 
-func (img *Image) checkEntry(i int64, e uint64) error {
+// checkEntry validates BAT entry i (value e); lookup reads other entries
+// (the sector bitmap entry of a PARTIALLY_PRESENT block).
+func (img *Image) checkEntry(i int64, e uint64, lookup func(int64) (uint64, error)) error {
 	at := img.batOff + i*batEntrySize
 	state, off := batState(e), batOffset(e)
 	length := img.blockSize
@@ -462,7 +469,11 @@ func (img *Image) checkEntry(i int64, e uint64) error {
 			if !img.hasParent {
 				return formats.Corruptf(img.name, "BAT", at, "entry %d is PARTIALLY_PRESENT in a disk without a parent", i)
 			}
-			if bm := img.bat[img.bitmapIndex(i-i/(img.chunkRatio+1))]; batState(bm) != bitmapPresent {
+			bm, err := lookup(img.bitmapIndex(i - i/(img.chunkRatio+1)))
+			if err != nil {
+				return err
+			}
+			if batState(bm) != bitmapPresent {
 				return formats.Corruptf(img.name, "BAT", at, "entry %d is PARTIALLY_PRESENT but its sector bitmap is not present", i)
 			}
 		default:
@@ -608,12 +619,26 @@ func (img *Image) ClusterSize() int64 { return img.blockSize }
 // format-specific data for VHDX.
 func (img *Image) Info() formats.Info { return formats.Info{ClusterSize: img.blockSize} }
 
-// entry returns the BAT entry of payload block blk.
+// entry returns the BAT entry of payload block blk of a BAT held whole
+// (always the case for a Writer).
 func (img *Image) entry(blk int64) uint64 {
 	img.mu.RLock()
 	defer img.mu.RUnlock()
 	return img.bat[img.batIndex(blk)]
 }
+
+// batAt returns BAT entry i, from the whole BAT or through the page cache.
+func (img *Image) batAt(i int64) (uint64, error) {
+	if img.pages != nil {
+		return img.pages.get(i)
+	}
+	img.mu.RLock()
+	defer img.mu.RUnlock()
+	return img.bat[i], nil
+}
+
+// payload returns the BAT entry of payload block blk.
+func (img *Image) payload(blk int64) (uint64, error) { return img.batAt(img.batIndex(blk)) }
 
 // ReadAt reads the virtual disk. Safe for concurrent use.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
@@ -630,16 +655,18 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 func (img *Image) read(p []byte, off int64) error {
 	for len(p) > 0 {
 		blk, in := off/img.blockSize, off%img.blockSize
-		e := img.entry(blk)
+		e, err := img.payload(blk)
+		if err != nil {
+			return err
+		}
 		n := min(int64(len(p)), img.blockSize-in)
-		var err error
 		switch batState(e) {
 		case payloadFull:
 			// Coalesce following blocks stored right after this one.
 			host := batOffset(e) + in
 			for n < int64(len(p)) {
-				next := img.entry(blk + 1)
-				if batState(next) != payloadFull || batOffset(next) != host+n {
+				next, err := img.payload(blk + 1)
+				if err != nil || batState(next) != payloadFull || batOffset(next) != host+n {
 					break
 				}
 				blk++
@@ -649,7 +676,10 @@ func (img *Image) read(p []byte, off int64) error {
 		case payloadPartial:
 			err = img.readPartial(p[:n], blk, in, e)
 		case payloadNotPres:
-			for n < int64(len(p)) && batState(img.entry(blk+1)) == payloadNotPres {
+			for n < int64(len(p)) {
+				if next, err := img.payload(blk + 1); err != nil || batState(next) != payloadNotPres {
+					break
+				}
 				blk++
 				n = min(int64(len(p)), n+img.blockSize)
 			}
@@ -669,9 +699,10 @@ func (img *Image) read(p []byte, off int64) error {
 // (byte offsets inside the block) with present=true where the sector bitmap
 // says this file holds the data.
 func (img *Image) sectorRuns(blk, in, n int64, fn func(start, length int64, present bool) error) error {
-	img.mu.RLock()
-	bm := img.bat[img.bitmapIndex(blk)]
-	img.mu.RUnlock()
+	bm, err := img.batAt(img.bitmapIndex(blk))
+	if err != nil {
+		return err
+	}
 	ss := img.logicalSector
 	first, last := in/ss, (in+n-1)/ss // sectors inside the block
 	bit0 := (blk%img.chunkRatio)*img.sectorsPerBlk + first
@@ -734,7 +765,10 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	for length > 0 {
 		blk, in := off/img.blockSize, off%img.blockSize
 		n := min(length, img.blockSize-in)
-		e := img.entry(blk)
+		e, err := img.payload(blk)
+		if err != nil {
+			return nil, err
+		}
 		switch batState(e) {
 		case payloadFull:
 			add(formats.Extent{Offset: off, Length: n, Kind: formats.Data, HostOffset: batOffset(e) + in})
