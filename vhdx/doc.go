@@ -32,7 +32,11 @@
 //
 // Refused by name (ErrUnsupported): header version other than 1, log
 // version other than 0, unknown regions or metadata items flagged required,
-// a parent that is not VHDX. Limits (ErrLimit): a BAT or log larger than
+// a parent that is not VHDX. Limits (ErrLimit): a log larger than
 // Limits.MaxTableBytes, metadata items over 1 MiB, a virtual size over
-// Limits.MaxVirtualSize; the format itself caps disks at 64 TiB.
+// Limits.MaxVirtualSize; the format itself caps disks at 64 TiB. A BAT
+// within Limits.MaxTableBytes is loaded and validated whole at open; a
+// larger one is read in 64 KiB pages through a cache of Limits.CacheBytes,
+// each page validated when loaded. The writer keeps its BAT in memory and
+// refuses one over the table limit (use a larger block_size).
 package vhdx
