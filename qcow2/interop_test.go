@@ -3,6 +3,7 @@ package qcow2
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -603,6 +604,44 @@ func TestWriteOptionCombinations(t *testing.T) {
 				}
 				requireQemuAccepts(t, path, data)
 			})
+		}
+	}
+}
+
+// TestExtentsMatchQemuMap compares Extents with `qemu-img map`.
+func TestExtentsMatchQemuMap(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	path := filepath.Join(t.TempDir(), "m.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", path, "4M")
+	qemutest.IO(t, "qcow2", path, "write -P 1 0 128k", "write -c -P 2 1M 64k", "write -z 2M 64k",
+		"write -P 3 3M 64k", "write -z 3M 64k", "write -P 4 3200k 64k")
+	var want []struct {
+		Start, Length int64
+		Present, Zero bool
+		Data          bool
+		Offset        *int64
+	}
+	if err := json.Unmarshal([]byte(qemutest.Img(t, "map", "--output=json", path)), &want); err != nil {
+		t.Fatal(err)
+	}
+	img := openPath(t, path, formats.OpenOptions{})
+	exts, err := img.Extents(0, img.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exts) != len(want) {
+		t.Fatalf("extents %+v\nqemu %+v", exts, want)
+	}
+	for i, e := range exts {
+		w := want[i]
+		wantOff := int64(-1)
+		if w.Offset != nil {
+			wantOff = *w.Offset
+		}
+		ok := e.Offset == w.Start && e.Length == w.Length && e.HostOffset == wantOff &&
+			(e.Kind == formats.Data) == w.Data && (e.Kind != formats.Unallocated) == w.Present
+		if !ok {
+			t.Errorf("extent %d: %+v, qemu %+v (offset %d)", i, e, w, wantOff)
 		}
 	}
 }
