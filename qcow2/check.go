@@ -17,7 +17,7 @@ const maxBeyondEOF = 1 << 20
 type scan struct {
 	img        *Image
 	rep        *formats.CheckReport
-	refs       []uint64 // references per host cluster inside the file
+	refs       refStore // references per host cluster inside the file
 	beyond     map[int64]uint64
 	nbClusters int64
 	fileLen    int64
@@ -54,8 +54,8 @@ func (s *scan) inc(off, length int64) {
 		return
 	}
 	for cl := off / cs; cl <= (off+length-1)/cs; cl++ {
-		if cl < int64(len(s.refs)) {
-			s.refs[cl] += s.mult
+		if cl < s.nbClusters {
+			s.refs.set(cl, s.refs.get(cl)+s.mult)
 		} else if len(s.beyond) < maxBeyondEOF {
 			s.beyond[cl] += s.mult
 		}
@@ -63,33 +63,33 @@ func (s *scan) inc(off, length int64) {
 }
 
 func (s *scan) ref(cl int64) uint64 {
-	if cl < int64(len(s.refs)) {
-		return s.refs[cl]
+	if cl < s.nbClusters {
+		return s.refs.get(cl)
 	}
 	return s.beyond[cl]
 }
 
 // countReferences computes the references to every host cluster. rep (may
 // be nil) collects structural errors and cluster statistics.
-func (img *Image) countReferences(rep *formats.CheckReport) ([]uint64, *scan, error) {
+func (img *Image) countReferences(rep *formats.CheckReport) (refStore, *scan, error) {
 	if rep == nil {
 		rep = &formats.CheckReport{}
 	}
 	fileSize, err := img.f.Size()
 	if err != nil {
-		return nil, nil, err
+		return refStore{}, nil, err
 	}
 	cs := img.clusterSize
 	nb := (fileSize + cs - 1) / cs
 	if img.w != nil {
 		nb = max(nb, img.w.fileEnd/cs)
 	}
-	s := &scan{img: img, rep: rep, refs: make([]uint64, nb), beyond: map[int64]uint64{}, nbClusters: nb, fileLen: fileSize, badBlocks: map[int64]bool{},
+	s := &scan{img: img, rep: rep, refs: refStore{small: make([]uint16, nb)}, beyond: map[int64]uint64{}, nbClusters: nb, fileLen: fileSize, badBlocks: map[int64]bool{},
 		mult: 1, memo: map[int64]*l2Memo{}, budget: 3*fileSize + 2*img.limits.MaxTableBytes + 1<<20}
 	h := &img.hdr
 	s.inc(0, cs)
 	if err := s.checkL1(int64(h.L1TableOffset), int64(h.L1Size), true); err != nil {
-		return nil, nil, err
+		return refStore{}, nil, err
 	}
 	snapBytes := int64(0)
 	for _, sn := range img.snapshots {
@@ -100,20 +100,20 @@ func (img *Image) countReferences(rep *formats.CheckReport) ([]uint64, *scan, er
 			continue
 		}
 		if err := s.checkL1(int64(sn.L1TableOffset), int64(sn.L1Size), false); err != nil {
-			return nil, nil, err
+			return refStore{}, nil, err
 		}
 	}
 	if err := s.countRepeats(); err != nil {
-		return nil, nil, err
+		return refStore{}, nil, err
 	}
 	s.inc(int64(h.SnapshotsOffset), snapBytes)
 	s.inc(int64(h.RefcountTableOffset), int64(h.RefcountTableClusters)*cs)
 	s.checkBitmaps()
 	if err := s.checkRefblocks(); err != nil {
-		return nil, nil, err
+		return refStore{}, nil, err
 	}
 	if s.err != nil {
-		return nil, nil, s.err
+		return refStore{}, nil, s.err
 	}
 	return s.refs, s, nil
 }
@@ -576,7 +576,7 @@ func (img *Image) repair(s *scan, opts formats.CheckOptions) error {
 			w.reftableDty = true
 		}
 	}
-	n := max(int64(len(s.refs)), w.refcounts.len())
+	n := max(s.nbClusters, w.refcounts.len())
 	for cl := int64(0); cl < n; cl++ {
 		have, want := w.refcount(cl), s.ref(cl)
 		if have == want || (!opts.RepairAll && have < want) {

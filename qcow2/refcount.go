@@ -70,8 +70,8 @@ func (img *Image) startWriter() error {
 		if err != nil {
 			return err
 		}
-		w.refcounts = newRefStore(refs)
-		for b := range int64(len(refs))/w.rcPerBlock + 1 {
+		w.refcounts = refs
+		for b := range refs.len()/w.rcPerBlock + 1 {
 			w.dirtyBlocks[b] = true
 		}
 		img.hdr.IncompatibleFeatures &^= incompatDirty
