@@ -1,0 +1,114 @@
+package vhdx
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Differencing disks: the parent named by the locator, opened through the
+// Resolver and checked against the linkage GUID.
+
+// openParent opens the parent named by the locator and checks its linkage.
+func (img *Image) openParent(opts formats.OpenOptions) error {
+	linkage, err := parseGUID(img.locator.Values["parent_linkage"])
+	if err != nil {
+		return formats.Corruptf(img.name, "parent locator", img.metaOff, "parent_linkage: %v", err)
+	}
+	linkage2, _ := parseGUID(img.locator.Values["parent_linkage2"])
+	var firstErr error
+	for _, ref := range img.parentRefs() {
+		p, err := formats.OpenReference(img.name, ref, Name, opts)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		parent, ok := p.(*Image)
+		if !ok {
+			p.Close()
+			return formats.Unsupportedf(img.name, "parent %q is not a VHDX image", ref)
+		}
+		if dw := parent.hdr.DataWriteGUID; dw != linkage && (linkage2.isZero() || dw != linkage2) {
+			p.Close()
+			return formats.Corruptf(img.name, "parent locator", img.metaOff,
+				"parent %q has DataWriteGuid %v but this disk links to %v (the parent changed since this disk was made)", ref, dw, linkage)
+		}
+		img.parent, img.parentRef = parent, ref
+		img.parentPath, _ = opts.Resolver.Resolve(img.name, ref)
+		return nil
+	}
+	if firstErr == nil {
+		firstErr = formats.Corruptf(img.name, "parent locator", img.metaOff, "no relative_path, absolute_win32_path or volume_path entry")
+	}
+	return firstErr
+}
+
+// parentRefs lists the locator's paths in the order to try, converted to
+// slash-separated names: relative_path, then absolute_win32_path (which
+// only --references=any lets through).
+func (img *Image) parentRefs() []string {
+	var refs []string
+	if rel := img.locator.Values["relative_path"]; rel != "" {
+		refs = append(refs, winToSlash(rel))
+	}
+	for _, key := range []string{"absolute_win32_path", "volume_path"} {
+		if abs := img.locator.Values[key]; abs != "" {
+			refs = append(refs, winAbsToSlash(abs))
+		}
+	}
+	return refs
+}
+
+// winToSlash turns a Windows relative path ("..\dir\p.vhdx", ".\p.vhdx")
+// into a slash-separated one.
+func winToSlash(p string) string { return filepath.FromSlash(strings.ReplaceAll(p, `\`, "/")) }
+
+// winAbsToSlash turns "\\?\C:\dir\p.vhdx" or "C:\dir\p.vhdx" into the
+// absolute "/dir/p.vhdx": an absolute path, which the safe reference policy
+// refuses and --references=any opens as it stands on this machine.
+func winAbsToSlash(p string) string {
+	p = strings.TrimPrefix(p, `\\?\`)
+	if len(p) >= 2 && p[1] == ':' {
+		p = p[2:]
+	}
+	p = strings.ReplaceAll(p, `\`, "/")
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return filepath.FromSlash(p)
+}
+
+// Backing is the open parent, or nil.
+func (img *Image) Backing() formats.Image {
+	if img.parent == nil {
+		return nil // a nil *Image must not become a non-nil interface
+	}
+	return img.parent
+}
+
+// BackingName is the locator path used to open the parent ("" if none).
+func (img *Image) BackingName() string {
+	if img.parentRef != "" {
+		return img.parentRef
+	}
+	if img.hasParent {
+		if refs := img.parentRefs(); len(refs) > 0 {
+			return refs[0]
+		}
+	}
+	return ""
+}
+
+// BackingPath is the parent's resolved path.
+func (img *Image) BackingPath() string { return img.parentPath }
+
+// BackingFormat is "vhdx" for a differencing disk.
+func (img *Image) BackingFormat() string {
+	if img.hasParent {
+		return Name
+	}
+	return ""
+}
