@@ -177,7 +177,8 @@ func compare(vdisk, work, src string, p pair, runs int) (v, q []sample) {
 // timed runs a command, returning its wall time, peak RSS and the
 // allocated size of out (which it then removes, with any extent files).
 func timed(out, name string, args ...string) sample {
-	os.Remove(out)
+	allocatedGlob(out) // removes a previous output and its extent files
+	syscall.Sync()     // the previous run's dirty pages are not this run's cost
 	cmd := exec.Command(name, args...)
 	cmd.Stderr = os.Stderr
 	start := time.Now()
