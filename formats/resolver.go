@@ -90,7 +90,7 @@ func (r *Resolver) Resolve(from, ref string) (string, error) {
 	case strings.ContainsRune(ref, 0):
 		return "", denied(from, ref, "name contains NUL", "")
 	case protocolName.MatchString(ref) && !filepath.IsAbs(ref):
-		return "", denied(from, ref, "protocol or json: names are never opened", "")
+		return "", denied(from, ref, "protocol and json: names are never opened: vdisk opens local files only, whatever "+ReferenceFlag+" says", "")
 	}
 	dir := filepath.Dir(from)
 	if filepath.IsAbs(ref) {
