@@ -79,6 +79,7 @@ func main() {
 	work := flag.String("work", filepath.Join(os.TempDir(), "vdisk-bench"), "working directory")
 	only := flag.String("pairs", "", "comma-separated pairs to run, e.g. raw:qcow2 (all its variants), raw:qcow2:-c, qcow2c:raw (default: all)")
 	sparseBig := flag.Bool("sparse", false, "also convert a 20 GiB mostly-sparse raw image (raw→raw)")
+	isoPair := flag.Bool("iso", true, "also time `vdisk iso create -R -J` against `xorriso -as mkisofs -R -J` on the workload's tree")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -104,6 +105,10 @@ func main() {
 		src := source(*work, base, kind)
 		v, q := compare(vdisk, *work, src, p, *runs)
 		report(p.String(), v, q)
+	}
+	if *isoPair && has(vdisk, "iso") {
+		v, q := compareISO(vdisk, *work, workloadTree(*work, sizeBytes), *runs)
+		report("iso create (vs xorriso)", v, q)
 	}
 	if *sparseBig {
 		src := makeSparse(*work)
@@ -170,6 +175,16 @@ func compare(vdisk, work, src string, p pair, runs int) (v, q []sample) {
 		args := append(append([]string{"convert", "-f", p.from, "-O", p.to}, p.args...), src, out)
 		v = append(v, timed(out, vdisk, args...))
 		q = append(q, timed(out, "qemu-img", args...))
+	}
+	return v, q
+}
+
+// compareISO times building an ISO of tree with vdisk and with xorriso.
+func compareISO(vdisk, work, tree string, runs int) (v, q []sample) {
+	out := filepath.Join(work, "out.iso")
+	for i := 0; i < runs; i++ {
+		v = append(v, timed(out, vdisk, "iso", "create", "-o", out, "--rock-ridge", "--joliet", tree))
+		q = append(q, timed(out, "xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", out, tree))
 	}
 	return v, q
 }

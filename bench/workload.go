@@ -14,11 +14,23 @@ import (
 // files, then 64 MiB of explicitly written zeros in the image's tail.
 func makeWorkload(work string, size int64) string {
 	img := filepath.Join(work, fmt.Sprintf("workload-%d.raw", size))
+	tree := workloadTree(work, size)
 	if _, err := os.Stat(img); err == nil {
 		return img
 	}
-	tree := filepath.Join(work, "tree")
-	os.RemoveAll(tree)
+	run("truncate", "-s", fmt.Sprint(size), img)
+	run("mkfs.ext4", "-q", "-F", "-d", tree, img)
+	writeZeros(img, size-96<<20, 64<<20)
+	return img
+}
+
+// workloadTree generates (once) the file tree of the workload, kept for
+// the ISO pair.
+func workloadTree(work string, size int64) string {
+	tree := filepath.Join(work, fmt.Sprintf("tree-%d", size))
+	if _, err := os.Stat(tree); err == nil {
+		return tree
+	}
 	rng := rand.New(rand.NewChaCha8([32]byte{'v', 'd', 'i', 's', 'k'}))
 	budget := size * 55 / 100
 	for i := 0; budget > 0; i++ {
@@ -30,11 +42,7 @@ func makeWorkload(work string, size int64) string {
 		writeFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), n, i%6, rng)
 		budget -= n
 	}
-	run("truncate", "-s", fmt.Sprint(size), img)
-	run("mkfs.ext4", "-q", "-F", "-d", tree, img)
-	writeZeros(img, size-96<<20, 64<<20)
-	os.RemoveAll(tree)
-	return img
+	return tree
 }
 
 // writeFile writes n bytes of kind 0-1 random, 2-3 text, 4 zeros, 5 mixed.
