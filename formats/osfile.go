@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
 // osFile is a File over an OS file or block device.
@@ -91,3 +93,32 @@ func (o *osFile) Truncate(size int64) error {
 func (o *osFile) Sync() error  { return o.f.Sync() }
 func (o *osFile) Close() error { return o.f.Close() }
 func (o *osFile) Name() string { return o.f.Name() }
+
+// FileExtents maps length bytes of f starting at file offset fileOff to
+// extents at virtual offset virtOff: file holes (found with SEEK_DATA and
+// SEEK_HOLE) are Zero, the rest Data, HostOffset being the file offset.
+// A File that is not an OS file reports one Data extent. Drivers whose
+// disk bytes are a plain file range (raw, fixed VHD, flat VMDK extents, ISO)
+// use it so that converting them never reads holes.
+func FileExtents(f File, virtOff, fileOff, length int64) ([]Extent, error) {
+	if length <= 0 {
+		return nil, nil
+	}
+	osf := OSFileOf(f)
+	if osf == nil {
+		return []Extent{{Offset: virtOff, Length: length, Kind: Data, HostOffset: fileOff}}, nil
+	}
+	runs, err := sparse.Runs(osf, fileOff, length)
+	if err != nil {
+		return nil, fmt.Errorf("%s: finding holes: %w", f.Name(), err)
+	}
+	exts := make([]Extent, 0, len(runs))
+	for _, r := range runs {
+		kind := Data
+		if r.Hole {
+			kind = Zero
+		}
+		exts = append(exts, Extent{Offset: r.Offset - fileOff + virtOff, Length: r.Length, Kind: kind, HostOffset: r.Offset})
+	}
+	return exts, nil
+}

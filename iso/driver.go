@@ -3,11 +3,9 @@ package iso
 import (
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
 // Name is the driver name.
@@ -42,7 +40,6 @@ func probe(in formats.ProbeInput) int {
 // Image is an ISO 9660 image opened as a read-only disk of its file bytes.
 type Image struct {
 	f    formats.File
-	os   *os.File
 	size int64
 	vs   *volumeSet
 	info formats.Info
@@ -69,7 +66,7 @@ func OpenImage(f formats.File, opts formats.OpenOptions) (formats.Image, error) 
 		return nil, formats.Corruptf(f.Name(), "primary volume descriptor", vs.primary.Offset+80,
 			"volume of %d blocks is larger than the %d-byte image", vs.primary.VolumeBlocks, size)
 	}
-	img := &Image{f: f, os: formats.OSFileOf(f), size: size, vs: vs}
+	img := &Image{f: f, size: size, vs: vs}
 	img.fs, _ = Open(f, size, f.Name())
 	info, err := describe(f, f.Name(), size, vs, img.fs)
 	if err != nil {
@@ -100,26 +97,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 
 // Extents: everything is data, except holes of a sparse file.
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
-	length = min(length, img.size-off)
-	if length <= 0 {
-		return nil, nil
-	}
-	if img.os == nil {
-		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
-	}
-	runs, err := sparse.Runs(img.os, off, length)
-	if err != nil {
-		return nil, fmt.Errorf("%s: finding holes: %w", img.f.Name(), err)
-	}
-	exts := make([]formats.Extent, 0, len(runs))
-	for _, r := range runs {
-		kind := formats.Data
-		if r.Hole {
-			kind = formats.Zero
-		}
-		exts = append(exts, formats.Extent{Offset: r.Offset, Length: r.Length, Kind: kind, HostOffset: r.Offset})
-	}
-	return exts, nil
+	return formats.FileExtents(img.f, off, off, min(length, img.size-off))
 }
 
 // ClusterSize is the logical block size.

@@ -5,6 +5,7 @@ import (
 	"math/bits"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
@@ -246,22 +247,9 @@ func (img *Image) preallocate(mode string) error {
 		if osf := formats.OSFileOf(img.f); osf != nil {
 			return sparse.Allocate(osf, dataOff, dataLen)
 		}
-		return writeZeros(img.f, dataOff, dataLen)
+		return fileio.WriteZeros(img.f, dataOff, dataLen)
 	case "full":
-		return writeZeros(img.f, dataOff, dataLen)
-	}
-	return nil
-}
-
-func writeZeros(f formats.File, off, length int64) error {
-	zero := make([]byte, min(length, 1<<20))
-	for length > 0 {
-		n := min(length, int64(len(zero)))
-		if _, err := f.WriteAt(zero[:n], off); err != nil {
-			return err
-		}
-		off += n
-		length -= n
+		return fileio.WriteZeros(img.f, dataOff, dataLen)
 	}
 	return nil
 }

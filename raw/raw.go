@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
@@ -65,7 +66,7 @@ func Create(req formats.CreateRequest) (*Image, error) {
 			return nil, fmt.Errorf("%s: preallocating: %w", req.Name, err)
 		}
 	case "full":
-		if err := writeZeros(req.File, 0, req.Size); err != nil {
+		if err := fileio.WriteZeros(req.File, 0, req.Size); err != nil {
 			return nil, fmt.Errorf("%s: preallocating: %w", req.Name, err)
 		}
 	}
@@ -95,26 +96,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 // Extents reports file holes as Zero and everything else as Data; host
 // offsets equal virtual offsets.
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
-	length = min(length, img.size-off)
-	if length <= 0 {
-		return nil, nil
-	}
-	if img.os == nil {
-		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
-	}
-	runs, err := sparse.Runs(img.os, off, length)
-	if err != nil {
-		return nil, fmt.Errorf("%s: finding holes: %w", img.f.Name(), err)
-	}
-	exts := make([]formats.Extent, 0, len(runs))
-	for _, r := range runs {
-		kind := formats.Data
-		if r.Hole {
-			kind = formats.Zero
-		}
-		exts = append(exts, formats.Extent{Offset: r.Offset, Length: r.Length, Kind: kind, HostOffset: r.Offset})
-	}
-	return exts, nil
+	return formats.FileExtents(img.f, off, off, min(length, img.size-off))
 }
 
 // WriteAt writes bytes in place.
@@ -130,10 +112,7 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	if err := formats.CheckWrite(img.f.Name(), 0, off, img.size); err != nil || length > img.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.f.Name(), off, length)
 	}
-	if img.os != nil && sparse.PunchHole(img.os, off, length) == nil {
-		return nil
-	}
-	return writeZeros(img.f, off, length)
+	return fileio.ZeroRange(img.f, off, length)
 }
 
 // Flush has nothing to do: raw has no metadata.
@@ -148,19 +127,6 @@ func (img *Image) Resize(newSize int64, shrink bool) error {
 		return err
 	}
 	img.size = newSize
-	return nil
-}
-
-func writeZeros(f formats.File, off, length int64) error {
-	zero := make([]byte, min(length, 1<<20))
-	for length > 0 {
-		n := min(length, int64(len(zero)))
-		if _, err := f.WriteAt(zero[:n], off); err != nil {
-			return err
-		}
-		off += n
-		length -= n
-	}
 	return nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
 // Name is the driver name, qemu's; "vhd" is an alias.
@@ -496,23 +495,10 @@ func (img *Image) blockExtents(blk int, in, n int64) ([]formats.Extent, error) {
 // fixedExtents reports a fixed disk as data at the same file offset, with
 // the file's holes as Zero when the file system can tell.
 func (img *Image) fixedExtents(off, length int64) ([]formats.Extent, error) {
-	osf := formats.OSFileOf(img.f)
-	if osf == nil || img.stream {
+	if img.stream {
 		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
 	}
-	runs, err := sparse.Runs(osf, off, length)
-	if err != nil {
-		return nil, fmt.Errorf("%s: finding holes: %w", img.name, err)
-	}
-	exts := make([]formats.Extent, 0, len(runs))
-	for _, r := range runs {
-		kind := formats.Data
-		if r.Hole {
-			kind = formats.Zero
-		}
-		exts = append(exts, formats.Extent{Offset: r.Offset, Length: r.Length, Kind: kind, HostOffset: r.Offset})
-	}
-	return exts, nil
+	return formats.FileExtents(img.f, off, off, length)
 }
 
 // Backing is the parent of a differencing disk (nil otherwise, or when

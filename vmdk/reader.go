@@ -581,28 +581,18 @@ func (img *Image) Info() formats.Info {
 // flatMap reports a flat extent as data, or, on an OS file, its holes as
 // zeros (so converting a sparse flat disk never reads its holes).
 func (img *Image) flatMap(out []formats.Extent, e *extent, rel, length int64) ([]formats.Extent, error) {
-	data := formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Data,
-		HostOffset: e.flatOff + rel, HostFile: e.path}
-	osf := formats.OSFileOf(e.file)
-	if osf == nil {
-		return append(out, data), nil
-	}
-	runs, err := sparse.Runs(osf, e.flatOff+rel, length)
+	exts, err := formats.FileExtents(e.file, e.start+rel, e.flatOff+rel, length)
 	if err != nil {
-		return append(out, data), nil
+		return append(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Data,
+			HostOffset: e.flatOff + rel, HostFile: e.path}), nil
 	}
-	covered := int64(0)
-	for _, r := range runs {
-		x := formats.Extent{Offset: r.Offset - e.flatOff + e.start, Length: r.Length, Kind: formats.Data,
-			HostOffset: r.Offset, HostFile: e.path}
-		if r.Hole {
-			x.Kind, x.HostOffset, x.HostFile = formats.Zero, -1, ""
+	for _, x := range exts {
+		if x.Kind == formats.Data {
+			x.HostFile = e.path
+		} else {
+			x.HostOffset = -1
 		}
 		out = append(out, x)
-		covered += r.Length
-	}
-	if covered < length { // past the end of the file: zeros
-		out = append(out, formats.Extent{Offset: e.start + rel + covered, Length: length - covered, Kind: formats.Zero, HostOffset: -1})
 	}
 	return out, nil
 }

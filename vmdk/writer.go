@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/sparse"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // writer is a new random-access VMDK: monolithicSparse, monolithicFlat,
@@ -187,23 +187,8 @@ func (w *writer) WriteZeroes(off, length int64) error {
 		if e.sp != nil {
 			return e.sp.writeZeroes(rel, n)
 		}
-		if osf := formats.OSFileOf(e.file); osf != nil && sparse.PunchHole(osf, rel, n) == nil {
-			return nil
-		}
-		return writeZeroBytes(e.file, rel, n)
+		return fileio.ZeroRange(e.file, rel, n)
 	})
-}
-
-func writeZeroBytes(f formats.File, off, n int64) error {
-	zero := make([]byte, min(n, 1<<20))
-	for n > 0 {
-		c := min(n, int64(len(zero)))
-		if _, err := f.WriteAt(zero[:c], off); err != nil {
-			return err
-		}
-		off, n = off+c, n-c
-	}
-	return nil
 }
 
 // ReadAt reads back what was written (the parent where nothing was).

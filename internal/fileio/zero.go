@@ -1,0 +1,28 @@
+package fileio
+
+import (
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
+)
+
+// WriteZeros writes length zero bytes to f at off, 1 MiB at a time.
+func WriteZeros(f formats.File, off, length int64) error {
+	zero := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+		off, length = off+n, length-n
+	}
+	return nil
+}
+
+// ZeroRange makes [off, off+length) of f read as zeros: a punched hole on
+// an OS file that allows it, written zeros otherwise.
+func ZeroRange(f formats.File, off, length int64) error {
+	if osf := formats.OSFileOf(f); osf != nil && sparse.PunchHole(osf, off, length) == nil {
+		return nil
+	}
+	return WriteZeros(f, off, length)
+}
