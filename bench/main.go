@@ -195,10 +195,11 @@ func timed(out, name string, args ...string) sample {
 	allocatedGlob(out) // removes a previous output and its extent files
 	syscall.Sync()     // the previous run's dirty pages are not this run's cost
 	cmd := exec.Command(name, args...)
-	cmd.Stderr = os.Stderr
+	var stderr strings.Builder
+	cmd.Stderr = &stderr // xorriso prints a banner even with -quiet
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		log.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
+		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
 	s := sample{seconds: time.Since(start).Seconds()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
