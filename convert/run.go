@@ -30,6 +30,9 @@ type Job struct {
 	Sync                   bool // --sync: fsync the output and its directory
 	Stdout                 io.Writer
 	Copy                   Options
+	// Warn, when set, receives warnings (temporary files left beside the
+	// target by an earlier conversion that was killed).
+	Warn func(msg string)
 }
 
 // ErrSameFile: the output would overwrite the input.
@@ -163,13 +166,25 @@ type tempFile struct {
 	tmp, dest string
 }
 
+// tempPattern is the glob of the temporary files of a conversion to dest.
+func tempPattern(dest string) string {
+	return filepath.Join(filepath.Dir(dest), "."+filepath.Base(dest)+".vdisk-*.tmp")
+}
+
+// StaleTemporaries lists temporary files that a killed conversion to dest
+// left behind (a conversion that fails or is interrupted removes its own).
+func StaleTemporaries(dest string) []string {
+	matches, _ := filepath.Glob(tempPattern(dest))
+	return matches
+}
+
 // create makes a temporary file for dest (a path in o.dir), exclusively.
 func (o *output) create(dest string) (*tempFile, error) {
 	var rnd [6]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err
 	}
-	tmp := filepath.Join(o.dir, "."+filepath.Base(dest)+".vdisk-"+hex.EncodeToString(rnd[:])+".tmp")
+	tmp := strings.Replace(tempPattern(dest), "*", hex.EncodeToString(rnd[:]), 1)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
@@ -236,6 +251,11 @@ func fsyncPath(path string) error {
 }
 
 func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image) (err error) {
+	if job.Warn != nil {
+		for _, stale := range StaleTemporaries(job.Target) {
+			job.Warn(fmt.Sprintf("%s is left from an interrupted conversion to %s; remove it", stale, job.Target))
+		}
+	}
 	dst, out, err := CreateImage(job.Target, drv, src.Size(), opts, job.SourceOpen)
 	if err != nil {
 		return err

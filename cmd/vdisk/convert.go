@@ -40,6 +40,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 			job.Format, job.CreateOptions = outFormat, strings.Join(createOpts, ",")
 			job.Backing, job.BackingFormat = backing, backingFormat
 			job.Stdout = cmd.OutOrStdout()
+			job.Warn = func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "vdisk: warning: "+msg) }
 			if progress && !g.quiet && job.Target != "-" {
 				bar := newProgressBar(cmd.OutOrStdout())
 				job.Copy.Progress = bar.update

@@ -302,6 +302,13 @@ func TestSignalLeavesNoOutput(t *testing.T) {
 			if sig != syscall.SIGKILL && !os.IsNotExist(err) {
 				t.Fatalf("temporary file %s left after %v", tmp, sig)
 			}
+			if sig == syscall.SIGKILL {
+				// The next conversion to the same place reports the leftover.
+				_, stderr, code := vdisk(t, "convert", "-O", "raw", src, dst)
+				if code != 0 || !strings.Contains(stderr, filepath.Base(tmp)) {
+					t.Errorf("after SIGKILL: exit %d, stderr %q; want a warning naming %s", code, stderr, tmp)
+				}
+			}
 		})
 	}
 }
