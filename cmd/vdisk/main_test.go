@@ -379,3 +379,44 @@ func TestExplicitFormatContradicted(t *testing.T) {
 		t.Errorf("fixed VHD holding an ISO: exit %d %q %q", code, out, stderr)
 	}
 }
+
+// TestDDMatchesQemu: dd's output (size and bytes) equals qemu-img dd's for
+// the same operands, including its quirk that count includes skipped blocks.
+// Where qemu-img prints "cannot skip to specified offset" and still exits 0
+// with an empty file, vdisk fails and writes nothing.
+func TestDDMatchesQemu(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	qcow := filepath.Join(dir, "src.qcow2")
+	qemutest.Img(t, "convert", "-O", "qcow2", src, qcow)
+	for _, ops := range [][]string{
+		{"bs=64k", "count=200", "skip=160"},
+		{"bs=1M", "count=5"},
+		{"bs=3584", "skip=1"}, // an unaligned start
+		{"bs=64k", "count=2000"},
+		{"bs=64k", "skip=1024"},
+	} {
+		for _, in := range []string{src, qcow} {
+			theirs, ours := filepath.Join(dir, "q.raw"), filepath.Join(dir, "v.raw")
+			os.Remove(theirs)
+			os.Remove(ours)
+			qemutest.Img(t, append(append([]string{"dd", "-O", "raw"}, ops...), "if="+in, "of="+theirs)...)
+			if _, stderr, code := vdisk(t, append(append([]string{"dd", "-O", "raw"}, ops...), "if="+in, "of="+ours)...); code != 0 {
+				t.Fatalf("dd %v: exit %d %s", ops, code, stderr)
+			}
+			a, _ := os.ReadFile(theirs)
+			b, _ := os.ReadFile(ours)
+			if !bytes.Equal(a, b) {
+				t.Errorf("dd %v of %s: %d bytes from vdisk, %d from qemu-img, contents differ", ops, filepath.Base(in), len(b), len(a))
+			}
+		}
+	}
+	out := filepath.Join(dir, "none.raw")
+	_, stderr, code := vdisk(t, "dd", "bs=64k", "count=2", "skip=160", "if="+src, "of="+out)
+	if code != 1 || !strings.Contains(stderr, "cannot skip to specified offset") {
+		t.Errorf("skip past count: exit %d %q", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("failed dd left an output file")
+	}
+}
