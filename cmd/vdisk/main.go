@@ -89,7 +89,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
-		newDDCommand(g), newISOCommand(),
+		newDDCommand(g), newSnapshotCommand(g), newISOCommand(),
 	)
 	return root
 }

@@ -420,3 +420,23 @@ func TestDDMatchesQemu(t *testing.T) {
 		t.Error("failed dd left an output file")
 	}
 }
+
+// TestSnapshotList: `snapshot -l` prints qemu-img's table; changing snapshots
+// is refused by name.
+func TestSnapshotList(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "s.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", img, "16M")
+	qemutest.IO(t, "qcow2", img, "write -P 1 0 64k")
+	qemutest.Img(t, "snapshot", "-c", "first", img)
+	qemutest.IO(t, "qcow2", img, "write -P 2 0 64k")
+	qemutest.Img(t, "snapshot", "-c", "second", img)
+	want := qemutest.Img(t, "snapshot", "-l", img)
+	got, stderr, code := vdisk(t, "snapshot", "-l", img)
+	if code != 0 || got != want || !strings.Contains(got, "second") {
+		t.Errorf("snapshot -l: exit %d %s\n got: %q\nwant: %q", code, stderr, got, want)
+	}
+	if _, stderr, code := vdisk(t, "snapshot", "-c", "third", img); code != 1 || !strings.Contains(stderr, "not implemented") {
+		t.Errorf("snapshot -c: exit %d %q", code, stderr)
+	}
+}
