@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/bits"
 	"runtime"
 	"sync"
@@ -41,6 +40,14 @@ type Options struct {
 	// Progress, when set, is called with bytes done and total, from one
 	// goroutine at a time, with done never decreasing.
 	Progress func(done, total int64)
+	// Salvage (--salvage) keeps going past input read errors: a failing
+	// range is retried in halves down to single sectors, and only the
+	// sectors that still fail are written as zeros. An input whose
+	// allocation cannot be read is copied as if it were all data.
+	Salvage bool
+	// OnReadError, with Salvage, is told of each unreadable range (which
+	// the output holds as zeros). It may be called from several goroutines.
+	OnReadError func(off, length int64, err error)
 }
 
 const (
@@ -308,11 +315,8 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 	}
 	buf = buf[:t.length]
 	res := &result{bufs: [][]byte{buf}}
-	if n, err := c.src.ReadAt(buf, t.off); n < len(buf) {
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		res.err = fmt.Errorf("reading input at offset %d: %w", t.off+int64(n), err)
+	if err := c.read(buf, t.off); err != nil {
+		res.err = err
 		return res
 	}
 	if c.opts.NoSparse {

@@ -21,7 +21,9 @@ func (c *copier) plan(ctx context.Context, emit func(*task) error) error {
 		}
 		window := min(planWindowBytes, size-start)
 		exts, err := c.extents(start, window)
-		if err != nil {
+		if err != nil && c.opts.Salvage {
+			exts = formats.AllData(start, window) // read it all; the reads salvage what they can
+		} else if err != nil {
 			return fmt.Errorf("reading allocation of input at offset %d: %w", start, err)
 		}
 		if err := c.planWindow(start, start+window, exts, emit); err != nil {

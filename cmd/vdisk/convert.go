@@ -41,6 +41,9 @@ func newConvertCommand(g *globals) *cobra.Command {
 			job.Backing, job.BackingFormat = backing, backingFormat
 			job.Stdout = cmd.OutOrStdout()
 			job.Warn = func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "vdisk: warning: "+msg) }
+			job.Copy.OnReadError = func(off, length int64, err error) {
+				job.Warn(fmt.Sprintf("error while reading offset %d (%d bytes written as zeros): %s", off, length, oneLine(err.Error())))
+			}
 			if progress && !g.quiet && job.Target != "-" {
 				bar := newProgressBar(cmd.OutOrStdout())
 				job.Copy.Progress = bar.update
@@ -65,6 +68,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.StringVarP(&snapshot, "snapshot", "l", "", "convert an internal snapshot: snapshot.name=N, snapshot.id=I or a name")
 	f.BoolVar(&job.Copy.TargetIsZero, "target-is-zero", false, "the existing output reads as zeros (with -n)")
 	f.BoolVar(&job.Sync, "sync", false, "fsync the output and its directory before finishing")
+	f.BoolVar(&job.Copy.Salvage, "salvage", false, "continue past read errors: unreadable sectors become zeros (each is reported)")
 	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"
@@ -438,5 +439,52 @@ func TestSnapshotList(t *testing.T) {
 	}
 	if _, stderr, code := vdisk(t, "snapshot", "-c", "third", img); code != 1 || !strings.Contains(stderr, "not implemented") {
 		t.Errorf("snapshot -c: exit %d %q", code, stderr)
+	}
+}
+
+// TestConvertSalvage: a qcow2 whose L2 entry points past the end of the
+// file fails to convert; with --salvage the cluster becomes zeros, is
+// reported once, and the output equals qemu-img convert --salvage's.
+func TestConvertSalvage(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "dmg.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", img, "4M")
+	qemutest.IO(t, "qcow2", img, "write -P 0x11 0 1M", "write -P 0x22 2M 1M")
+	breakL2Entry(t, img, 3)
+	out := filepath.Join(dir, "out.raw")
+	if _, stderr, code := vdisk(t, "convert", "-O", "raw", img, out); code != 1 || !strings.Contains(stderr, "past the end") {
+		t.Fatalf("convert of a damaged image: exit %d %q", code, stderr)
+	}
+	_, stderr, code := vdisk(t, "convert", "--salvage", "-O", "raw", img, out)
+	if code != 0 || strings.Count(stderr, "warning: error while reading offset 196608 (65536 bytes") != 1 {
+		t.Fatalf("--salvage: exit %d %q", code, stderr)
+	}
+	theirs := filepath.Join(dir, "theirs.raw")
+	qemutest.Img(t, "convert", "--salvage", "-O", "raw", img, theirs)
+	qemutest.RequireSame(t, "raw", theirs, "raw", out)
+}
+
+// breakL2Entry points the L2 entry of cluster n (first L2 table) past the
+// end of the file, keeping its flags.
+func breakL2Entry(t *testing.T, path string, n int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [8]byte
+	readU64 := func(off int64) uint64 {
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			t.Fatal(err)
+		}
+		return binary.BigEndian.Uint64(b[:])
+	}
+	l1 := readU64(40) // l1_table_offset
+	l2 := readU64(int64(l1)) & 0x00fffffffffffe00
+	entry := readU64(int64(l2) + 8*n)
+	binary.BigEndian.PutUint64(b[:], entry&0xff00000000000000|1<<40)
+	if _, err := f.WriteAt(b[:], int64(l2)+8*n); err != nil {
+		t.Fatal(err)
 	}
 }
