@@ -2,7 +2,6 @@ package formats
 
 import (
 	"fmt"
-	"math"
 	"math/big"
 	"slices"
 	"strconv"
@@ -242,7 +241,7 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q is not a whole number of bytes", s)
 	}
 	n := r.Num()
-	if !n.IsInt64() || n.Int64() > math.MaxInt64 {
+	if !n.IsInt64() {
 		return 0, fmt.Errorf("size %q is too large", s)
 	}
 	return n.Int64(), nil

@@ -131,7 +131,6 @@ type builder struct {
 	// extentBytes is the largest extent of one record (maxExtentBytes;
 	// tests lower it to exercise multi-extent files).
 	extentBytes int64
-	erEntry     []byte
 }
 
 func newBuilder(srcDir string, opts CreateOptions, extentBytes int64) (*builder, error) {

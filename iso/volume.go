@@ -135,7 +135,6 @@ type volumeSet struct {
 	joliet       *volumeDescriptor
 	bootCatalog  int64 // LBA of the El Torito catalog, -1 when none
 	descriptors  int
-	udf          bool // a UDF volume recognition sequence follows
 	terminatorAt int64
 }
 

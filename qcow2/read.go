@@ -49,13 +49,6 @@ func (c *l2Cache) put(off int64, entries []uint64) {
 	}
 }
 
-func (c *l2Cache) drop(off int64) {
-	if e, ok := c.tables[off]; ok {
-		c.lru.Remove(e)
-		delete(c.tables, off)
-	}
-}
-
 // l2 returns the L2 table at host offset off (caller holds img.mu).
 func (img *Image) l2(off int64) ([]uint64, error) {
 	if t := img.cache.get(off); t != nil {

@@ -259,21 +259,6 @@ func (img *Image) l2For(vc int64) ([]uint64, int64, error) {
 	return t, nOff, nil
 }
 
-// shareClusters adds delta to the refcount of every cluster an L2 table
-// references (used when a table shared with a snapshot is copied).
-func (img *Image) shareClusters(t []uint64, delta int64) error {
-	step := 1
-	if img.extL2 {
-		step = 2
-	}
-	for i := 0; i < len(t); i += step {
-		if err := img.refEntry(t[i], delta); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // refEntry adds delta to the refcounts of the host clusters an L2 entry uses.
 func (img *Image) refEntry(e uint64, delta int64) error {
 	if e&oflagCompressed != 0 {

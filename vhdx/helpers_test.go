@@ -76,3 +76,12 @@ func tempPath(t testing.TB, name string) string { return filepath.Join(t.TempDir
 func errorsIs(err, target error) bool { return err != nil && errors.Is(err, target) }
 
 var errEOF = io.EOF
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

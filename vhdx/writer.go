@@ -397,15 +397,6 @@ func (w *Writer) freshFrom(blk int64) int64 {
 	return int64(w.writtenEnd[blk])
 }
 
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 func (w *Writer) setEntry(i int64, e uint64) {
 	w.mu.Lock()
 	w.bat[i] = e

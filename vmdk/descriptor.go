@@ -43,16 +43,6 @@ type descriptor struct {
 	DDB                []ddbEntry
 }
 
-// ddb returns the value of a disk database key ("" when absent).
-func (d *descriptor) ddb(key string) string {
-	for _, e := range d.DDB {
-		if strings.EqualFold(e.Key, key) {
-			return e.Value
-		}
-	}
-	return ""
-}
-
 // parseDescriptor parses descriptor text. Every line must be blank, a
 // comment, a key=value header field, a ddb entry or an extent line; values
 // may be quoted or not (VMware's tools accept both).
