@@ -1,7 +1,6 @@
 package convert
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/bits"
@@ -11,6 +10,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // Options tune Copy. The zero value means qemu-img's defaults.
@@ -90,7 +91,6 @@ type copier struct {
 	grainBytes int64 // zero-detection granularity
 	chunkBytes int64
 	pool       chan []byte // chunk buffers; its capacity bounds memory
-	zeros      []byte
 	progress   progress
 	outPool    sync.Pool  // compressed output buffers
 	writeMu    sync.Mutex // serializes writes in out-of-order mode
@@ -140,7 +140,6 @@ func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, 
 	for range cap(c.pool) {
 		c.pool <- make([]byte, c.chunkBytes)
 	}
-	c.zeros = make([]byte, c.grainBytes)
 	c.progress = progress{fn: opts.Progress, total: src.Size()}
 	c.outPool.New = func() any { b := make([]byte, 0, c.chunkBytes); return &b }
 	return c, nil
@@ -288,14 +287,7 @@ func (c *copier) writeZeroes(off, length int64) error {
 	if c.zw != nil {
 		return c.zw.WriteZeroes(off, length)
 	}
-	for length > 0 {
-		n := min(length, int64(len(c.zeros)))
-		if _, err := c.dst.WriteAt(c.zeros[:n], off); err != nil {
-			return err
-		}
-		off, length = off+n, length-n
-	}
-	return nil
+	return fileio.WriteZeros(c.dst, off, length)
 }
 
 // process turns a task into writes: a zero range as is, a data chunk read
@@ -338,13 +330,13 @@ func (c *copier) splitZeros(off int64, buf []byte) []op {
 	var ops []op
 	for pos := 0; pos < len(buf); {
 		end := min(len(buf), int(alignUp(off+int64(pos)+1, c.grainBytes)-off))
-		zero := bytes.Equal(buf[pos:end], c.zeros[:end-pos])
-		if n := len(ops); n > 0 && (ops[n-1].buf == nil) == zero {
+		isZero := zero.Is(buf[pos:end])
+		if n := len(ops); n > 0 && (ops[n-1].buf == nil) == isZero {
 			ops[n-1].length += int64(end - pos)
-			if !zero {
+			if !isZero {
 				ops[n-1].buf = buf[int(ops[n-1].off-off):end]
 			}
-		} else if zero {
+		} else if isZero {
 			ops = append(ops, op{off: off + int64(pos), length: int64(end - pos)})
 		} else {
 			ops = append(ops, op{off: off + int64(pos), buf: buf[pos:end], length: int64(end - pos)})
@@ -376,7 +368,7 @@ func (c *copier) compress(t *task, buf []byte, res *result) error {
 		clusterBytes := buf[pos:end]
 		virt := t.off + int64(pos)
 		pos = end
-		if isZero(clusterBytes, c.zeros) {
+		if zero.Is(clusterBytes) {
 			if !c.dropZeros() {
 				pieces = append(pieces, op{off: virt, length: int64(len(clusterBytes))})
 			}
@@ -400,17 +392,6 @@ func (c *copier) compress(t *task, buf []byte, res *result) error {
 	res.ops = pieces
 	res.release = func() { c.outPool.Put(out) }
 	return nil
-}
-
-func isZero(p, zeros []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), len(zeros))
-		if !bytes.Equal(p[:n], zeros[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
 }
 
 // dropZeros says zero runs found inside data need not be written: the target

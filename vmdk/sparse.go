@@ -10,6 +10,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // sparseExtent is an open hosted sparse extent (KDMV): its header, grain
@@ -119,10 +120,10 @@ func (s *sparseExtent) readFooter() error {
 		return fmt.Errorf("%s: reading footer: %w", s.name, err)
 	}
 	m := decodeMarker(buf)
-	if m.Size != 0 || m.Type != markerFooter || m.Value != 1 || !allZero(buf[16:sectorSize]) {
+	if m.Size != 0 || m.Type != markerFooter || m.Value != 1 || !zero.Is(buf[16:sectorSize]) {
 		return formats.Corruptf(s.name, "footer marker", off, "invalid footer marker")
 	}
-	if !allZero(buf[2*sectorSize:]) {
+	if !zero.Is(buf[2*sectorSize:]) {
 		return formats.Corruptf(s.name, "end-of-stream marker", off+2*sectorSize, "not all zeros")
 	}
 	ft := decodeHeader(buf[sectorSize : 2*sectorSize])
@@ -139,15 +140,6 @@ func (s *sparseExtent) readFooter() error {
 	s.hdr.RGDOffset = ft.RGDOffset
 	s.hdr.Flags = ft.Flags
 	return nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // loadGD reads the grain directory.

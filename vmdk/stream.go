@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // streamLevel is the zlib level of stream grains: output within a few
@@ -173,7 +174,7 @@ func (w *streamWriter) finishPartial(g int64) error {
 	}
 	cur, buf := w.cur, w.buf
 	w.cur = -1
-	if allZero(buf) {
+	if zero.Is(buf) {
 		return nil
 	}
 	z, err := w.compress(nil, buf)
@@ -252,7 +253,7 @@ func (w *streamWriter) writeWholeGrains(p []byte, g int64) (int, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				if !allZero(grains[i]) {
+				if !zero.Is(grains[i]) {
 					out[i], errs[i] = w.compress(w.spare(i), grains[i])
 				}
 			}

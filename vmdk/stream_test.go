@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
@@ -103,7 +104,7 @@ func TestStreamStructure(t *testing.T) {
 		t.Fatalf("header %+v", h)
 	}
 	eos := data[len(data)-sectorSize:]
-	if !allZero(eos) {
+	if !zero.Is(eos) {
 		t.Fatal("end-of-stream marker is not a zero sector")
 	}
 	fm := decodeMarker(data[len(data)-3*sectorSize:])

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // compare exit codes, as qemu-img's.
@@ -145,7 +146,7 @@ func (c *comparer) checkZeroTail(img formats.Image, off int64) error {
 			}
 			for i := 0; i < int(n); i += 512 {
 				end := min(int(n), i+512)
-				if !isZeroBytes(buf[i:end]) {
+				if !zero.Is(buf[i:end]) {
 					fmt.Fprintf(c.out, "Content mismatch at offset %d!\n", off+int64(i))
 					return exitWith(compareDiffer, nil)
 				}
@@ -176,15 +177,6 @@ func readFull(img formats.Image, p []byte, off int64) error {
 		return exitWith(compareReadError, fmt.Errorf("error while reading offset %d: %v", off+int64(n), err))
 	}
 	return nil
-}
-
-func isZeroBytes(p []byte) bool {
-	for _, c := range p {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func firstErr(errs ...error) error {

@@ -1,12 +1,15 @@
 package fileio
 
 import (
+	"io"
+
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
-// WriteZeros writes length zero bytes to f at off, 1 MiB at a time.
-func WriteZeros(f formats.File, off, length int64) error {
+// WriteZeros writes length zero bytes to w (a file or an image) at off,
+// 1 MiB at a time.
+func WriteZeros(f io.WriterAt, off, length int64) error {
 	zero := make([]byte, min(length, 1<<20))
 	for length > 0 {
 		n := min(length, int64(len(zero)))

@@ -26,6 +26,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // Tool returns the path of a qemu tool ("qemu-img", "qemu-io") or skips the
@@ -174,7 +175,7 @@ func BlockSHA(t testing.TB, img formats.Image) string {
 					t.Fatalf("read at %d: %v", b, err)
 				}
 				next = b + blockSize
-				if isZero(buf[:n]) {
+				if zero.Is(buf[:n]) {
 					continue
 				}
 				binary.BigEndian.PutUint64(off[:], uint64(b))
@@ -185,15 +186,6 @@ func BlockSHA(t testing.TB, img formats.Image) string {
 		start += window
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-func isZero(p []byte) bool {
-	for _, c := range p {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // FileBlockSHA is BlockSHA of a raw file on disk.
@@ -209,7 +201,7 @@ func FileBlockSHA(t testing.TB, path string) string {
 	var off [8]byte
 	for b := int64(0); ; b += blockSize {
 		n, err := io.ReadFull(f, buf)
-		if n > 0 && !isZero(buf[:n]) {
+		if n > 0 && !zero.Is(buf[:n]) {
 			binary.BigEndian.PutUint64(off[:], uint64(b))
 			h.Write(off[:])
 			h.Write(buf[:n])
@@ -277,7 +269,7 @@ func copySparse(f *os.File, r io.Reader) error {
 	var off int64
 	for {
 		n, err := io.ReadFull(r, buf)
-		if n > 0 && !isZero(buf[:n]) {
+		if n > 0 && !zero.Is(buf[:n]) {
 			if _, werr := f.WriteAt(buf[:n], off); werr != nil {
 				return werr
 			}
