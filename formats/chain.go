@@ -27,7 +27,7 @@ func chainExtents(img Image, off, length int64, depth int) ([]Extent, error) {
 	for _, e := range exts {
 		e.Depth = depth
 		if e.Kind != Unallocated || backing == nil || e.Offset >= backing.Size() {
-			out = appendMerged(out, e)
+			out = AppendExtent(out, e)
 			continue
 		}
 		below := min(e.Length, backing.Size()-e.Offset)
@@ -36,30 +36,32 @@ func chainExtents(img Image, off, length int64, depth int) ([]Extent, error) {
 			return nil, err
 		}
 		for _, s := range sub {
-			out = appendMerged(out, s)
+			out = AppendExtent(out, s)
 		}
 		if below < e.Length {
-			out = appendMerged(out, Extent{Offset: e.Offset + below, Length: e.Length - below,
+			out = AppendExtent(out, Extent{Offset: e.Offset + below, Length: e.Length - below,
 				Kind: Unallocated, HostOffset: -1, Depth: depth})
 		}
 	}
 	return out, nil
 }
 
-// appendMerged appends e, merging it into the last extent when they are
-// contiguous with equal status (and contiguous host offsets).
-func appendMerged(out []Extent, e Extent) []Extent {
-	if n := len(out); n > 0 {
-		last := &out[n-1]
-		if last.End() == e.Offset && last.Kind == e.Kind && last.Depth == e.Depth &&
-			last.Compressed == e.Compressed && last.HostFile == e.HostFile &&
-			((last.HostOffset < 0 && e.HostOffset < 0) ||
-				(last.HostOffset >= 0 && last.HostOffset+last.Length == e.HostOffset)) {
-			last.Length += e.Length
-			return out
-		}
+// AppendExtent appends e to out, merging it into the last extent when
+// Mergeable. Drivers use it to keep their answers small.
+func AppendExtent(out []Extent, e Extent) []Extent {
+	if n := len(out); n > 0 && Mergeable(out[n-1], e) {
+		out[n-1].Length += e.Length
+		return out
 	}
 	return append(out, e)
+}
+
+// Mergeable reports whether b continues a: contiguous, with equal status,
+// layer, compression and file, and contiguous host offsets (or none).
+func Mergeable(a, b Extent) bool {
+	return a.End() == b.Offset && a.Kind == b.Kind && a.Depth == b.Depth &&
+		a.Compressed == b.Compressed && a.HostFile == b.HostFile &&
+		((a.HostOffset < 0 && b.HostOffset < 0) || (a.HostOffset >= 0 && a.HostOffset+a.Length == b.HostOffset))
 }
 
 // MergeExtents merges adjacent extents of equal status; drivers may use it
@@ -67,7 +69,7 @@ func appendMerged(out []Extent, e Extent) []Extent {
 func MergeExtents(exts []Extent) []Extent {
 	var out []Extent
 	for _, e := range exts {
-		out = appendMerged(out, e)
+		out = AppendExtent(out, e)
 	}
 	return out
 }

@@ -344,22 +344,10 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 			x.Kind = formats.Data
 			x.HostOffset = img.hostOff(e) + cur%img.blockBytes
 		}
-		out = appendExtent(out, x)
+		out = formats.AppendExtent(out, x)
 		cur = next
 	}
 	return out, nil
-}
-
-func appendExtent(out []formats.Extent, e formats.Extent) []formats.Extent {
-	if n := len(out); n > 0 {
-		last := &out[n-1]
-		if last.Kind == e.Kind && last.End() == e.Offset &&
-			(e.HostOffset < 0 && last.HostOffset < 0 || last.HostOffset >= 0 && last.HostOffset+last.Length == e.HostOffset) {
-			last.Length += e.Length
-			return out
-		}
-	}
-	return append(out, e)
 }
 
 // ClusterSize is the block size.

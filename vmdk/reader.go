@@ -519,24 +519,10 @@ func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) 
 				x.HostOffset = host + rel%sp.grainBytes
 			}
 		}
-		out = appendExtent(out, x)
+		out = formats.AppendExtent(out, x)
 		rel, length = rel+chunk, length-chunk
 	}
 	return out, nil
-}
-
-// appendExtent appends x, merging it into the last extent when contiguous
-// with the same status (keeps grain-by-grain answers small).
-func appendExtent(out []formats.Extent, x formats.Extent) []formats.Extent {
-	if n := len(out); n > 0 {
-		l := &out[n-1]
-		if l.End() == x.Offset && l.Kind == x.Kind && l.Compressed == x.Compressed && l.HostFile == x.HostFile &&
-			(l.HostOffset < 0 && x.HostOffset < 0 || l.HostOffset >= 0 && l.HostOffset+l.Length == x.HostOffset) {
-			l.Length += x.Length
-			return out
-		}
-	}
-	return append(out, x)
 }
 
 // Info reports qemu's format-specific data: cid, parent-cid, create-type and

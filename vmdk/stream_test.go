@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/zero"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/qemutest"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // createWith makes a vdisk image in f with a fixed random seed.

@@ -94,7 +94,7 @@ func (m *mapper) each(from, length int64, fn func(formats.Extent) error) error {
 			return err
 		}
 		for _, e := range exts {
-			if pending != nil && canMerge(*pending, e) {
+			if pending != nil && formats.Mergeable(*pending, e) {
 				pending.Length += e.Length
 				continue
 			}
@@ -110,11 +110,6 @@ func (m *mapper) each(from, length int64, fn func(formats.Extent) error) error {
 		return fn(*pending)
 	}
 	return nil
-}
-
-func canMerge(a, b formats.Extent) bool {
-	merged := formats.MergeExtents([]formats.Extent{a, b})
-	return len(merged) == 1
 }
 
 func (m *mapper) json(from, length int64) error {
