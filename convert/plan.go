@@ -3,6 +3,7 @@ package convert
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"github.com/vdiskio/vdisk/formats"
 )
@@ -97,11 +98,14 @@ func (c *copier) emitGap(start, end int64, exts []formats.Extent, emit func(*tas
 		}
 		return c.emitZeros(start, end, emit)
 	}
-	for _, e := range exts {
-		lo, hi := max(start, e.Offset), min(end, e.End())
-		if lo >= hi {
-			continue
+	// exts is sorted: start at the first extent reaching past start, so a
+	// window with many gaps is walked once, not once per gap.
+	first := sort.Search(len(exts), func(i int) bool { return exts[i].End() > start })
+	for _, e := range exts[first:] {
+		if e.Offset >= end {
+			break
 		}
+		lo, hi := max(start, e.Offset), min(end, e.End())
 		if e.Kind == formats.Zero {
 			if err := c.emitZeros(lo, hi, emit); err != nil {
 				return err
