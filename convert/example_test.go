@@ -3,24 +3,41 @@ package convert_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/formats"
 	_ "github.com/vdiskio/vdisk/qcow2" // drivers register themselves, like image/png
 	_ "github.com/vdiskio/vdisk/raw"
 )
 
 // The README's library example: convert an image to a compressed qcow2 with
-// a progress callback.
+// a progress callback, then open the result.
 func ExampleRun() {
-	toQcow2 := func(ctx context.Context, in, out string) error {
-		return convert.Run(ctx, convert.Job{
-			Source: in,
-			Target: out, Format: "qcow2", CreateOptions: "cluster_size=64k",
-			Copy: convert.Options{
-				Compress: true,
-				Progress: func(done, total int64) { fmt.Printf("\r%3d%%", done*100/total) },
-			},
-		})
+	dir, err := os.MkdirTemp("", "vdisk-example")
+	if err != nil {
+		panic(err)
 	}
-	_ = toQcow2
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "example.qcow2")
+	var percent int64
+	err = convert.Run(context.Background(), convert.Job{
+		Source: "../testdata/example.qcow2",
+		Target: out, Format: "qcow2", CreateOptions: "cluster_size=64k",
+		Copy: convert.Options{
+			Compress: true,
+			Progress: func(done, total int64) { percent = done * 100 / total },
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	img, err := formats.Open(out, formats.OpenOptions{})
+	if err != nil {
+		panic(err)
+	}
+	defer img.Close()
+	fmt.Printf("%d%%: a %s image of %d bytes\n", percent, img.Format(), img.Size())
+	// Output: 100%: a qcow2 image of 33554432 bytes
 }

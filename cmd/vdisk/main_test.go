@@ -488,3 +488,95 @@ func breakL2Entry(t *testing.T, path string, n int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestConvertFlagsInterop: each convert flag, judged by qemu-img: the
+// output passes qemu-img check (where it has one) and equals the source.
+func TestConvertFlagsInterop(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	base := filepath.Join(dir, "base.qcow2")
+	top := filepath.Join(dir, "top.qcow2")
+	qemutest.Img(t, "convert", "-O", "qcow2", src, base)
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top)
+	qemutest.IO(t, "qcow2", top, "write -P 0x77 1M 64k", "write -z 10M 64k")
+	qemutest.Img(t, "snapshot", "-c", "s1", top)
+	qemutest.IO(t, "qcow2", top, "write -P 0x78 1M 64k")
+	for _, tc := range []struct {
+		name, in, inFmt, outFmt string
+		args                    []string
+		compareWith             func(out string) // nil: compare with in
+	}{
+		{name: "compress-zlib", in: src, inFmt: "raw", outFmt: "qcow2", args: []string{"-c"}},
+		{name: "compress-zstd", in: src, inFmt: "raw", outFmt: "qcow2", args: []string{"-c", "-o", "compression_type=zstd"}},
+		{name: "compress-stream-vmdk", in: src, inFmt: "raw", outFmt: "vmdk", args: []string{"-c", "-o", "subformat=streamOptimized"}},
+		{name: "no-sparse", in: src, inFmt: "raw", outFmt: "qcow2", args: []string{"-S", "0"}},
+		{name: "sparse-64k", in: src, inFmt: "raw", outFmt: "vdi", args: []string{"-S", "64k"}},
+		{name: "out-of-order-one-worker", in: src, inFmt: "raw", outFmt: "vhdx", args: []string{"-W", "-m", "1"}},
+		{name: "sync", in: src, inFmt: "raw", outFmt: "vpc", args: []string{"--sync", "-o", "force_size=on"}},
+		{name: "flatten-chain", in: top, inFmt: "qcow2", outFmt: "qcow2"},
+		{name: "backing", in: top, inFmt: "qcow2", outFmt: "qcow2", args: []string{"-B", "base.qcow2", "-F", "qcow2"}},
+		{name: "snapshot", in: top, inFmt: "qcow2", outFmt: "raw", args: []string{"-l", "snapshot.name=s1"},
+			compareWith: func(out string) {
+				want := filepath.Join(dir, "want-s1.raw")
+				qemutest.Img(t, "convert", "-l", "snapshot.name=s1", "-O", "raw", top, want)
+				qemutest.RequireSame(t, "raw", want, "raw", out)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, tc.name+"."+tc.outFmt)
+			args := append(append([]string{"convert", "-f", tc.inFmt, "-O", tc.outFmt}, tc.args...), tc.in, out)
+			if _, stderr, code := vdisk(t, args...); code != 0 {
+				t.Fatalf("vdisk %v: exit %d %s", args, code, stderr)
+			}
+			if tc.outFmt == "qcow2" || tc.outFmt == "vmdk" || tc.outFmt == "vdi" || tc.outFmt == "vhdx" {
+				qemutest.RequireClean(t, tc.outFmt, out)
+			}
+			if tc.compareWith != nil {
+				tc.compareWith(out)
+			} else {
+				qemutest.RequireSame(t, tc.inFmt, tc.in, tc.outFmt, out)
+			}
+			info := qemutest.Info(t, tc.outFmt, out)
+			switch tc.name {
+			case "backing":
+				if info["backing-filename"] != "base.qcow2" {
+					t.Errorf("-B output has backing %v", info["backing-filename"])
+				}
+				flat := qemutest.Info(t, "qcow2", filepath.Join(dir, "flatten-chain.qcow2"))
+				if info["actual-size"].(float64) >= flat["actual-size"].(float64) {
+					t.Errorf("-B output (%v bytes) is not smaller than the flattened one (%v)", info["actual-size"], flat["actual-size"])
+				}
+			case "no-sparse":
+				if info["actual-size"].(float64) < 64<<20 {
+					t.Errorf("-S 0 output allocates only %v bytes", info["actual-size"])
+				}
+			case "compress-stream-vmdk":
+				spec := info["format-specific"].(map[string]any)["data"].(map[string]any)
+				if spec["create-type"] != "streamOptimized" {
+					t.Errorf("create-type %v", spec["create-type"])
+				}
+			}
+		})
+	}
+}
+
+// TestConvertToStdout: a sequential format written to '-' is the same
+// image qemu-img accepts; a random-access one is refused.
+func TestConvertToStdout(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	for _, o := range []string{"subformat=fixed", "subformat=fixed,force_size=on"} {
+		out, stderr, code := vdisk(t, "convert", "-O", "vpc", "-o", o, src, "-")
+		if code != 0 {
+			t.Fatalf("convert -O vpc -o %s to stdout: %d %s", o, code, stderr)
+		}
+		path := filepath.Join(dir, "stdout.vhd")
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		qemutest.RequireSame(t, "raw", src, "vpc", path)
+	}
+	if _, stderr, code := vdisk(t, "convert", "-O", "qcow2", src, "-"); code != 1 || !strings.Contains(stderr, "stream") {
+		t.Errorf("qcow2 to stdout: exit %d %q", code, stderr)
+	}
+}
