@@ -42,11 +42,7 @@ func encodeValue(b *strings.Builder, v any, depth int) {
 		}
 		b.WriteString(closeIndent + "}")
 	case []formats.Object:
-		items := make([]any, len(x))
-		for i := range x {
-			items[i] = x[i]
-		}
-		encodeValue(b, items, depth)
+		encodeValue(b, anys(x), depth)
 	case []any:
 		if len(x) == 0 {
 			b.WriteString("[]")
@@ -63,14 +59,19 @@ func encodeValue(b *strings.Builder, v any, depth int) {
 		}
 		b.WriteString(closeIndent + "]")
 	case []string:
-		items := make([]any, len(x))
-		for i := range x {
-			items[i] = x[i]
-		}
-		encodeValue(b, items, depth)
+		encodeValue(b, anys(x), depth)
 	default:
 		encodeScalar(b, v)
 	}
+}
+
+// anys converts a typed list for encodeValue's []any case.
+func anys[T any](xs []T) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		out[i] = x
+	}
+	return out
 }
 
 func encodeScalar(b *strings.Builder, v any) {
