@@ -75,8 +75,8 @@ type op struct {
 
 type result struct {
 	ops     []op
-	bufs    [][]byte // buffers to return to the pool after the writes
-	release func()   // frees compressed output, when any
+	buf     []byte // the chunk buffer to return to the pool after the writes
+	release func() // frees compressed output, when any
 	err     error
 }
 
@@ -257,8 +257,8 @@ func (c *copier) commit(t *task, res *result) error {
 }
 
 func (c *copier) release(res *result) {
-	for _, b := range res.bufs {
-		c.pool <- b[:cap(b)]
+	if res.buf != nil {
+		c.pool <- res.buf[:cap(res.buf)]
 	}
 	if res.release != nil {
 		res.release()
@@ -306,7 +306,7 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 		return &result{err: ctx.Err()}
 	}
 	buf = buf[:t.length]
-	res := &result{bufs: [][]byte{buf}}
+	res := &result{buf: buf}
 	if err := c.read(buf, t.off); err != nil {
 		res.err = err
 		return res
