@@ -17,6 +17,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
+	"github.com/vdiskio/vdisk/internal/zero"
 	_ "github.com/vdiskio/vdisk/raw" // backing files in raw format
 )
 
@@ -414,7 +415,7 @@ func writeConcurrently(t testing.TB, img formats.Writable, data []byte, useZeroe
 			for i := w; i < len(pieces); i += 4 {
 				p := pieces[i]
 				chunk := data[p[0] : p[0]+p[1]]
-				if allZero(chunk) {
+				if zero.Is(chunk) {
 					if useZeroes {
 						if err := img.(formats.ZeroWriter).WriteZeroes(p[0], p[1]); err != nil {
 							errs <- err
@@ -435,15 +436,6 @@ func writeConcurrently(t testing.TB, img formats.Writable, data []byte, useZeroe
 	for err := range errs {
 		t.Fatal(err)
 	}
-}
-
-func allZero(p []byte) bool {
-	for _, c := range p {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // requireQemuAccepts runs qemu-img check and compare against the raw data.
@@ -515,7 +507,7 @@ func compressAll(t testing.TB, img *Image, data []byte) {
 			defer wg.Done()
 			for c := w; c < n; c += 4 {
 				cl := data[c*cs : min(c*cs+cs, int64(len(data)))]
-				if allZero(cl) {
+				if zero.Is(cl) {
 					continue
 				}
 				var err error
@@ -530,7 +522,7 @@ func compressAll(t testing.TB, img *Image, data []byte) {
 	for c := range n {
 		cl := data[c*cs : min(c*cs+cs, int64(len(data)))]
 		switch {
-		case allZero(cl):
+		case zero.Is(cl):
 		case ok[c]:
 			if err := img.WriteCompressed(c*cs, out[c]); err != nil {
 				t.Fatal(err)
