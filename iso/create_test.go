@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 func createISO(t testing.TB, tree string, opts CreateOptions) string {
@@ -47,11 +50,7 @@ func TestCreateInterop(t *testing.T) {
 			// Symlinks are stored as empty files outside Rock Ridge, so every
 			// reader lists the same names.
 			seven := sevenZipList(t, iso)
-			var sevenPaths []string
-			for p := range seven {
-				sevenPaths = append(sevenPaths, p)
-			}
-			if diff := cmp.Diff(xo, sortedCopy(sevenPaths)); diff != "" {
+			if diff := cmp.Diff(xo, slices.Sorted(maps.Keys(seven))); diff != "" {
 				t.Errorf("xorriso vs 7z listing (-xorriso +7z):\n%s", diff)
 			}
 			fsys := openFS(t, iso)
@@ -63,7 +62,8 @@ func TestCreateInterop(t *testing.T) {
 				for p := range treeDigest(t, tree) {
 					want = append(want, "/"+p)
 				}
-				if diff := cmp.Diff(sortedCopy(want), xo); diff != "" {
+				slices.Sort(want)
+				if diff := cmp.Diff(want, xo); diff != "" {
 					t.Errorf("source tree vs xorriso listing (-source +xorriso):\n%s", diff)
 				}
 			}
@@ -98,16 +98,6 @@ func TestCreateInterop(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 func TestCreateReproducible(t *testing.T) {
@@ -231,7 +221,7 @@ func (s *sparseSink) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		blk, in := s.pos/blockBytes, s.pos%blockBytes
 		k := min(len(p), int(blockBytes-in))
-		if !isZeros(p[:k]) {
+		if !zero.Is(p[:k]) {
 			b := s.blocks[blk]
 			if b == nil {
 				b = make([]byte, blockBytes)
@@ -263,15 +253,6 @@ func (s *sparseSink) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
-}
-
-func isZeros(p []byte) bool {
-	for _, c := range p {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // TestMultiExtent: a file over 4 GiB - 2 KiB is stored as several
