@@ -1,7 +1,6 @@
 package vmdk
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -12,6 +11,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 	"github.com/vdiskio/vdisk/internal/sparse"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // openPath opens a VMDK by path with the default (safe) options.
@@ -53,7 +53,7 @@ func rawSHA(t testing.TB, path string) string {
 				t.Fatal(err)
 			}
 			next = b + bs
-			if bytes.Count(buf[:n], []byte{0}) == int(n) {
+			if zero.Is(buf[:n]) {
 				continue
 			}
 			binary.BigEndian.PutUint64(offb[:], uint64(b))

@@ -37,7 +37,7 @@ func writeStreamCompressed(t testing.TB, w formats.Writable, src []byte) {
 	cs := cw.ClusterSize()
 	for off := int64(0); off < int64(len(src)); off += cs {
 		grain := src[off:min(off+cs, int64(len(src)))]
-		if bytes.Count(grain, []byte{0}) == len(grain) {
+		if zero.Is(grain) {
 			continue
 		}
 		z, ok, err := cw.Compress(nil, grain)
