@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/sparse"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // maxBlockSector bounds where a block may start: BAT entries are 32-bit
@@ -240,34 +240,22 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	case img.stream:
 		return nil // the gap before the next write (or the footer) is zero-filled
 	case !img.dynamic():
-		if osf := formats.OSFileOf(img.f); osf != nil && sparse.PunchHole(osf, off, length) == nil {
-			return nil
+		if err := fileio.ZeroRange(img.f, off, length); err != nil {
+			return fmt.Errorf("%s: %w", img.name, err)
 		}
-		return img.writeZeros(off, length)
+		return nil
 	case img.differencing():
-		return img.writeZeros(off, length)
+		return fileio.WriteZeros(img, off, length)
 	}
 	for end := off + length; off < end; {
 		blk, in := off/img.blockSize, off%img.blockSize
 		n := min(end-off, img.blockSize-in)
 		if e := img.entry(int(blk)); e != batUnused {
-			if err := img.writeZeros(off, n); err != nil {
+			if err := fileio.WriteZeros(img, off, n); err != nil {
 				return err
 			}
 		}
 		off += n
-	}
-	return nil
-}
-
-func (img *Image) writeZeros(off, length int64) error {
-	zero := make([]byte, min(length, 1<<20))
-	for length > 0 {
-		n := min(length, int64(len(zero)))
-		if _, err := img.WriteAt(zero[:n], off); err != nil {
-			return err
-		}
-		off, length = off+n, length-n
 	}
 	return nil
 }
