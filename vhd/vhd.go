@@ -451,17 +451,18 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	for end := off + length; off < end; {
 		blk, in := off/img.blockSize, off%img.blockSize
 		n := min(end-off, img.blockSize-in)
-		exts, err := img.blockExtents(int(blk), in, n)
-		if err != nil {
+		var err error
+		if out, err = img.blockExtents(out, int(blk), in, n); err != nil {
 			return nil, err
 		}
-		out = append(out, exts...)
 		off += n
 	}
-	return formats.MergeExtents(out), nil
+	return out, nil
 }
 
-func (img *Image) blockExtents(blk int, in, n int64) ([]formats.Extent, error) {
+// blockExtents appends the extents of [in, in+n) of block blk to out,
+// merged with what is there.
+func (img *Image) blockExtents(out []formats.Extent, blk int, in, n int64) ([]formats.Extent, error) {
 	virt := int64(blk) * img.blockSize
 	img.mu.RLock()
 	defer img.mu.RUnlock()
@@ -471,22 +472,21 @@ func (img *Image) blockExtents(blk int, in, n int64) ([]formats.Extent, error) {
 		if img.differencing() {
 			kind = formats.Unallocated
 		}
-		return []formats.Extent{{Offset: virt + in, Length: n, Kind: kind, HostOffset: -1}}, nil
+		return formats.AppendExtent(out, formats.Extent{Offset: virt + in, Length: n, Kind: kind, HostOffset: -1}), nil
 	}
 	if !img.differencing() {
-		return []formats.Extent{{Offset: virt + in, Length: n, Kind: formats.Data, HostOffset: img.dataOff(e, in)}}, nil
+		return formats.AppendExtent(out, formats.Extent{Offset: virt + in, Length: n, Kind: formats.Data, HostOffset: img.dataOff(e, in)}), nil
 	}
 	bm, err := img.bitmap(blk, e)
 	if err != nil {
 		return nil, err
 	}
-	var out []formats.Extent
 	err = forRuns(bm, in, n, func(runOff, runLen int64, present bool) error {
 		x := formats.Extent{Offset: virt + runOff, Length: runLen, Kind: formats.Unallocated, HostOffset: -1}
 		if present {
 			x.Kind, x.HostOffset = formats.Data, img.dataOff(e, runOff)
 		}
-		out = append(out, x)
+		out = formats.AppendExtent(out, x)
 		return nil
 	})
 	return out, err
