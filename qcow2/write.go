@@ -101,8 +101,9 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 	if len(fresh) == 0 {
 		return writes, nil
 	}
-	// Allocate the fully written clusters as one contiguous run.
-	host, err := img.allocData(int64(len(fresh)))
+	// Allocate the fully written clusters as one contiguous run (the
+	// refcount blocks and L2 tables they need are appended after it).
+	host, err := img.allocClusters(int64(len(fresh)))
 	if err != nil {
 		return nil, err
 	}
@@ -117,13 +118,6 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 	}
 	sortWrites(writes)
 	return writes, nil
-}
-
-// allocData allocates n data clusters, making sure first that the L2 tables
-// they need do not land in the middle of the run (they are allocated by
-// setEntry before).
-func (img *Image) allocData(n int64) (int64, error) {
-	return img.allocClusters(n)
 }
 
 func sortWrites(ws []hostWrite) {
