@@ -62,12 +62,11 @@ func OpenImage(f formats.File, opts formats.OpenOptions) (formats.Image, error) 
 	if err != nil {
 		return nil, err
 	}
-	if vs.volumeBytes() > size {
-		return nil, formats.Corruptf(f.Name(), "primary volume descriptor", vs.primary.Offset+80,
-			"volume of %d blocks is larger than the %d-byte image", vs.primary.VolumeBlocks, size)
+	if err := vs.checkSize(f.Name(), size); err != nil {
+		return nil, err
 	}
 	img := &Image{f: f, size: size, vs: vs}
-	img.fs, _ = Open(f, size, f.Name())
+	img.fs, _ = openSet(f, size, f.Name(), vs)
 	info, err := describe(f, f.Name(), size, vs, img.fs)
 	if err != nil {
 		return nil, err
@@ -131,7 +130,7 @@ func Describe(r io.ReaderAt, size int64, name string) (Description, error) {
 	if err != nil {
 		return Description{}, err
 	}
-	fsys, _ := Open(r, size, name)
+	fsys, _ := openSet(r, size, name, vs)
 	return describeSet(r, name, size, vs, fsys)
 }
 

@@ -75,9 +75,13 @@ func Open(r io.ReaderAt, size int64, name string) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	if vs.volumeBytes() > size {
-		return nil, formats.Corruptf(name, "primary volume descriptor", vs.primary.Offset+80,
-			"volume of %d blocks is larger than the %d-byte image", vs.primary.VolumeBlocks, size)
+	return openSet(r, size, name, vs)
+}
+
+// openSet is Open with the volume descriptors already read.
+func openSet(r io.ReaderAt, size int64, name string, vs *volumeSet) (*FS, error) {
+	if err := vs.checkSize(name, size); err != nil {
+		return nil, err
 	}
 	f := &FS{r: r, size: size, name: name, vs: vs, tree: vs.primary}
 	primRoot, err := f.rootRecord(vs.primary)

@@ -201,3 +201,12 @@ func (vs *volumeSet) finish(name string) error {
 
 // volumeBytes is the size the primary descriptor gives the volume.
 func (vs *volumeSet) volumeBytes() int64 { return int64(vs.primary.VolumeBlocks) * blockBytes }
+
+// checkSize refuses a volume larger than the size-byte image.
+func (vs *volumeSet) checkSize(name string, size int64) error {
+	if vs.volumeBytes() > size {
+		return formats.Corruptf(name, "primary volume descriptor", vs.primary.Offset+80,
+			"volume of %d blocks is larger than the %d-byte image", vs.primary.VolumeBlocks, size)
+	}
+	return nil
+}
