@@ -589,6 +589,10 @@ func (s *sparseWriter) writeNewGrains(p []byte, off int64) (int, error) {
 	return int(bytes), err
 }
 
+// zeroGrain is a grain of zeros written where zeros must be explicit; it is
+// only ever read.
+var zeroGrain [defaultGrain * sectorSize]byte
+
 // writeZeroes records zeros in [off, off+n).
 func (s *sparseWriter) writeZeroes(off, n int64) error {
 	for n > 0 {
@@ -607,7 +611,7 @@ func (s *sparseWriter) writeZeroes(off, n int64) error {
 			err = s.setGTE(g, zeroedGrainGTE)
 		default:
 			s.mu.Unlock()
-			if err := s.writeAt(make([]byte, piece), off); err != nil {
+			if err := s.writeAt(zeroGrain[:piece], off); err != nil {
 				return err
 			}
 			s.mu.Lock()
