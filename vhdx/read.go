@@ -138,17 +138,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	}
 	length = min(length, img.size-off)
 	var out []formats.Extent
-	add := func(e formats.Extent) {
-		if n := len(out); n > 0 {
-			last := &out[n-1]
-			if last.Kind == e.Kind && last.End() == e.Offset &&
-				((last.HostOffset < 0 && e.HostOffset < 0) || (last.HostOffset >= 0 && last.HostOffset+last.Length == e.HostOffset)) {
-				last.Length += e.Length
-				return
-			}
-		}
-		out = append(out, e)
-	}
+	add := func(e formats.Extent) { out = formats.AppendExtent(out, e) }
 	for length > 0 {
 		blk, in := off/img.blockSize, off%img.blockSize
 		n := min(length, img.blockSize-in)
