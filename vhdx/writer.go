@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // diffBlockSize is the default block size of a differencing disk.
@@ -410,11 +411,10 @@ func (w *Writer) WriteZeroes(off, length int64) error {
 	if off < 0 || length < 0 || off > w.size || length > w.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the %d-byte disk", w.name, off, length, w.size)
 	}
-	var zero []byte // allocated when some bytes must really be written
 	for length > 0 {
 		blk, in := off/w.blockSize, off%w.blockSize
 		n := min(length, w.blockSize-in)
-		if err := w.zeroBlock(blk, in, n, &zero); err != nil {
+		if err := w.zeroBlock(blk, in, n); err != nil {
 			return err
 		}
 		off, length = off+n, length-n
@@ -422,7 +422,7 @@ func (w *Writer) WriteZeroes(off, length int64) error {
 	return nil
 }
 
-func (w *Writer) zeroBlock(blk, in, n int64, zerop *[]byte) error {
+func (w *Writer) zeroBlock(blk, in, n int64) error {
 	state := batState(w.entry(blk))
 	whole := in == 0 && (n == w.blockSize || blk*w.blockSize+n == w.size)
 	switch {
@@ -438,19 +438,7 @@ func (w *Writer) zeroBlock(blk, in, n int64, zerop *[]byte) error {
 	case whole && w.markZero(blk):
 		return nil
 	}
-	if *zerop == nil {
-		*zerop = make([]byte, min(w.blockSize, 1*mib))
-	}
-	zero := *zerop
-	base := blk*w.blockSize + in
-	for done := int64(0); done < n; {
-		c := min(n-done, int64(len(zero)))
-		if _, err := w.WriteAt(zero[:c], base+done); err != nil {
-			return err
-		}
-		done += c
-	}
-	return nil
+	return fileio.WriteZeros(w, blk*w.blockSize+in, n)
 }
 
 // markZero sets an unallocated block of a differencing disk to ZERO (so the
