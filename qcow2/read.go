@@ -256,6 +256,14 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := img.readSegments(p[:n], off, segs); err != nil {
+		return 0, err
+	}
+	return n, eof
+}
+
+// readSegments fills p, the virtual bytes from off, from their mapping segs.
+func (img *Image) readSegments(p []byte, off int64, segs []segment) error {
 	var cbuf []byte
 	for _, s := range segs {
 		dst := p[s.virt-off : s.virt-off+s.length]
@@ -264,17 +272,17 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 			clear(dst)
 		case segUnalloc:
 			if err := formats.ReadBacking(img.backing, dst, s.virt); err != nil {
-				return 0, err
+				return err
 			}
 		case segData:
 			if err := img.readHost(dst, s.host); err != nil {
-				return 0, err
+				return err
 			}
 		case segCompressed:
 			if s.virt%img.clusterSize == 0 && s.length == img.clusterSize {
 				// A whole cluster: inflate in place.
 				if err := img.readCompressed(dst, s.centry, s.virt/img.clusterSize); err != nil {
-					return 0, err
+					return err
 				}
 				continue
 			}
@@ -282,12 +290,12 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 				cbuf = make([]byte, img.clusterSize)
 			}
 			if err := img.readCompressed(cbuf, s.centry, s.virt/img.clusterSize); err != nil {
-				return 0, err
+				return err
 			}
 			copy(dst, cbuf[s.virt%img.clusterSize:])
 		}
 	}
-	return n, eof
+	return nil
 }
 
 // readHost reads data bytes; bytes past the end of the file read as zeros

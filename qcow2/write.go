@@ -181,33 +181,12 @@ func (img *Image) rewriteCluster(vc int64, entry uint64, data []byte, inOff int6
 // readClusterLocked reads the current content of virtual cluster vc with
 // the lock held.
 func (img *Image) readClusterLocked(dst []byte, vc int64) error {
-	segs, err := img.mapRange(vc*img.clusterSize, int64(len(dst)), nil)
+	base := vc * img.clusterSize
+	segs, err := img.mapRange(base, int64(len(dst)), nil)
 	if err != nil {
 		return err
 	}
-	base := vc * img.clusterSize
-	for _, s := range segs {
-		d := dst[s.virt-base : s.virt-base+s.length]
-		switch s.kind {
-		case segZero:
-			clear(d)
-		case segUnalloc:
-			if err := formats.ReadBacking(img.backing, d, s.virt); err != nil {
-				return err
-			}
-		case segData:
-			if err := img.readHost(d, s.host); err != nil {
-				return err
-			}
-		case segCompressed:
-			full := make([]byte, img.clusterSize)
-			if err := img.readCompressed(full, s.centry, vc); err != nil {
-				return err
-			}
-			copy(d, full[s.virt-base:])
-		}
-	}
-	return nil
+	return img.readSegments(dst, base, segs)
 }
 
 // l2For returns the L2 table of virtual cluster vc, allocating it when
