@@ -125,7 +125,6 @@ func parseBootEntry(e []byte, platform byte) BootEntry {
 type hybridInfo struct {
 	mbr bool // a partition table with at least one partition
 	gpt bool // "EFI PART" at LBA 1 (512 or 4096-byte sectors)
-	apm bool // Apple partition map ("ER" block 0, "PM" at 2048)
 }
 
 func detectHybrid(sys []byte) hybridInfo {
@@ -142,6 +141,5 @@ func detectHybrid(sys []byte) hybridInfo {
 		}
 	}
 	h.gpt = string(sys[512:520]) == "EFI PART" || string(sys[4096:4104]) == "EFI PART"
-	h.apm = string(sys[0:2]) == "ER" && string(sys[2048:2050]) == "PM"
 	return h
 }

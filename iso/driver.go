@@ -41,7 +41,6 @@ func probe(in formats.ProbeInput) int {
 type Image struct {
 	f    formats.File
 	size int64
-	vs   *volumeSet
 	info formats.Info
 	fs   *FS // nil when the directory tree is unreadable
 }
@@ -65,7 +64,7 @@ func OpenImage(f formats.File, opts formats.OpenOptions) (formats.Image, error) 
 	if err := vs.checkSize(f.Name(), size); err != nil {
 		return nil, err
 	}
-	img := &Image{f: f, size: size, vs: vs}
+	img := &Image{f: f, size: size}
 	img.fs, _ = openSet(f, size, f.Name(), vs)
 	info, err := describe(f, f.Name(), size, vs, img.fs)
 	if err != nil {

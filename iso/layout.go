@@ -322,7 +322,7 @@ func (b *builder) directory(d *node, t int) []byte {
 	kids := d.kids
 	if t == 1 {
 		kids = slices.Clone(kids)
-		slices.SortFunc(kids, func(x, y *node) int { return compareBytes(x.jolietID, y.jolietID) })
+		slices.SortFunc(kids, func(x, y *node) int { return slices.Compare(x.jolietID, y.jolietID) })
 	}
 	for _, k := range kids {
 		var su []byte
@@ -353,8 +353,4 @@ func (b *builder) directory(d *node, t int) []byte {
 		out = append(out, make([]byte, blockBytes-rem)...)
 	}
 	return out
-}
-
-func compareBytes(x, y []byte) int {
-	return slices.Compare(x, y)
 }

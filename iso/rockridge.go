@@ -94,12 +94,11 @@ const (
 func (f *FS) walkSUSP(su []byte, off int64, info *rrInfo, name, link *strings.Builder, linkState *int) (extent, error) {
 	var ce extent
 	for len(su) >= 4 {
-		sig, n, ver := string(su[0:2]), int(su[2]), su[3]
+		sig, n := string(su[0:2]), int(su[2])
 		if n < 4 || n > len(su) {
 			break // padding or a broken entry: stop, as the kernel does
 		}
 		data := su[4:n]
-		_ = ver
 		switch sig {
 		case "ST":
 			return ce, nil

@@ -38,21 +38,13 @@ type volumeDescriptor struct {
 	VolumeID      string   // 40: 32 d-characters
 	VolumeBlocks  uint32   // 80: volume space size, both-endian
 	Escapes       [32]byte // 88: SVD escape sequences (Joliet: %/@ %/C %/E)
-	SetSize       uint16   // 120
-	SequenceNum   uint16   // 124
 	LogicalBlock  uint16   // 128: logical block size, both-endian
-	PathTableSize uint32   // 132
-	PathTableL    uint32   // 140: type L path table LBA (LE)
-	PathTableM    uint32   // 148: type M path table LBA (BE)
 	Root          []byte   // 156: root directory record, 34 bytes
-	VolumeSetID   string   // 190: 128
 	PublisherID   string   // 318: 128
 	PreparerID    string   // 446: 128
 	ApplicationID string   // 574: 128
 	Created       string   // 813: 17-byte date
 	Modified      string   // 830
-	Expires       string   // 847
-	Effective     string   // 864
 	Offset        int64    // where the descriptor is in the image
 }
 
@@ -76,21 +68,13 @@ func parseVolumeDescriptor(b []byte, off int64) *volumeDescriptor {
 	v.SystemID = text(b[8:40])
 	v.VolumeID = text(b[40:72])
 	v.VolumeBlocks = le.Uint32(b[80:])
-	v.SetSize = le.Uint16(b[120:])
-	v.SequenceNum = le.Uint16(b[124:])
 	v.LogicalBlock = le.Uint16(b[128:])
-	v.PathTableSize = le.Uint32(b[132:])
-	v.PathTableL = le.Uint32(b[140:])
-	v.PathTableM = binary.BigEndian.Uint32(b[148:])
 	v.Root = append([]byte(nil), b[156:190]...)
-	v.VolumeSetID = text(b[190:318])
 	v.PublisherID = text(b[318:446])
 	v.PreparerID = text(b[446:574])
 	v.ApplicationID = text(b[574:702])
 	v.Created = string(b[813:830])
 	v.Modified = string(b[830:847])
-	v.Expires = string(b[847:864])
-	v.Effective = string(b[864:881])
 	return v
 }
 
@@ -134,7 +118,6 @@ type volumeSet struct {
 	primary      *volumeDescriptor
 	joliet       *volumeDescriptor
 	bootCatalog  int64 // LBA of the El Torito catalog, -1 when none
-	descriptors  int
 	terminatorAt int64
 }
 
@@ -156,7 +139,6 @@ func readVolumeSet(r readerAt, name string, size int64) (*volumeSet, error) {
 		if string(buf[1:6]) != standardID {
 			return nil, formats.Corruptf(name, "volume descriptor", off, "identifier %q, want %q", buf[1:6], standardID)
 		}
-		vs.descriptors++
 		switch buf[0] {
 		case vdTerminator:
 			vs.terminatorAt = off
