@@ -461,7 +461,8 @@ func (img *Image) readExtent(e *extent, p []byte, rel int64) error {
 }
 
 // Extents reports this layer's allocation, grain by grain for sparse
-// extents, with the host file of every data range.
+// extents, with the host file of every data range; neighbours of equal
+// status are merged as they are appended.
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	length = min(length, img.size-off)
 	var out []formats.Extent
@@ -476,13 +477,13 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 		}
 		off, length = off+chunk, length-chunk
 	}
-	return formats.MergeExtents(out), nil
+	return out, nil
 }
 
 func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) ([]formats.Extent, error) {
 	switch e.kind {
 	case kindZero:
-		return append(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Zero, HostOffset: -1}), nil
+		return formats.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Zero, HostOffset: -1}), nil
 	case kindFlat:
 		return img.flatMap(out, e, rel, length)
 	}
@@ -569,7 +570,7 @@ func (img *Image) Info() formats.Info {
 func (img *Image) flatMap(out []formats.Extent, e *extent, rel, length int64) ([]formats.Extent, error) {
 	exts, err := formats.FileExtents(e.file, e.start+rel, e.flatOff+rel, length)
 	if err != nil {
-		return append(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Data,
+		return formats.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Data,
 			HostOffset: e.flatOff + rel, HostFile: e.path}), nil
 	}
 	for _, x := range exts {
@@ -578,7 +579,7 @@ func (img *Image) flatMap(out []formats.Extent, e *extent, rel, length int64) ([
 		} else {
 			x.HostOffset = -1
 		}
-		out = append(out, x)
+		out = formats.AppendExtent(out, x)
 	}
 	return out, nil
 }

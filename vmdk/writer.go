@@ -220,14 +220,14 @@ func (w *writer) Extents(off, length int64) ([]formats.Extent, error) {
 	var out []formats.Extent
 	err := w.forExtents(off, max(length, 0), func(e *wextent, rel, n, _ int64) error {
 		if e.sp == nil {
-			out = append(out, formats.Extent{Offset: e.start + rel, Length: n, Kind: formats.Data, HostOffset: rel, HostFile: e.path})
+			out = formats.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: n, Kind: formats.Data, HostOffset: rel, HostFile: e.path})
 			return nil
 		}
 		var err error
 		out, err = e.sp.extents(out, e.start, rel, n, e.path)
 		return err
 	})
-	return formats.MergeExtents(out), err
+	return out, err
 }
 
 // Backer, for delta disks.
@@ -672,7 +672,7 @@ func (s *sparseWriter) extents(out []formats.Extent, start, off, n int64, path s
 		case gte == zeroedGrainGTE:
 			x.Kind = formats.Zero
 		}
-		out = append(out, x)
+		out = formats.AppendExtent(out, x)
 		off, n = off+piece, n-piece
 	}
 	return out, nil
