@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -432,4 +433,82 @@ func mustOpen(t *testing.T, path string) (io.ReaderAt, int64, string) {
 		t.Fatal(err)
 	}
 	return bytes.NewReader(data), int64(len(data)), path
+}
+
+// TestCreateVolumeIDs: the identifier options and the fixed timestamp are
+// what xorriso reads from the primary volume descriptor (and Describe).
+func TestCreateVolumeIDs(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
+	opts := CreateOptions{VolumeID: "VOL_1", SystemID: "LINUX", PublisherID: "Some Publisher",
+		PreparerID: "the preparer", ApplicationID: "APP 2.0", Joliet: true, SourceDateEpoch: epoch(1700000000)}
+	iso := createISO(t, dir, opts)
+	got := map[string]string{}
+	for _, line := range strings.Split(run(t, "xorriso", "-indev", iso, "-pvd_info"), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok {
+			got[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	want := map[string]string{"Volume Id": "VOL_1", "System Id": "LINUX", "Publisher Id": "Some Publisher",
+		"Preparer Id": "the preparer", "App Id": "APP 2.0",
+		"Creation Time": "2023111422132000", "Modif. Time": "2023111422132000"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("xorriso -pvd_info %s = %q, want %q", k, got[k], v)
+		}
+	}
+	d, err := Describe(mustOpen(t, iso))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.VolumeID != opts.VolumeID || d.SystemID != opts.SystemID || d.PublisherID != opts.PublisherID ||
+		d.PreparerID != opts.PreparerID || d.ApplicationID != opts.ApplicationID || !d.Created.Equal(*opts.SourceDateEpoch) {
+		t.Errorf("Describe: %+v", d)
+	}
+}
+
+// xorrisoBoot is xorriso's El Torito report: per boot image its platform,
+// bootable flag, emulation, load segment, system type, load size and LBA.
+func xorrisoBoot(t testing.TB, iso string) [][]string {
+	t.Helper()
+	var out [][]string
+	for _, line := range strings.Split(run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain"), "\n") {
+		if rest, ok := strings.CutPrefix(line, "El Torito boot img :"); ok {
+			if f := strings.Fields(rest); len(f) == 8 {
+				out = append(out, f[1:])
+			}
+		}
+	}
+	return out
+}
+
+// TestCreateBootOptions: a BIOS load size other than the default, and a
+// UEFI-only image (the EFI image in the default entry), as xorriso reads
+// them.
+func TestCreateBootOptions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
+	os.WriteFile(filepath.Join(dir, "boot", "bios.bin"), bytes.Repeat([]byte{0x90}, 6000), 0o644)
+	os.WriteFile(filepath.Join(dir, "boot", "efi.img"), bytes.Repeat([]byte{0xef}, 100<<10), 0o644)
+	for _, c := range []struct {
+		name string
+		boot BootOptions
+		path string
+		want []string // platform, bootable, emulation, segment, system type, load size
+	}{
+		{"bios load size 8", BootOptions{BIOSImage: "boot/bios.bin", LoadSectors: 8}, "/boot/bios.bin", []string{"BIOS", "y", "none", "0x0000", "0x00", "8"}},
+		{"uefi only", BootOptions{EFIImage: "/boot/efi.img"}, "/boot/efi.img", []string{"UEFI", "y", "none", "0x0000", "0x00", "200"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			iso := createISO(t, dir, CreateOptions{RockRidge: true, Boot: &c.boot})
+			e, err := openFS(t, iso).Stat(c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := [][]string{append(c.want, strconv.FormatInt(e.extents[0].off/blockBytes, 10))}
+			if diff := cmp.Diff(want, xorrisoBoot(t, iso)); diff != "" {
+				t.Errorf("xorriso -report_el_torito (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
