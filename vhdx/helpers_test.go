@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // openPath opens path with this driver.
@@ -62,7 +63,7 @@ func requireSameAsRaw(t testing.TB, img formats.Image, rawPath string) {
 			t.Fatalf("extents leave a gap at %d: %+v", next, e)
 		}
 		next = e.End()
-		if e.Kind != formats.Data && !isZero(want[e.Offset:e.End()]) {
+		if e.Kind != formats.Data && !zero.Is(want[e.Offset:e.End()]) {
 			t.Fatalf("extent %+v claims zeros but qemu reads data", e)
 		}
 	}
@@ -76,12 +77,3 @@ func tempPath(t testing.TB, name string) string { return filepath.Join(t.TempDir
 func errorsIs(err, target error) bool { return err != nil && errors.Is(err, target) }
 
 var errEOF = io.EOF
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // create makes a VHDX at path with the given -o options.
@@ -68,7 +69,7 @@ func writeConcurrently(t testing.TB, w formats.Writable, p pattern) {
 	rng := rand.New(rand.NewSource(int64(len(p.data))))
 	for off := int64(0); off < int64(len(p.data)); {
 		n := min(int64(len(p.data))-off, 1+rng.Int63n(700<<10))
-		if !isZero(p.data[off : off+n]) {
+		if !zero.Is(p.data[off : off+n]) {
 			pieces = append(pieces, [2]int64{off, n})
 		}
 		off += n
@@ -371,7 +372,7 @@ func TestMeasure(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		for off := int64(0); off < img.Size(); off += int64(len(buf)) {
 			img.ReadAt(buf, off)
-			if !isZero(buf) {
+			if !zero.Is(buf) {
 				w.WriteAt(buf, off)
 			}
 		}
