@@ -449,6 +449,27 @@ func requireQemuAccepts(t *testing.T, path string, data []byte) {
 	qemutest.RequireSame(t, "qcow2", path, "raw", rawPath)
 }
 
+// requireQemuSeesOptions checks that qemu-img info reads the create
+// options of a vdisk image as it reads those of an image qemu-img creates
+// with the same options: virtual size, cluster size and the qcow2 header
+// fields (compat, lazy refcounts, refcount bits, compression type,
+// extended L2).
+func requireQemuSeesOptions(t *testing.T, path string, size int64, opts string) {
+	t.Helper()
+	ref := filepath.Join(t.TempDir(), "qemu.qcow2")
+	args := []string{"create", "-q", "-f", "qcow2"}
+	if opts != "" {
+		args = append(args, "-o", opts)
+	}
+	qemutest.Img(t, append(args, ref, fmt.Sprint(size))...)
+	got, want := qemutest.Info(t, "qcow2", path), qemutest.Info(t, "qcow2", ref)
+	for _, k := range []string{"virtual-size", "cluster-size", "format-specific"} {
+		if !reflect.DeepEqual(got[k], want[k]) {
+			t.Errorf("%s: qemu-img info %s: vdisk's image %v, qemu's %v", opts, k, got[k], want[k])
+		}
+	}
+}
+
 func TestWriteOptionsInterop(t *testing.T) {
 	qemutest.Tool(t, "qemu-img")
 	opts := []string{
@@ -478,6 +499,7 @@ func TestWriteOptionsInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			requireQemuAccepts(t, path, data)
+			requireQemuSeesOptions(t, path, size, o)
 			if !strings.Contains(o, "extended_l2") && !strings.Contains(o, "zstd") {
 				if r := qemutest.Exec(t, "qcowinfo", path); r.Code != 0 {
 					t.Errorf("qcowinfo: %s%s", r.Stdout, r.Stderr)
@@ -595,6 +617,7 @@ func TestWriteOptionCombinations(t *testing.T) {
 					t.Fatal(err)
 				}
 				requireQemuAccepts(t, path, data)
+				requireQemuSeesOptions(t, path, size, o)
 			})
 		}
 	}
