@@ -2,6 +2,7 @@ package iso
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/qemutest"
+	_ "github.com/vdiskio/vdisk/raw" // "-f raw" on an ISO
 )
 
 // tool returns the path of an external tool or skips the test (fails it
@@ -381,9 +384,17 @@ func TestElToritoAndHybrid(t *testing.T) {
 }
 
 // TestRawCompatible: "-f raw" on an ISO is allowed; "iso" on a raw-looking
-// file is refused by Open.
+// file is refused by Open. As a disk, an ISO (here with a hole after the
+// volume) has the size, map and bytes qemu-img gives it as a raw file.
 func TestRawCompatible(t *testing.T) {
 	iso := xorrisoISO(t, makeTree(t), "-R")
+	st, err := os.Stat(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(iso, st.Size()+1<<20); err != nil {
+		t.Fatal(err)
+	}
 	d, err := formats.Lookup("iso")
 	if err != nil || !d.RawCompatible {
 		t.Fatal("iso driver not raw-compatible")
@@ -391,5 +402,46 @@ func TestRawCompatible(t *testing.T) {
 	if _, err := OpenImage(fileio.NewMem("zeros", make([]byte, 64<<10)), formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
 		t.Fatalf("zeros opened as ISO: %v", err)
 	}
-	_ = iso
+	asRaw, err := formats.Open(iso, formats.OpenOptions{Format: "raw"})
+	if err != nil {
+		t.Fatalf("-f raw on an ISO: %v", err)
+	}
+	if asRaw.Format() != "raw" {
+		t.Fatalf("-f raw opened %s", asRaw.Format())
+	}
+	asRaw.Close()
+	img, err := formats.Open(iso, formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if img.Format() != "iso" {
+		t.Fatalf("probed as %s", img.Format())
+	}
+	info := qemutest.Info(t, "raw", iso)
+	if info["virtual-size"] != float64(img.Size()) {
+		t.Errorf("qemu-img virtual-size %v, vdisk %d", info["virtual-size"], img.Size())
+	}
+	var qemuMap []struct {
+		Start, Length int64
+		Data          bool
+	}
+	if err := json.Unmarshal([]byte(qemutest.Img(t, "map", "--output=json", "-f", "raw", iso)), &qemuMap); err != nil {
+		t.Fatal(err)
+	}
+	exts, err := img.Extents(0, img.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exts) != len(qemuMap) || len(exts) < 2 {
+		t.Fatalf("vdisk has %d extents, qemu %d: %+v vs %+v", len(exts), len(qemuMap), exts, qemuMap)
+	}
+	for i, e := range exts {
+		if q := qemuMap[i]; e.Offset != q.Start || e.Length != q.Length || (e.Kind == formats.Data) != q.Data {
+			t.Errorf("extent %d: vdisk %+v, qemu %+v", i, e, q)
+		}
+	}
+	if got, want := qemutest.BlockSHA(t, img), qemutest.FileBlockSHA(t, qemutest.ToRaw(t, "raw", iso)); got != want {
+		t.Errorf("content digest %s, qemu-img convert %s", got, want)
+	}
 }
