@@ -227,13 +227,6 @@ func (img *Image) Close() error {
 	return err
 }
 
-// entry returns the block map entry of block b.
-func (img *Image) entry(b int64) uint32 {
-	img.mu.RLock()
-	defer img.mu.RUnlock()
-	return img.bmap[b]
-}
-
 // hostOff is the file offset of the start of data-area block idx.
 func (img *Image) hostOff(idx uint32) int64 {
 	return int64(img.hdr.DataOff) + int64(idx)*img.stride + int64(img.hdr.BlockExtraBytes)
@@ -267,13 +260,11 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 // status (and, for data, are contiguous in the file); it returns its length.
 func (img *Image) readRun(p []byte, off int64) (int, error) {
 	b := off / img.blockBytes
-	first := img.entry(b)
-	if isAllocated(first) && first >= img.hdr.Blocks {
-		return 0, img.badEntry(b, first)
-	}
 	runLen := min(int64(len(p)), (b+1)*img.blockBytes-off)
 	img.mu.RLock()
-	for end := (b + 1) * img.blockBytes; runLen < int64(len(p)); end += img.blockBytes {
+	first := img.bmap[b]
+	bad := isAllocated(first) && first >= img.hdr.Blocks
+	for end := (b + 1) * img.blockBytes; !bad && runLen < int64(len(p)); end += img.blockBytes {
 		nb := end / img.blockBytes
 		e := img.bmap[nb]
 		if !sameRun(first, e, nb-b) || (isAllocated(e) && e >= img.hdr.Blocks) {
@@ -282,6 +273,9 @@ func (img *Image) readRun(p []byte, off int64) (int, error) {
 		runLen = min(int64(len(p)), end+img.blockBytes-off)
 	}
 	img.mu.RUnlock()
+	if bad {
+		return 0, img.badEntry(b, first)
+	}
 	q := p[:runLen]
 	switch {
 	case isAllocated(first):
