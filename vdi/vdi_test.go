@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -454,7 +455,7 @@ func TestConcurrentAllocation(t *testing.T) {
 	for range 200 {
 		cuts = append(cuts, rng.Int63n(size))
 	}
-	sortInt64(cuts)
+	slices.Sort(cuts)
 	var wg sync.WaitGroup
 	for i := 0; i+1 < len(cuts); i++ {
 		lo, hi := cuts[i], cuts[i+1]
@@ -483,14 +484,6 @@ func TestConcurrentAllocation(t *testing.T) {
 	}
 	if r := back.(*Image).check(); r.Corruptions != 0 {
 		t.Fatal(r.Messages)
-	}
-}
-
-func sortInt64(s []int64) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
 	}
 }
 
