@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -235,6 +236,7 @@ func TestWriteInterop(t *testing.T) {
 			if !bytes.Equal(readAll(t, back), want) {
 				t.Fatal("vdisk reads back different content")
 			}
+			requireQemuMap(t, back, path, c.opts == "static=on")
 			if c.opts == "" {
 				exts, err := back.Extents(11*mib, 2*mib)
 				if err != nil {
@@ -246,6 +248,38 @@ func TestWriteInterop(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// requireQemuMap checks that qemu-img map sees data exactly where vdisk's
+// Extents reports it, and, for a static image, everywhere.
+func requireQemuMap(t *testing.T, img *Image, path string, static bool) {
+	t.Helper()
+	var qmap []struct {
+		Start, Length int64
+		Data          bool
+	}
+	if err := json.Unmarshal([]byte(qemutest.Img(t, "map", "--output=json", "-f", "vdi", path)), &qmap); err != nil {
+		t.Fatal(err)
+	}
+	var covered int64
+	for _, q := range qmap {
+		if static && !q.Data {
+			t.Errorf("static image: qemu-img map reports %d+%d without data", q.Start, q.Length)
+		}
+		exts, err := img.Extents(q.Start, q.Length)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range exts {
+			if (e.Kind == formats.Data) != q.Data {
+				t.Errorf("%d+%d: vdisk %v, qemu-img data=%v", e.Offset, e.Length, e.Kind, q.Data)
+			}
+		}
+		covered += q.Length
+	}
+	if covered != img.Size() {
+		t.Errorf("qemu-img map covers %d of %d bytes", covered, img.Size())
 	}
 }
 
