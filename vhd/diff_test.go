@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // createChild makes a differencing disk at path over backing (a name
@@ -149,7 +150,7 @@ func TestDifferencingOverQemuBase(t *testing.T) {
 	buf := make([]byte, 8192)
 	alone.ReadAt(buf, 0)
 	// The written unit (4 KiB) was completed with the parent's bytes.
-	if !isZero(buf[:4096]) || string(buf[4096:4103]) != "changed" ||
+	if !zero.Is(buf[:4096]) || string(buf[4096:4103]) != "changed" ||
 		!bytes.Equal(buf[4103:], bytes.Repeat([]byte{0x5a}, 8192-4103)) {
 		t.Errorf("NoBacking read %q", buf[4090:4110])
 	}

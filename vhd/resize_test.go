@@ -9,6 +9,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 func openWritable(t *testing.T, path string) *Image {
@@ -57,7 +58,7 @@ func TestResize(t *testing.T) {
 			}
 			got := readAll(t, img, 1<<20)
 			n := min(len(before), len(got))
-			if !bytes.Equal(got[:n], before[:n]) || !isZero(got[n:]) {
+			if !bytes.Equal(got[:n], before[:n]) || !zero.Is(got[n:]) {
 				t.Errorf("content changed at %d", firstDiff(got, before))
 			}
 			requireCheck(t, img, 0, "")

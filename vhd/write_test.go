@@ -14,6 +14,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/qemutest"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // create makes an image at path with vdisk's driver.
@@ -152,20 +153,11 @@ func TestWriteInterop(t *testing.T) {
 			back := openPath(t, dst, formats.OpenOptions{})
 			raw, _ := os.ReadFile(src)
 			got := readAll(t, back, 1<<20)
-			if !bytes.Equal(got[:len(raw)], raw) || !isZero(got[len(raw):]) {
+			if !bytes.Equal(got[:len(raw)], raw) || !zero.Is(got[len(raw):]) {
 				t.Errorf("read back differs at %d", firstDiff(got, raw))
 			}
 		})
 	}
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func TestDynamicLayout(t *testing.T) {
@@ -240,7 +232,7 @@ func TestAzureFixed(t *testing.T) {
 		if ft.UniqueID == ([16]byte{}) {
 			t.Errorf("null UUID")
 		}
-		if !isZero(b[85:]) {
+		if !zero.Is(b[85:]) {
 			t.Errorf("reserved bytes not zero")
 		}
 	}
@@ -281,7 +273,6 @@ func TestFixedStream(t *testing.T) {
 	if !img.Sequential() {
 		t.Fatal("fixed disk on a stream is not sequential")
 	}
-	ws := patternFor(3<<20, 3)
 	// Sequential writers get increasing offsets, with gaps.
 	raw := make([]byte, 3<<20)
 	for _, off := range []int64{0, 4096, 1 << 20, 2<<20 + 17} {
@@ -291,7 +282,6 @@ func TestFixedStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_ = ws
 	if err := img.WriteZeroes(2<<20+2000, 1000); err != nil {
 		t.Fatal(err)
 	}
