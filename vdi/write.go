@@ -93,9 +93,11 @@ func (img *Image) writeRun(p []byte, off int64) (int, error) {
 		}
 		e := img.bmap[b]
 		if isAllocated(e) {
-			img.mu.Unlock()
 			n := min(int64(len(p)), img.blockBytes-inBlock)
-			img.markWritten(b, n)
+			if img.fresh != nil {
+				img.fresh[b/64] &^= 1 << (b % 64) // written: no longer known zero
+			}
+			img.mu.Unlock()
 			if _, err := img.f.WriteAt(p[:n], img.hostOff(e)+inBlock); err != nil {
 				return 0, err
 			}
@@ -199,17 +201,6 @@ func (img *Image) markDirty(lo, hi int) {
 		img.dirtyLo, img.dirtyHi = min(img.dirtyLo, lo), max(img.dirtyHi, hi)
 	}
 	img.hdrDirty = true
-}
-
-// markWritten clears the never-written bit of block b of a new static
-// image when n bytes are written to it.
-func (img *Image) markWritten(b, n int64) {
-	if img.fresh == nil || n == 0 {
-		return
-	}
-	img.mu.Lock()
-	img.fresh[b/64] &^= 1 << (b % 64)
-	img.mu.Unlock()
 }
 
 // blockBuf returns a zeroed buffer of n bytes (at most a block) and the
