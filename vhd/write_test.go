@@ -96,6 +96,18 @@ func finish(t testing.TB, img formats.Writable) {
 	}
 }
 
+// requireQemuReads requires qemu-img to read the VHD at path as a disk of
+// size bytes holding ws (zeros elsewhere).
+func requireQemuReads(t *testing.T, path string, size int64, ws []write) {
+	t.Helper()
+	if got := int64(qemutest.Info(t, "vpc", path)["virtual-size"].(float64)); got != size {
+		t.Errorf("%s: qemu reads size %d, want %d", path, got, size)
+	}
+	raw := filepath.Join(t.TempDir(), "want.raw")
+	applyRaw(t, raw, size, ws)
+	qemutest.RequireSame(t, "vpc", path, "raw", raw)
+}
+
 func requireVhdiinfo(t *testing.T, path string) string {
 	t.Helper()
 	bin, err := exec.LookPath("vhdiinfo")
@@ -201,8 +213,10 @@ func TestAzureFixed(t *testing.T) {
 	for _, opts := range []string{"subformat=fixed,force_size=on", "azure=on"} {
 		path := filepath.Join(t.TempDir(), "azure.vhd")
 		img := create(t, path, 30<<20, opts)
-		apply(t, img, patternFor(30<<20, 2))
+		ws := patternFor(30<<20, 2)
+		apply(t, img, ws)
 		finish(t, img)
+		requireQemuReads(t, path, 30<<20, ws)
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -251,7 +265,13 @@ func TestAzureRefusesOddSizes(t *testing.T) {
 	if img.Size() != 31<<20 {
 		t.Errorf("rounded size %d", img.Size())
 	}
+	ws := patternFor(img.Size(), 4)
+	apply(t, img, ws)
 	finish(t, img)
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 31<<20+512 {
+		t.Errorf("file size %v (%v), want %d", fi, err, 31<<20+512)
+	}
+	requireQemuReads(t, path, 31<<20, ws)
 	for _, opts := range []string{"azure=on,subformat=dynamic", "azure=on,force_size=off", "azure_round_up=on"} {
 		o, _ := formats.ParseOptions(createOptions, opts)
 		if _, err := planCreate(formats.CreateRequest{Size: 1 << 20, Options: o}); err == nil {
