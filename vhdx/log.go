@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // The log (MS-VHDX 2.3) is a circular buffer of 4 KiB sectors holding
@@ -326,7 +327,6 @@ func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
 // replayOnDisk writes the entries' changes into f (check -r all) and
 // returns the file size afterwards.
 func replayOnDisk(f formats.File, entries []*logEntry, fileSize int64) (int64, error) {
-	zero := make([]byte, 1*mib)
 	for _, e := range entries {
 		if err := checkEntryBounds(f.Name(), e, fileSize); err != nil {
 			return 0, err
@@ -338,12 +338,8 @@ func replayOnDisk(f formats.File, entries []*logEntry, fileSize int64) (int64, e
 				}
 				continue
 			}
-			for done := int64(0); done < op.zeroLen; {
-				n := min(op.zeroLen-done, int64(len(zero)))
-				if _, err := f.WriteAt(zero[:n], op.fileOff+done); err != nil {
-					return 0, err
-				}
-				done += n
+			if err := fileio.WriteZeros(f, op.fileOff, op.zeroLen); err != nil {
+				return 0, err
 			}
 		}
 		if e.lastSize > fileSize {
