@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/zlib"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
 // sampleSparse returns a small monolithicSparse image written by vdisk.
@@ -259,8 +260,15 @@ func TestCheck(t *testing.T) {
 	// A grain past the end of the file.
 	gt := int(binary.LittleEndian.Uint32(sp[h.GDOffset*sectorSize:])) * sectorSize
 	bad := put32(put32(sp, gt+40, uint32(len(sp)/sectorSize)), rgt+40, uint32(len(sp)/sectorSize))
-	if r := check(bad); r.Corruptions != 1 || !strings.Contains(r.Messages[0], "points after end of file") {
+	if r := check(bad); r.Corruptions != 1 || !strings.Contains(r.Messages[0], "cluster 10 offset") ||
+		!strings.Contains(r.Messages[0], "points after end of file") {
 		t.Fatalf("grain past EOF: %+v", r)
+	}
+	// qemu-img check refuses the same grain (10, sector 1280); qemu 7.2
+	// stops with a check error rather than counting a corruption.
+	if qr := qemutest.Check(t, "vmdk", writeTemp(t, bad)); qr.Code == 0 ||
+		!strings.Contains(qr.Stdout+qr.Stderr, "sector 1280 points after EOF") {
+		t.Fatalf("qemu-img check of a grain past EOF: exit %d: %s%s", qr.Code, qr.Stdout, qr.Stderr)
 	}
 }
 
