@@ -172,6 +172,33 @@ func TestIdentifiers(t *testing.T) {
 	if got := jolietName(jolietIdentifier("ünï:x.txt", false)); got != "ünï_x.txt" {
 		t.Errorf("joliet %q", got)
 	}
+	// Joliet names equal but for case are made unique, and readers see
+	// them so.
+	seen = map[string]bool{}
+	var names []string
+	for _, n := range []string{"Read.me", "READ.ME", "read.me"} {
+		names = append(names, jolietName(uniqueID(jolietIdentifier(n, false), seen, false, true)))
+	}
+	for _, n := range []string{"Dir", "DIR"} {
+		names = append(names, jolietName(uniqueID(jolietIdentifier(n, true), seen, true, true)))
+	}
+	if diff := cmp.Diff([]string{"Read.me", "READ.ME~1", "read.me~2", "Dir", "DIR~1"}, names); diff != "" {
+		t.Errorf("unique Joliet names (-want +got):\n%s", diff)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Read.me"), []byte("1"), 0o644)
+	os.WriteFile(filepath.Join(dir, "READ.ME"), []byte("22"), 0o644)
+	iso := createISO(t, dir, CreateOptions{Joliet: true})
+	want := []string{"/READ.ME", "/Read.me~1"} // sources are read in name order
+	if diff := cmp.Diff(want, xorrisoList(t, iso)); diff != "" {
+		t.Errorf("xorriso (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, slices.Sorted(maps.Keys(sevenZipList(t, iso)))); diff != "" {
+		t.Errorf("7z (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, ourList(t, openFS(t, iso), false)); diff != "" {
+		t.Errorf("vdisk (-want +got):\n%s", diff)
+	}
 }
 
 // TestCopyTarget: "-O iso" copies ISO images and refuses anything else.
