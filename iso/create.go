@@ -282,11 +282,7 @@ func jolietIdentifier(name string, dir bool) []byte {
 	if !dir {
 		units = append(units, ';', '1')
 	}
-	out := make([]byte, 2*len(units))
-	for i, u := range units {
-		binary.BigEndian.PutUint16(out[2*i:], u)
-	}
-	return out
+	return ucs2Bytes(units)
 }
 
 // uniqueID makes id unique among seen by replacing its end with "~N" (in
@@ -329,10 +325,7 @@ func asciiSuffix(id []byte, tag string, dir bool) []byte {
 }
 
 func ucs2Suffix(id []byte, tag string, dir bool) []byte {
-	units := make([]uint16, len(id)/2)
-	for i := range units {
-		units[i] = binary.BigEndian.Uint16(id[2*i:])
-	}
+	units := ucs2Units(id)
 	if !dir {
 		units = units[:len(units)-2]
 	}
@@ -341,11 +334,7 @@ func ucs2Suffix(id []byte, tag string, dir bool) []byte {
 	if !dir {
 		units = append(units, ';', '1')
 	}
-	out := make([]byte, 2*len(units))
-	for i, u := range units {
-		binary.BigEndian.PutUint16(out[2*i:], u)
-	}
-	return out
+	return ucs2Bytes(units)
 }
 
 // orderDirs numbers directories breadth-first (the path table order: by

@@ -85,11 +85,26 @@ func aString(b []byte) string {
 
 // ucs2String decodes a big-endian UCS-2 (UTF-16) field, trimming padding.
 func ucs2String(b []byte) string {
-	u := make([]uint16, 0, len(b)/2)
-	for i := 0; i+1 < len(b); i += 2 {
-		u = append(u, binary.BigEndian.Uint16(b[i:]))
+	return strings.TrimRight(string(utf16.Decode(ucs2Units(b))), " \x00")
+}
+
+// ucs2Units splits big-endian UCS-2 bytes into code units (an odd last
+// byte is ignored).
+func ucs2Units(b []byte) []uint16 {
+	u := make([]uint16, len(b)/2)
+	for i := range u {
+		u[i] = binary.BigEndian.Uint16(b[2*i:])
 	}
-	return strings.TrimRight(string(utf16.Decode(u)), " \x00")
+	return u
+}
+
+// ucs2Bytes encodes code units big-endian.
+func ucs2Bytes(u []uint16) []byte {
+	b := make([]byte, 2*len(u))
+	for i, x := range u {
+		binary.BigEndian.PutUint16(b[2*i:], x)
+	}
+	return b
 }
 
 // parseVDDate parses a 17-byte volume descriptor date ("YYYYMMDDHHMMSScc"
