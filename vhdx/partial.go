@@ -11,7 +11,7 @@ import "github.com/vdiskio/vdisk/formats"
 
 // allocPartial allocates block blk as PARTIALLY_PRESENT (and its chunk's
 // sector bitmap block if needed). Called with allocMu held.
-func (w *Writer) allocPartial(blk int64) (int64, error) {
+func (w *Writer) allocPartial(blk int64) int64 {
 	bi := w.bitmapIndex(blk)
 	if batState(w.bat[bi]) != bitmapPresent {
 		// A new 1 MiB bitmap block past the end of the file reads as zeros:
@@ -22,7 +22,7 @@ func (w *Writer) allocPartial(blk int64) (int64, error) {
 	host := w.fileEnd
 	w.fileEnd += w.blockSize
 	w.setEntry(w.batIndex(blk), batEntry(payloadPartial, uint64(host)))
-	return host, nil
+	return host
 }
 
 // writePartial writes p at offset in of PARTIALLY_PRESENT block blk stored

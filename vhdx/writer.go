@@ -373,8 +373,7 @@ func (w *Writer) blockForWrite(blk, in, n int64) (host int64, partial bool, err 
 	case payloadNotPres:
 		whole := in == 0 && n == min(w.blockSize, w.size-blk*w.blockSize)
 		if w.hasParent && !whole {
-			host, err := w.allocPartial(blk)
-			return host, true, err
+			return w.allocPartial(blk), true, nil
 		}
 	}
 	host = w.fileEnd
