@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -537,5 +538,37 @@ func TestCreateBootOptions(t *testing.T) {
 				t.Errorf("xorriso -report_el_torito (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestCreateSymlinks: Rock Ridge SL targets of every component kind (root,
+// ".", "..", a component over one SL entry, a target over one record) are
+// what xorriso extracts and what vdisk reads.
+func TestCreateSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	targets := map[string]string{
+		"abs":  "/etc/hosts",
+		"dots": "./x/../y",
+		"up":   "../../..",
+		"long": "/" + strings.Repeat("c", 300) + "/end",
+		"many": strings.Repeat("component/", 90) + "last",
+	}
+	for name, target := range targets {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	iso := createISO(t, dir, CreateOptions{RockRidge: true})
+	theirs := filepath.Join(t.TempDir(), "x")
+	run(t, "xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", theirs)
+	if diff := cmp.Diff(treeDigest(t, dir), treeDigest(t, theirs)); diff != "" {
+		t.Errorf("xorriso extraction (-source +xorriso):\n%s", diff)
+	}
+	fsys := openFS(t, iso)
+	for name, target := range targets {
+		e, err := fsys.Stat("/" + name)
+		if err != nil || e.Link != target || e.Mode&fs.ModeSymlink == 0 {
+			t.Errorf("%s: %v %q %v, want %q", name, err, e.Link, e.Mode, target)
+		}
 	}
 }
