@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io/fs"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -180,7 +181,7 @@ func suspSL(target string) []byte {
 	if len(target) > 0 && target[0] == '/' {
 		comps = append(comps, []byte{0x08, 0})
 	}
-	for _, part := range splitNonEmpty(target) {
+	for _, part := range strings.FieldsFunc(target, func(r rune) bool { return r == '/' }) {
 		switch part {
 		case ".":
 			comps = append(comps, []byte{0x02, 0})
@@ -216,20 +217,6 @@ func suspSL(target string) []byte {
 		entry = append(entry, c...)
 	}
 	flush(false)
-	return out
-}
-
-func splitNonEmpty(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == '/' {
-			if i > start {
-				out = append(out, s[start:i])
-			}
-			start = i + 1
-		}
-	}
 	return out
 }
 
