@@ -74,11 +74,7 @@ func readBootCatalog(r readerAt, name string, size, lba int64) ([]BootEntry, err
 	if v[0] != catValidation || v[30] != 0x55 || v[31] != 0xAA {
 		return nil, formats.Corruptf(name, "El Torito boot catalog", off, "no validation entry")
 	}
-	var sum uint16
-	for i := 0; i < catEntryBytes; i += 2 {
-		sum += binary.LittleEndian.Uint16(v[i:])
-	}
-	if sum != 0 {
+	if validationSum(v) != 0 {
 		return nil, formats.Corruptf(name, "El Torito boot catalog", off, "validation entry checksum")
 	}
 	platform := v[1]
@@ -106,6 +102,16 @@ func readBootCatalog(r readerAt, name string, size, lba int64) ([]BootEntry, err
 		}
 	}
 	return entries, nil
+}
+
+// validationSum is the 16-bit sum of the validation entry's words, 0 when
+// its checksum is right.
+func validationSum(v []byte) uint16 {
+	var sum uint16
+	for i := 0; i < catEntryBytes; i += 2 {
+		sum += binary.LittleEndian.Uint16(v[i:])
+	}
+	return sum
 }
 
 func parseBootEntry(e []byte, platform byte) BootEntry {

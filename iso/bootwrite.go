@@ -142,11 +142,7 @@ func (b *builder) bootCatalog() []byte {
 	}
 	v := cat[0:catEntryBytes]
 	v[0], v[1], v[30], v[31] = catValidation, platform, 0x55, 0xAA
-	var sum uint16
-	for i := 0; i < catEntryBytes; i += 2 {
-		sum += binary.LittleEndian.Uint16(v[i:])
-	}
-	binary.LittleEndian.PutUint16(v[28:], -sum)
+	binary.LittleEndian.PutUint16(v[28:], -validationSum(v))
 	b.bootEntry(cat[catEntryBytes:2*catEntryBytes], first)
 	if efiSection {
 		h := cat[2*catEntryBytes : 3*catEntryBytes]
