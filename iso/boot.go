@@ -13,7 +13,6 @@ const (
 	maxCatalogBlocks = 4 // entries read at most: 4 blocks of 64
 	catValidation    = 0x01
 	catBootable      = 0x88
-	catNotBootable   = 0x00
 	catSectionMore   = 0x90
 	catSectionLast   = 0x91
 )
