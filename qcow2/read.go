@@ -57,11 +57,7 @@ func (img *Image) l2(off int64) ([]uint64, error) {
 	if off%img.clusterSize != 0 {
 		return nil, formats.Corruptf(img.name, "L2 table", off, "offset is not cluster aligned")
 	}
-	end := img.fileEnd
-	if img.w != nil {
-		end = img.w.fileEnd
-	}
-	if off+img.clusterSize > end {
+	if off+img.clusterSize > img.hostEnd() {
 		return nil, formats.Corruptf(img.name, "L2 table", off, "past the end of the file")
 	}
 	buf := make([]byte, img.clusterSize)
@@ -208,16 +204,21 @@ func (img *Image) classify(out []segment, vc int64, entry, bitmap uint64, from, 
 	return out, nil
 }
 
+// hostEnd returns the end of the host clusters in use, which grows as a
+// writable image allocates (caller holds img.mu).
+func (img *Image) hostEnd() int64 {
+	if img.w != nil {
+		return img.w.fileEnd
+	}
+	return img.fileEnd
+}
+
 // checkHost validates a data cluster's host offset.
 func (img *Image) checkHost(vc, host int64) error {
 	if host%img.clusterSize != 0 {
 		return formats.Corruptf(img.name, "L2 table", -1, "cluster %d: host offset %#x is not cluster aligned", vc, host)
 	}
-	end := img.fileEnd
-	if img.w != nil {
-		end = img.w.fileEnd
-	}
-	if img.dataName == "" && host >= end {
+	if img.dataName == "" && host >= img.hostEnd() {
 		return formats.Corruptf(img.name, "L2 table", -1, "cluster %d: host offset %#x is past the end of the file", vc, host)
 	}
 	return nil
@@ -252,18 +253,21 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	}
 	img.mu.Lock()
 	segs, err := img.mapRange(off, int64(n), nil)
+	end := img.hostEnd()
 	img.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	if err := img.readSegments(p[:n], off, segs); err != nil {
+	if err := img.readSegments(p[:n], off, segs, end); err != nil {
 		return 0, err
 	}
 	return n, eof
 }
 
-// readSegments fills p, the virtual bytes from off, from their mapping segs.
-func (img *Image) readSegments(p []byte, off int64, segs []segment) error {
+// readSegments fills p, the virtual bytes from off, from their mapping segs;
+// end is hostEnd when segs were mapped (read under img.mu, as WriteAt
+// changes it).
+func (img *Image) readSegments(p []byte, off int64, segs []segment, end int64) error {
 	var cbuf []byte
 	for _, s := range segs {
 		dst := p[s.virt-off : s.virt-off+s.length]
@@ -281,7 +285,7 @@ func (img *Image) readSegments(p []byte, off int64, segs []segment) error {
 		case segCompressed:
 			if s.virt%img.clusterSize == 0 && s.length == img.clusterSize {
 				// A whole cluster: inflate in place.
-				if err := img.readCompressed(dst, s.centry, s.virt/img.clusterSize); err != nil {
+				if err := img.readCompressed(dst, s.centry, s.virt/img.clusterSize, end); err != nil {
 					return err
 				}
 				continue
@@ -289,7 +293,7 @@ func (img *Image) readSegments(p []byte, off int64, segs []segment) error {
 			if cbuf == nil {
 				cbuf = make([]byte, img.clusterSize)
 			}
-			if err := img.readCompressed(cbuf, s.centry, s.virt/img.clusterSize); err != nil {
+			if err := img.readCompressed(cbuf, s.centry, s.virt/img.clusterSize, end); err != nil {
 				return err
 			}
 			copy(dst, cbuf[s.virt%img.clusterSize:])
@@ -311,13 +315,10 @@ func (img *Image) readHost(dst []byte, host int64) error {
 	return nil
 }
 
-// readCompressed inflates the compressed cluster described by entry.
-func (img *Image) readCompressed(dst []byte, entry uint64, vc int64) error {
+// readCompressed inflates the compressed cluster described by entry, which
+// lies before host offset end.
+func (img *Image) readCompressed(dst []byte, entry uint64, vc, end int64) error {
 	coff, csize := img.compressedRange(entry)
-	end := img.fileEnd
-	if img.w != nil {
-		end = img.w.fileEnd
-	}
 	if coff >= end || coff < img.clusterSize {
 		return formats.Corruptf(img.name, "compressed cluster", coff, "cluster %d: offset outside the file", vc)
 	}

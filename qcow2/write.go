@@ -186,7 +186,7 @@ func (img *Image) readClusterLocked(dst []byte, vc int64) error {
 	if err != nil {
 		return err
 	}
-	return img.readSegments(dst, base, segs)
+	return img.readSegments(dst, base, segs, img.hostEnd())
 }
 
 // l2For returns the L2 table of virtual cluster vc, allocating it when

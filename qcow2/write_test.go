@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -260,4 +261,51 @@ func TestWriteWithTinyCache(t *testing.T) {
 	}
 	copy(data[1234567:], patch)
 	requireQemuAccepts(t, path, data)
+}
+
+// TestReadCompressedWhileWriting reads a compressed cluster while another
+// goroutine allocates clusters (run with -race: the read once took the
+// host end of the file without the lock).
+func TestReadCompressedWhileWriting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rw.qcow2")
+	data := testPattern(2*mib, 1)
+	img := createImage(t, path, 16*mib, "cluster_size=4k")
+	defer img.Close()
+	compressAll(t, img, data)
+	off := int64(-1)
+	for c := int64(0); c < 2*mib/4096 && off < 0; c++ {
+		if e, err := img.Extents(c*4096, 4096); err == nil && len(e) == 1 && e[0].Compressed {
+			off = c * 4096
+		}
+	}
+	if off < 0 {
+		t.Fatal("no compressed cluster")
+	}
+	want := data[off : off+4096]
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(stop)
+		for i := range int64(1000) {
+			if _, err := img.WriteAt(want, 4*mib+i*4096); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 4096)
+	for done := false; !done; {
+		select {
+		case <-stop:
+			done = true
+		default:
+		}
+		if _, err := img.ReadAt(buf, off); err != nil || !bytes.Equal(buf, want) {
+			t.Errorf("compressed cluster reads wrong while writing (%v)", err)
+			break
+		}
+	}
+	wg.Wait()
 }
