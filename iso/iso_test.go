@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -443,5 +444,44 @@ func TestRawCompatible(t *testing.T) {
 	}
 	if got, want := qemutest.BlockSHA(t, img), qemutest.FileBlockSHA(t, qemutest.ToRaw(t, "raw", iso)); got != want {
 		t.Errorf("content digest %s, qemu-img convert %s", got, want)
+	}
+}
+
+// TestRelocatedDirectory: xorriso without deep paths moves a directory
+// nested deeper than 8 levels to the root (Rock Ridge RE there, CL where it
+// belongs); the listing and extraction show it in its place, as xorriso does.
+func TestRelocatedDirectory(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "deep")
+	deep := filepath.Join(src, "a/b/c/d/e/f/g/h/i")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(deep, "deep.txt"), []byte("deep\n"), 0o644)
+	iso := filepath.Join(t.TempDir(), "deep.iso")
+	run(t, "xorriso", "-compliance", "deep_paths_off", "-outdev", iso, "-map", src, "/")
+	fsys := openFS(t, iso)
+	// Without Rock Ridge the moved directory is at the root.
+	plain := *fsys
+	plain.rockRidge = false
+	top, err := plain.ReadDir("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range top {
+		names = append(names, strings.ToLower(e.Name))
+	}
+	if !slices.Contains(names, "h") {
+		t.Fatalf("no relocated directory at the root: %v", names)
+	}
+	if diff := cmp.Diff(xorrisoList(t, iso), ourList(t, fsys, false)); diff != "" {
+		t.Errorf("listing vs xorriso -find (-xorriso +vdisk):\n%s", diff)
+	}
+	ours := filepath.Join(t.TempDir(), "ours")
+	if err := fsys.Extract("/", ours); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(treeDigest(t, src), treeDigest(t, ours)); diff != "" {
+		t.Errorf("extracted tree vs source (-source +vdisk):\n%s", diff)
 	}
 }
