@@ -67,15 +67,15 @@ type Image struct {
 	dataName string       // "" when the data lives in f
 	rawData  bool         // data file is a valid raw image
 
-	backing                      formats.Image
-	backingName, backingPath     string
-	backingFmt                   string
-	snapshots                    []snapshot
-	snapshotIndex                int // -1: the active layer
-	readOnly                     bool
-	corruptBit                   bool
-	fileEnd                      int64 // file size at open, cluster rounded (read-only images)
-	compressedMask, sectorsShift uint
+	backing                  formats.Image
+	backingName, backingPath string
+	backingFmt               string
+	snapshots                []snapshot
+	snapshotIndex            int // -1: the active layer
+	readOnly                 bool
+	corruptBit               bool
+	fileEnd                  int64 // file size at open, cluster rounded (read-only images)
+	sectorsShift             uint
 
 	mu    sync.Mutex // guards l1, cache and the writer state
 	l1    []uint64
@@ -137,22 +137,11 @@ func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 
 // geometry derives the L2 and compressed-descriptor shapes from clusterBits.
 func (img *Image) geometry() {
-	entryBytes := uint(8)
+	img.l2Bits = img.clusterBits - 3 // 8-byte entries
 	if img.extL2 {
-		entryBytes = 16
+		img.l2Bits-- // 16-byte entries
 	}
-	img.l2Bits = img.clusterBits - log2(entryBytes)
 	img.sectorsShift = 62 - (img.clusterBits - 8)
-	img.compressedMask = img.sectorsShift
-}
-
-func log2(n uint) uint {
-	b := uint(0)
-	for n > 1 {
-		n >>= 1
-		b++
-	}
-	return b
 }
 
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
