@@ -133,11 +133,7 @@ func (s *scan) readTable(off, n int64) []uint64 {
 	buf := make([]byte, n*8)
 	got, _ := img.f.ReadAt(buf, off)
 	clear(buf[got:])
-	t := make([]uint64, n)
-	for i := range t {
-		t[i] = binary.BigEndian.Uint64(buf[8*i:])
-	}
-	return t
+	return decodeTable(buf)
 }
 
 // checkL1 counts an L1 table, its L2 tables and their clusters.

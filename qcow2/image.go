@@ -229,11 +229,7 @@ func (img *Image) readTable(structure string, off, n uint64) ([]uint64, error) {
 	if got, err := img.f.ReadAt(buf, int64(off)); got < len(buf) {
 		return nil, formats.Corruptf(img.name, structure, int64(off), "truncated (%d of %d bytes): %v", got, len(buf), err)
 	}
-	t := make([]uint64, n)
-	for i := range t {
-		t[i] = binary.BigEndian.Uint64(buf[8*i:])
-	}
-	return t, nil
+	return decodeTable(buf), nil
 }
 
 func (img *Image) readSnapshots() error {
@@ -371,4 +367,13 @@ func (img *Image) Info() formats.Info {
 		info.Snapshots = append(info.Snapshots, s.info())
 	}
 	return info
+}
+
+// decodeTable decodes a table of big-endian 64-bit entries.
+func decodeTable(buf []byte) []uint64 {
+	t := make([]uint64, len(buf)/8)
+	for i := range t {
+		t[i] = binary.BigEndian.Uint64(buf[8*i:])
+	}
+	return t
 }

@@ -68,10 +68,7 @@ func (img *Image) l2(off int64) ([]uint64, error) {
 			return nil, formats.Corruptf(img.name, "L2 table", off, "truncated: %v", err)
 		}
 	}
-	t := make([]uint64, len(buf)/8)
-	for i := range t {
-		t[i] = binary.BigEndian.Uint64(buf[8*i:])
-	}
+	t := decodeTable(buf)
 	img.cache.put(off, t)
 	return t, nil
 }

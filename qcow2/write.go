@@ -374,14 +374,14 @@ func (img *Image) flushLocked() error {
 	buf := make([]byte, cs)
 	for off := range w.dirtyL2 {
 		if t := img.cache.get(off); t != nil {
-			if err := img.writeL2(off, t, buf); err != nil {
+			if err := img.writeTable(t, off, buf); err != nil {
 				return err
 			}
 		}
 	}
 	clear(w.dirtyL2)
 	if w.l1Dirty {
-		if err := img.writeTable(img.l1, int64(img.hdr.L1TableOffset)); err != nil {
+		if err := img.writeTable(img.l1, int64(img.hdr.L1TableOffset), nil); err != nil {
 			return err
 		}
 		w.l1Dirty = false
@@ -394,7 +394,7 @@ func (img *Image) flushLocked() error {
 	}
 	clear(w.dirtyBlocks)
 	if w.reftableDty {
-		if err := img.writeTable(w.reftable, int64(img.hdr.RefcountTableOffset)); err != nil {
+		if err := img.writeTable(w.reftable, int64(img.hdr.RefcountTableOffset), nil); err != nil {
 			return err
 		}
 		w.reftableDty = false
@@ -408,15 +408,6 @@ func (img *Image) flushLocked() error {
 	return img.fixFileSize()
 }
 
-// writeL2 writes one L2 table (buf is a cluster of scratch space).
-func (img *Image) writeL2(off int64, t []uint64, buf []byte) error {
-	for i, e := range t {
-		binary.BigEndian.PutUint64(buf[8*i:], e)
-	}
-	_, err := img.f.WriteAt(buf, off)
-	return err
-}
-
 // evictL2 writes a changed L2 table dropped from the cache.
 func (img *Image) evictL2(t *l2Table) {
 	w := img.w
@@ -424,7 +415,7 @@ func (img *Image) evictL2(t *l2Table) {
 		return
 	}
 	delete(w.dirtyL2, t.off)
-	if err := img.writeL2(t.off, t.entries, make([]byte, img.clusterSize)); err != nil && w.err == nil {
+	if err := img.writeTable(t.entries, t.off, nil); err != nil && w.err == nil {
 		w.err = err
 	}
 }
@@ -450,8 +441,13 @@ func (img *Image) fixFileSize() error {
 	return nil
 }
 
-func (img *Image) writeTable(t []uint64, off int64) error {
-	buf := make([]byte, 8*len(t))
+// writeTable writes t at off as big-endian entries, encoded in buf when it
+// is long enough (scratch space) or else in a new buffer.
+func (img *Image) writeTable(t []uint64, off int64, buf []byte) error {
+	if len(buf) < 8*len(t) {
+		buf = make([]byte, 8*len(t))
+	}
+	buf = buf[:8*len(t)]
 	for i, e := range t {
 		binary.BigEndian.PutUint64(buf[8*i:], e)
 	}
