@@ -78,15 +78,15 @@ func (img *Image) startWriter() error {
 		w.hdrDirty = true
 		return nil
 	}
-	counts, err := img.readRefcounts(rt, w.fileEnd/img.clusterSize)
-	w.refcounts = newRefStore(counts)
+	w.refcounts, err = img.readRefcounts(rt, w.fileEnd/img.clusterSize)
 	return err
 }
 
-// readRefcounts loads the refcounts of the first n host clusters.
-func (img *Image) readRefcounts(rt []uint64, n int64) ([]uint64, error) {
+// readRefcounts loads the refcounts of the first n host clusters (straight
+// into the 2-byte store: no 8-byte copy per host cluster on the way).
+func (img *Image) readRefcounts(rt []uint64, n int64) (refStore, error) {
 	w := img.w
-	counts := make([]uint64, n)
+	refs := refStore{small: make([]uint16, n)}
 	block := make([]byte, img.clusterSize)
 	for b := int64(0); b*w.rcPerBlock < n && b < int64(len(rt)); b++ {
 		off := int64(rt[b] & offsetMask)
@@ -100,13 +100,13 @@ func (img *Image) readRefcounts(rt []uint64, n int64) ([]uint64, error) {
 			continue
 		}
 		if _, err := img.f.ReadAt(block, off); err != nil {
-			return nil, fmt.Errorf("%s: reading refcount block at %d: %w", img.name, off, err)
+			return refs, fmt.Errorf("%s: reading refcount block at %d: %w", img.name, off, err)
 		}
 		for i := int64(0); i < w.rcPerBlock && b*w.rcPerBlock+i < n; i++ {
-			counts[b*w.rcPerBlock+i] = getRefcount(block, i, w.refBits)
+			refs.set(b*w.rcPerBlock+i, getRefcount(block, i, w.refBits))
 		}
 	}
-	return counts, nil
+	return refs, nil
 }
 
 // getRefcount reads entry i of a refcount block of bits-wide entries.
@@ -259,14 +259,6 @@ func (img *Image) encodeBlock(blk int64, buf []byte) {
 type refStore struct {
 	small []uint16
 	big   map[int64]uint64 // values >= 0xffff
-}
-
-func newRefStore(counts []uint64) refStore {
-	r := refStore{small: make([]uint16, len(counts))}
-	for i, v := range counts {
-		r.set(int64(i), v)
-	}
-	return r
 }
 
 func (r *refStore) len() int64 { return int64(len(r.small)) }

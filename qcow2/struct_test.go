@@ -183,7 +183,10 @@ func TestDirtyImageWritable(t *testing.T) {
 }
 
 func TestRefStore(t *testing.T) {
-	r := newRefStore([]uint64{0, 1, 0xfffe, 0xffff, 1 << 40})
+	var r refStore
+	for i, v := range []uint64{0, 1, 0xfffe, 0xffff, 1 << 40} {
+		r.set(int64(i), v)
+	}
 	for i, want := range []uint64{0, 1, 0xfffe, 0xffff, 1 << 40, 0} {
 		if got := r.get(int64(i)); got != want {
 			t.Fatalf("entry %d: %d, want %d", i, got, want)
