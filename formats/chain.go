@@ -115,3 +115,29 @@ func CheckWrite(name string, n int, off, size int64) error {
 	}
 	return nil
 }
+
+// DataBlocks counts the blocks of blockBytes that hold data anywhere in
+// img's chain (what a new image of that block size must allocate). Drivers'
+// Measure uses it.
+func DataBlocks(img Image, blockBytes int64) (int64, error) {
+	var count int64
+	next := int64(0) // first block not yet counted
+	size := img.Size()
+	for start := int64(0); start < size; start += 1 << 30 {
+		exts, err := ChainExtents(img, start, min(size-start, 1<<30))
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range exts {
+			if e.Kind != Data {
+				continue
+			}
+			first, last := max(e.Offset/blockBytes, next), (e.End()-1)/blockBytes
+			if last >= first {
+				count += last - first + 1
+				next = last + 1
+			}
+		}
+	}
+	return count, nil
+}

@@ -395,35 +395,11 @@ func measure(req formats.MeasureRequest) (formats.Measurement, error) {
 	full := meta + int64(p.entries())*perBlock
 	used := full
 	if req.Source != nil {
-		blocks, err := usedBlocks(req.Source, p.blockSize)
+		blocks, err := formats.DataBlocks(req.Source, p.blockSize)
 		if err != nil {
 			return formats.Measurement{}, err
 		}
 		used = meta + blocks*perBlock
 	}
 	return formats.Measurement{Required: used, FullyAllocated: full, Bitmaps: -1}, nil
-}
-
-// usedBlocks counts the blocks of blockSize that hold data in src.
-func usedBlocks(src formats.Image, blockSize int64) (int64, error) {
-	var n int64
-	last := int64(-1)
-	for off := int64(0); off < src.Size(); off += 1 << 30 {
-		exts, err := formats.ChainExtents(src, off, min(1<<30, src.Size()-off))
-		if err != nil {
-			return 0, err
-		}
-		for _, e := range exts {
-			if e.Kind != formats.Data {
-				continue
-			}
-			first := max(e.Offset/blockSize, last+1)
-			end := (e.End() - 1) / blockSize
-			if end >= first {
-				n += end - first + 1
-				last = end
-			}
-		}
-	}
-	return n, nil
 }

@@ -28,39 +28,11 @@ func measure(req formats.MeasureRequest) (formats.Measurement, error) {
 	case p.fixed:
 		m.Required = full
 	case req.Source != nil:
-		blocks, err := dataBlocks(req.Source, img.blockSize)
+		blocks, err := formats.DataBlocks(req.Source, img.blockSize)
 		if err != nil {
 			return formats.Measurement{}, err
 		}
 		m.Required += blocks * img.blockSize
 	}
 	return m, nil
-}
-
-// dataBlocks counts the blocks of blockSize bytes that hold data in src
-// (through its backing chain).
-func dataBlocks(src formats.Image, blockSize int64) (int64, error) {
-	var count int64
-	next := int64(0) // first block not yet counted
-	size := src.Size()
-	for start := int64(0); start < size; {
-		window := min(size-start, 1<<32)
-		exts, err := formats.ChainExtents(src, start, window)
-		if err != nil {
-			return 0, err
-		}
-		for _, e := range exts {
-			if e.Kind != formats.Data {
-				continue
-			}
-			first := max(e.Offset/blockSize, next)
-			last := (e.End() - 1) / blockSize
-			if last >= first {
-				count += last - first + 1
-				next = last + 1
-			}
-		}
-		start += window
-	}
-	return count, nil
 }
