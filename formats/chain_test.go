@@ -15,9 +15,9 @@ type layer struct {
 }
 
 func (l *layer) ReadAt(p []byte, off int64) (int, error) { return 0, io.EOF }
-func (l *layer) Size() int64                              { return l.size }
-func (l *layer) Format() string                           { return "test" }
-func (l *layer) Close() error                             { return nil }
+func (l *layer) Size() int64                             { return l.size }
+func (l *layer) Format() string                          { return "test" }
+func (l *layer) Close() error                            { return nil }
 func (l *layer) Extents(off, length int64) ([]Extent, error) {
 	var out []Extent
 	for _, e := range l.exts {
