@@ -15,6 +15,7 @@ const mapWindow = 1 << 30
 
 func newMapCommand(g *globals) *cobra.Command {
 	var format, output, start, maxLen string
+	var vis visualFlags
 	cmd := &cobra.Command{
 		Use:   "map [-f fmt] [--output=human|json] [--start-offset=N] [--max-length=N] filename",
 		Short: "Show which ranges of an image are data, zero or unallocated, and where they are stored",
@@ -32,6 +33,9 @@ func newMapCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if vis.target != "" {
+				return vis.draw(cmd, img, layerFiles(args[0], img), args[0])
+			}
 			m := mapper{img: img, files: layerFiles(args[0], img), out: cmd.OutOrStdout()}
 			if output == "json" {
 				return m.json(from, length)
@@ -44,6 +48,7 @@ func newMapCommand(g *globals) *cobra.Command {
 	f.StringVar(&output, "output", "human", "output format: human or json")
 	f.StringVar(&start, "start-offset", "0", "first byte to map")
 	f.StringVar(&maxLen, "max-length", "", "how many bytes to map")
+	vis.register(cmd)
 	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }
