@@ -1,10 +1,12 @@
 package formats
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -12,9 +14,9 @@ import (
 type ReferencePolicy int
 
 const (
-	// PolicySafe (the default) allows only relative names that, resolved
-	// against the directory of the naming image, stay inside that directory
-	// tree (symlinks included) and are regular files.
+	// PolicySafe (the library's zero value) allows only relative names
+	// that, resolved against the directory of the naming image, stay inside
+	// that directory tree (symlinks included) and are regular files.
 	PolicySafe ReferencePolicy = iota
 	// PolicyStrict refuses every reference (for services importing untrusted
 	// uploads): an image that names any other file fails to open.
@@ -23,6 +25,10 @@ const (
 	// device nodes. Protocol and json: names are still refused: vdisk only
 	// opens local files.
 	PolicyAny
+	// PolicyLocal (the CLI's default) allows any path, absolute or relative
+	// (".." included), that resolves to a regular file: never a device,
+	// FIFO, socket, directory, protocol or json: name.
+	PolicyLocal
 )
 
 // ReferenceFlag is the CLI flag that widens the policy; errors name it.
@@ -34,21 +40,25 @@ func (p ReferencePolicy) String() string {
 		return "strict"
 	case PolicyAny:
 		return "any"
+	case PolicyLocal:
+		return "local"
 	}
 	return "safe"
 }
 
-// ParseReferencePolicy parses "safe", "strict" or "any".
+// ParseReferencePolicy parses "safe", "local", "strict" or "any".
 func ParseReferencePolicy(s string) (ReferencePolicy, error) {
 	switch s {
 	case "", "safe":
 		return PolicySafe, nil
+	case "local":
+		return PolicyLocal, nil
 	case "strict":
 		return PolicyStrict, nil
 	case "any":
 		return PolicyAny, nil
 	}
-	return 0, fmt.Errorf("%w: reference policy %q (want safe, strict or any)", ErrInvalidOption, s)
+	return 0, fmt.Errorf("%w: reference policy %q (want safe, local, strict or any)", ErrInvalidOption, s)
 }
 
 // Resolver turns a name stored in an image into an open file, enforcing a
@@ -57,6 +67,11 @@ type Resolver struct {
 	Policy ReferencePolicy
 	// OpenFile opens a checked path; nil opens OS files (tests supply memory).
 	OpenFile func(path string, writable bool) (File, error)
+	// UserNamed lists references the user gave on the command line (create
+	// -b, convert -B): the user's own choice, allowed under every policy but
+	// strict (a protocol or json: name is still refused). A reference
+	// matches when it is the same string.
+	UserNamed []string
 }
 
 // protocolName matches "nbd:...", "http://...", "json:{...}" and the like:
@@ -70,6 +85,11 @@ func (r *Resolver) policy() ReferencePolicy {
 	return r.Policy
 }
 
+// refusal is why a policy refuses a reference, before the hint is added.
+type refusal struct{ why string }
+
+func (e *refusal) Error() string { return e.why }
+
 func denied(from, ref, why, allow string) error {
 	msg := fmt.Sprintf("reference %q named by %s: %s", ref, from, why)
 	if allow != "" {
@@ -79,32 +99,78 @@ func denied(from, ref, why, allow string) error {
 }
 
 // Resolve checks ref, a name stored in the image at path from, against the
-// policy and returns the path to open.
+// policy and returns the path to open. A refusal is an ErrReferenceDenied
+// naming the policies that would allow the reference (none for names no
+// policy opens).
 func (r *Resolver) Resolve(from, ref string) (string, error) {
 	pol := r.policy()
+	if r != nil && pol != PolicyStrict && slices.Contains(r.UserNamed, ref) {
+		pol = PolicyAny
+	}
+	path, err := resolve(pol, from, ref)
+	var ref0 *refusal
+	if !errors.As(err, &ref0) {
+		return path, err
+	}
+	return "", denied(from, ref, ref0.why, allowedBy(pol, from, ref))
+}
+
+// allowedBy names the wider policies that would let ref through ("" if none).
+func allowedBy(pol ReferencePolicy, from, ref string) string {
+	var flags []string
+	for _, wider := range []ReferencePolicy{PolicySafe, PolicyLocal, PolicyAny} {
+		if wider.rank() <= pol.rank() {
+			continue
+		}
+		if _, err := resolve(wider, from, ref); err == nil {
+			flags = append(flags, ReferenceFlag+"="+wider.String())
+		}
+	}
+	return strings.Join(flags, " or ")
+}
+
+// rank orders the policies from the narrowest (strict) to the widest (any).
+func (p ReferencePolicy) rank() int {
+	switch p {
+	case PolicyStrict:
+		return 0
+	case PolicySafe:
+		return 1
+	case PolicyLocal:
+		return 2
+	}
+	return 3
+}
+
+// resolve applies one policy; a *refusal error is a policy refusal, any
+// other error a failure to look at the file.
+func resolve(pol ReferencePolicy, from, ref string) (string, error) {
 	switch {
 	case ref == "":
-		return "", denied(from, ref, "empty name", "")
+		return "", &refusal{"empty name"}
 	case pol == PolicyStrict:
-		return "", denied(from, ref, "strict policy refuses every reference", ReferenceFlag+"=safe")
+		return "", &refusal{"strict policy refuses every reference"}
 	case strings.ContainsRune(ref, 0):
-		return "", denied(from, ref, "name contains NUL", "")
+		return "", &refusal{"name contains NUL"}
 	case protocolName.MatchString(ref) && !filepath.IsAbs(ref):
-		return "", denied(from, ref, "protocol and json: names are never opened: vdisk opens local files only, whatever "+ReferenceFlag+" says", "")
+		return "", &refusal{"protocol and json: names are never opened: vdisk opens local files only, whatever " + ReferenceFlag + " says"}
 	}
 	dir := filepath.Dir(from)
-	if filepath.IsAbs(ref) {
-		if pol != PolicyAny {
-			return "", denied(from, ref, "absolute path", ReferenceFlag+"=any")
-		}
-		return filepath.Clean(ref), nil
+	path := ref
+	if !filepath.IsAbs(ref) {
+		path = filepath.Join(dir, ref)
 	}
-	path := filepath.Join(dir, ref)
-	if pol == PolicyAny {
-		return path, nil
+	switch pol {
+	case PolicyAny:
+		return filepath.Clean(path), nil
+	case PolicyLocal:
+		return path, regularFile(from, ref, path)
+	}
+	if filepath.IsAbs(ref) {
+		return "", &refusal{"absolute path"}
 	}
 	if !within(dir, path) {
-		return "", denied(from, ref, "path leaves the image's directory", ReferenceFlag+"=any")
+		return "", &refusal{"path leaves the image's directory"}
 	}
 	realDir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
@@ -115,16 +181,38 @@ func (r *Resolver) Resolve(from, ref string) (string, error) {
 		return "", fmt.Errorf("%s: reference %q: %w", from, ref, err)
 	}
 	if !within(realDir, realPath) {
-		return "", denied(from, ref, "symlink leads out of the image's directory", ReferenceFlag+"=any")
+		return "", &refusal{"symlink leads out of the image's directory"}
 	}
-	st, err := os.Stat(realPath)
+	return path, regularFile(from, ref, realPath)
+}
+
+// regularFile refuses a path that is not (or does not lead to) a regular file.
+func regularFile(from, ref, path string) error {
+	st, err := os.Stat(path)
 	if err != nil {
-		return "", fmt.Errorf("%s: reference %q: %w", from, ref, err)
+		return fmt.Errorf("%s: reference %q: %w", from, ref, err)
 	}
 	if !st.Mode().IsRegular() {
-		return "", denied(from, ref, "not a regular file", ReferenceFlag+"=any")
+		return &refusal{"is " + fileKind(st.Mode()) + ", not a regular file"}
 	}
-	return path, nil
+	return nil
+}
+
+// fileKind names a non-regular file mode for errors.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 // within reports whether path is dir or below it (both cleaned).

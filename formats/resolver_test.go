@@ -74,3 +74,36 @@ func TestResolverPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestResolverUserNamed: a backing file the user names on the command line
+// is allowed under every policy but strict.
+func TestResolverUserNamed(t *testing.T) {
+	root := t.TempDir()
+	base := filepath.Join(root, "cache", "x.iso")
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(base, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	from := filepath.Join(root, "out", "disk.qcow2")
+	for _, pol := range []ReferencePolicy{PolicySafe, PolicyLocal, PolicyAny} {
+		r := &Resolver{Policy: pol, UserNamed: []string{base}}
+		if _, err := r.Resolve(from, base); err != nil {
+			t.Errorf("%s policy: user-named %s refused: %v", pol, base, err)
+		}
+		if pol == PolicySafe {
+			if _, err := r.Resolve(from, "/etc/passwd"); !errors.Is(err, ErrReferenceDenied) {
+				t.Errorf("safe policy: a name the user did not give was allowed: %v", err)
+			}
+		}
+	}
+	r := &Resolver{Policy: PolicyStrict, UserNamed: []string{base}}
+	if _, err := r.Resolve(from, base); !errors.Is(err, ErrReferenceDenied) {
+		t.Errorf("strict policy allowed a user-named file: %v", err)
+	}
+	r = &Resolver{Policy: PolicySafe, UserNamed: []string{"json:{}"}}
+	if _, err := r.Resolve(from, "json:{}"); !errors.Is(err, ErrReferenceDenied) {
+		t.Errorf("a user-named json: name was allowed: %v", err)
+	}
+}

@@ -31,7 +31,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 			if err := convertFlags(cmd, &job, sparseSize); err != nil {
 				return err
 			}
-			open, err := g.openOptions(srcFormat)
+			open, err := g.openOptions(srcFormat, backing)
 			if err != nil {
 				return err
 			}

@@ -33,7 +33,7 @@ func newCreateCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			open, err := g.openOptions("")
+			open, err := g.openOptions("", backing)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -47,13 +48,30 @@ type globals struct {
 	forceFormat bool
 }
 
-func (g *globals) openOptions(format string) (formats.OpenOptions, error) {
+// openOptions are the options to open images with; userNamed are the
+// references the user gave on the command line (-b, -B), allowed under
+// every policy but strict.
+func (g *globals) openOptions(format string, userNamed ...string) (formats.OpenOptions, error) {
 	pol, err := formats.ParseReferencePolicy(g.references)
 	if err != nil {
 		return formats.OpenOptions{}, err
 	}
+	userNamed = slices.DeleteFunc(userNamed, func(s string) bool { return s == "" })
 	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "",
-		Resolver: &formats.Resolver{Policy: pol}, Parents: g.parents}, nil
+		Resolver: &formats.Resolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents}, nil
+}
+
+// referencesEnv names the environment variable that sets the CLI's default
+// reference policy; --references overrides it.
+const referencesEnv = "VDISK_REFERENCES"
+
+// defaultReferences is the policy when --references is not given: the
+// environment's, else local.
+func defaultReferences() string {
+	if p := os.Getenv(referencesEnv); p != "" {
+		return p
+	}
+	return "local"
 }
 
 // open opens an image with the global reference policy; edit adjusts the
@@ -80,8 +98,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentFlags().StringVar(&g.references, "references", "safe",
-		"which files an image may name: safe (relative, inside its directory), strict (none) or any")
+	root.PersistentFlags().StringVar(&g.references, "references", defaultReferences(),
+		"which files an image may name: local (any regular file), safe (relative, inside its directory), strict (none) or any; default from $"+referencesEnv)
 	root.PersistentFlags().StringArrayVar(&g.parents, "parent", nil,
 		"parent image for a differencing image that names its parent only by UUID (VDI)")
 	root.PersistentFlags().BoolVar(&g.forceFormat, "force-format", false,
