@@ -25,10 +25,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
 // pair is one conversion to time: from a source format to a target format
@@ -193,7 +193,7 @@ func compareISO(vdisk, work, tree string, runs int) (v, q []sample) {
 // allocated size of out (which it then removes, with any extent files).
 func timed(out, name string, args ...string) sample {
 	allocatedGlob(out) // removes a previous output and its extent files
-	syscall.Sync()     // the previous run's dirty pages are not this run's cost
+	syncAll()          // the previous run's dirty pages are not this run's cost
 	cmd := exec.Command(name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr // xorriso prints a banner even with -quiet
@@ -202,9 +202,7 @@ func timed(out, name string, args ...string) sample {
 		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
 	s := sample{seconds: time.Since(start).Seconds()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.rssKiB = ru.Maxrss
-	}
+	s.rssKiB = peakRSSKiB(cmd.ProcessState)
 	s.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	s.allocated = allocatedGlob(out)
 	return s
@@ -238,11 +236,11 @@ func median(s []sample) sample {
 }
 
 func allocated(path string) int64 {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
+	n, err := sparse.AllocatedPath(path)
+	if err != nil {
 		return 0
 	}
-	return st.Blocks * 512
+	return n
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1fM", float64(n)/(1<<20)) }

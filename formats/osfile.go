@@ -3,37 +3,39 @@ package formats
 import (
 	"fmt"
 	"os"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/vdiskio/vdisk/internal/blockdev"
 	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
-// osFile is a File over an OS file or block device.
+// osFile is a File over an OS file or disk device.
 type osFile struct {
 	f        *os.File
 	writable bool
-	device   bool // block device: fixed size from BLKGETSIZE64
+	device   bool // disk device: fixed size from the OS's disk-size call
 }
 
-// OpenOSFile opens a regular file or block device. A directory, FIFO, socket
-// or character device is refused. Block devices are always read-only
-// sources (P2V); writable=true on a device is refused.
+// OpenOSFile opens a regular file or disk device. A directory, FIFO, socket
+// or a character device that is not a disk is refused. Disks (Linux and
+// macOS block devices, FreeBSD's and macOS's raw character disks, Windows'
+// \\.\PhysicalDriveN and volumes) are always read-only sources (P2V);
+// writable=true on a disk is refused.
 func OpenOSFile(path string, writable bool) (File, error) {
+	if blockdev.IsDevicePath(path) {
+		return openDisk(path, writable)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	mode := st.Mode()
-	device := mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0
 	switch {
 	case mode.IsDir():
 		return nil, fmt.Errorf("%s: is a directory", path)
-	case !mode.IsRegular() && !device:
+	case mode&os.ModeDevice != 0:
+		return openDisk(path, writable)
+	case !mode.IsRegular():
 		return nil, fmt.Errorf("%s: not a regular file or block device", path)
-	case device && writable:
-		return nil, fmt.Errorf("%s: block devices are opened read-only: %w", path, ErrReadOnly)
 	}
 	flag := os.O_RDONLY
 	if writable {
@@ -43,7 +45,23 @@ func OpenOSFile(path string, writable bool) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f, writable: writable, device: device}, nil
+	return &osFile{f: f, writable: writable}, nil
+}
+
+// openDisk opens a device read-only and keeps it if the OS says it is a disk.
+func openDisk(path string, writable bool) (File, error) {
+	if writable {
+		return nil, fmt.Errorf("%s: block devices are opened read-only: %w", path, ErrReadOnly)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if !blockdev.IsDisk(f) {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file or block device", path)
+	}
+	return &osFile{f: f, device: true}, nil
 }
 
 // NewOSFile wraps an already open *os.File (for example a temporary output
@@ -69,12 +87,7 @@ func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 
 func (o *osFile) Size() (int64, error) {
 	if o.device {
-		var size uint64
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, o.f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size)))
-		if errno != 0 {
-			return 0, fmt.Errorf("%s: BLKGETSIZE64: %w", o.f.Name(), errno)
-		}
-		return int64(size), nil
+		return blockdev.Size(o.f)
 	}
 	st, err := o.f.Stat()
 	if err != nil {

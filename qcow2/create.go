@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 
@@ -245,7 +246,11 @@ func (img *Image) preallocate(mode string) error {
 	switch mode {
 	case "falloc":
 		if osf := formats.OSFileOf(img.f); osf != nil {
-			return sparse.Allocate(osf, dataOff, dataLen)
+			err := sparse.Allocate(osf, dataOff, dataLen)
+			if errors.Is(err, errors.ErrUnsupported) {
+				return formats.Unsupportedf(img.f.Name(), "preallocation=falloc on this OS or file system (%v)", err)
+			}
+			return err
 		}
 		return fileio.WriteZeros(img.f, dataOff, dataLen)
 	case "full":

@@ -1,6 +1,7 @@
 package raw
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -63,6 +64,9 @@ func Create(req formats.CreateRequest) (*Image, error) {
 			return nil, formats.Unsupportedf(req.Name, "preallocation=falloc needs an OS file")
 		}
 		if err := sparse.Allocate(img.os, 0, req.Size); err != nil {
+			if errors.Is(err, errors.ErrUnsupported) {
+				return nil, formats.Unsupportedf(req.Name, "preallocation=falloc on this OS or file system (%v)", err)
+			}
 			return nil, fmt.Errorf("%s: preallocating: %w", req.Name, err)
 		}
 	case "full":

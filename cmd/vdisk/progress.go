@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // progressBar draws a bar on a terminal, or qemu-img's "    (NN.NN/100%)\r"
@@ -24,9 +22,7 @@ type progressBar struct {
 func newProgressBar(w io.Writer) *progressBar {
 	p := &progressBar{w: w, last: -1, width: 40}
 	if f, ok := w.(*os.File); ok {
-		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
-			p.terminal = true
-		}
+		p.terminal = isTerminal(f)
 	}
 	p.update(0, 1)
 	return p

@@ -1,12 +1,26 @@
-// Package sparse wraps the Linux calls that find and make holes in files:
-// lseek SEEK_DATA/SEEK_HOLE, fallocate PUNCH_HOLE and plain preallocation.
+// Package sparse finds and makes holes in files, per OS, behind one
+// interface (Ops):
+//
+//   - finding holes: lseek SEEK_DATA/SEEK_HOLE on Linux, macOS and FreeBSD;
+//     FSCTL_QUERY_ALLOCATED_RANGES on Windows;
+//   - punching holes: fallocate PUNCH_HOLE|KEEP_SIZE on Linux, fcntl
+//     F_PUNCHHOLE on macOS, fspacectl SPACECTL_DEALLOC on FreeBSD,
+//     FSCTL_SET_SPARSE + FSCTL_SET_ZERO_DATA on Windows;
+//   - reserving blocks: fallocate on Linux, posix_fallocate on FreeBSD,
+//     the file's allocation size on Windows (non-sparse files);
+//   - the bytes a file occupies: st_blocks × 512, or the allocation size.
+//
+// Where an OS or a file system has no such call, the portable fallback
+// (Fallback) answers correctly but without holes: every byte is data,
+// punching a hole reports errors.ErrUnsupported (callers then write zeros)
+// and so does reserving blocks (callers refuse preallocation=falloc by name).
+// Native returns this OS's Ops; the package functions use it.
 package sparse
 
 import (
 	"errors"
+	"fmt"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // Run is a range of a file that is either data or a hole.
@@ -15,67 +29,75 @@ type Run struct {
 	Hole           bool
 }
 
-// Runs lists the data and hole runs of f in [off, off+length), in order.
-// Filesystems without SEEK_DATA report one data run.
-func Runs(f *os.File, off, length int64) ([]Run, error) {
-	end := off + length
-	fd := int(f.Fd())
-	var runs []Run
-	for pos := off; pos < end; {
-		data, err := unix.Seek(fd, pos, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			// No data after pos: the rest (up to EOF and beyond) is a hole.
-			return append(runs, Run{Offset: pos, Length: end - pos, Hole: true}), nil
-		}
-		if err != nil {
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-				return append(runs, Run{Offset: pos, Length: end - pos}), nil
-			}
-			return nil, err
-		}
-		if data > pos {
-			runs = append(runs, Run{Offset: pos, Length: min(data, end) - pos, Hole: true})
-			pos = min(data, end)
-			if pos >= end {
-				break
-			}
-		}
-		hole, err := unix.Seek(fd, pos, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, err
-		}
-		hole = min(hole, end)
-		runs = append(runs, Run{Offset: pos, Length: hole - pos})
-		pos = hole
-	}
-	return runs, nil
+// Ops are one OS's hole operations on open files.
+type Ops interface {
+	// Runs lists the data and hole runs of f in [off, off+length), in
+	// order, covering the whole range (past EOF is a hole). A file system
+	// that cannot tell reports one data run.
+	Runs(f *os.File, off, length int64) ([]Run, error)
+	// PunchHole deallocates [off, off+length) of f, keeping its size; the
+	// range then reads as zeros. errors.ErrUnsupported (wrapped) when the OS
+	// or file system cannot, so that the caller writes zeros instead.
+	PunchHole(f *os.File, off, length int64) error
+	// Allocate reserves blocks for [off, off+length) of f without changing
+	// what it reads; errors.ErrUnsupported (wrapped) when it cannot.
+	Allocate(f *os.File, off, length int64) error
+	// Allocated is the number of bytes f occupies on disk.
+	Allocated(f *os.File) (int64, error)
 }
 
-// PunchHole deallocates [off, off+length) of f, keeping its size; the range
-// then reads as zeros.
-func PunchHole(f *os.File, off, length int64) error {
-	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
-}
+// Fallback is the portable Ops: everything is data, holes cannot be
+// punched nor blocks reserved, and a file occupies its size.
+func Fallback() Ops { return portable{} }
 
-// Allocate reserves blocks for [off, off+length) of f (fallocate mode 0).
-func Allocate(f *os.File, off, length int64) error {
-	return unix.Fallocate(int(f.Fd()), 0, off, length)
-}
+// Runs lists the data and hole runs of f in [off, off+length) with Native.
+func Runs(f *os.File, off, length int64) ([]Run, error) { return Native().Runs(f, off, length) }
 
-// Allocated is the number of bytes f occupies on disk (st_blocks × 512).
-func Allocated(f *os.File) (int64, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return 0, err
-	}
-	return st.Blocks * 512, nil
-}
+// PunchHole deallocates [off, off+length) of f with Native.
+func PunchHole(f *os.File, off, length int64) error { return Native().PunchHole(f, off, length) }
+
+// Allocate reserves blocks for [off, off+length) of f with Native.
+func Allocate(f *os.File, off, length int64) error { return Native().Allocate(f, off, length) }
+
+// Allocated is the number of bytes f occupies on disk, with Native.
+func Allocated(f *os.File) (int64, error) { return Native().Allocated(f) }
 
 // AllocatedPath is Allocated for a path.
 func AllocatedPath(path string) (int64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
 		return 0, err
 	}
-	return st.Blocks * 512, nil
+	defer f.Close()
+	return Allocated(f)
+}
+
+// portable is the fallback Ops.
+type portable struct{}
+
+func (portable) Runs(f *os.File, off, length int64) ([]Run, error) {
+	if length <= 0 {
+		return nil, nil
+	}
+	return []Run{{Offset: off, Length: length}}, nil
+}
+
+func (portable) PunchHole(f *os.File, off, length int64) error {
+	return unsupported(f, "punching holes")
+}
+
+func (portable) Allocate(f *os.File, off, length int64) error {
+	return unsupported(f, "reserving blocks")
+}
+
+func (portable) Allocated(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func unsupported(f *os.File, what string) error {
+	return fmt.Errorf("%s: %s: %w", f.Name(), what, errors.ErrUnsupported)
 }
