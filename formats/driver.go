@@ -43,7 +43,13 @@ type OpenOptions struct {
 	// Parents supplies parent images that cannot be found by name (VDI
 	// differencing images link to their parent by UUID only).
 	Parents []string
-	depth   int
+	// Budget bounds the metadata memory of the image and its whole chain;
+	// nil gives each top-level open a new Budget of Limits.MaxMetadataBytes.
+	// Layers and extents opened for the image share it.
+	Budget *Budget
+	depth  int
+	layers []chainLayer // the chain above and including the image being opened
+	chain  *chainState  // shared by the whole open
 }
 
 // Depth is how many layers above this image are open (0 for the top image).
@@ -240,6 +246,13 @@ func OpenFile(f File, opts OpenOptions) (Image, error) {
 	if err := checkDepth(f.Name(), opts); err != nil {
 		return nil, err
 	}
+	opts.EnsureBudget()
+	if opts.chain == nil {
+		opts.chain = &chainState{}
+	}
+	if len(opts.layers) == 0 {
+		opts.layers = []chainLayer{{name: f.Name(), id: identify(f)}}
+	}
 	return d.Open(f, opts)
 }
 
@@ -283,11 +296,12 @@ func checkDepth(name string, opts OpenOptions) error {
 
 // OpenReference opens an image named by the image at from (a backing file or
 // parent), through the resolver and with the chain depth increased. format
-// may be "" to probe. The child is opened read-only.
+// may be "" to probe. The child is opened read-only, shares opts' metadata
+// Budget, and is refused before its tables load when its file is already in
+// the chain (a loop) or the chain is too deep. An error from any layer below
+// is returned as the deepest layer made it (one line, however deep).
 func OpenReference(from, ref, format string, opts OpenOptions) (Image, error) {
-	child := opts
-	child.Format, child.ForceFormat, child.Writable, child.Snapshot = format, false, false, ""
-	child.depth++
+	child := childOptions(opts, format)
 	if err := checkDepth(from, child); err != nil {
 		return nil, err
 	}
@@ -295,10 +309,5 @@ func OpenReference(from, ref, format string, opts OpenOptions) (Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := OpenFile(f, child)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: opening backing file %q: %w", from, ref, err)
-	}
-	return img, nil
+	return openLayer(from, ref, f, child)
 }

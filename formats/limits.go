@@ -15,6 +15,11 @@ type Limits struct {
 	// CacheBytes bounds the per-image cache of second-level tables (L2, grain
 	// tables). Default DefaultCacheBytes.
 	CacheBytes int64
+	// MaxMetadataBytes is the metadata memory budget of one open image, its
+	// backing chain and extent files included (see Budget): every table
+	// loaded and every cache entry counts against it. Default
+	// DefaultMaxMetadataBytes.
+	MaxMetadataBytes int64
 }
 
 // Defaults for Limits.
@@ -23,6 +28,10 @@ const (
 	DefaultMaxChainDepth  = 64
 	DefaultMaxTableBytes  = 64 << 20
 	DefaultCacheBytes     = 8 << 20
+	// DefaultMaxMetadataBytes is four whole tables at the table limit: far
+	// more than any real image and chain needs, and small enough that a
+	// hostile one stays well inside a 1 GiB address space.
+	DefaultMaxMetadataBytes = 256 << 20
 )
 
 // WithDefaults returns l with every unset field at its default.
@@ -38,6 +47,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.CacheBytes <= 0 {
 		l.CacheBytes = DefaultCacheBytes
+	}
+	if l.MaxMetadataBytes <= 0 {
+		l.MaxMetadataBytes = DefaultMaxMetadataBytes
 	}
 	return l
 }

@@ -135,3 +135,6 @@ func FileExtents(f File, virtOff, fileOff, length int64) ([]Extent, error) {
 	}
 	return exts, nil
 }
+
+// Stat describes the open file (for file identity: os.SameFile).
+func (o *osFile) Stat() (os.FileInfo, error) { return o.f.Stat() }

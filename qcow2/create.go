@@ -159,7 +159,8 @@ func newImage(f formats.File, name string, size int64, p params, lim formats.Lim
 		size: size, limits: lim.WithDefaults(), data: f, snapshotIndex: -1, codec: &codec{typ: p.compression}}
 	img.ext.BackingFormat = p.backingFmt
 	img.geometry()
-	img.cache = newL2Cache(img.limits.CacheBytes / cs)
+	img.budget = formats.NewBudget(lim.MaxMetadataBytes)
+	img.cache = newL2Cache(img.limits.CacheBytes/cs, cs, img.budget)
 	if err := img.writeCluster0(p.backingFile); err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ type Image struct {
 	size        int64
 	codec       *codec
 	limits      formats.Limits
+	budget      *formats.Budget // metadata memory of the image and its chain
 
 	data     formats.File // external data file, or f
 	dataName string       // "" when the data lives in f
@@ -86,6 +87,7 @@ type Image struct {
 // Open opens f as a qcow2 image.
 func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 	name := f.Name()
+	budget := opts.EnsureBudget()
 	fileSize, err := f.Size()
 	if err != nil {
 		return nil, err
@@ -125,7 +127,7 @@ func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 	img := &Image{f: f, name: name, hdr: h, ext: ext, clusterBits: uint(h.ClusterBits), clusterSize: cs,
 		extL2: h.IncompatibleFeatures&incompatExtL2 != 0, size: int64(h.Size), limits: opts.Limits.WithDefaults(),
 		data: f, snapshotIndex: -1, corruptBit: h.IncompatibleFeatures&incompatCorrupt != 0,
-		codec: &codec{typ: h.CompressionType}}
+		codec: &codec{typ: h.CompressionType}, budget: budget}
 	img.geometry()
 	img.fileEnd = roundUp(fileSize, cs)
 	if err := img.load(opts, cluster0); err != nil {
@@ -185,7 +187,7 @@ func (img *Image) load(opts formats.OpenOptions, cluster0 []byte) error {
 		return err
 	}
 	img.l1 = l1
-	img.cache = newL2Cache(img.limits.CacheBytes / img.clusterSize)
+	img.cache = newL2Cache(img.limits.CacheBytes/img.clusterSize, img.clusterSize, img.budget)
 	// A corrupt image opened writable only accepts repairs (check -r).
 	img.readOnly = !opts.Writable || img.snapshotIndex >= 0 || img.corruptBit
 	if err := img.openDataFile(opts); err != nil {
@@ -224,6 +226,9 @@ func (img *Image) readTable(structure string, off, n uint64) ([]uint64, error) {
 	}
 	if n == 0 {
 		return nil, nil
+	}
+	if err := img.budget.Charge(img.name, structure, int64(off), int64(n*8)); err != nil {
+		return nil, err
 	}
 	buf := make([]byte, n*8)
 	if got, err := img.f.ReadAt(buf, int64(off)); got < len(buf) {

@@ -10,13 +10,17 @@ import (
 )
 
 // l2Cache keeps decoded L2 tables by host offset, dropping the least
-// recently used beyond its limit. For a writable image, evict writes a
-// dropped table that has changes (so memory stays bounded while writing).
+// recently used beyond limit tables. Every table it holds is charged to the
+// image's metadata budget; when the budget is spent it drops its own oldest
+// tables first, and a reader's table that still does not fit is used once
+// and not kept.
 type l2Cache struct {
-	limit  int64 // tables
-	tables map[int64]*list.Element
-	lru    *list.List
-	evict  func(t *l2Table)
+	limit      int64 // tables
+	tableBytes int64
+	budget     *formats.Budget
+	tables     map[int64]*list.Element
+	lru        *list.List
+	evict      func(t *l2Table)
 }
 
 type l2Table struct {
@@ -24,8 +28,9 @@ type l2Table struct {
 	entries []uint64 // clusterSize/8 words (entry, bitmap pairs with extended L2)
 }
 
-func newL2Cache(limit int64) *l2Cache {
-	return &l2Cache{limit: max(limit, 4), tables: map[int64]*list.Element{}, lru: list.New()}
+func newL2Cache(limit, tableBytes int64, budget *formats.Budget) *l2Cache {
+	return &l2Cache{limit: max(limit, 4), tableBytes: tableBytes, budget: budget,
+		tables: map[int64]*list.Element{}, lru: list.New()}
 }
 
 func (c *l2Cache) get(off int64) []uint64 {
@@ -36,16 +41,33 @@ func (c *l2Cache) get(off int64) []uint64 {
 	return nil
 }
 
-func (c *l2Cache) put(off int64, entries []uint64) {
+// put keeps entries, the table at off. A table that does not fit the
+// budget is kept only when must (a writer's dirty table); put reports
+// whether it was kept.
+func (c *l2Cache) put(off int64, entries []uint64, must bool) bool {
+	for !c.budget.TryCharge(c.tableBytes) {
+		if c.lru.Len() == 0 {
+			if !must {
+				return false
+			}
+			break
+		}
+		c.drop(c.lru.Back())
+	}
 	c.tables[off] = c.lru.PushFront(&l2Table{off: off, entries: entries})
 	for int64(c.lru.Len()) > c.limit {
-		last := c.lru.Back()
-		c.lru.Remove(last)
-		t := last.Value.(*l2Table)
-		delete(c.tables, t.off)
-		if c.evict != nil {
-			c.evict(t)
-		}
+		c.drop(c.lru.Back())
+	}
+	return true
+}
+
+func (c *l2Cache) drop(last *list.Element) {
+	c.lru.Remove(last)
+	t := last.Value.(*l2Table)
+	delete(c.tables, t.off)
+	c.budget.Refund(c.tableBytes)
+	if c.evict != nil {
+		c.evict(t)
 	}
 }
 
@@ -69,7 +91,7 @@ func (img *Image) l2(off int64) ([]uint64, error) {
 		}
 	}
 	t := decodeTable(buf)
-	img.cache.put(off, t)
+	img.cache.put(off, t, false)
 	return t, nil
 }
 

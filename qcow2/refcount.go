@@ -86,6 +86,9 @@ func (img *Image) startWriter() error {
 // into the 2-byte store: no 8-byte copy per host cluster on the way).
 func (img *Image) readRefcounts(rt []uint64, n int64) (refStore, error) {
 	w := img.w
+	if err := img.budget.Charge(img.name, "refcounts", -1, 2*n); err != nil {
+		return refStore{}, err
+	}
 	refs := refStore{small: make([]uint16, n)}
 	block := make([]byte, img.clusterSize)
 	for b := int64(0); b*w.rcPerBlock < n && b < int64(len(rt)); b++ {

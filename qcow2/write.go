@@ -225,7 +225,7 @@ func (img *Image) l2For(vc int64) ([]uint64, int64, error) {
 	if old != nil {
 		img.recomputeCopied(t)
 	}
-	img.cache.put(nOff, t)
+	img.cache.put(nOff, t, true)
 	img.w.dirtyL2[nOff] = true
 	img.l1[l1i] = uint64(nOff) | oflagCopied
 	img.w.l1Dirty = true

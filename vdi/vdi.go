@@ -107,6 +107,9 @@ func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 		writable: opts.Writable, allocated: h.BlocksAllocated,
 		pending: map[uint32]chan struct{}{},
 	}
+	if err := opts.EnsureBudget().Charge(name, "VDI block map", int64(h.BlocksOff), 8*int64(h.Blocks)); err != nil {
+		return nil, err
+	}
 	if err := img.loadMap(); err != nil {
 		return nil, err
 	}
@@ -176,12 +179,15 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 	var tried []string
 	for i, path := range opts.Parents {
 		child := opts
-		child.Format, child.ForceFormat, child.Writable, child.Snapshot = "", false, false, ""
 		// Each supplied path is used at most once down the chain, which
-		// bounds the recursion even for images that link to themselves.
+		// bounds the recursion even for images that link to themselves;
+		// the chain's depth limit, loop detection and budget apply.
 		child.Parents = append(append([]string(nil), opts.Parents[:i]...), opts.Parents[i+1:]...)
-		p, err := formats.Open(path, child)
+		p, err := formats.OpenParentFile(img.name, path, "", child)
 		if err != nil {
+			if errors.Is(err, formats.ErrLimit) {
+				return err // depth or metadata budget: no other candidate helps
+			}
 			var fe *formats.Error
 			if errors.As(err, &fe) && fe.Kind == formats.ErrUnsupported && strings.Contains(fe.Msg, ParentFlag) {
 				tried = append(tried, path+" (its own parent is missing)")

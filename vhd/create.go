@@ -246,7 +246,7 @@ func createDynamic(req formats.CreateRequest, p plan, ft footer, par *parentInfo
 	if par != nil {
 		img.parent = par.img
 		img.parentRef, img.parentTSMatch = par.relative, true
-		img.bitmaps = newBitmapCache(req.Open.Limits.WithDefaults().CacheBytes, img.bitmapSize)
+		img.bitmaps = newBitmapCache(req.Open.Limits.WithDefaults().CacheBytes, img.bitmapSize, nil)
 	}
 	if err := img.writeFooterAt(end); err != nil {
 		return nil, err

@@ -140,6 +140,9 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 		if err == nil {
 			return nil
 		}
+		if formats.StopTrying(err) {
+			return err // a loop or a limit: no other locator helps
+		}
 		errs = append(errs, fmt.Errorf("%s %q: %w", c.from, c.ref, err))
 	}
 	return fmt.Errorf("%s: cannot open the parent of the differencing disk: %w", img.name, errors.Join(errs...))
@@ -176,15 +179,26 @@ func (img *Image) tryParent(c parentCandidate, opts formats.OpenOptions) error {
 // bounded in count. Entries are shared: readers hold the image's read lock
 // while using one, writers its write lock while changing one (and write it
 // through to the file), so evicting never loses data.
+//
+// Every bitmap it holds is charged to the image's metadata budget (nil: none);
+// when the budget is spent it drops its own oldest bitmaps first.
 type bitmapCache struct {
-	mu    sync.Mutex
-	limit int
-	m     map[int][]byte
-	order []int // insertion order, for FIFO eviction
+	mu     sync.Mutex
+	limit  int
+	budget *formats.Budget
+	m      map[int][]byte
+	order  []int // insertion order, for FIFO eviction
 }
 
-func newBitmapCache(cacheBytes, bitmapSize int64) *bitmapCache {
-	return &bitmapCache{limit: int(max(cacheBytes/max(bitmapSize, 1), 16)), m: map[int][]byte{}}
+func newBitmapCache(cacheBytes, bitmapSize int64, budget *formats.Budget) *bitmapCache {
+	return &bitmapCache{limit: int(max(cacheBytes/max(bitmapSize, 1), 16)), budget: budget, m: map[int][]byte{}}
+}
+
+func (c *bitmapCache) dropOldest() {
+	old := c.order[0]
+	c.budget.Refund(int64(len(c.m[old])))
+	delete(c.m, old)
+	c.order = c.order[1:]
 }
 
 func (c *bitmapCache) get(blk int) []byte {
@@ -201,8 +215,13 @@ func (c *bitmapCache) put(blk int, bm []byte) {
 		return
 	}
 	for len(c.m) >= c.limit && len(c.order) > 0 {
-		delete(c.m, c.order[0])
-		c.order = c.order[1:]
+		c.dropOldest()
+	}
+	for !c.budget.TryCharge(int64(len(bm))) {
+		if len(c.order) == 0 {
+			return // used once, not kept
+		}
+		c.dropOldest()
 	}
 	c.m[blk] = bm
 	c.order = append(c.order, blk)

@@ -73,7 +73,8 @@ type Image struct {
 	mu  sync.RWMutex // guards bat, nextFree, dirty and full (and, for differencing disks, block contents)
 	bat []uint32
 
-	bitmaps *bitmapCache // differencing disks: sector bitmaps of allocated blocks
+	bitmaps *bitmapCache    // differencing disks: sector bitmaps of allocated blocks
+	budget  *formats.Budget // metadata memory of the image and its chain
 
 	// differencing disks
 	parent        formats.Image
@@ -102,7 +103,7 @@ func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
 }
 
 func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
-	img := &Image{f: f, name: f.Name(), writable: opts.Writable}
+	img := &Image{f: f, name: f.Name(), writable: opts.Writable, budget: opts.EnsureBudget()}
 	size, err := f.Size()
 	if err != nil {
 		return nil, err
@@ -218,7 +219,7 @@ func (img *Image) openDynamic(opts formats.OpenOptions) error {
 		return err
 	}
 	if img.ft.DiskType == typeDifferencing {
-		img.bitmaps = newBitmapCache(opts.Limits.WithDefaults().CacheBytes, img.bitmapSize)
+		img.bitmaps = newBitmapCache(opts.Limits.WithDefaults().CacheBytes, img.bitmapSize, img.budget)
 	}
 	if img.writable {
 		img.full = make([]uint64, (len(img.bat)+63)/64)
@@ -232,6 +233,9 @@ func (img *Image) openDynamic(opts formats.OpenOptions) error {
 // inside the file, and apart from every other block.
 func (img *Image) readBAT() error {
 	n := int(img.hdr.MaxTableEntries)
+	if err := img.budget.Charge(img.name, "BAT", int64(img.hdr.TableOffset), 4*int64(n)); err != nil {
+		return err
+	}
 	img.bat = make([]uint32, n)
 	raw := make([]byte, min(4*n, batChunkBytes))
 	var used []uint32

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -17,13 +18,15 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 		return formats.Corruptf(img.name, "parent locator", img.metaOff, "parent_linkage: %v", err)
 	}
 	linkage2, _ := parseGUID(img.locator.Values["parent_linkage2"])
-	var firstErr error
-	for _, ref := range img.parentRefs() {
+	var tried []error
+	for _, loc := range img.parentLocs() {
+		ref := loc.ref
 		p, err := formats.OpenReference(img.name, ref, Name, opts)
 		if err != nil {
-			if firstErr == nil {
-				firstErr = err
+			if formats.StopTrying(err) {
+				return err // a loop or a limit: no other locator helps
 			}
+			tried = append(tried, fmt.Errorf("%s %q: %w", loc.key, ref, err))
 			continue
 		}
 		parent, ok := p.(*Image)
@@ -40,24 +43,64 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 		img.parentPath, _ = opts.Resolver.Resolve(img.name, ref)
 		return nil
 	}
-	if firstErr == nil {
-		firstErr = formats.Corruptf(img.name, "parent locator", img.metaOff, "no relative_path, absolute_win32_path or volume_path entry")
+	if len(tried) == 0 {
+		return formats.Corruptf(img.name, "parent locator", img.metaOff, "no relative_path, absolute_win32_path or volume_path entry")
 	}
-	return firstErr
+	return &parentError{name: img.name, policy: policyName(opts), tried: tried}
 }
 
-// parentRefs lists the locator's paths in the order to try, converted to
-// slash-separated names: relative_path, then absolute_win32_path (which
-// only --references=any lets through).
-func (img *Image) parentRefs() []string {
-	var refs []string
+// parentError says why no locator opened the parent: each locator tried,
+// with its error, and the reference policy in force. It wraps each error
+// (errors.Is finds ErrReferenceDenied).
+type parentError struct {
+	name, policy string
+	tried        []error
+}
+
+func (e *parentError) Error() string {
+	msgs := make([]string, len(e.tried))
+	for i, err := range e.tried {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("%s: cannot open the parent of the differencing disk under the %s reference policy; locators tried: %s",
+		e.name, e.policy, strings.Join(msgs, "; "))
+}
+
+func (e *parentError) Unwrap() []error { return e.tried }
+
+// policyName names the reference policy opts open references under.
+func policyName(opts formats.OpenOptions) string {
+	if opts.Resolver == nil {
+		return formats.PolicySafe.String()
+	}
+	return opts.Resolver.Policy.String()
+}
+
+// parentLoc is one path of the parent locator: its key and the name to
+// open.
+type parentLoc struct{ key, ref string }
+
+// parentLocs lists the locator's paths in the order to try, converted to
+// slash-separated names: relative_path, then absolute_win32_path and
+// volume_path (which only a wider --references policy lets through).
+func (img *Image) parentLocs() []parentLoc {
+	var locs []parentLoc
 	if rel := img.locator.Values["relative_path"]; rel != "" {
-		refs = append(refs, winToSlash(rel))
+		locs = append(locs, parentLoc{"relative_path", winToSlash(rel)})
 	}
 	for _, key := range []string{"absolute_win32_path", "volume_path"} {
 		if abs := img.locator.Values[key]; abs != "" {
-			refs = append(refs, winAbsToSlash(abs))
+			locs = append(locs, parentLoc{key, winAbsToSlash(abs)})
 		}
+	}
+	return locs
+}
+
+// parentRefs lists the names of parentLocs.
+func (img *Image) parentRefs() []string {
+	var refs []string
+	for _, l := range img.parentLocs() {
+		refs = append(refs, l.ref)
 	}
 	return refs
 }

@@ -218,7 +218,7 @@ func TestHostileSelfParent(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "d-flat.vmdk"), make([]byte, 1<<20), 0o644)
 	os.WriteFile(path, []byte(desc), 0o644)
 	_, err := formats.Open(path, formats.OpenOptions{})
-	if !errors.Is(err, formats.ErrLimit) {
+	if !errors.Is(err, formats.ErrBackingLoop) || !strings.Contains(err.Error(), "loop.vmdk -> "+path) {
 		t.Fatalf("self-referencing parent: %v", err)
 	}
 }

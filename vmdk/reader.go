@@ -70,7 +70,9 @@ type Image struct {
 	exts        []*extent
 	size        int64
 	owned       []formats.File // extent files opened through the resolver
+	ownedIDs    []formats.FileID
 	byName      map[string]formats.File
+	sparseBy    map[formats.File]*sparseExtent // each sparse extent file, opened once
 	backing     formats.Image
 	backingPath string
 	cache       *gtCache
@@ -82,7 +84,7 @@ func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
 		return nil, formats.Unsupportedf(f.Name(), "writing to an existing VMDK image (only new images are written)")
 	}
 	lim := opts.Limits.WithDefaults()
-	img := &Image{f: f, name: f.Name(), cache: newGTCache(lim.CacheBytes)}
+	img := &Image{f: f, name: f.Name(), cache: newGTCache(lim.CacheBytes, opts.EnsureBudget())}
 	if err := img.open(opts); err != nil {
 		img.closeOwned()
 		return nil, err
@@ -271,6 +273,13 @@ func (img *Image) openExtent(line extentLine, opts formats.OpenOptions) (*extent
 		e.path = p
 	}
 	if e.kind == kindSparse {
+		// A descriptor may name one sparse file many times (qemu reads each
+		// line as a view of it): its header and tables load once, so 200
+		// lines naming one file cost what one does.
+		if sp, ok := img.sparseBy[f]; ok {
+			e.sp = sp
+			return e, nil
+		}
 		head := make([]byte, headerSize)
 		if _, err := f.ReadAt(head, 0); err != nil && err != io.EOF {
 			return nil, fmt.Errorf("%s: reading extent header: %w", f.Name(), err)
@@ -285,12 +294,17 @@ func (img *Image) openExtent(line extentLine, opts formats.OpenOptions) (*extent
 		if e.sp, err = openSparse(f, head, opts.Limits, img.cache); err != nil {
 			return nil, err
 		}
+		if img.sparseBy == nil {
+			img.sparseBy = map[formats.File]*sparseExtent{}
+		}
+		img.sparseBy[f] = e.sp
 	}
 	return e, nil
 }
 
 // openFile opens an extent file through the resolver, once per distinct
-// name (a descriptor may list one file many times).
+// file: a descriptor may list one file many times, by one name or by
+// several (./x, a symlink, a hard link), and it is opened once.
 func (img *Image) openFile(name string, opts formats.OpenOptions) (formats.File, error) {
 	if f, ok := img.byName[name]; ok {
 		return f, nil
@@ -302,8 +316,16 @@ func (img *Image) openFile(name string, opts formats.OpenOptions) (formats.File,
 	if img.byName == nil {
 		img.byName = map[string]formats.File{}
 	}
+	id := formats.IdentifyFile(f)
+	for i, o := range img.ownedIDs {
+		if o.Same(id) {
+			f.Close()
+			img.byName[name] = img.owned[i]
+			return img.owned[i], nil
+		}
+	}
 	img.byName[name] = f
-	img.owned = append(img.owned, f)
+	img.owned, img.ownedIDs = append(img.owned, f), append(img.ownedIDs, id)
 	return f, nil
 }
 

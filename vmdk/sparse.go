@@ -158,6 +158,11 @@ func (s *sparseExtent) loadGD(lim formats.Limits) error {
 	if s.hdr.GDOffset == 0 && n > 0 {
 		return formats.Corruptf(s.name, "sparse header", 56, "grain directory offset is 0")
 	}
+	// The file's bytes and the decoded directory, while both are live.
+	if err := s.cache.budget.Charge(s.name, "grain directory", gdOff, int64(2*n*gteBytes)); err != nil {
+		return err
+	}
+	defer s.cache.budget.Refund(int64(n * gteBytes))
 	raw := make([]byte, n*gteBytes)
 	if _, err := s.f.ReadAt(raw, gdOff); err != nil && err != io.EOF {
 		return fmt.Errorf("%s: reading grain directory: %w", s.name, err)
@@ -346,11 +351,16 @@ type gtKey struct {
 
 // gtCache is a bounded LRU cache of grain tables shared by an image's
 // extents; safe for concurrent use.
+//
+// Every table it holds is charged to the image's metadata budget (which the
+// whole chain shares); when the budget is spent it drops its own oldest
+// tables first, and a table that still does not fit is used once, not kept.
 type gtCache struct {
-	mu    sync.Mutex
-	max   int
-	lru   *list.List
-	items map[gtKey]*list.Element
+	mu     sync.Mutex
+	max    int
+	budget *formats.Budget
+	lru    *list.List
+	items  map[gtKey]*list.Element
 }
 
 type gtItem struct {
@@ -358,8 +368,8 @@ type gtItem struct {
 	gt  []uint32
 }
 
-func newGTCache(bytes int64) *gtCache {
-	return &gtCache{max: int(max(bytes/(defaultGTEs*gteBytes), 4)), lru: list.New(), items: map[gtKey]*list.Element{}}
+func newGTCache(bytes int64, budget *formats.Budget) *gtCache {
+	return &gtCache{max: int(max(bytes/(defaultGTEs*gteBytes), 4)), budget: budget, lru: list.New(), items: map[gtKey]*list.Element{}}
 }
 
 func (c *gtCache) get(k gtKey) []uint32 {
@@ -380,10 +390,21 @@ func (c *gtCache) put(k gtKey, gt []uint32) {
 		c.lru.MoveToFront(e)
 		return
 	}
+	for !c.budget.TryCharge(int64(len(gt)) * gteBytes) {
+		if c.lru.Len() == 0 {
+			return
+		}
+		c.drop(c.lru.Back())
+	}
 	c.items[k] = c.lru.PushFront(&gtItem{k, gt})
 	for c.lru.Len() > c.max {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.items, old.Value.(*gtItem).key)
+		c.drop(c.lru.Back())
 	}
+}
+
+func (c *gtCache) drop(old *list.Element) {
+	c.lru.Remove(old)
+	it := old.Value.(*gtItem)
+	delete(c.items, it.key)
+	c.budget.Refund(int64(len(it.gt)) * gteBytes)
 }

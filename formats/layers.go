@@ -1,0 +1,226 @@
+package formats
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Backing chains are opened one layer at a time through OpenReference (or
+// OpenParentFile). Before a layer's driver loads any table, the layer's file
+// is compared by identity (os.SameFile: device and inode, or the volume and
+// file index on Windows) with every layer above it: a file that is already
+// in the chain is a loop, refused with one line naming it. The depth limit
+// is checked first, and an error from any layer reaches the top unwrapped,
+// so a 1000-deep chain fails in one line too.
+
+// chainLayer is one image of the chain being opened.
+type chainLayer struct {
+	name string
+	id   FileID
+}
+
+// FileID identifies an open file: by os.FileInfo for OS files (device and
+// inode), by its cleaned absolute name for the others (memory files,
+// remote backends). Compare two with Same.
+type FileID struct {
+	info os.FileInfo
+	name string
+}
+
+// statter is a File that can describe itself (OS files).
+type statter interface {
+	Stat() (os.FileInfo, error)
+}
+
+// IdentifyFile returns f's identity.
+func IdentifyFile(f File) FileID { return identify(f) }
+
+func identify(f File) FileID {
+	if s, ok := f.(statter); ok {
+		if fi, err := s.Stat(); err == nil {
+			return FileID{info: fi}
+		}
+	}
+	return FileID{name: absName(f.Name())}
+}
+
+// identifyPath identifies a file by path (the naming image of a driver
+// opened directly, without formats.OpenFile).
+func identifyPath(path string) FileID {
+	if fi, err := os.Stat(path); err == nil {
+		return FileID{info: fi}
+	}
+	return FileID{name: absName(path)}
+}
+
+func absName(name string) string {
+	if abs, err := filepath.Abs(name); err == nil {
+		return abs
+	}
+	return filepath.Clean(name)
+}
+
+// Same reports whether a and b identify the same file.
+func (a FileID) Same(b FileID) bool {
+	if a.info != nil && b.info != nil {
+		return os.SameFile(a.info, b.info)
+	}
+	return a.info == nil && b.info == nil && a.name == b.name
+}
+
+// SameFile reports whether a and b are the same storage: the same device
+// and inode for OS files (whatever names they were opened by), the same
+// name for other files. Drivers use it to open an extent file named twice
+// only once.
+func SameFile(a, b File) bool { return identify(a).Same(identify(b)) }
+
+// chainState is shared by every layer of one open (the top image's
+// OpenFile makes it): the layers that failed to open, so that a driver
+// trying several locators of the same parent does not open it again.
+type chainState struct {
+	mu     sync.Mutex
+	failed []failedLayer
+}
+
+type failedLayer struct {
+	id    FileID
+	depth int
+	err   error
+}
+
+func (s *chainState) failure(id FileID, depth int) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.failed {
+		if f.depth == depth && f.id.Same(id) {
+			return f.err
+		}
+	}
+	return nil
+}
+
+func (s *chainState) remember(id FileID, depth int, err error) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failed = append(s.failed, failedLayer{id, depth, err})
+}
+
+// chainError is the error of one layer of a chain; the layers above return
+// it as it is instead of wrapping it again.
+type chainError struct{ err error }
+
+func (e *chainError) Error() string { return e.err.Error() }
+func (e *chainError) Unwrap() error { return e.err }
+
+// IsChainError reports whether err came from opening a layer below (a
+// backing file or parent that failed, a loop, the depth limit). Drivers
+// that try several locators for one parent stop at a loop or a limit.
+func IsChainError(err error) bool {
+	var ce *chainError
+	return errors.As(err, &ce)
+}
+
+// isChainWide reports whether err ends the whole open, whichever locator is
+// tried next: a loop or a limit (depth, metadata budget).
+func isChainWide(err error) bool {
+	return errors.Is(err, ErrLimit) || errors.Is(err, ErrBackingLoop)
+}
+
+// StopTrying reports whether a driver trying the locators of one parent in
+// turn should give up after err instead of trying the next: a backing loop
+// or a limit, which no other name of the parent can cure.
+func StopTrying(err error) bool { return isChainWide(err) }
+
+// ErrBackingLoop is the Kind of the error for a chain that names a file
+// already in it; errors.Is(err, ErrCorrupt) holds for it too.
+var ErrBackingLoop error = loopKind{}
+
+type loopKind struct{}
+
+func (loopKind) Error() string        { return "backing loop" }
+func (loopKind) Is(target error) bool { return target == ErrCorrupt }
+
+// loopError names the loop: the layers from the first one f repeats.
+func loopError(from string, loop []chainLayer, again string) error {
+	names := make([]string, 0, len(loop)+1)
+	for _, l := range loop {
+		names = append(names, l.name)
+	}
+	names = append(names, again)
+	return &chainError{&Error{File: from, Structure: "backing chain", Offset: -1, Kind: ErrBackingLoop,
+		Msg: strings.Join(names, " -> ")}}
+}
+
+// openLayer opens f, named ref by the image from, as the layer below the
+// chain in opts (whose depth the caller has already increased).
+func openLayer(from, ref string, f File, opts OpenOptions) (Image, error) {
+	layers := opts.layers
+	if len(layers) == 0 {
+		layers = []chainLayer{{name: from, id: identifyPath(from)}}
+	}
+	id := identify(f)
+	for i, l := range layers {
+		if l.id.Same(id) {
+			f.Close()
+			return nil, loopError(from, layers[i:], f.Name())
+		}
+	}
+	if err := opts.chain.failure(id, opts.depth); err != nil {
+		f.Close()
+		return nil, err
+	}
+	opts.layers = append(slices.Clip(layers), chainLayer{name: f.Name(), id: id})
+	img, err := OpenFile(f, opts)
+	if err == nil {
+		return img, nil
+	}
+	f.Close()
+	var ce *chainError
+	if errors.As(err, &ce) {
+		err = ce
+	} else {
+		err = &chainError{fmt.Errorf("%s: opening backing file %q: %w", from, ref, err)}
+	}
+	opts.chain.remember(id, opts.depth, err)
+	return nil, err
+}
+
+// childOptions are the options of the layer below: read-only, probed or of
+// format, one deeper.
+func childOptions(opts OpenOptions, format string) OpenOptions {
+	child := opts
+	child.Format, child.ForceFormat, child.Writable, child.Snapshot = format, false, false, ""
+	child.depth++
+	child.EnsureBudget()
+	if child.chain == nil {
+		child.chain = &chainState{}
+	}
+	return child
+}
+
+// OpenParentFile opens the image at path, which the user supplied (VDI's
+// --parent), as the layer below the image at from: the depth limit, loop
+// detection and the metadata budget apply as for OpenReference, the
+// reference policy does not (the user chose the file).
+func OpenParentFile(from, path, format string, opts OpenOptions) (Image, error) {
+	child := childOptions(opts, format)
+	if err := checkDepth(from, child); err != nil {
+		return nil, err
+	}
+	f, err := OpenOSFile(path, false)
+	if err != nil {
+		return nil, err
+	}
+	return openLayer(from, path, f, child)
+}
