@@ -2,14 +2,10 @@ package convert
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
@@ -28,10 +24,13 @@ type Job struct {
 	Backing, BackingFormat string
 	Existing               bool // -n: write into an existing image
 	Sync                   bool // --sync: fsync the output and its directory
+	// Direct (-t none, directsync) writes a device destination with
+	// O_DIRECT where the OS allows it.
+	Direct bool
 	Stdout                 io.Writer
 	Copy                   Options
-	// Warn, when set, receives warnings (temporary files left beside the
-	// target by an earlier conversion that was killed).
+	// Warn, when set, receives warnings (temporary files of an earlier
+	// conversion that was killed, removed).
 	Warn func(msg string)
 }
 
@@ -48,7 +47,12 @@ func Run(ctx context.Context, job Job) error {
 	if err != nil {
 		return err
 	}
-	if err := checkNotSame(job.Source, job.Target); err != nil {
+	// Every file the input opens (extents, backing chain) is recorded: no
+	// output file may be one of them.
+	sources := &FileSet{}
+	sources.Add(job.Source)
+	sources.Watch(&job.SourceOpen)
+	if err := sources.Check(job.Target); err != nil {
 		return err
 	}
 	src, err := formats.Open(job.Source, job.SourceOpen)
@@ -56,11 +60,14 @@ func Run(ctx context.Context, job Job) error {
 		return err
 	}
 	defer src.Close()
+	if err := sources.Check(job.Target); err != nil {
+		return err
+	}
 	if job.Backing != "" {
 		job.Copy.TopLayerOnly = true
 	}
 	if job.Existing {
-		return runExisting(ctx, job, src)
+		return runExisting(ctx, job, src, sources)
 	}
 	opts, err := job.createOptions(drv, src.Size())
 	if err != nil {
@@ -69,7 +76,7 @@ func Run(ctx context.Context, job Job) error {
 	if job.Target == "-" {
 		return runStream(ctx, job, drv, opts, src)
 	}
-	return runAtomic(ctx, job, drv, opts, src)
+	return runAtomic(ctx, job, drv, opts, src, sources)
 }
 
 // createOptions parses -o and folds in the size and -B/-F.
@@ -94,14 +101,20 @@ func (job Job) createOptions(drv *formats.Driver, size int64) (formats.Options, 
 	return opts, opts.Set("size", fmt.Sprint(size))
 }
 
-func runExisting(ctx context.Context, job Job, src formats.Image) error {
+func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileSet) error {
 	if job.CreateOptions != "" {
 		return fmt.Errorf("%w: -o has no effect when skipping image creation", formats.ErrInvalidOption)
 	}
 	open := job.SourceOpen
 	open.Format, open.Writable, open.Snapshot = job.Format, true, ""
-	img, err := formats.Open(job.Target, open)
+	img, err := openExisting(job.Target, open, job.Direct)
 	if err != nil {
+		return err
+	}
+	// The target's own backing files were opened too: it may not write
+	// into one of the input's files that way either.
+	if err := sources.Check(job.Target); err != nil {
+		img.Close()
 		return err
 	}
 	dst, ok := img.(formats.Writable)
@@ -154,88 +167,6 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	return dst.Close()
 }
 
-// output is the set of temporary files of one conversion, renamed into place
-// together on success and removed on failure.
-type output struct {
-	dir   string
-	files []*tempFile
-}
-
-type tempFile struct {
-	f         *os.File
-	tmp, dest string
-}
-
-// tempPattern is the glob of the temporary files of a conversion to dest.
-func tempPattern(dest string) string {
-	return filepath.Join(filepath.Dir(dest), "."+filepath.Base(dest)+".vdisk-*.tmp")
-}
-
-// StaleTemporaries lists temporary files that a killed conversion to dest
-// left behind (a conversion that fails or is interrupted removes its own).
-func StaleTemporaries(dest string) []string {
-	matches, _ := filepath.Glob(tempPattern(dest))
-	return matches
-}
-
-// create makes a temporary file for dest (a path in o.dir), exclusively.
-func (o *output) create(dest string) (*tempFile, error) {
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return nil, err
-	}
-	tmp := strings.Replace(tempPattern(dest), "*", hex.EncodeToString(rnd[:]), 1)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	t := &tempFile{f: f, tmp: tmp, dest: dest}
-	o.files = append(o.files, t)
-	return t, nil
-}
-
-// sibling creates an extra output file named relative to the output's
-// directory; names that leave it are refused.
-func (o *output) sibling(name string) (formats.File, error) {
-	if name == "" || filepath.IsAbs(name) || strings.Contains(name, "..") || strings.ContainsRune(name, filepath.Separator) {
-		return nil, fmt.Errorf("%w: extra output file %q must be a plain name", formats.ErrInvalidOption, name)
-	}
-	t, err := o.create(filepath.Join(o.dir, name))
-	if err != nil {
-		return nil, err
-	}
-	return formats.NewOSFile(t.f), nil
-}
-
-// remove deletes every temporary file.
-func (o *output) remove() {
-	for _, t := range o.files {
-		os.Remove(t.tmp)
-	}
-}
-
-// commit fsyncs (when asked) and renames the files into place, the main file
-// (the first) last, then fsyncs the directory.
-func (o *output) commit(sync bool) error {
-	if sync {
-		for _, t := range o.files {
-			if err := fsyncPath(t.tmp); err != nil {
-				return fmt.Errorf("%s: %w", t.dest, err)
-			}
-		}
-	}
-	for i := len(o.files) - 1; i >= 0; i-- {
-		t := o.files[i]
-		if err := os.Rename(t.tmp, t.dest); err != nil {
-			return err
-		}
-	}
-	if !sync {
-		return nil
-	}
-	return fsyncPath(o.dir)
-}
-
 // fsyncPath fsyncs a file or directory by path (the image has closed its
 // own descriptors by then).
 func fsyncPath(path string) error {
@@ -250,13 +181,9 @@ func fsyncPath(path string) error {
 	return nil
 }
 
-func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image) (err error) {
-	if job.Warn != nil {
-		for _, stale := range StaleTemporaries(job.Target) {
-			job.Warn(fmt.Sprintf("%s is left from an interrupted conversion to %s; remove it", stale, job.Target))
-		}
-	}
-	dst, out, err := CreateImage(job.Target, drv, src.Size(), opts, job.SourceOpen)
+func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *FileSet) (err error) {
+	dst, out, err := CreateOutput(job.Target, drv, src.Size(), opts, job.SourceOpen,
+		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct})
 	if err != nil {
 		return err
 	}
@@ -266,7 +193,7 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 			out.Abort()
 		}
 	}()
-	job.Copy.TargetIsZero = true
+	job.Copy.TargetIsZero = out.TargetIsZero()
 	if err := copyAndFlush(ctx, dst, src, job.Copy); err != nil {
 		dst.Close()
 		return err
@@ -284,57 +211,26 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	return nil
 }
 
-// Output is a new image being written to temporary files; Commit renames
-// them into place, Abort removes them.
-type Output struct{ o *output }
-
-// Commit renames the output files into place (fsyncing first when sync).
-func (p *Output) Commit(sync bool) error { return p.o.commit(sync) }
-
-// Abort removes the temporary files.
-func (p *Output) Abort() { p.o.remove() }
-
-// CreateImage creates a new image of size bytes for path in temporary files
-// next to it. The caller writes it, Closes it, then Commits or Aborts.
-func CreateImage(path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions) (formats.Writable, *Output, error) {
-	if drv.Create == nil {
-		return nil, nil, fmt.Errorf("%w: format %s cannot be created", formats.ErrUnsupported, drv.Name)
-	}
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return nil, nil, fmt.Errorf("%s: is a directory", path)
-	}
-	o := &output{dir: filepath.Dir(path)}
-	main, err := o.create(path)
+// openExisting opens the existing image at path for writing (-n); an image
+// on a block device is opened through the device (the whole device is the
+// file).
+func openExisting(path string, open formats.OpenOptions, direct bool) (formats.Image, error) {
+	d, err := resolveDest(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	open.Writable, open.Snapshot, open.Format = false, "", ""
-	img, err := drv.Create(formats.CreateRequest{File: formats.NewOSFile(main.f), Name: path, Size: size,
-		Options: opts, Siblings: o.sibling, Open: open})
+	if d.kind != destDevice {
+		return formats.Open(path, open)
+	}
+	dev, err := openDevice(path, direct, false)
 	if err != nil {
-		main.f.Close()
-		o.remove()
-		return nil, nil, err
+		return nil, err
 	}
-	return img, &Output{o: o}, nil
-}
-
-// checkNotSame refuses an output that is the input (also through symlinks
-// or hard links).
-func checkNotSame(src, dst string) error {
-	if dst == "-" {
-		return nil
-	}
-	a, err := os.Stat(src)
+	dev.end = dev.capacity
+	img, err := formats.OpenFile(dev, open)
 	if err != nil {
-		return nil // the open reports it
+		dev.f.Close()
+		return nil, err
 	}
-	b, err := os.Stat(dst)
-	if err != nil {
-		return nil
-	}
-	if os.SameFile(a, b) {
-		return fmt.Errorf("%w: %s and %s", ErrSameFile, src, dst)
-	}
-	return nil
+	return img, nil
 }

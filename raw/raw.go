@@ -32,9 +32,10 @@ func init() {
 
 // Image is an open raw image.
 type Image struct {
-	f    formats.File
-	os   *os.File // nil unless f is an OS file (enables SEEK_DATA and hole punching)
-	size int64
+	f      formats.File
+	os     *os.File // nil unless f is an OS file (enables SEEK_DATA and hole punching)
+	size   int64
+	stream bool // f takes writes in offset order only (a pipe): sized at Flush
 }
 
 // Open opens f as a raw image.
@@ -55,13 +56,22 @@ func Create(req formats.CreateRequest) (*Image, error) {
 		return nil, fmt.Errorf("%s: negative size", req.Name)
 	}
 	img := &Image{f: req.File, os: formats.OSFileOf(req.File), size: req.Size}
+	mode := req.Options.String("preallocation")
+	if sf, ok := req.File.(formats.SequentialWriter); ok && sf.Sequential() {
+		// A stream is written in order: the tail is padded at Flush.
+		if mode != "" && mode != "off" {
+			return nil, formats.Unsupportedf(req.Name, "Preallocation mode '%s' unsupported for this non-regular file", mode)
+		}
+		img.stream = true
+		return img, nil
+	}
 	if err := req.File.Truncate(req.Size); err != nil {
 		return nil, err
 	}
-	switch mode := req.Options.String("preallocation"); mode {
+	switch mode {
 	case "falloc":
 		if img.os == nil {
-			return nil, formats.Unsupportedf(req.Name, "preallocation=falloc needs an OS file")
+			return nil, formats.Unsupportedf(req.Name, "Preallocation mode 'falloc' unsupported for this non-regular file")
 		}
 		if err := sparse.Allocate(img.os, 0, req.Size); err != nil {
 			if errors.Is(err, errors.ErrUnsupported) {
@@ -119,8 +129,17 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	return fileio.ZeroRange(img.f, off, length)
 }
 
-// Flush has nothing to do: raw has no metadata.
-func (img *Image) Flush() error { return nil }
+// Flush has nothing to do on a file (raw has no metadata); a stream is
+// padded with zeros to the image's size.
+func (img *Image) Flush() error {
+	if img.stream {
+		return img.f.Truncate(img.size)
+	}
+	return nil
+}
+
+// Sequential reports that the image is written to a stream, in order.
+func (img *Image) Sequential() bool { return img.stream }
 
 // Resize truncates or extends the file.
 func (img *Image) Resize(newSize int64, shrink bool) error {

@@ -51,7 +51,10 @@ func newCreateCommand(g *globals) *cobra.Command {
 			if !g.quiet {
 				fmt.Fprintf(cmd.OutOrStdout(), "Formatting '%s', fmt=%s%s\n", args[0], drv.Name, describeOptions(opts))
 			}
-			img, out, err := convert.CreateImage(args[0], drv, size, opts, open)
+			// The new image may not replace its own backing file.
+			sources := &convert.FileSet{}
+			sources.Watch(&open)
+			img, out, err := convert.CreateOutput(args[0], drv, size, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd)})
 			if err != nil {
 				return err
 			}

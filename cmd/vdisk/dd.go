@@ -28,7 +28,13 @@ func newDDCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			src, err := g.open(dd.in, format, nil)
+			// The output may be no file the input uses (dd of= equal to if=).
+			sources := &convert.FileSet{}
+			sources.Add(dd.in)
+			if err := sources.Check(dd.out); err != nil {
+				return err
+			}
+			src, err := g.open(dd.in, format, sources.Watch)
 			if err != nil {
 				return err
 			}
@@ -41,7 +47,7 @@ func newDDCommand(g *globals) *cobra.Command {
 			if dd.skipSet && (dd.skip > src.Size()/dd.blockBytes || start > end) {
 				return fmt.Errorf("cannot skip to specified offset")
 			}
-			return copyRange(cmd, g, src, start, end-start, dd.out, outFormat)
+			return copyRange(cmd, g, src, start, end-start, dd.out, outFormat, sources)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "input format (probed when omitted)")
@@ -93,7 +99,7 @@ func parseDD(args []string) (ddArgs, error) {
 }
 
 // copyRange writes [start, start+length) of src to a new image at out.
-func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length int64, out, outFormat string) error {
+func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length int64, out, outFormat string, sources *convert.FileSet) error {
 	drv, err := formats.Lookup(outFormat)
 	if err != nil {
 		return err
@@ -106,12 +112,12 @@ func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length 
 	if err != nil {
 		return err
 	}
-	dst, output, err := convert.CreateImage(out, drv, length, opts, open)
+	dst, output, err := convert.CreateOutput(out, drv, length, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd)})
 	if err != nil {
 		return err
 	}
 	section := &sectionImage{Image: src, start: start, size: length}
-	err = convert.Copy(cmd.Context(), dst, section, convert.Options{TargetIsZero: true})
+	err = convert.Copy(cmd.Context(), dst, section, convert.Options{TargetIsZero: output.TargetIsZero()})
 	if err == nil {
 		err = dst.Flush()
 	}

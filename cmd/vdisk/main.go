@@ -74,6 +74,11 @@ func defaultReferences() string {
 	return "local"
 }
 
+// warn returns a function that prints a warning line on the command's stderr.
+func (g *globals) warn(cmd *cobra.Command) func(string) {
+	return func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "vdisk: warning: "+msg) }
+}
+
 // open opens an image with the global reference policy; edit adjusts the
 // options (writable, no backing...) when not nil.
 func (g *globals) open(path, format string, edit func(*formats.OpenOptions)) (formats.Image, error) {

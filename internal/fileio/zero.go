@@ -21,9 +21,19 @@ func WriteZeros(f io.WriterAt, off, length int64) error {
 	return nil
 }
 
-// ZeroRange makes [off, off+length) of f read as zeros: a punched hole on
-// an OS file that allows it, written zeros otherwise.
+// RangeZeroer is a File with its own way to make a range read as zeros
+// (a block device's discard or BLKZEROOUT).
+type RangeZeroer interface {
+	ZeroRange(off, length int64) error
+}
+
+// ZeroRange makes [off, off+length) of f read as zeros: the file's own
+// zeroing when it has one, a punched hole on an OS file that allows it,
+// written zeros otherwise.
 func ZeroRange(f formats.File, off, length int64) error {
+	if z, ok := f.(RangeZeroer); ok {
+		return z.ZeroRange(off, length)
+	}
 	if osf := formats.OSFileOf(f); osf != nil && sparse.PunchHole(osf, off, length) == nil {
 		return nil
 	}

@@ -1,0 +1,304 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vdiskio/vdisk/internal/qemutest"
+)
+
+// loopNode attaches a file of size bytes filled with 0xff to a loop device
+// (read-only when ro) and returns a device node for it made with mknod in
+// the test's own directory (never an entry under /dev) and the backing file.
+// It skips when the machine does not allow loop devices.
+func loopNode(t *testing.T, dir string, size int64, ro bool) (node, backing string) {
+	t.Helper()
+	backing = filepath.Join(dir, "loop-backing.img")
+	if err := os.WriteFile(backing, bytes.Repeat([]byte{0xff}, int(size)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-f", "--show"}
+	if ro {
+		args = append(args, "-r")
+	}
+	out, err := exec.Command("losetup", append(args, backing)...).CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot attach a loop device here (losetup: %v: %s)", err, bytes.TrimSpace(out))
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	node = filepath.Join(dir, "disk")
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(st.Rdev)); err != nil {
+		t.Skipf("cannot make a block device node here: %v", err)
+	}
+	return node, backing
+}
+
+func fileSum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func requireMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	st, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Type() != want {
+		t.Fatalf("%s is now %v, want type %v: the destination was replaced", path, st.Mode(), want)
+	}
+}
+
+// TestDestinationBlockDevice: convert, dd and create write through to a
+// block device (a loop device reached by a node made here), never replace
+// it; raw output zeroes what reads as zero (the device held 0xff) unless
+// --target-is-zero; a container format written onto it passes qemu-img
+// check; a symlink to the device is followed and stays.
+func TestDestinationBlockDevice(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir) // 64 MiB with three data regions
+	node, _ := loopNode(t, dir, 64<<20, false)
+	if _, stderr, code := vdisk(t, "convert", "-O", "raw", src, node); code != 0 {
+		t.Fatalf("convert to device: exit %d: %s", code, stderr)
+	}
+	requireMode(t, node, os.ModeDevice)
+	qemutest.RequireSame(t, "raw", src, "raw", node) // the 0xff between the data is gone
+
+	// -n --target-is-zero: the device is taken at its word, holes not written.
+	if err := os.WriteFile(node, bytes.Repeat([]byte{0xff}, 1<<20), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := vdisk(t, "convert", "-n", "--target-is-zero", "-O", "raw", src, node); code != 0 {
+		t.Fatalf("convert -n --target-is-zero: exit %d: %s", code, stderr)
+	}
+	if r := qemutest.Compare(t, "raw", src, "raw", node); r.Code != 1 {
+		t.Errorf("--target-is-zero wrote the holes too (qemu-img compare exit %d)", r.Code)
+	}
+	qemutest.IO(t, "raw", node, "read -P 0x5a 0 4k", "read -P 0xff 4k 4k")
+
+	// A container format on the device, through a symlink to the node.
+	link := filepath.Join(dir, "by-id-link")
+	if err := os.Symlink(node, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := vdisk(t, "convert", "-O", "qcow2", src, link); code != 0 {
+		t.Fatalf("convert -O qcow2 to a link to a device: exit %d: %s", code, stderr)
+	}
+	requireMode(t, link, os.ModeSymlink)
+	requireMode(t, node, os.ModeDevice)
+	qemutest.RequireClean(t, "qcow2", node)
+	qemutest.RequireSame(t, "raw", src, "qcow2", node)
+
+	// dd and create write through too.
+	if _, stderr, code := vdisk(t, "dd", "-O", "raw", "bs=1M", "count=2", "if="+src, "of="+node); code != 0 {
+		t.Fatalf("dd to device: exit %d: %s", code, stderr)
+	}
+	requireMode(t, node, os.ModeDevice)
+	qemutest.IO(t, "raw", node, "read -P 0x5a 0 4k", "read -P 0 4k 1020k")
+	if _, stderr, code := vdisk(t, "create", "-q", "-f", "qcow2", node, "1G"); code != 0 {
+		t.Fatalf("create on device: exit %d: %s", code, stderr)
+	}
+	requireMode(t, node, os.ModeDevice)
+	if got := qemutest.Info(t, "qcow2", node)["virtual-size"]; got != float64(1<<30) {
+		t.Errorf("qemu-img info of the qcow2 created on the device: virtual-size %v", got)
+	}
+	qemutest.RequireClean(t, "qcow2", node)
+}
+
+// TestDestinationBadDevices: a device too small, a read-only device and a
+// directory each fail with one line, exit 1, and nothing changed.
+func TestDestinationBadDevices(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	small, smallFile := loopNode(t, t.TempDir(), 1<<20, false)
+	ro, roFile := loopNode(t, t.TempDir(), 64<<20, true)
+	empty := filepath.Join(dir, "a-directory")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args    []string
+		dest    string
+		file    string
+		mode    os.FileMode
+		message string
+	}{
+		{[]string{"convert", "-O", "raw", src, small}, small, smallFile, os.ModeDevice, "Cannot grow device files"},
+		{[]string{"create", "-f", "raw", small, "2M"}, small, smallFile, os.ModeDevice, "Cannot grow device files"},
+		{[]string{"dd", "bs=1M", "count=2", "if=" + src, "of=" + small}, small, smallFile, os.ModeDevice, "Cannot grow device files"},
+		{[]string{"convert", "-O", "raw", src, ro}, ro, roFile, os.ModeDevice, "The device is not writable"},
+		{[]string{"convert", "-O", "qcow2", src, ro}, ro, roFile, os.ModeDevice, "The device is not writable"},
+		{[]string{"convert", "-O", "raw", src, empty}, empty, "", os.ModeDir, "is a directory"},
+	} {
+		var before [32]byte
+		if tc.file != "" {
+			before = fileSum(t, tc.file)
+		}
+		_, stderr, code := vdisk(t, tc.args...)
+		if code != 1 || !strings.Contains(stderr, tc.message) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("vdisk %s: exit %d, stderr %q; want one line with %q, exit 1", strings.Join(tc.args, " "), code, stderr, tc.message)
+		}
+		requireMode(t, tc.dest, tc.mode)
+		if tc.file != "" && fileSum(t, tc.file) != before {
+			t.Errorf("vdisk %s changed the device", strings.Join(tc.args, " "))
+		}
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Errorf("the directory destination got %d entries", len(ents))
+	}
+}
+
+// TestDestinationCharDeviceAndFIFO: a character device node (1,3, made
+// here) and a FIFO with a concurrent reader are written through in order;
+// a format that cannot be written in order is refused with one line.
+func TestDestinationCharDeviceAndFIFO(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	null := filepath.Join(dir, "null")
+	if err := unix.Mknod(null, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Skipf("cannot make a character device node here: %v", err)
+	}
+	if _, stderr, code := vdisk(t, "convert", "-O", "raw", src, null); code != 0 {
+		t.Fatalf("convert to a character device: exit %d: %s", code, stderr)
+	}
+	requireMode(t, null, os.ModeDevice|os.ModeCharDevice)
+	if _, stderr, code := vdisk(t, "convert", "-O", "qcow2", src, null); code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "in order") {
+		t.Errorf("qcow2 to a character device: exit %d: %q", code, stderr)
+	}
+	requireMode(t, null, os.ModeDevice|os.ModeCharDevice)
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ format, opts, name string }{
+		{"raw", "", "fifo.raw"},
+		{"vpc", "subformat=fixed", "fifo.vhd"},
+		{"vmdk", "subformat=streamOptimized", "fifo.vmdk"},
+	} {
+		got := make(chan []byte)
+		go func() {
+			f, err := os.Open(fifo)
+			if err != nil {
+				got <- nil
+				return
+			}
+			defer f.Close()
+			b, _ := io.ReadAll(f)
+			got <- b
+		}()
+		args := []string{"convert", "-O", tc.format}
+		if tc.opts != "" {
+			args = append(args, "-o", tc.opts)
+		}
+		_, stderr, code := vdisk(t, append(args, src, fifo)...)
+		b := <-got
+		if code != 0 {
+			t.Fatalf("convert -O %s to a FIFO: exit %d: %s", tc.format, code, stderr)
+		}
+		requireMode(t, fifo, os.ModeNamedPipe)
+		out := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		qemutest.RequireSame(t, "raw", src, tc.format, out)
+	}
+}
+
+// TestDestinationStdoutFile: /dev/stdout redirected to a regular file is
+// written where it is (the descriptor's file), not replaced by a rename.
+func TestDestinationStdoutFile(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	out := filepath.Join(dir, "redirected.raw")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var before syscall.Stat_t
+	syscall.Fstat(int(f.Fd()), &before)
+	cmd := exec.Command(os.Args[0], "convert", "-O", "raw", src, "/dev/stdout")
+	cmd.Env = append(os.Environ(), "VDISK_TEST_MAIN=1")
+	cmd.Stdout = f
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("convert to /dev/stdout: %v: %s", err, stderr.String())
+	}
+	var after syscall.Stat_t
+	if err := syscall.Stat(out, &after); err != nil || after.Ino != before.Ino {
+		t.Fatalf("the redirected file was replaced (inode %d -> %d, %v)", before.Ino, after.Ino, err)
+	}
+	qemutest.RequireSame(t, "raw", src, "raw", out)
+}
+
+// TestDestinationRegularFileKept: an existing regular file keeps its owner,
+// group and mode; a symlink to it stays a symlink and its target is
+// replaced; a dangling symlink gets its target created.
+func TestDestinationRegularFileKept(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	target := filepath.Join(dir, "images", "vm.qcow2")
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte("old content"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	chowned := os.Chown(target, 4321, 8765) == nil
+	link := filepath.Join(dir, "current.qcow2")
+	if err := os.Symlink("images/vm.qcow2", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := vdisk(t, "convert", "-O", "qcow2", src, link); code != 0 {
+		t.Fatalf("convert to a symlink: exit %d: %s", code, stderr)
+	}
+	requireMode(t, link, os.ModeSymlink)
+	qemutest.RequireSame(t, "raw", src, "qcow2", target)
+	st, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", st.Mode().Perm())
+	}
+	if sys := st.Sys().(*syscall.Stat_t); chowned && (sys.Uid != 4321 || sys.Gid != 8765) {
+		t.Errorf("owner %d:%d, want 4321:8765", sys.Uid, sys.Gid)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(dir, "*", ".*.tmp")); len(ents) != 0 {
+		t.Errorf("temporaries left: %v", ents)
+	}
+	dangling := filepath.Join(dir, "new-link.raw")
+	if err := os.Symlink("images/created.raw", dangling); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := vdisk(t, "convert", "-O", "raw", src, dangling); code != 0 {
+		t.Fatalf("convert to a dangling symlink: exit %d: %s", code, stderr)
+	}
+	requireMode(t, dangling, os.ModeSymlink)
+	qemutest.RequireSame(t, "raw", src, "raw", filepath.Join(dir, "images", "created.raw"))
+}
