@@ -33,8 +33,8 @@ const (
 
 // destination is an output path, classified.
 type destination struct {
-	path string      // as the caller named it
-	real string      // symlinks followed: the file written, replaced or created
+	path string // as the caller named it
+	real string // symlinks followed: the file written, replaced or created
 	kind destKind
 	st   os.FileInfo // the existing file; nil for destNew
 }

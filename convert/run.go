@@ -27,8 +27,8 @@ type Job struct {
 	// Direct (-t none, directsync) writes a device destination with
 	// O_DIRECT where the OS allows it.
 	Direct bool
-	Stdout                 io.Writer
-	Copy                   Options
+	Stdout io.Writer
+	Copy   Options
 	// Warn, when set, receives warnings (temporary files of an earlier
 	// conversion that was killed, removed).
 	Warn func(msg string)
