@@ -123,6 +123,24 @@ func TestDestinationBlockDevice(t *testing.T) {
 		t.Errorf("qemu-img info of the qcow2 created on the device: virtual-size %v", got)
 	}
 	qemutest.RequireClean(t, "qcow2", node)
+
+	// A second node of the same device is the same disk: never both input
+	// and output.
+	var st unix.Stat_t
+	if err := unix.Stat(node, &st); err != nil {
+		t.Fatal(err)
+	}
+	twin := filepath.Join(dir, "twin")
+	if err := unix.Mknod(twin, unix.S_IFBLK|0o600, int(st.Rdev)); err != nil {
+		t.Fatal(err)
+	}
+	before := fileSum(t, node)
+	if _, stderr, code := vdisk(t, "convert", "-O", "raw", node, twin); code != 1 || !strings.Contains(stderr, "the input uses") {
+		t.Errorf("convert from a device to another node of it: exit %d: %s", code, stderr)
+	}
+	if fileSum(t, node) != before {
+		t.Errorf("the device changed")
+	}
 }
 
 // TestDestinationBadDevices: a device too small, a read-only device and a

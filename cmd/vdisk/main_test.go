@@ -304,14 +304,53 @@ func TestSignalLeavesNoOutput(t *testing.T) {
 				t.Fatalf("temporary file %s left after %v", tmp, sig)
 			}
 			if sig == syscall.SIGKILL {
-				// The next conversion to the same place reports the leftover.
+				// The next conversion to the same place removes the leftover
+				// (and says so), and nothing else that looks like one.
+				decoys := staleDecoys(t, dir)
 				_, stderr, code := vdisk(t, "convert", "-O", "raw", src, dst)
-				if code != 0 || !strings.Contains(stderr, filepath.Base(tmp)) {
-					t.Errorf("after SIGKILL: exit %d, stderr %q; want a warning naming %s", code, stderr, tmp)
+				if code != 0 || !strings.Contains(stderr, "removed "+tmp) {
+					t.Errorf("after SIGKILL: exit %d, stderr %q; want a notice naming %s", code, stderr, tmp)
+				}
+				if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+					t.Errorf("the killed run's temporary %s is still there (%v)", tmp, err)
+				}
+				for _, d := range decoys {
+					if _, err := os.Lstat(d); err != nil {
+						t.Errorf("%s, not a dead run's temporary of %s, was removed", d, dst)
+					}
 				}
 			}
 		})
 	}
+}
+
+// staleDecoys makes files beside dir/out.raw that look like a killed run's
+// temporaries but are not: one a live run holds (flock), a symlink, other
+// names. The file held stays open for the test's life.
+func staleDecoys(t *testing.T, dir string) []string {
+	t.Helper()
+	live := filepath.Join(dir, ".out.raw.vdisk-0live0.tmp")
+	f, err := os.Create(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, ".out.raw.vdisk-0link0.tmp")
+	if err := os.Symlink(live, link); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range []string{".out.raw.other.tmp", ".other.raw.vdisk-000000.tmp", "out.raw.vdisk-000000.tmp"} {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, []byte("keep"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, p)
+	}
+	return append(names, live, link)
 }
 
 // TestOutputsMatchQemuPerFormat: for images qemu-img makes, vdisk's map
