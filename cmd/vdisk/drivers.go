@@ -2,6 +2,7 @@ package main
 
 // The formats this command knows: each driver registers itself.
 import (
+	_ "github.com/vdiskio/vdisk/ewf"
 	_ "github.com/vdiskio/vdisk/iso"
 	_ "github.com/vdiskio/vdisk/qcow2"
 	_ "github.com/vdiskio/vdisk/raw"

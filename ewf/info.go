@@ -1,0 +1,160 @@
+package ewf
+
+import (
+	"container/list"
+	"encoding/hex"
+	"sync"
+
+	"github.com/vdiskio/vdisk/internal/sparse"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// tableCache keeps the decoded chunk locations of recently used tables,
+// at most maxBytes of them (Limits.CacheBytes).
+type tableCache struct {
+	mu       sync.Mutex
+	maxBytes int64
+	bytes    int64
+	order    *list.List // front: most recent; values are *cached
+	byTable  map[int]*list.Element
+}
+
+type cached struct {
+	table int
+	locs  []chunkLoc
+}
+
+const locBytes = 32 // size of a chunkLoc in memory, for the budget
+
+func newTableCache(maxBytes int64) *tableCache {
+	return &tableCache{maxBytes: maxBytes, order: list.New(), byTable: map[int]*list.Element{}}
+}
+
+func (c *tableCache) get(t int) []chunkLoc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byTable[t]; ok {
+		c.order.MoveToFront(e)
+		return e.Value.(*cached).locs
+	}
+	return nil
+}
+
+func (c *tableCache) put(t int, locs []chunkLoc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byTable[t]; ok {
+		return
+	}
+	c.byTable[t] = c.order.PushFront(&cached{table: t, locs: locs})
+	c.bytes += int64(len(locs)) * locBytes
+	for c.bytes > c.maxBytes && c.order.Len() > 1 {
+		old := c.order.Back().Value.(*cached)
+		c.order.Remove(c.order.Back())
+		delete(c.byTable, old.table)
+		c.bytes -= int64(len(old.locs)) * locBytes
+	}
+}
+
+// FileFormat guesses which program layout the image has, from its
+// sections (as ewfinfo does, with its own rules): "EnCase 6", "linen 5",
+// "FTK Imager", "SMART", "EWF-X", ...
+func (img *Image) FileFormat() string {
+	s := img.sections
+	switch {
+	case s[secXHeader] > 0 || s[secXHash] > 0:
+		return "EWF-X"
+	case img.vol.Smart:
+		return "SMART"
+	case img.header2 && s[secDigest] > 0:
+		return "EnCase 6"
+	case img.header2 && img.headerCats >= 1 && img.hasBaseOffsets():
+		return "EnCase 6"
+	case img.header2:
+		return "EnCase 4/5"
+	case img.headerCats == 3 && s[secDigest] > 0:
+		return "linen 6"
+	case img.headerCats == 3:
+		return "linen 5"
+	case img.headerCRLF:
+		return "EnCase 2/3"
+	case s[secSectors] > 0:
+		return "FTK Imager"
+	}
+	return "EWF"
+}
+
+func (img *Image) hasBaseOffsets() bool {
+	for _, t := range img.tables {
+		if t.base != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// compressionName names the volume's compression level.
+func (img *Image) compressionName() string {
+	if img.vol.Smart {
+		return "deflate (always)"
+	}
+	switch img.vol.CompressionLevel {
+	case levelNone:
+		return "none"
+	case levelGood:
+		return "good (fast)"
+	case levelBest:
+		return "best"
+	}
+	return "unknown"
+}
+
+// StoredMD5 and StoredSHA1 are the digests the image keeps (nil when absent).
+func (img *Image) StoredMD5() []byte  { return img.digests.MD5 }
+func (img *Image) StoredSHA1() []byte { return img.digests.SHA1 }
+
+// Info reports the chunk size as the cluster size and, format-specific,
+// the layout, segment count, geometry, case metadata and stored digests.
+func (img *Image) Info() formats.Info {
+	v := img.vol
+	spec := formats.Object{
+		{Key: "file-format", Value: img.FileFormat()},
+		{Key: "segments", Value: int64(len(img.segs))},
+		{Key: "chunk-size", Value: img.chunkBytes},
+		{Key: "sectors-per-chunk", Value: int64(v.SectorsPerChunk)},
+		{Key: "bytes-per-sector", Value: int64(v.BytesPerSector)},
+		{Key: "sectors", Value: int64(v.SectorCount)},
+		{Key: "chunks", Value: int64(v.ChunkCount)},
+		{Key: "compression", Value: img.compressionName()},
+	}
+	add := func(k, val string) {
+		if val != "" {
+			spec = append(spec, formats.Field{Key: k, Value: val})
+		}
+	}
+	m := img.meta
+	add("case-number", m.CaseNumber)
+	add("evidence-number", m.EvidenceNumber)
+	add("description", m.Description)
+	add("examiner", m.Examiner)
+	add("notes", m.Notes)
+	add("model", m.Model)
+	add("serial-number", m.SerialNumber)
+	add("acquisition-date", humanDate(m.AcquisitionDate))
+	add("system-date", humanDate(m.SystemDate))
+	add("software-version", m.SoftwareVersion)
+	add("platform", m.Platform)
+	if img.digests.MD5 != nil {
+		add("md5", hex.EncodeToString(img.digests.MD5))
+	}
+	if img.digests.SHA1 != nil {
+		add("sha1", hex.EncodeToString(img.digests.SHA1))
+	}
+	var actual int64
+	for _, s := range img.segs {
+		n, _ := sparse.AllocatedPath(s.name)
+		actual += n
+	}
+	return formats.Info{ClusterSize: img.chunkBytes, Specific: spec, ActualSize: actual}
+}
