@@ -9,10 +9,10 @@ import (
 
 // Signatures at offset 0 of every segment file.
 var (
-	sigEVF  = []byte("EVF\x09\x0d\x0a\xff\x00")  // EWF-E01 and EWF-S01 (this driver)
-	sigLVF  = []byte("LVF\x09\x0d\x0a\xff\x00")  // EWF-L01 logical evidence (files, not a disk)
-	sigEVF2 = []byte("EVF2\x0d\x0a\x81\x00")     // EWF2-Ex01
-	sigLEF2 = []byte("LEF2\x0d\x0a\x81\x00")     // EWF2-Lx01
+	sigEVF  = []byte("EVF\x09\x0d\x0a\xff\x00") // EWF-E01 and EWF-S01 (this driver)
+	sigLVF  = []byte("LVF\x09\x0d\x0a\xff\x00") // EWF-L01 logical evidence (files, not a disk)
+	sigEVF2 = []byte("EVF2\x0d\x0a\x81\x00")    // EWF2-Ex01
+	sigLEF2 = []byte("LEF2\x0d\x0a\x81\x00")    // EWF2-Lx01
 )
 
 // Sizes of the fixed structures, in bytes.
