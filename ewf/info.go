@@ -65,8 +65,10 @@ func (img *Image) FileFormat() string {
 	switch {
 	case s[secXHeader] > 0 || s[secXHash] > 0:
 		return "EWF-X"
-	case img.vol.Smart:
+	case img.vol.SmartSig:
 		return "SMART"
+	case img.vol.Smart:
+		return "EWF"
 	case img.header2 && s[secDigest] > 0:
 		return "EnCase 6"
 	case img.header2 && img.headerCats >= 1 && img.hasBaseOffsets():

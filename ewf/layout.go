@@ -144,6 +144,7 @@ type volume struct {
 	ErrorGranularity uint32
 	SetID            [16]byte
 	Smart            bool // the 94-byte layout
+	SmartSig         bool // ... with "SMART" at 85 (EWF-S01)
 }
 
 // Media types and flags.
@@ -177,6 +178,7 @@ func decodeVolume(b []byte) (v volume, sumOK bool, ok bool) {
 		sumOK = binary.LittleEndian.Uint32(b[smartSumOffset:]) == sum(b[:smartSumOffset])
 		v.SectorCount = uint64(binary.LittleEndian.Uint32(b[16:]))
 		v.Smart = true
+		v.SmartSig = string(b[smartSigOffset:smartSigOffset+5]) == "SMART"
 	default:
 		return v, false, false
 	}

@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"bytes"
 	"context"
 	"io"
 )
@@ -226,4 +227,40 @@ type Checker interface {
 // fails when the cut range is in use and the format cannot drop it.
 type Resizer interface {
 	Resize(newSize int64, shrink bool) error
+}
+
+// DigestVerifier is an image that keeps digests of its own content (EWF's
+// MD5 and SHA-1) and can check them: `vdisk verify` without a hash log.
+type DigestVerifier interface {
+	// VerifyDigests reads the whole image, hashing it with every algorithm
+	// it has a stored digest for. Damaged data met on the way (a chunk
+	// checksum) is listed in the report's Problems and read as zeros; the
+	// error is for what stops the reading (I/O, cancellation).
+	VerifyDigests(ctx context.Context, progress func(done, total int64)) (*DigestReport, error)
+}
+
+// DigestReport is the result of VerifyDigests.
+type DigestReport struct {
+	Digests  []DigestCheck
+	Problems []string
+}
+
+// DigestCheck is one stored digest and the one computed from the content.
+type DigestCheck struct {
+	Algorithm string // "md5", "sha1", "sha256"
+	Stored    []byte
+	Computed  []byte
+}
+
+// Match reports whether the content has the stored digest.
+func (d DigestCheck) Match() bool { return bytes.Equal(d.Stored, d.Computed) }
+
+// OK reports whether every digest matches and no data was damaged.
+func (r *DigestReport) OK() bool {
+	for _, d := range r.Digests {
+		if !d.Match() {
+			return false
+		}
+	}
+	return len(r.Problems) == 0 && len(r.Digests) > 0
 }

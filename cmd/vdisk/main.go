@@ -113,7 +113,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
 		newDDCommand(g), newSnapshotCommand(g), newISOCommand(),
-		newChecksumCommand(g),
+		newChecksumCommand(g), newVerifyCommand(g),
 	)
 	return root
 }
