@@ -110,12 +110,16 @@ func (o *osFile) Name() string { return o.f.Name() }
 // FileExtents maps length bytes of f starting at file offset fileOff to
 // extents at virtual offset virtOff: file holes (found with SEEK_DATA and
 // SEEK_HOLE) are Zero, the rest Data, HostOffset being the file offset.
-// A File that is not an OS file reports one Data extent. Drivers whose
+// A File that is not an OS file reports one Data extent, unless it is an
+// ExtentsFile (an NBD export), which is asked. Drivers whose
 // disk bytes are a plain file range (raw, fixed VHD, flat VMDK extents, ISO)
 // use it so that converting them never reads holes.
 func FileExtents(f File, virtOff, fileOff, length int64) ([]Extent, error) {
 	if length <= 0 {
 		return nil, nil
+	}
+	if ef, ok := f.(ExtentsFile); ok {
+		return shiftExtents(ef, virtOff, fileOff, length)
 	}
 	osf := OSFileOf(f)
 	if osf == nil {

@@ -114,6 +114,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
 		newDDCommand(g), newSnapshotCommand(g), newISOCommand(),
 		newChecksumCommand(g), newVerifyCommand(g),
+		newServeCommand(g),
 	)
 	return root
 }
