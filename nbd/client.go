@@ -59,12 +59,12 @@ type Client struct {
 // call is one request waiting for its reply.
 type call struct {
 	req  request
-	buf  []byte           // READ: where the data goes
+	buf  []byte            // READ: where the data goes
 	exts []blockDescriptor // BLOCK_STATUS answer
 	// covered counts the bytes of a read that data and hole chunks filled.
 	covered uint64
 	err     error
-	done chan struct{}
+	done    chan struct{}
 }
 
 type blockDescriptor struct {

@@ -183,7 +183,9 @@ func (c *Client) Extents(off, length int64) ([]formats.Extent, error) {
 }
 
 // FileExtents is Extents under the name formats.FileExtents looks for.
-func (c *Client) FileExtents(off, length int64) ([]formats.Extent, error) { return c.Extents(off, length) }
+func (c *Client) FileExtents(off, length int64) ([]formats.Extent, error) {
+	return c.Extents(off, length)
+}
 
 // WriteZeroes makes [off, off+length) read as zeros with NBD_CMD_WRITE_ZEROES
 // (the server may punch holes); without it, zeros are written.

@@ -16,8 +16,8 @@ import (
 func newServeCommand(g *globals) *cobra.Command {
 	var (
 		format, socket, bind, export, description, tlsCert, tlsKey string
-		readOnly, persistent                                     bool
-		shared                                                   int
+		readOnly, persistent                                       bool
+		shared                                                     int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [-f fmt] [--socket PATH | --bind ADDR:PORT] [--export NAME] [--read-only] [--persistent] [--shared N] [--tls-cert FILE --tls-key FILE] IMG",
