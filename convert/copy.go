@@ -3,6 +3,7 @@ package convert
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/bits"
 	"runtime"
 	"sync"
@@ -49,6 +50,11 @@ type Options struct {
 	// OnReadError, with Salvage, is told of each unreadable range (which
 	// the output holds as zeros). It may be called from several goroutines.
 	OnReadError func(off, length int64, err error)
+	// Hash, when set, is written the guest bytes in offset order, every
+	// one of them (zero and unallocated ranges as zeros, salvaged sectors as
+	// the zeros written), in the same pass as the copy: no second read.
+	// Writes are then committed in offset order. Not with TopLayerOnly.
+	Hash io.Writer
 }
 
 const (
@@ -92,6 +98,7 @@ type copier struct {
 	chunkBytes int64
 	pool       chan []byte // chunk buffers; its capacity bounds memory
 	progress   progress
+	hash       *hasher // nil unless Options.Hash
 	outPool    sync.Pool  // compressed output buffers
 	writeMu    sync.Mutex // serializes writes in out-of-order mode
 }
@@ -103,7 +110,10 @@ func Copy(ctx context.Context, dst formats.Writable, src formats.Image, opts Opt
 	if err != nil {
 		return err
 	}
-	return c.run(ctx)
+	if err := c.run(ctx); err != nil {
+		return err
+	}
+	return c.hash.zerosTo(src.Size())
 }
 
 func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, error) {
@@ -134,7 +144,11 @@ func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, 
 	// get their writes in offset order, as qemu-img does, unless -W; a
 	// target whose layout does not depend on write order (raw) never waits.
 	_, allocating := dst.(formats.ClusterSizer)
-	c.ordered = seq || opts.Compress || (allocating && !opts.OutOfOrder)
+	c.ordered = seq || opts.Compress || (allocating && !opts.OutOfOrder) || opts.Hash != nil
+	var err error
+	if c.hash, err = newHasher(opts.Hash, opts); err != nil {
+		return nil, err
+	}
 	c.grainBytes, c.chunkBytes = c.geometry()
 	c.pool = make(chan []byte, opts.Workers+2)
 	for range cap(c.pool) {
@@ -251,6 +265,9 @@ func (c *copier) commit(t *task, res *result) error {
 		if err := c.write(o); err != nil {
 			return err
 		}
+	}
+	if err := c.hash.task(t, res.buf); err != nil {
+		return err
 	}
 	c.progress.add(t.length)
 	return nil

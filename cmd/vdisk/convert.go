@@ -16,6 +16,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 		createOpts                                                         []string
 		job                                                                convert.Job
 		progress                                                           bool
+		hash                                                               hashFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
@@ -49,7 +50,14 @@ func newConvertCommand(g *globals) *cobra.Command {
 				job.Copy.Progress = bar.update
 				defer bar.finish()
 			}
-			return convert.Run(cmd.Context(), job)
+			hr, err := hash.start(cmd, args)
+			if err != nil || hr == nil {
+				if err != nil {
+					return err
+				}
+				return convert.Run(cmd.Context(), job)
+			}
+			return runHashed(cmd, g, job, hr, srcFormat)
 		},
 	}
 	f := cmd.Flags()
@@ -69,6 +77,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.BoolVar(&job.Copy.TargetIsZero, "target-is-zero", false, "the existing output reads as zeros (with -n)")
 	f.BoolVar(&job.Sync, "sync", false, "fsync the output and its directory before finishing")
 	f.BoolVar(&job.Copy.Salvage, "salvage", false, "continue past read errors: unreadable sectors become zeros (each is reported)")
+	hash.register(f)
 	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }

@@ -20,8 +20,9 @@ type ddArgs struct {
 
 func newDDCommand(g *globals) *cobra.Command {
 	var format, outFormat string
+	var hash hashFlags
 	cmd := &cobra.Command{
-		Use:   "dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output",
+		Use:   "dd [-f fmt] [-O output_fmt] [--hash alg,... [--hash-log FILE]] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output",
 		Short: "Copy part of an image into a new image (qemu-img dd: count includes the skipped blocks)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dd, err := parseDD(args)
@@ -47,9 +48,21 @@ func newDDCommand(g *globals) *cobra.Command {
 			if dd.skipSet && (dd.skip > src.Size()/dd.blockBytes || start > end) {
 				return fmt.Errorf("cannot skip to specified offset")
 			}
-			return copyRange(cmd, g, src, start, end-start, dd.out, outFormat, sources)
+			hr, err := hash.start(cmd, args)
+			if err != nil {
+				return err
+			}
+			var opts convert.Options
+			if hr != nil {
+				opts.Hash = hr.hashes
+			}
+			if err := copyRange(cmd, g, src, start, end-start, dd.out, outFormat, sources, opts); err != nil || hr == nil {
+				return err
+			}
+			return hr.finish(cmd.OutOrStdout(), dd.in, src.Format(), dd.out, outFormat, nil)
 		},
 	}
+	hash.register(cmd.Flags())
 	cmd.Flags().StringVarP(&format, "format", "f", "", "input format (probed when omitted)")
 	cmd.Flags().StringVarP(&outFormat, "output-format", "O", "raw", "output format")
 	return cmd
@@ -99,7 +112,7 @@ func parseDD(args []string) (ddArgs, error) {
 }
 
 // copyRange writes [start, start+length) of src to a new image at out.
-func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length int64, out, outFormat string, sources *convert.FileSet) error {
+func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length int64, out, outFormat string, sources *convert.FileSet, copyOpts convert.Options) error {
 	drv, err := formats.Lookup(outFormat)
 	if err != nil {
 		return err
@@ -117,7 +130,8 @@ func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length 
 		return err
 	}
 	section := &sectionImage{Image: src, start: start, size: length}
-	err = convert.Copy(cmd.Context(), dst, section, convert.Options{TargetIsZero: output.TargetIsZero()})
+	copyOpts.TargetIsZero = output.TargetIsZero()
+	err = convert.Copy(cmd.Context(), dst, section, copyOpts)
 	if err == nil {
 		err = dst.Flush()
 	}

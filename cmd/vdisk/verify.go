@@ -17,16 +17,15 @@ const (
 )
 
 // newVerifyCommand is `vdisk verify IMG`: the image's content checked
-// against digests. Without a hash log the digests are those the image
-// stores itself (EWF's MD5 and SHA-1: verifyStored). Another mode, against
-// a hash log written while copying, belongs beside it as its own flag and
-// function.
+// against digests. With --hash-log they are those of the copy that made
+// the image (convert/dd --hash-log: verifyLog); without, those the image
+// stores itself (EWF's MD5 and SHA-1: verifyStored).
 func newVerifyCommand(g *globals) *cobra.Command {
-	var format, output string
+	var format, output, logPath string
 	var progress bool
 	cmd := &cobra.Command{
-		Use:   "verify [-f fmt] [--output=human|json] [-p] filename",
-		Short: "Check an image's content against the hashes it stores (EWF MD5/SHA-1): exit 0 match, 1 mismatch, 2 error",
+		Use:   "verify [-f fmt] [--hash-log FILE] [--output=human|json] [-p] filename",
+		Short: "Check an image's content against the hash log of the copy that made it (--hash-log) or the hashes it stores (EWF MD5/SHA-1): exit 0 match, 1 mismatch, 2 error",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -35,9 +34,13 @@ func newVerifyCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return exitWith(verifyError, err)
 			}
+			if logPath != "" {
+				return verifyLog(cmd, g, args[0], format, logPath, output, progress)
+			}
 			return verifyStored(cmd, g, args[0], format, output, progress)
 		},
 	}
+	cmd.Flags().StringVar(&logPath, "hash-log", "", "check against this hash log (written by convert or dd --hash-log)")
 	cmd.Flags().StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
 	cmd.Flags().StringVar(&output, "output", "human", "output format: human or json")
 	cmd.Flags().BoolVarP(&progress, "progress", "p", false, "show progress")
@@ -53,7 +56,7 @@ func verifyStored(cmd *cobra.Command, g *globals, path, format, output string, p
 	defer img.Close()
 	dv, ok := img.(formats.DigestVerifier)
 	if !ok {
-		return exitWith(verifyError, fmt.Errorf("%s: %s images keep no digests of their content", path, img.Format()))
+		return exitWith(verifyError, fmt.Errorf("%s: %s images keep no digests of their content (give --hash-log FILE, the log of the copy that made it)", path, img.Format()))
 	}
 	var onProgress func(done, total int64)
 	if progress && output == "human" {
@@ -111,7 +114,7 @@ func printVerify(cmd *cobra.Command, path, output string, rep *formats.DigestRep
 		fmt.Fprintf(w, "%s: stored %s, computed %s: %s\n", d.Algorithm, enchex.EncodeToString(d.Stored), enchex.EncodeToString(d.Computed), verdict)
 	}
 	if len(rep.Problems) > 0 {
-		fmt.Fprintf(w, "%d damaged chunks (read as zeros)\n", len(rep.Problems))
+		fmt.Fprintf(w, "%d problems (listed on stderr: damaged chunks read as zeros, a size that differs)\n", len(rep.Problems))
 	}
 	if rep.OK() {
 		fmt.Fprintf(w, "%s: verified\n", path)
