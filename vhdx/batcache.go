@@ -3,6 +3,8 @@ package vhdx
 import (
 	"encoding/binary"
 	"sync"
+
+	"github.com/vdiskio/vdisk/formats"
 )
 
 // batPageEntries is how many BAT entries one cached page holds (64 KiB).
@@ -11,18 +13,29 @@ const batPageEntries = 8192
 // batCache holds pages of a BAT too large to load whole (more than
 // Limits.MaxTableBytes), at most about cacheBytes of them, evicting the
 // oldest. Each page is validated when loaded, so a bad entry fails the
-// reads that need its page rather than the open.
+// reads that need its page rather than the open. Every page it holds is
+// charged to the image's metadata budget; when the budget is spent it drops
+// its own oldest pages first, and a page that still does not fit is used
+// once, not kept.
 type batCache struct {
 	img      *Image
+	budget   *formats.Budget
 	mu       sync.Mutex
 	pages    map[int64][]uint64
 	fifo     []int64
 	maxPages int
 }
 
-func newBATCache(img *Image, cacheBytes int64) *batCache {
-	return &batCache{img: img, pages: map[int64][]uint64{},
+func newBATCache(img *Image, cacheBytes int64, budget *formats.Budget) *batCache {
+	return &batCache{img: img, budget: budget, pages: map[int64][]uint64{},
 		maxPages: int(max(4, cacheBytes/(batPageEntries*batEntrySize)))}
+}
+
+// dropOldest evicts the oldest page (caller holds c.mu).
+func (c *batCache) dropOldest() {
+	c.budget.Refund(int64(len(c.pages[c.fifo[0]])) * batEntrySize)
+	delete(c.pages, c.fifo[0])
+	c.fifo = c.fifo[1:]
 }
 
 // get returns BAT entry i.
@@ -75,8 +88,13 @@ func (c *batCache) load(pg int64) ([]uint64, error) {
 	defer c.mu.Unlock()
 	if _, ok := c.pages[pg]; !ok {
 		if len(c.fifo) >= c.maxPages {
-			delete(c.pages, c.fifo[0])
-			c.fifo = c.fifo[1:]
+			c.dropOldest()
+		}
+		for !c.budget.TryCharge(int64(len(p)) * batEntrySize) {
+			if len(c.fifo) == 0 {
+				return p, nil
+			}
+			c.dropOldest()
 		}
 		c.pages[pg] = p
 		c.fifo = append(c.fifo, pg)

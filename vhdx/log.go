@@ -1,10 +1,12 @@
 package vhdx
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -47,7 +49,12 @@ type logOp struct {
 	data    []byte // 4 KiB for data descriptors
 }
 
-// logEntry is a parsed, validated log entry.
+// logOpBytes is what one decoded logOp costs in memory (charged to the
+// metadata budget), besides its data sector.
+const logOpBytes = 40
+
+// logEntry is a parsed, validated log entry. Its ops are decoded only for
+// the entries of the active sequence (decodeOps).
 type logEntry struct {
 	start       int64 // offset inside the log
 	length      int64
@@ -55,12 +62,15 @@ type logEntry struct {
 	seq         uint64
 	flushedSize int64
 	lastSize    int64
+	descCount   int64
+	dataCount   int64
+	descSectors int64
 	ops         []logOp
 }
 
 // readLog loads the log region and returns the active sequence's entries
 // in replay order (nil when nothing is to be replayed).
-func readLog(f formats.File, h header, fileSize int64, lim formats.Limits) ([]*logEntry, error) {
+func readLog(f formats.File, h header, fileSize int64, lim formats.Limits, budget *formats.Budget) ([]*logEntry, error) {
 	name := f.Name()
 	if h.LogGUID.isZero() || h.LogLength == 0 {
 		return nil, nil
@@ -71,6 +81,10 @@ func readLog(f formats.File, h header, fileSize int64, lim formats.Limits) ([]*l
 	if h.LogOffset+uint64(h.LogLength) > uint64(fileSize) {
 		return nil, formats.Corruptf(name, "log", int64(h.LogOffset), "log of %d bytes ends past the end of the %d-byte file", h.LogLength, fileSize)
 	}
+	if err := budget.Charge(name, "log", int64(h.LogOffset), int64(h.LogLength)); err != nil {
+		return nil, err
+	}
+	defer budget.Refund(int64(h.LogLength)) // the log is copied out of as it is decoded
 	buf := make([]byte, h.LogLength)
 	if _, err := f.ReadAt(buf, int64(h.LogOffset)); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("%s: reading log: %w", name, err)
@@ -78,6 +92,12 @@ func readLog(f formats.File, h header, fileSize int64, lim formats.Limits) ([]*l
 	entries, ok := activeSequence(buf, h.LogGUID)
 	if !ok {
 		return nil, formats.Limitf(name, "log", int64(h.LogOffset), "too many candidate log entries to verify (crafted log?)")
+	}
+	for _, e := range entries {
+		if err := budget.Charge(name, "log entry", int64(h.LogOffset)+e.start, e.descCount*logOpBytes+e.dataCount*logSectorSize); err != nil {
+			return nil, err
+		}
+		e.decodeOps(buf)
 	}
 	return entries, nil
 }
@@ -192,11 +212,6 @@ func parseLogEntry(log []byte, pos int64, logGUID guid, budget *int64) *logEntry
 	if *budget -= 2 * e.length; *budget < 0 {
 		return nil
 	}
-	type pending struct {
-		d      []byte
-		sector int64
-	}
-	var ops []pending
 	dataSector := descSectors
 	for k := int64(0); k < descCount; k++ {
 		d := r.desc(k)
@@ -209,7 +224,6 @@ func parseLogEntry(log []byte, pos int64, logGUID guid, budget *int64) *logEntry
 			if n := int64(le.Uint64(d[8:])); n < 0 || n%logSectorSize != 0 {
 				return nil
 			}
-			ops = append(ops, pending{d, -1})
 		case sigDescData:
 			if (dataSector+1)*logSectorSize > e.length {
 				return nil
@@ -218,7 +232,6 @@ func parseLogEntry(log []byte, pos int64, logGUID guid, budget *int64) *logEntry
 			if [4]byte(s[0:4]) != sigDataSect || uint64(le.Uint32(s[4:]))<<32|uint64(le.Uint32(s[4092:])) != e.seq {
 				return nil
 			}
-			ops = append(ops, pending{d, dataSector})
 			dataSector++
 		default:
 			return nil
@@ -227,60 +240,170 @@ func parseLogEntry(log []byte, pos int64, logGUID guid, budget *int64) *logEntry
 	if r.checksum(e.length) != le.Uint32(hb[4:]) {
 		return nil
 	}
-	for _, op := range ops {
-		fileOff := int64(le.Uint64(op.d[16:]))
-		if op.sector < 0 {
-			e.ops = append(e.ops, logOp{fileOff: fileOff, zeroLen: int64(le.Uint64(op.d[8:]))})
-			continue
-		}
-		s := r.sector(op.sector)
-		sector := make([]byte, logSectorSize)
-		copy(sector[0:8], op.d[8:16])
-		copy(sector[8:4092], s[8:4092])
-		copy(sector[4092:], op.d[4:8])
-		e.ops = append(e.ops, logOp{fileOff: fileOff, data: sector})
-	}
+	e.descCount, e.descSectors, e.dataCount = descCount, descSectors, dataSector-descSectors
 	return e
 }
 
-// overlay is a read-only view of a file with a log sequence replayed on
-// top, in memory: the file itself is never written.
-type overlay struct {
-	formats.File
-	size    int64
-	zeros   []logOp          // zero runs, applied first
-	sectors map[int64][]byte // data sectors by file offset, applied last
-	keys    []int64          // sorted keys of sectors
+// decodeOps decodes the descriptors of e (validated by parseLogEntry) into
+// replay operations, copying the data sectors out of log.
+func (e *logEntry) decodeOps(log []byte) {
+	le := binary.LittleEndian
+	r := ring{log: log, start: e.start}
+	e.ops = make([]logOp, 0, e.descCount)
+	dataSector := e.descSectors
+	for k := int64(0); k < e.descCount; k++ {
+		d := r.desc(k)
+		fileOff := int64(le.Uint64(d[16:]))
+		if [4]byte(d[0:4]) == sigDescZero {
+			e.ops = append(e.ops, logOp{fileOff: fileOff, zeroLen: int64(le.Uint64(d[8:]))})
+			continue
+		}
+		s := r.sector(dataSector)
+		dataSector++
+		sector := make([]byte, logSectorSize)
+		copy(sector[0:8], d[8:16])
+		copy(sector[8:4092], s[8:4092])
+		copy(sector[4092:], d[4:8])
+		e.ops = append(e.ops, logOp{fileOff: fileOff, data: sector})
+	}
 }
 
+// overlay is a read-only view of a file with a log sequence replayed on
+// top, in memory: the file itself is never written. The replay is indexed
+// once (replayIndex): spans, sorted and disjoint, say which byte ranges
+// read as zeros and which as a data sector, so a read costs a binary
+// search, whatever the number of descriptors.
+type overlay struct {
+	formats.File
+	size  int64
+	spans []span
+}
+
+// span is a range of the replayed file: zeros (data == nil) or the bytes
+// of data, which cover it exactly.
+type span struct {
+	off, end int64
+	data     []byte
+}
+
+// spanBytes is what one span costs in memory (charged to the budget).
+const spanBytes = 40
+
 // newOverlay replays entries over f. fileSize is f's size.
-func newOverlay(f formats.File, entries []*logEntry, fileSize int64) (*overlay, error) {
-	o := &overlay{File: f, size: fileSize, sectors: map[int64][]byte{}}
+func newOverlay(f formats.File, entries []*logEntry, fileSize int64, budget *formats.Budget) (*overlay, error) {
+	o := &overlay{File: f, size: fileSize}
+	var ops []logOp
 	for _, e := range entries {
 		if err := checkEntryBounds(f.Name(), e, o.size); err != nil {
 			return nil, err
 		}
-		for _, op := range e.ops {
-			if op.data != nil {
-				o.sectors[op.fileOff] = op.data
-				continue
-			}
-			for k := range o.sectors {
-				if k >= op.fileOff && k < op.fileOff+op.zeroLen {
-					delete(o.sectors, k)
-				}
-			}
-			o.zeros = append(o.zeros, op)
-		}
+		ops = append(ops, e.ops...)
 		if e.lastSize > o.size {
 			o.size = roundUp(e.lastSize, mib)
 		}
 	}
-	for k := range o.sectors {
-		o.keys = append(o.keys, k)
+	// The index's transient events and its spans, at most two per op.
+	n := int64(len(ops))
+	if err := budget.Charge(f.Name(), "log replay index", -1, n*(2*eventBytes+1)+2*n*spanBytes); err != nil {
+		return nil, err
 	}
-	sort.Slice(o.keys, func(i, j int) bool { return o.keys[i] < o.keys[j] })
+	defer budget.Refund(n * (2*eventBytes + 1))
+	o.spans = replayIndex(ops)
 	return o, nil
+}
+
+// event is where an op's range starts or ends, for the sweep of replayIndex.
+type event struct {
+	pos   int64
+	op    int32
+	start bool
+}
+
+const eventBytes = 16
+
+// replayIndex sweeps the ops' ranges in offset order and keeps, at every
+// point, the op applied last (the highest index): the result of replaying
+// them in order, in O(n log n) time and O(n) memory.
+func replayIndex(ops []logOp) []span {
+	events := make([]event, 0, 2*len(ops))
+	for i, op := range ops {
+		end := op.fileOff + op.zeroLen
+		if op.data != nil {
+			end = op.fileOff + logSectorSize
+		}
+		if end > op.fileOff {
+			events = append(events, event{op.fileOff, int32(i), true}, event{end, int32(i), false})
+		}
+	}
+	slices.SortFunc(events, func(a, b event) int { return cmp.Compare(a.pos, b.pos) })
+	ended := make([]bool, len(ops))
+	var active opHeap
+	var spans []span
+	for k := 0; k < len(events); {
+		pos := events[k].pos
+		for ; k < len(events) && events[k].pos == pos; k++ {
+			if events[k].start {
+				active.push(events[k].op)
+			} else {
+				ended[events[k].op] = true
+			}
+		}
+		for len(active) > 0 && ended[active[0]] {
+			active.pop()
+		}
+		if len(active) == 0 || k == len(events) {
+			continue
+		}
+		next, op := events[k].pos, ops[active[0]]
+		sp := span{off: pos, end: next}
+		if op.data != nil {
+			sp.data = op.data[pos-op.fileOff : next-op.fileOff]
+		}
+		if last := len(spans) - 1; last >= 0 && sp.data == nil && spans[last].data == nil && spans[last].end == sp.off {
+			spans[last].end = sp.end
+			continue
+		}
+		spans = append(spans, sp)
+	}
+	return spans
+}
+
+// opHeap is a max-heap of op indexes.
+type opHeap []int32
+
+func (h *opHeap) push(v int32) {
+	*h = append(*h, v)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p] >= a[i] {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *opHeap) pop() {
+	a := *h
+	last := len(a) - 1
+	a[0] = a[last]
+	a = a[:last]
+	for i := 0; ; {
+		big, l, r := i, 2*i+1, 2*i+2
+		if l < len(a) && a[l] > a[big] {
+			big = l
+		}
+		if r < len(a) && a[r] > a[big] {
+			big = r
+		}
+		if big == i {
+			break
+		}
+		a[i], a[big] = a[big], a[i]
+		i = big
+	}
+	*h = a
 }
 
 func (o *overlay) Size() (int64, error) { return o.size, nil }
@@ -306,17 +429,15 @@ func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
 			n = want
 		}
 	}
-	for _, z := range o.zeros {
-		lo, hi := max(off, z.fileOff), min(end, z.fileOff+z.zeroLen)
-		if lo < hi {
+	i := sort.Search(len(o.spans), func(i int) bool { return o.spans[i].end > off })
+	for ; i < len(o.spans) && o.spans[i].off < end; i++ {
+		sp := o.spans[i]
+		lo, hi := max(off, sp.off), min(end, sp.end)
+		if sp.data == nil {
 			clear(p[lo-off : hi-off])
+		} else {
+			copy(p[lo-off:hi-off], sp.data[lo-sp.off:hi-sp.off])
 		}
-	}
-	i := sort.Search(len(o.keys), func(i int) bool { return o.keys[i]+logSectorSize > off })
-	for ; i < len(o.keys) && o.keys[i] < end; i++ {
-		k := o.keys[i]
-		lo, hi := max(off, k), min(end, k+logSectorSize)
-		copy(p[lo-off:hi-off], o.sectors[k][lo-k:hi-k])
 	}
 	if n < len(p) {
 		return n, io.EOF

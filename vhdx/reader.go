@@ -42,6 +42,7 @@ type Image struct {
 	name     string
 	fileSize int64 // size of r
 	limits   formats.Limits
+	budget   *formats.Budget // metadata memory of the image and its chain
 
 	hdr     header
 	hdrSlot int           // 0 or 1: which header is current
@@ -84,7 +85,7 @@ func (s fileSpan) end() int64 { return s.off + s.len }
 // Open opens f as a VHDX image. A pending log is replayed in memory: the
 // file is not modified.
 func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
-	img := &Image{f: f, r: f, name: f.Name(), limits: opts.Limits}
+	img := &Image{f: f, r: f, name: f.Name(), limits: opts.Limits, budget: opts.EnsureBudget()}
 	if err := img.load(opts); err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func (img *Image) load(opts formats.OpenOptions) error {
 	if err := img.readHeaders(); err != nil {
 		return err
 	}
-	if err := img.readLog(opts.Limits); err != nil {
+	if err := img.readLog(opts.Limits, img.budget); err != nil {
 		return err
 	}
 	if err := img.readRegions(); err != nil {
@@ -177,12 +178,12 @@ func (img *Image) checkHeader() error {
 }
 
 // readLog replays a pending log in memory.
-func (img *Image) readLog(lim formats.Limits) error {
-	entries, err := readLog(img.f, img.hdr, img.fileSize, lim)
+func (img *Image) readLog(lim formats.Limits, budget *formats.Budget) error {
+	entries, err := readLog(img.f, img.hdr, img.fileSize, lim, budget)
 	if err != nil || len(entries) == 0 {
 		return err
 	}
-	o, err := newOverlay(img.f, entries, img.fileSize)
+	o, err := newOverlay(img.f, entries, img.fileSize, budget)
 	if err != nil {
 		return err
 	}
@@ -414,9 +415,13 @@ func (img *Image) readBAT(lim formats.Limits) error {
 	if lim.CheckTable(img.name, "BAT", img.batOff, uint64(n), batEntrySize) != nil {
 		// Too large to load whole: read it in pages through a bounded
 		// cache, validating each page when it is loaded.
-		img.pages = newBATCache(img, lim.WithDefaults().CacheBytes)
+		img.pages = newBATCache(img, lim.WithDefaults().CacheBytes, img.budget)
 		return nil
 	}
+	if err := img.budget.Charge(img.name, "BAT", img.batOff, 2*n*batEntrySize); err != nil {
+		return err
+	}
+	defer img.budget.Refund(n * batEntrySize) // the raw copy
 	raw := make([]byte, n*batEntrySize)
 	if err := readFull(img.r, raw, img.batOff); err != nil {
 		return err
