@@ -26,6 +26,10 @@ var (
 	ErrLimit = errors.New("limit exceeded")
 	// ErrUnknownFormat: no driver has the requested name.
 	ErrUnknownFormat = errors.New("unknown format")
+	// ErrSourceChanged: a file being read shrank (or vanished) since it was
+	// opened; what it held is no longer there, so the read fails rather than
+	// return zeros.
+	ErrSourceChanged = errors.New("source changed")
 	// ErrInvalidOption: a create option is unknown or has a bad value.
 	ErrInvalidOption = errors.New("invalid option")
 )

@@ -2,6 +2,7 @@ package formats
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/vdiskio/vdisk/internal/blockdev"
@@ -13,6 +14,10 @@ type osFile struct {
 	f        *os.File
 	writable bool
 	device   bool // disk device: fixed size from the OS's disk-size call
+	// openSize is the size of a regular file opened read-only (a source),
+	// taken at open: a read that ends short of it means the file shrank
+	// under vdisk, which is an ErrSourceChanged, never zeros. 0 otherwise.
+	openSize int64
 }
 
 // OpenOSFile opens a regular file or disk device. A directory, FIFO, socket
@@ -45,7 +50,13 @@ func OpenOSFile(path string, writable bool) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f, writable: writable}, nil
+	o := &osFile{f: f, writable: writable}
+	if !writable {
+		if st, err := f.Stat(); err == nil {
+			o.openSize = st.Size()
+		}
+	}
+	return o, nil
 }
 
 // openDisk opens a device read-only and keeps it if the OS says it is a disk.
@@ -76,7 +87,41 @@ func OSFileOf(f File) *os.File {
 	return nil
 }
 
-func (o *osFile) ReadAt(p []byte, off int64) (int, error) { return o.f.ReadAt(p, off) }
+func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.f.ReadAt(p, off)
+	if err == io.EOF && off+int64(n) < o.openSize {
+		return n, o.shrank(off + int64(n))
+	}
+	return n, err
+}
+
+// shrank is the error for a source found shorter than it was at open (at
+// is where the bytes ran out).
+func (o *osFile) shrank(at int64) error {
+	now := "is gone"
+	if st, err := o.f.Stat(); err == nil {
+		now = fmt.Sprintf("is %d bytes now", st.Size())
+	}
+	return &Error{File: o.f.Name(), Structure: "file", Offset: at, Kind: ErrSourceChanged,
+		Msg: fmt.Sprintf("was %d bytes when opened and %s: it shrank during the read", o.openSize, now)}
+}
+
+// checkSize returns ErrSourceChanged when a source opened read-only no
+// longer holds the bytes up to end that it held at open.
+func (o *osFile) checkSize(end int64) error {
+	want := min(end, o.openSize)
+	if want <= 0 {
+		return nil
+	}
+	st, err := o.f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() < want {
+		return o.shrank(st.Size())
+	}
+	return nil
+}
 
 func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 	if !o.writable {
@@ -124,6 +169,10 @@ func FileExtents(f File, virtOff, fileOff, length int64) ([]Extent, error) {
 	osf := OSFileOf(f)
 	if osf == nil {
 		return []Extent{{Offset: virtOff, Length: length, Kind: Data, HostOffset: fileOff}}, nil
+	}
+	// A hole past a shrunk source's new end would read as zeros: refuse.
+	if err := f.(*osFile).checkSize(fileOff + length); err != nil {
+		return nil, err
 	}
 	runs, err := sparse.Runs(osf, fileOff, length)
 	if err != nil {
