@@ -1,10 +1,13 @@
 package convert
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
@@ -24,6 +27,10 @@ type deviceFile struct {
 	f        *os.File
 	capacity int64 // device bytes (BLKGETSIZE64)
 	zeroGrow bool  // zero the range the file grows over
+	// direct, when not nil, is the device opened with O_DIRECT (-t none):
+	// writes aligned to directAlign in offset, length and memory go
+	// through it, the rest through f.
+	direct *os.File
 
 	mu  sync.Mutex
 	end int64 // the file's size so far
@@ -50,7 +57,22 @@ func (d *deviceFile) WriteAt(p []byte, off int64) (int, error) {
 	if err := d.grow(off + int64(len(p))); err != nil {
 		return 0, err
 	}
+	if d.direct != nil && aligned(p, off) {
+		n, err := d.direct.WriteAt(p, off)
+		if err == nil || !errors.Is(err, syscall.EINVAL) {
+			return n, err
+		}
+	}
 	return d.f.WriteAt(p, off)
+}
+
+// directAlign is the alignment O_DIRECT writes get (the largest logical
+// block size in use; smaller or unaligned writes are buffered).
+const directAlign = 4096
+
+func aligned(p []byte, off int64) bool {
+	return len(p) > 0 && off%directAlign == 0 && len(p)%directAlign == 0 &&
+		uintptr(unsafe.Pointer(&p[0]))%directAlign == 0
 }
 
 // grow extends the file's size to size, zeroing the new range when asked.
@@ -114,6 +136,9 @@ func (d *deviceFile) Close() error {
 	err := d.f.Sync()
 	if cerr := d.f.Close(); err == nil {
 		err = cerr
+	}
+	if d.direct != nil {
+		d.direct.Close()
 	}
 	return err
 }

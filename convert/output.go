@@ -157,14 +157,7 @@ func openThrough(d destination, drv *formats.Driver, size int64, oo OutputOption
 // openDevice opens a block device for writing, refusing a read-only one
 // with qemu's wording.
 func openDevice(path string, direct, zeroGrow bool) (*deviceFile, error) {
-	flag := os.O_RDWR
-	if direct {
-		flag |= hostfile.DirectFlag
-	}
-	f, err := os.OpenFile(path, flag, 0)
-	if err != nil && direct {
-		f, err = os.OpenFile(path, os.O_RDWR, 0) // no O_DIRECT here: buffered, as qemu falls back
-	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrPermission) || errors.Is(err, os.ErrPermission) || isEROFS(err) {
 		return nil, fmt.Errorf("%s: The device is not writable: Permission denied", path)
 	}
@@ -183,7 +176,15 @@ func openDevice(path string, direct, zeroGrow bool) (*deviceFile, error) {
 		f.Close()
 		return nil, err
 	}
-	return &deviceFile{f: f, capacity: capacity, zeroGrow: zeroGrow}, nil
+	dev := &deviceFile{f: f, capacity: capacity, zeroGrow: zeroGrow}
+	if direct && hostfile.DirectFlag != 0 {
+		// Aligned writes bypass the page cache; where O_DIRECT cannot be
+		// had, everything stays buffered, as qemu falls back.
+		if df, err := os.OpenFile(path, os.O_RDWR|hostfile.DirectFlag, 0); err == nil {
+			dev.direct = df
+		}
+	}
+	return dev, nil
 }
 
 func isEROFS(err error) bool {

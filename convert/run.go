@@ -57,7 +57,7 @@ func Run(ctx context.Context, job Job) error {
 	}
 	src, err := formats.Open(job.Source, job.SourceOpen)
 	if err != nil {
-		return err
+		return fmt.Errorf("Could not open '%s': %w", job.Source, err)
 	}
 	defer src.Close()
 	if err := sources.Check(job.Target); err != nil {
@@ -229,7 +229,7 @@ func openExisting(path string, open formats.OpenOptions, direct bool) (formats.I
 	dev.end = dev.capacity
 	img, err := formats.OpenFile(dev, open)
 	if err != nil {
-		dev.f.Close()
+		dev.Close()
 		return nil, err
 	}
 	return img, nil

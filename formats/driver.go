@@ -218,15 +218,12 @@ func detect(name string, in ProbeInput, ds []*Driver) (*Driver, error) {
 	return ties[0], nil
 }
 
-// Open opens the image at path (a regular file or, read-only, a block device).
+// Open opens the image at path (a regular file or, read-only, a block
+// device). An empty file is a raw image of 0 bytes, as qemu opens it.
 func Open(path string, opts OpenOptions) (Image, error) {
 	f, err := OpenOSFile(path, opts.Writable)
 	if err != nil {
 		return nil, err
-	}
-	if size, err := f.Size(); err == nil && size == 0 {
-		f.Close()
-		return nil, &Error{File: path, Offset: -1, Kind: ErrCorrupt, Msg: "empty file (0 bytes) is not a disk image"}
 	}
 	img, err := OpenFile(f, opts)
 	if err != nil {

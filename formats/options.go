@@ -2,6 +2,7 @@ package formats
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
 	"strconv"
@@ -68,7 +69,11 @@ func ParseOptions(specs []OptionSpec, text string) (Options, error) {
 		}
 		key, value, ok := strings.Cut(item, "=")
 		if !ok {
-			return Options{}, fmt.Errorf("%w: %q: expected key=value", ErrInvalidOption, item)
+			// qemu: a bare boolean key means key=on (-o force_size).
+			if s, known := o.spec(key); !known || s.Type != OptBool {
+				return Options{}, fmt.Errorf("%w: %q: expected key=value", ErrInvalidOption, item)
+			}
+			value = "on"
 		}
 		if err := o.setValue(key, value); err != nil {
 			return Options{}, err
@@ -218,6 +223,9 @@ func ParseSize(s string) (int64, error) {
 	if s == "" {
 		return 0, fmt.Errorf("empty size")
 	}
+	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		return parseHexSize(s)
+	}
 	body := s
 	if n := len(body); n > 1 && (body[n-1] == 'b' || body[n-1] == 'B') {
 		body = body[:n-1]
@@ -245,6 +253,35 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q is too large", s)
 	}
 	return n.Int64(), nil
+}
+
+// parseHexSize parses "0x" hex digits (as many as there are, so 0x1E is
+// 30, as qemu_strtosz reads it) and an optional K/M/G/T/P/E suffix after
+// them; hex sizes are whole numbers.
+func parseHexSize(s string) (int64, error) {
+	digits := s[2:]
+	n := strings.IndexFunc(digits, func(r rune) bool {
+		return !strings.ContainsRune("0123456789abcdefABCDEF", r)
+	})
+	suffix := ""
+	if n >= 0 {
+		digits, suffix = digits[:n], digits[n:]
+	}
+	shift := uint(0)
+	if len(suffix) == 1 {
+		i := strings.IndexByte("KMGTPE", upper(suffix[0]))
+		if i < 0 {
+			return 0, fmt.Errorf("invalid size %q", s)
+		}
+		shift = uint(10 * (i + 1))
+	} else if suffix != "" {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	v, err := strconv.ParseInt(digits, 16, 64)
+	if err != nil || v > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return v << shift, nil
 }
 
 func upper(c byte) byte {

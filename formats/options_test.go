@@ -34,7 +34,7 @@ func TestParseSize(t *testing.T) {
 		{in: "G", bad: true},
 		{in: "12Q", bad: true},
 		{in: "1..2M", bad: true},
-		{in: "0x10", bad: true},
+		{in: "0x10", want: 16}, // qemu_strtosz reads hex
 	} {
 		got, err := ParseSize(tc.in)
 		if tc.bad {
@@ -134,4 +134,27 @@ func FuzzParseSize(f *testing.F) {
 			t.Fatalf("ParseSize(%q) = %d, negative", s, n)
 		}
 	})
+}
+
+// TestClientOptionSyntax: what clients pass qemu-img: bare boolean keys
+// (osbuild's -o subformat=fixed,force_size; compat6) mean on; hex sizes.
+func TestClientOptionSyntax(t *testing.T) {
+	specs := []OptionSpec{{Name: "force_size", Type: OptBool}, {Name: "subformat", Type: OptString}}
+	o, err := ParseOptions(specs, "subformat=fixed,force_size")
+	if err != nil || o.String("force_size") != "on" || o.String("subformat") != "fixed" {
+		t.Errorf("bare boolean: %v %q", err, o.String("force_size"))
+	}
+	if _, err := ParseOptions(specs, "subformat"); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("a bare string key was accepted: %v", err)
+	}
+	for in, want := range map[string]int64{"0x100000": 1 << 20, "0x10M": 16 << 20, "0X200000": 2 << 20, "0x0": 0, "0x1E": 30, "0x1B": 27} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"0x", "0x1.8M", "0xg", "0x8000000000000000", "0x1Mb", "0x100000000000000M"} {
+		if n, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", bad, n)
+		}
+	}
 }

@@ -60,7 +60,7 @@ func Create(req formats.CreateRequest) (*Image, error) {
 	if sf, ok := req.File.(formats.SequentialWriter); ok && sf.Sequential() {
 		// A stream is written in order: the tail is padded at Flush.
 		if mode != "" && mode != "off" {
-			return nil, formats.Unsupportedf(req.Name, "Preallocation mode '%s' unsupported for this non-regular file", mode)
+			return nil, formats.Unsupportedf(req.Name, "Unsupported preallocation mode '%s': preallocation is unsupported for this non-regular file", mode)
 		}
 		img.stream = true
 		return img, nil
@@ -71,7 +71,7 @@ func Create(req formats.CreateRequest) (*Image, error) {
 	switch mode {
 	case "falloc":
 		if img.os == nil {
-			return nil, formats.Unsupportedf(req.Name, "Preallocation mode 'falloc' unsupported for this non-regular file")
+			return nil, formats.Unsupportedf(req.Name, "Unsupported preallocation mode 'falloc': preallocation is unsupported for this non-regular file")
 		}
 		if err := sparse.Allocate(img.os, 0, req.Size); err != nil {
 			if errors.Is(err, errors.ErrUnsupported) {
@@ -151,6 +151,24 @@ func (img *Image) Resize(newSize int64, shrink bool) error {
 	}
 	img.size = newSize
 	return nil
+}
+
+// Preallocate allocates [off, off+length) of the file (resize
+// --preallocation): falloc reserves blocks, full writes zeros, metadata
+// (which raw has none of) does nothing, as qemu treats it.
+func (img *Image) Preallocate(off, length int64, mode string) error {
+	switch mode {
+	case "falloc":
+		if img.os == nil {
+			return formats.Unsupportedf(img.f.Name(), "Unsupported preallocation mode 'falloc': preallocation is unsupported for this non-regular file")
+		}
+		return sparse.Allocate(img.os, off, length)
+	case "full":
+		return fileio.WriteZeros(img.f, off, length)
+	case "metadata", "off":
+		return nil
+	}
+	return formats.Unsupportedf(img.f.Name(), "Unsupported preallocation mode '%s'", mode)
 }
 
 // measure: a raw image needs its whole virtual size, allocated or not, as

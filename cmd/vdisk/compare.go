@@ -72,6 +72,11 @@ func (c *comparer) run() error {
 		}
 		fmt.Fprintln(c.out, "Warning: Image size mismatch!")
 	}
+	if c.strict {
+		if err := c.compareStatus(common); err != nil {
+			return err
+		}
+	}
 	if err := c.compareRange(common); err != nil {
 		return err
 	}
@@ -96,10 +101,6 @@ func (c *comparer) compareRange(size int64) error {
 		zb, errB := knownZero(c.b, off, n)
 		if errA != nil || errB != nil {
 			return exitWith(compareStatusErr, fmt.Errorf("error checking sector allocation at offset %d: %v", off, firstErr(errA, errB)))
-		}
-		if c.strict && za != zb {
-			fmt.Fprintf(c.out, "Strict mode: Offset %d block status mismatch!\n", off)
-			return exitWith(compareDiffer, nil)
 		}
 		if !(za && zb) {
 			if err := c.compareChunk(bufA[:n], bufB[:n], off); err != nil {
@@ -127,6 +128,61 @@ func (c *comparer) compareChunk(a, b []byte, off int64) error {
 			fmt.Fprintf(c.out, "Content mismatch at offset %d!\n", off+int64(i))
 			return exitWith(compareDiffer, nil)
 		}
+	}
+	return nil
+}
+
+// blockStatus is the part of qemu's block status that strict mode compares:
+// data, zero, whether any layer allocates the range, and whether the run
+// reaches the end of the image (qemu's BDRV_BLOCK_EOF is part of the value
+// it compares, so two identical runs differ when only one ends the image).
+type blockStatus struct {
+	kind formats.ExtentKind
+	eof  bool
+}
+
+// statusWalker yields the block status of an image run by run.
+type statusWalker struct {
+	img  formats.Image
+	exts []formats.Extent
+}
+
+// at returns the status at off and how far it lasts.
+func (w *statusWalker) at(off int64) (blockStatus, int64, error) {
+	for len(w.exts) > 0 && w.exts[0].Offset+w.exts[0].Length <= off {
+		w.exts = w.exts[1:]
+	}
+	if len(w.exts) == 0 {
+		exts, err := formats.ChainExtents(w.img, off, min(w.img.Size()-off, 1<<30))
+		if err != nil || len(exts) == 0 {
+			return blockStatus{}, 0, fmt.Errorf("error checking sector allocation at offset %d: %v", off, err)
+		}
+		w.exts = exts
+	}
+	e := w.exts[0]
+	end := e.Offset + e.Length
+	return blockStatus{kind: e.Kind, eof: end >= w.img.Size()}, end - off, nil
+}
+
+// compareStatus is strict mode's allocation comparison: the first offset
+// where the two images' block status differs is a mismatch, as qemu-img
+// compare -s reports it.
+func (c *comparer) compareStatus(size int64) error {
+	wa, wb := &statusWalker{img: c.a}, &statusWalker{img: c.b}
+	for off := int64(0); off < size; {
+		sa, na, err := wa.at(off)
+		if err != nil {
+			return exitWith(compareStatusErr, err)
+		}
+		sb, nb, err := wb.at(off)
+		if err != nil {
+			return exitWith(compareStatusErr, err)
+		}
+		if sa != sb {
+			fmt.Fprintf(c.out, "Strict mode: Offset %d block status mismatch!\n", off)
+			return exitWith(compareDiffer, nil)
+		}
+		off += min(na, nb)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 func newConvertCommand(g *globals) *cobra.Command {
 	var (
 		srcFormat, outFormat, backing, backingFormat, snapshot, sparseSize string
+		cacheDst, srcCache                                                 string
 		createOpts                                                         []string
 		job                                                                convert.Job
 		progress                                                           bool
@@ -21,14 +23,21 @@ func newConvertCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
 		Short: "Convert an image to another format (output '-' writes a sequential format to stdout)",
-		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if optionsHelp(cmd, outFormat, createOpts) {
+				return nil // -o help needs no files
+			}
+			if len(args) < 2 {
+				return fmt.Errorf("Expecting one image file name and an output file name")
+			}
 			if len(args) > 2 {
 				return fmt.Errorf("several input files (concatenation) are not supported; give one input and one output")
 			}
-			if optionsHelp(cmd, outFormat, createOpts) {
-				return nil
+			direct, err := cacheMode(cacheDst, srcCache)
+			if err != nil {
+				return err
 			}
+			job.Direct = direct
 			if err := convertFlags(cmd, &job, sparseSize); err != nil {
 				return err
 			}
@@ -79,7 +88,24 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.BoolVar(&job.Copy.Salvage, "salvage", false, "continue past read errors: unreadable sectors become zeros (each is reported)")
 	hash.register(f)
 	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
+	f.StringVarP(&cacheDst, "cache", "t", "writeback", "output cache mode: none and directsync write a device with O_DIRECT where possible; writeback, writethrough, unsafe")
+	f.StringVarP(&srcCache, "source-cache", "T", "writeback", "input cache mode (accepted; reads are buffered)")
 	return cmd
+}
+
+// cacheModes are qemu's -t / -T values.
+var cacheModes = []string{"none", "writeback", "unsafe", "directsync", "writethrough"}
+
+// cacheMode validates -t and -T as qemu-img does and reports whether the
+// output should bypass the page cache (none, directsync).
+func cacheMode(dst, src string) (direct bool, err error) {
+	if !slices.Contains(cacheModes, dst) {
+		return false, fmt.Errorf("Invalid cache option: %s", dst)
+	}
+	if !slices.Contains(cacheModes, src) {
+		return false, fmt.Errorf("Invalid source cache option: %s", src)
+	}
+	return dst == "none" || dst == "directsync", nil
 }
 
 // convertFlags validates the flags qemu-img validates.
@@ -106,7 +132,7 @@ func convertFlags(cmd *cobra.Command, job *convert.Job, sparseSize string) error
 
 // optionsHelp prints `-o help` for format and reports whether it did.
 func optionsHelp(cmd *cobra.Command, format string, opts []string) bool {
-	for _, o := range opts {
+	for _, o := range strings.Split(strings.Join(opts, ","), ",") {
 		if o == "help" || o == "?" {
 			drv, err := formats.Lookup(format)
 			if err != nil {

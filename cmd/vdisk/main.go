@@ -89,7 +89,17 @@ func (g *globals) open(path, format string, edit func(*formats.OpenOptions)) (fo
 	if edit != nil {
 		edit(&opts)
 	}
-	return formats.Open(path, opts)
+	img, err := formats.Open(path, opts)
+	if err != nil {
+		return nil, couldNotOpen(path, err)
+	}
+	return img, nil
+}
+
+// couldNotOpen words an open failure as qemu-img does ("Could not open
+// 'FILE': ..."), the phrase clients look for on stderr.
+func couldNotOpen(path string, err error) error {
+	return fmt.Errorf("Could not open '%s': %w", path, err)
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -120,15 +130,20 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runAs(progName(os.Args[0]), os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run executes the CLI and returns the exit code; SIGINT and SIGTERM cancel
-// the context, so conversions clean up their temporary files.
-func run(args []string, stdout, stderr io.Writer) int {
+// run executes the CLI as vdisk and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int { return runAs("vdisk", args, stdout, stderr) }
+
+// runAs executes the CLI under the name prog ("vdisk" or "qemu-img", see
+// identity.go) and returns the exit code; SIGINT and SIGTERM cancel the
+// context, so conversions clean up their temporary files.
+func runAs(prog string, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCommand(stdout, stderr)
+	setIdentity(root, prog)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -140,11 +155,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		code = ee.code
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "vdisk: interrupted")
+		fmt.Fprintln(stderr, prog+": interrupted")
 		return 130
 	}
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(stderr, "vdisk: "+oneLine(msg))
+		fmt.Fprintln(stderr, prog+": "+oneLine(msg))
 	}
 	return code
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,11 +13,20 @@ import (
 func newResizeCommand(g *globals) *cobra.Command {
 	var format string
 	var shrink bool
+	var prealloc string
 	cmd := &cobra.Command{
 		Use:   "resize [-f fmt] [--shrink] [-q] filename [+|-]size",
 		Short: "Change an image's virtual size",
-		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Flags are not parsed after the file name (so "-1G" is a size);
+			// qemu's "FILE -- -10M" and "--shrink" after the file still work.
+			args, err := resizeArgs(args, &shrink)
+			if err != nil {
+				return err
+			}
+			if prealloc != "off" && !slices.Contains([]string{"falloc", "full", "metadata"}, prealloc) {
+				return fmt.Errorf("Invalid preallocation mode '%s'", prealloc)
+			}
 			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
@@ -33,7 +43,7 @@ func newResizeCommand(g *globals) *cobra.Command {
 			if newSize < img.Size() && !shrink {
 				return fmt.Errorf("use the --shrink option to perform a shrink operation")
 			}
-			if err := r.Resize(newSize, shrink); err != nil {
+			if err := resizeWith(r, img, newSize, shrink, prealloc); err != nil {
 				return err
 			}
 			if w, ok := img.(formats.Writable); ok {
@@ -51,8 +61,52 @@ func newResizeCommand(g *globals) *cobra.Command {
 	f.SetInterspersed(false) // "-1G" after the filename is a size, not flags
 	f.StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
 	f.BoolVar(&shrink, "shrink", false, "allow shrinking")
+	f.StringVar(&prealloc, "preallocation", "off", "preallocate the new part: off, falloc or full (raw)")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
 	return cmd
+}
+
+// resizeArgs takes the file name and size out of what follows the flags:
+// a "--" before a negative size is dropped, a --shrink after the file name
+// counts.
+func resizeArgs(args []string, shrink *bool) ([]string, error) {
+	var rest []string
+	for _, a := range args {
+		switch {
+		case a == "--":
+		case a == "--shrink":
+			*shrink = true
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if len(rest) != 2 {
+		return nil, fmt.Errorf("Expecting image file name and size")
+	}
+	return rest, nil
+}
+
+// preallocator is an image that can allocate a range of its file (raw).
+type preallocator interface {
+	Preallocate(off, length int64, mode string) error
+}
+
+// resizeWith resizes img, preallocating the new part when asked (raw:
+// falloc reserves blocks, full writes zeros). Formats that cannot say so
+// in qemu's words, which clients such as CDI look for to retry without.
+func resizeWith(r formats.Resizer, img formats.Image, newSize int64, shrink bool, prealloc string) error {
+	old := img.Size()
+	if prealloc == "off" || newSize <= old {
+		return r.Resize(newSize, shrink)
+	}
+	p, ok := img.(preallocator)
+	if !ok {
+		return fmt.Errorf("Unsupported preallocation mode '%s' for format %s", prealloc, img.Format())
+	}
+	if err := r.Resize(newSize, shrink); err != nil {
+		return err
+	}
+	return p.Preallocate(old, newSize-old, prealloc)
 }
 
 // resizeTarget parses "N", "+N" or "-N" relative to the current size.
