@@ -14,6 +14,7 @@
 //
 //	go run ./bench -size 1536M -runs 3
 //	go run ./bench -pairs raw:qcow2,raw:qcow2:-c -runs 5
+//	go run ./bench -pairs ewf -iso=false   (E01 against ewfacquire/ewfexport alone)
 package main
 
 import (
@@ -109,6 +110,9 @@ func main() {
 	if *isoPair && has(vdisk, "iso") {
 		v, q := compareISO(vdisk, *work, workloadTree(*work, sizeBytes), *runs)
 		report("iso create (vs xorriso)", v, q)
+	}
+	if ewfCase(*only) && has(vdisk, "ewf") {
+		benchEWF(vdisk, *work, base, *runs)
 	}
 	if *sparseBig {
 		src := makeSparse(*work)
