@@ -95,6 +95,9 @@ func (job Job) createOptions(drv *formats.Driver, size int64) (formats.Options, 
 			}
 		}
 	}
+	if job.Copy.Compress && (opts.String("encrypt.format") != "" || opts.Bool("encryption") || opts.IsSet("key-secret")) {
+		return opts, fmt.Errorf("%w: Compression and encryption not supported at the same time", formats.ErrInvalidOption)
+	}
 	if p := opts.String("preallocation"); job.Copy.Compress && p != "" && p != "off" {
 		return opts, fmt.Errorf("%w: compression and preallocation not supported at the same time", formats.ErrInvalidOption)
 	}
@@ -193,7 +196,7 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 			out.Abort()
 		}
 	}()
-	job.Copy.TargetIsZero = out.TargetIsZero()
+	job.Copy.TargetIsZero = out.TargetIsZero() && formats.ReadsZeroWhenNew(dst)
 	if err := copyAndFlush(ctx, dst, src, job.Copy); err != nil {
 		dst.Close()
 		return err

@@ -47,9 +47,21 @@ type OpenOptions struct {
 	// nil gives each top-level open a new Budget of Limits.MaxMetadataBytes.
 	// Layers and extents opened for the image share it.
 	Budget *Budget
-	depth  int
-	layers []chainLayer // the chain above and including the image being opened
-	chain  *chainState  // shared by the whole open
+	// Key is the passphrase of an encrypted image (a LUKS passphrase, or
+	// the password of a legacy AES qcow2), qemu's encrypt.key-secret. It
+	// unlocks this image only: backing images are opened without it. The
+	// library never takes a key from anywhere else (no environment).
+	Key []byte
+	// Secrets are qemu's secret objects by id (--object secret,id=ID,...):
+	// the create options encrypt.key-secret=ID (qcow2) and key-secret=ID
+	// (luks) name the passphrase of a new image here.
+	Secrets map[string][]byte
+	// MetadataOnly opens an image only to describe it (info): an encrypted
+	// image opens without its key and its reads fail with ErrKeyRequired.
+	MetadataOnly bool
+	depth        int
+	layers       []chainLayer // the chain above and including the image being opened
+	chain        *chainState  // shared by the whole open
 }
 
 // Depth is how many layers above this image are open (0 for the top image).

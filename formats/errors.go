@@ -32,6 +32,12 @@ var (
 	ErrSourceChanged = errors.New("source changed")
 	// ErrInvalidOption: a create option is unknown or has a bad value.
 	ErrInvalidOption = errors.New("invalid option")
+	// ErrKeyRequired: an encrypted image was opened for reading or writing
+	// without its key (OpenOptions.Key).
+	ErrKeyRequired = errors.New("key required")
+	// ErrBadKey: the key given does not open an encrypted image. The message
+	// names the image and how many key slots were tried, never the key.
+	ErrBadKey = errors.New("wrong key")
 )
 
 // Error is a failure located in an image file: which file, which structure,

@@ -109,6 +109,23 @@ type ZeroWriter interface {
 	WriteZeroes(off, length int64) error
 }
 
+// ZeroIniter is implemented by images that can tell whether the ranges a
+// new image was never written read as zeros (qemu's has_zero_init). A raw
+// LUKS volume cannot: zero bytes on disk decrypt to noise, so a conversion
+// into it writes its zeros. Images without the method read as zeros.
+type ZeroIniter interface {
+	ZeroInit() bool
+}
+
+// ReadsZeroWhenNew reports whether the unwritten ranges of img, a newly
+// created image, read as zeros.
+func ReadsZeroWhenNew(img Image) bool {
+	if z, ok := img.(ZeroIniter); ok {
+		return z.ZeroInit()
+	}
+	return true
+}
+
 // SequentialWriter is implemented by targets that must be written in
 // increasing offset order (streamOptimized VMDK, a fixed VHD going to a pipe).
 // Sequential reports whether this open image has that constraint. Skipped

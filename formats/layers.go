@@ -201,6 +201,7 @@ func openLayer(from, ref string, f File, opts OpenOptions) (Image, error) {
 func childOptions(opts OpenOptions, format string) OpenOptions {
 	child := opts
 	child.Format, child.ForceFormat, child.Writable, child.Snapshot = format, false, false, ""
+	child.Key = nil // a key unlocks the image it was given for, not its backing files
 	child.depth++
 	child.EnsureBudget()
 	if child.chain == nil {

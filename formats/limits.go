@@ -20,6 +20,14 @@ type Limits struct {
 	// loaded and every cache entry counts against it. Default
 	// DefaultMaxMetadataBytes.
 	MaxMetadataBytes int64
+	// MaxKDFIterations bounds the PBKDF2 iterations an encrypted image's
+	// header may ask for in one key derivation (an unlock tries at most
+	// three times as many over all its key slots). Default
+	// DefaultMaxKDFIterations.
+	MaxKDFIterations uint32
+	// MaxKDFMemoryKiB bounds the Argon2 memory of a LUKS2 key slot.
+	// Default DefaultMaxKDFMemoryKiB.
+	MaxKDFMemoryKiB uint32
 }
 
 // Defaults for Limits.
@@ -32,6 +40,10 @@ const (
 	// more than any real image and chain needs, and small enough that a
 	// hostile one stays well inside a 1 GiB address space.
 	DefaultMaxMetadataBytes = 256 << 20
+	// About 3 s of PBKDF2-SHA256 on one 2025 core; cryptsetup and qemu
+	// calibrate to 2 s, so their volumes stay below.
+	DefaultMaxKDFIterations = 16_000_000
+	DefaultMaxKDFMemoryKiB  = 1 << 20 // 1 GiB, cryptsetup's default maximum
 )
 
 // WithDefaults returns l with every unset field at its default.
@@ -50,6 +62,12 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxMetadataBytes <= 0 {
 		l.MaxMetadataBytes = DefaultMaxMetadataBytes
+	}
+	if l.MaxKDFIterations == 0 {
+		l.MaxKDFIterations = DefaultMaxKDFIterations
+	}
+	if l.MaxKDFMemoryKiB == 0 {
+		l.MaxKDFMemoryKiB = DefaultMaxKDFMemoryKiB
 	}
 	return l
 }

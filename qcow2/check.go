@@ -108,6 +108,9 @@ func (img *Image) countReferences(rep *formats.CheckReport) (refStore, *scan, er
 	}
 	s.inc(int64(h.SnapshotsOffset), snapBytes)
 	s.inc(int64(h.RefcountTableOffset), int64(h.RefcountTableClusters)*cs)
+	if c := img.ext.Crypto; c != nil {
+		s.inc(int64(c.Offset), int64(c.Length))
+	}
 	s.checkBitmaps()
 	if err := s.checkRefblocks(); err != nil {
 		return refStore{}, nil, err

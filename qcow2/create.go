@@ -11,7 +11,7 @@ import (
 )
 
 // createOptions are qemu's qcow2 create options (names, defaults, help).
-var createOptions = []formats.OptionSpec{
+var createOptions = append([]formats.OptionSpec{
 	{Name: "backing_file", Type: formats.OptString, Help: "File name of a base image"},
 	{Name: "backing_fmt", Type: formats.OptString, Help: "Image format of the base image"},
 	{Name: "cluster_size", Type: formats.OptSize, Default: "65536", Help: "qcow2 cluster size"},
@@ -24,7 +24,7 @@ var createOptions = []formats.OptionSpec{
 	{Name: "preallocation", Type: formats.OptString, Default: "off", Values: []string{"off", "metadata", "falloc", "full"},
 		Help: "Preallocation mode (allowed values: off, metadata, falloc, full)"},
 	{Name: "refcount_bits", Type: formats.OptInt, Default: "16", Help: "Width of a reference count entry in bits"},
-}
+}, encryptOptions...)
 
 // params are validated create options.
 type params struct {
@@ -121,6 +121,10 @@ func Create(req formats.CreateRequest) (*Image, error) {
 	img.backing, img.backingName, img.backingFmt = backing, p.backingFile, p.backingFmt
 	if backing != nil {
 		img.backingPath, _ = req.Open.Resolver.Resolve(req.Name, p.backingFile)
+	}
+	if err := img.setUpEncryption(req, p); err != nil {
+		img.closeRefs()
+		return nil, err
 	}
 	if err := img.preallocate(p.prealloc); err != nil {
 		img.closeRefs()

@@ -112,7 +112,7 @@ type extensions struct {
 	Features      []featureName
 	DataFile      string
 	Bitmaps       *bitmapsExt
-	Crypto        bool
+	Crypto        *cryptoExt // full disk encryption header pointer
 	Unknown       []rawExt
 	End           int // offset just past the end marker
 }
@@ -219,12 +219,8 @@ func (h *header) validate(name string, fileSize int64, lim formats.Limits) error
 	if unknown := h.IncompatibleFeatures &^ incompatKnown; unknown != 0 {
 		return formats.Unsupportedf(name, "qcow2 unknown incompatible feature bits %#x", unknown)
 	}
-	if h.CryptMethod != 0 {
-		method := map[uint32]string{1: "AES", 2: "LUKS"}[h.CryptMethod]
-		if method == "" {
-			method = fmt.Sprintf("method %d", h.CryptMethod)
-		}
-		return formats.Unsupportedf(name, "qcow2 encryption (%s)", method)
+	if h.CryptMethod > cryptLUKS {
+		return formats.Unsupportedf(name, "qcow2 encryption method %d", h.CryptMethod)
 	}
 	if h.RefcountOrder > maxRefcountOrd {
 		return corrupt("refcount_order %d above %d", h.RefcountOrder, maxRefcountOrd)
@@ -355,7 +351,7 @@ func (e *extensions) add(name string, typ uint32, data []byte, off int64) error 
 		}
 		e.Bitmaps = b
 	case extCrypto:
-		e.Crypto = true
+		return e.addCrypto(name, data, off)
 	default:
 		e.Unknown = append(e.Unknown, rawExt{Type: typ, Data: append([]byte(nil), data...)})
 	}
@@ -392,6 +388,9 @@ func (e *extensions) encode(v3 bool) []byte {
 	}
 	if e.DataFile != "" {
 		put(extDataFile, []byte(e.DataFile))
+	}
+	if e.Crypto != nil {
+		put(extCrypto, e.Crypto.encode())
 	}
 	if v3 {
 		feats := e.Features

@@ -63,6 +63,7 @@ type Image struct {
 	codec       *codec
 	limits      formats.Limits
 	budget      *formats.Budget // metadata memory of the image and its chain
+	crypt       *crypt          // nil: not encrypted
 
 	data     formats.File // external data file, or f
 	dataName string       // "" when the data lives in f
@@ -118,8 +119,8 @@ func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 	if unknown := h.IncompatibleFeatures &^ incompatKnown; unknown != 0 {
 		return nil, formats.Unsupportedf(name, "qcow2 incompatible features %s", incompatNames(unknown, ext.Features))
 	}
-	if ext.Crypto && h.CryptMethod == 0 {
-		return nil, formats.Unsupportedf(name, "qcow2 encryption header without a crypt method")
+	if ext.Crypto != nil && h.CryptMethod != cryptLUKS {
+		return nil, formats.Corruptf(name, "crypto header extension", -1, "only expected with LUKS encryption (crypt_method is %d)", h.CryptMethod)
 	}
 	if err := h.validate(name, fileSize, opts.Limits); err != nil {
 		return nil, err
@@ -130,6 +131,9 @@ func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 		codec: &codec{typ: h.CompressionType}, budget: budget}
 	img.geometry()
 	img.fileEnd = roundUp(fileSize, cs)
+	if err := img.openCrypto(opts); err != nil {
+		return nil, err
+	}
 	if err := img.load(opts, cluster0); err != nil {
 		img.closeRefs()
 		return nil, err
@@ -349,10 +353,12 @@ func (img *Image) Info() formats.Info {
 	if h.CompressionType == compressionZstd {
 		comp = "zstd"
 	}
-	info := formats.Info{ClusterSize: img.clusterSize, DirtyFlag: h.IncompatibleFeatures&incompatDirty != 0}
+	info := formats.Info{ClusterSize: img.clusterSize, DirtyFlag: h.IncompatibleFeatures&incompatDirty != 0,
+		Encrypted: img.crypt != nil}
 	if h.Version == 2 {
 		info.Specific = formats.Object{{Key: "compat", Value: "0.10"}, {Key: "compression-type", Value: comp},
 			{Key: "refcount-bits", Value: int64(1) << h.RefcountOrder}}
+		info.Specific = append(info.Specific, img.encryptInfo()...)
 	} else {
 		obj := formats.Object{{Key: "compat", Value: "1.1"}, {Key: "compression-type", Value: comp},
 			{Key: "lazy-refcounts", Value: h.CompatibleFeatures&compatLazyRefcounts != 0}}
@@ -361,8 +367,11 @@ func (img *Image) Info() formats.Info {
 		}
 		obj = append(obj, formats.Field{Key: "refcount-bits", Value: int64(1) << h.RefcountOrder})
 		if h.IncompatibleFeatures&incompatDataFile != 0 {
-			obj = append(obj, formats.Field{Key: "data-file", Value: img.ext.DataFile},
-				formats.Field{Key: "data-file-raw", Value: h.AutoclearFeatures&autoclearRawData != 0})
+			obj = append(obj, formats.Field{Key: "data-file", Value: img.ext.DataFile})
+		}
+		obj = append(obj, img.encryptInfo()...)
+		if h.IncompatibleFeatures&incompatDataFile != 0 {
+			obj = append(obj, formats.Field{Key: "data-file-raw", Value: h.AutoclearFeatures&autoclearRawData != 0})
 		}
 		obj = append(obj, formats.Field{Key: "corrupt", Value: img.corruptBit},
 			formats.Field{Key: "extended-l2", Value: img.extL2})

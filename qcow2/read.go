@@ -298,7 +298,7 @@ func (img *Image) readSegments(p []byte, off int64, segs []segment, end int64) e
 				return err
 			}
 		case segData:
-			if err := img.readHost(dst, s.host); err != nil {
+			if err := img.readData(dst, s.host, s.virt); err != nil {
 				return err
 			}
 		case segCompressed:

@@ -34,6 +34,9 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
 		return 0, err
 	}
+	if img.crypt != nil {
+		return img.writeEncrypted(p, off)
+	}
 	img.mu.Lock()
 	writes, err := img.planWrite(p, off)
 	img.mu.Unlock()
@@ -86,7 +89,7 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 				return nil, err
 			}
 			writes = append(writes, hostWrite{host: int64(entry&offsetMask) + pos - base, buf: chunk})
-		case pos == base && cEnd == min(base+cs, img.size) || img.readsZero(entry, bitmap):
+		case pos == base && cEnd == min(base+cs, img.size) || img.crypt == nil && img.readsZero(entry, bitmap):
 			// Fully written, or all zeros before: a new cluster needs no
 			// filling, since allocation only appends and new host clusters
 			// read as zeros until written.
@@ -172,6 +175,7 @@ func (img *Image) rewriteCluster(vc int64, entry uint64, data []byte, inOff int6
 	if err != nil {
 		return err
 	}
+	img.encryptHost(buf, host)
 	if _, err := img.f.WriteAt(buf, host); err != nil {
 		return err
 	}
@@ -458,6 +462,9 @@ func (img *Image) writeTable(t []uint64, off int64, buf []byte) error {
 // Compress appends the compressed form of a cluster to dst (the last
 // cluster of the disk may be short: it is padded with zeros, as qemu does).
 func (img *Image) Compress(dst, cluster []byte) ([]byte, bool, error) {
+	if img.crypt != nil {
+		return dst, false, errCompressEncrypted(img.name)
+	}
 	if int64(len(cluster)) < img.clusterSize {
 		padded := make([]byte, img.clusterSize)
 		copy(padded, cluster)
@@ -480,6 +487,9 @@ func (img *Image) WriteCompressed(off int64, compressed []byte) error {
 	}
 	if img.dataName != "" {
 		return formats.Unsupportedf(img.name, "compressed clusters with an external data file")
+	}
+	if img.crypt != nil {
+		return errCompressEncrypted(img.name)
 	}
 	img.mu.Lock()
 	host, err := img.allocBytes(n)

@@ -46,7 +46,11 @@ func newConvertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			open.Snapshot = snapshot
-			job.Source, job.Target, job.SourceOpen = args[0], args[1], open
+			src, err := g.applyKeys(args[0], &open)
+			if err != nil {
+				return err
+			}
+			job.Source, job.Target, job.SourceOpen = src, args[1], open
 			job.Format, job.CreateOptions = outFormat, strings.Join(createOpts, ",")
 			job.Backing, job.BackingFormat = backing, backingFormat
 			job.Stdout = cmd.OutOrStdout()

@@ -4,6 +4,7 @@ package main
 import (
 	_ "github.com/vdiskio/vdisk/ewf"
 	_ "github.com/vdiskio/vdisk/iso"
+	_ "github.com/vdiskio/vdisk/luks"
 	_ "github.com/vdiskio/vdisk/qcow2"
 	_ "github.com/vdiskio/vdisk/raw"
 	_ "github.com/vdiskio/vdisk/vdi"

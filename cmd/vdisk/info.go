@@ -23,7 +23,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.NoBacking = !chain })
+			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.NoBacking, o.MetadataOnly = !chain, true })
 			if err != nil {
 				return err
 			}
@@ -76,9 +76,6 @@ func imageInfo(path string, img formats.Image) formats.Object {
 		add("cluster-size", info.ClusterSize)
 	}
 	add("format", img.Format())
-	if info.Encrypted {
-		add("encrypted", true)
-	}
 	actual := info.ActualSize
 	if actual == 0 {
 		actual, _ = sparse.AllocatedPath(path)
@@ -86,6 +83,9 @@ func imageInfo(path string, img formats.Image) formats.Object {
 	add("actual-size", actual)
 	if info.Specific != nil {
 		add("format-specific", formats.Object{{Key: "type", Value: img.Format()}, {Key: "data", Value: info.Specific}})
+	}
+	if info.Encrypted {
+		add("encrypted", true)
 	}
 	if hasBacking {
 		full := b.BackingPath()

@@ -46,6 +46,7 @@ type globals struct {
 	parents     []string
 	quiet       bool
 	forceFormat bool
+	crypto      cryptoFlags
 }
 
 // openOptions are the options to open images with; userNamed are the
@@ -56,9 +57,13 @@ func (g *globals) openOptions(format string, userNamed ...string) (formats.OpenO
 	if err != nil {
 		return formats.OpenOptions{}, err
 	}
+	secrets, err := g.crypto.parseSecrets()
+	if err != nil {
+		return formats.OpenOptions{}, err
+	}
 	userNamed = slices.DeleteFunc(userNamed, func(s string) bool { return s == "" })
 	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "",
-		Resolver: &formats.Resolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents}, nil
+		Resolver: &formats.Resolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents, Secrets: secrets}, nil
 }
 
 // referencesEnv names the environment variable that sets the CLI's default
@@ -84,6 +89,9 @@ func (g *globals) warn(cmd *cobra.Command) func(string) {
 func (g *globals) open(path, format string, edit func(*formats.OpenOptions)) (formats.Image, error) {
 	opts, err := g.openOptions(format)
 	if err != nil {
+		return nil, err
+	}
+	if path, err = g.applyKeys(path, &opts); err != nil {
 		return nil, err
 	}
 	if edit != nil {
@@ -119,6 +127,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		"parent image for a differencing image that names its parent only by UUID (VDI)")
 	root.PersistentFlags().BoolVar(&g.forceFormat, "force-format", false,
 		"open images as -f says even when their content looks like another format")
+	addCryptoFlags(root, g)
 	root.AddCommand(
 		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),

@@ -1,0 +1,190 @@
+package luks
+
+import (
+	"crypto/rand"
+	"fmt"
+	"hash"
+	"time"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// CreateParams describe a new LUKS1 header as qemu makes it (its defaults:
+// aes-256 xts-plain64, sha256, one active slot, 2 s of PBKDF2).
+type CreateParams struct {
+	Spec       Spec   // zero: aes xts-plain64
+	KeyBytes   int    // master key length; zero: 64 for xts, 32 otherwise
+	Hash       string // PBKDF2 and AF hash; "": sha256
+	IterTime   time.Duration
+	Passphrase []byte
+	// SlotIterations and DigestIterations, when set, replace the
+	// iterations IterTime would give (tests, reproducible output).
+	SlotIterations, DigestIterations uint32
+}
+
+// DefaultSpec is qemu's and cryptsetup's default payload encryption.
+var DefaultSpec = Spec{Cipher: "aes", Mode: ModeXTS, IVGen: IVPlain64}
+
+// withDefaults fills unset fields with qemu's defaults.
+func (p CreateParams) withDefaults() CreateParams {
+	if p.Spec.Cipher == "" {
+		p.Spec.Cipher = "aes"
+	}
+	if p.Spec.Mode == "" {
+		p.Spec.Mode = ModeXTS
+	}
+	if p.Spec.IVGen == "" {
+		p.Spec.IVGen = IVPlain64
+	}
+	if p.Spec.IVGen == IVESSIV && p.Spec.IVHash == "" {
+		p.Spec.IVHash = "sha256"
+	}
+	if p.KeyBytes == 0 {
+		p.KeyBytes = 32
+		if p.Spec.Mode == ModeXTS {
+			p.KeyBytes = 64
+		}
+	}
+	if p.Hash == "" {
+		p.Hash = "sha256"
+	}
+	if p.IterTime == 0 {
+		p.IterTime = 2 * time.Second
+	}
+	return p
+}
+
+// iterationsFor measures how many PBKDF2 iterations of hash fit in d
+// (qemu's qcrypto_pbkdf2_count_iters scaled by iter-time).
+func iterationsFor(hash string, keyLen int, d time.Duration) (uint32, error) {
+	k := KDF{Type: KDFPBKDF2, Hash: hash, Salt: make([]byte, saltSize)}
+	pass := make([]byte, 16)
+	for n := uint32(1 << 12); ; n *= 2 {
+		k.Iterations = n
+		start := time.Now()
+		clear(k.derive(pass, keyLen))
+		elapsed := time.Since(start)
+		if elapsed >= 20*time.Millisecond || n >= 1<<26 {
+			iters := float64(n) * float64(d) / float64(elapsed)
+			if iters > float64(^uint32(0)) {
+				return 0, fmt.Errorf("%w: PBKDF iterations %.0f larger than %d", formats.ErrInvalidOption, iters, ^uint32(0))
+			}
+			return uint32(iters), nil
+		}
+	}
+}
+
+func randomUUID() (string, error) {
+	var u [16]byte
+	if _, err := rand.Read(u[:]); err != nil {
+		return "", err
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]), nil
+}
+
+// Create1 makes a LUKS1 header with a new random master key in slot 0, laid
+// out as qemu and cryptsetup do (key material 4 KiB aligned, 8 slots
+// reserved). It returns the whole header area (PayloadOffset bytes: the
+// header and the key material), the volume and the payload cipher.
+func Create1(name string, p CreateParams) ([]byte, *Volume, *SectorCipher, error) {
+	p = p.withDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", name, formats.ErrInvalidOption, fmt.Sprintf(format, args...))
+	}
+	if err := p.Spec.check(p.KeyBytes); err != nil {
+		return nil, nil, nil, bad("%v", err)
+	}
+	hf, err := hashFunc(p.Hash)
+	if err != nil {
+		return nil, nil, nil, bad("%v", err)
+	}
+	if len(p.Passphrase) == 0 {
+		return nil, nil, nil, fmt.Errorf("%s: %w: an empty passphrase", name, formats.ErrKeyRequired)
+	}
+	slotIters, digestIters := p.SlotIterations, p.DigestIterations
+	if slotIters == 0 || digestIters == 0 {
+		perTime, err := iterationsFor(p.Hash, p.KeyBytes, p.IterTime)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if slotIters == 0 {
+			slotIters = max(perTime, minIterations)
+		}
+		if digestIters == 0 {
+			digestIters = max(perTime/8, minIterations)
+		}
+	}
+	h := header1{CipherName: p.Spec.Cipher, CipherMode: p.Spec.ModeString(), HashSpec: p.Hash,
+		KeyBytes: uint32(p.KeyBytes), MKDigestIter: digestIters}
+	if h.UUID, err = randomUUID(); err != nil {
+		return nil, nil, nil, err
+	}
+	splitLen := p.KeyBytes * defaultStripes
+	slotSectors := uint32(roundUp(int64(splitLen), keySlotAlign) / sectorSize)
+	for i := range h.Slots {
+		h.Slots[i] = slot1{Active: slotInactive1, Stripes: defaultStripes, KeyOffset: keySlotAlign/sectorSize + uint32(i)*slotSectors}
+	}
+	h.PayloadOffset = keySlotAlign/sectorSize + numSlots1*slotSectors
+	h.Slots[0].Active, h.Slots[0].Iterations = slotActive1, slotIters
+	mk := make([]byte, p.KeyBytes)
+	defer clear(mk)
+	if _, err := rand.Read(mk); err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := rand.Read(h.MKDigestSalt[:]); err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := rand.Read(h.Slots[0].Salt[:]); err != nil {
+		return nil, nil, nil, err
+	}
+	digest := KDF{Type: KDFPBKDF2, Hash: p.Hash, Iterations: digestIters, Salt: h.MKDigestSalt[:]}.derive(mk, digestSize1)
+	copy(h.MKDigest[:], digest)
+	area := make([]byte, int64(h.PayloadOffset)*sectorSize)
+	if err := writeSlot(area, h.Slots[0], p, hf, mk); err != nil {
+		return nil, nil, nil, err
+	}
+	hdr, err := h.encode()
+	if err != nil {
+		return nil, nil, nil, bad("%v", err)
+	}
+	copy(area, hdr)
+	v, err := volume1(name, area)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := NewSectorCipher(p.Spec, mk, sectorSize)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return area, v, c, nil
+}
+
+// writeSlot stores mk in key slot s of area: derived key, AF split, encrypted.
+func writeSlot(area []byte, s slot1, p CreateParams, hf func() hash.Hash, mk []byte) error {
+	slotKey := KDF{Type: KDFPBKDF2, Hash: p.Hash, Iterations: s.Iterations, Salt: s.Salt[:]}.derive(p.Passphrase, p.KeyBytes)
+	defer clear(slotKey)
+	split, err := afSplit(hf, mk, int(s.Stripes))
+	if err != nil {
+		return err
+	}
+	defer clear(split)
+	padded := make([]byte, roundUp(int64(len(split)), sectorSize))
+	copy(padded, split)
+	c, err := NewSectorCipher(p.Spec, slotKey, sectorSize)
+	if err != nil {
+		return err
+	}
+	c.Encrypt(padded, 0)
+	copy(area[int64(s.KeyOffset)*sectorSize:], padded[:len(split)])
+	clear(padded)
+	return nil
+}
+
+// HeaderSize1 is the bytes before the payload of a LUKS1 volume made with p.
+func HeaderSize1(p CreateParams) int64 {
+	p = p.withDefaults()
+	slot := roundUp(int64(p.KeyBytes)*defaultStripes, keySlotAlign)
+	return keySlotAlign + numSlots1*slot
+}
