@@ -122,9 +122,10 @@ func (img *Image) needKey() error {
 	return nil
 }
 
-// firstSector is the IV sector number of payload byte off (aligned).
+// firstSector is the IV number of payload byte off (sector aligned), in
+// 512-byte units plus the LUKS2 iv_tweak.
 func (img *Image) firstSector(off int64) uint64 {
-	return uint64(off/img.sector) + img.vol.IVTweak
+	return uint64(off/512) + img.vol.IVTweak
 }
 
 // ReadAt decrypts payload bytes; safe for concurrent use.

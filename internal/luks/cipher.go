@@ -191,7 +191,9 @@ func (c *SectorCipher) iv(iv []byte, sector uint64) {
 }
 
 // Encrypt encrypts buf in place: len(buf) is a multiple of the sector
-// size and its first sector has number sector.
+// size and sector is the IV number of its first byte in 512-byte units,
+// whatever the sector size (LUKS2 with 4096-byte sectors counts IVs in
+// 512-byte units, as cryptsetup maps it: dm-crypt without iv_large_sectors).
 func (c *SectorCipher) Encrypt(buf []byte, sector uint64) { c.crypt(buf, sector, true) }
 
 // Decrypt decrypts buf in place (as Encrypt).
@@ -232,6 +234,6 @@ func (c *SectorCipher) crypt(buf []byte, sector uint64, enc bool) {
 			}
 		}
 		buf = buf[c.sectorSize:]
-		sector++
+		sector += uint64(c.sectorSize / 512)
 	}
 }
