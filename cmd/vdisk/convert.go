@@ -19,6 +19,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 		job                                                                convert.Job
 		progress                                                           bool
 		hash                                                               hashFlags
+		mapfile                                                            string
 	)
 	cmd := &cobra.Command{
 		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
@@ -63,6 +64,9 @@ func newConvertCommand(g *globals) *cobra.Command {
 				job.Copy.Progress = bar.update
 				defer bar.finish()
 			}
+			if mapfile != "" {
+				return convertRescue(cmd, g, job, mapfile, srcFormat, progress)
+			}
 			hr, err := hash.start(cmd, args)
 			if err != nil || hr == nil {
 				if err != nil {
@@ -91,6 +95,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.BoolVar(&job.Sync, "sync", false, "fsync the output and its directory before finishing")
 	f.BoolVar(&job.Copy.Salvage, "salvage", false, "continue past read errors: unreadable sectors become zeros (each is reported)")
 	hash.register(f)
+	f.StringVar(&mapfile, "mapfile", "", "with --salvage: image the input as `vdisk rescue` does, keeping this GNU ddrescue mapfile")
 	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	f.StringVarP(&cacheDst, "cache", "t", "writeback", "output cache mode: none and directsync write a device with O_DIRECT where possible; writeback, writethrough, unsafe")
 	f.StringVarP(&srcCache, "source-cache", "T", "writeback", "input cache mode (accepted; reads are buffered)")

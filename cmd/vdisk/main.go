@@ -132,7 +132,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
 		newDDCommand(g), newSnapshotCommand(g), newISOCommand(),
-		newChecksumCommand(g), newVerifyCommand(g),
+		newChecksumCommand(g), newVerifyCommand(g), newRescueCommand(g),
 		newServeCommand(g),
 	)
 	return root

@@ -109,9 +109,6 @@ func (f *File) account(first, last int64) (time.Duration, int64) {
 	f.readCalls++
 	var delay time.Duration
 	failAt := int64(-1)
-	for s := first; s <= last; s++ {
-		f.reads[s]++
-	}
 	for _, ft := range f.faults {
 		lo, hi := ft.Offset/f.sectorBytes, (ft.Offset+ft.Length-1)/f.sectorBytes
 		if hi < first || lo > last {
@@ -132,10 +129,20 @@ func (f *File) account(first, last int64) (time.Duration, int64) {
 			failAt = s
 		}
 	}
+	// A device stops at the failing sector: the sectors after it were not
+	// read.
+	end := last
+	if failAt >= 0 {
+		end = failAt
+	}
+	for s := first; s <= end; s++ {
+		f.reads[s]++
+	}
 	return delay, failAt
 }
 
-// Reads returns how many reads touched each sector in [off, off+length).
+// Reads returns the sum over the sectors in [off, off+length) of the reads
+// that reached each (a read stops at its first failing sector).
 func (f *File) Reads(off, length int64) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
