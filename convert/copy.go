@@ -98,7 +98,7 @@ type copier struct {
 	chunkBytes int64
 	pool       chan []byte // chunk buffers; its capacity bounds memory
 	progress   progress
-	hash       *hasher // nil unless Options.Hash
+	hash       *hasher    // nil unless Options.Hash
 	outPool    sync.Pool  // compressed output buffers
 	writeMu    sync.Mutex // serializes writes in out-of-order mode
 }
