@@ -29,6 +29,10 @@ type OutputOptions struct {
 	Direct bool
 	// Warn, when set, is told of temporaries of killed runs removed.
 	Warn func(msg string)
+	// Locks, when set, takes a writer's qemu image locks on an existing
+	// destination (a file being replaced, a device) and holds them: a
+	// destination a running qemu uses is refused.
+	Locks *Locks
 }
 
 // Output is a new image being written: to temporary files renamed into
@@ -87,6 +91,11 @@ func CreateOutput(path string, drv *formats.Driver, size int64, opts formats.Opt
 	}
 	if err := oo.Sources.Check(path); err != nil {
 		return nil, nil, err
+	}
+	if d.kind != destNew && d.kind != destStream && oo.Locks != nil {
+		if err := oo.Locks.LockPath(path, drv.Name); err != nil {
+			return nil, nil, err
+		}
 	}
 	out := &Output{dest: d, zeroed: true}
 	var file formats.File

@@ -27,8 +27,11 @@ type Job struct {
 	// Direct (-t none, directsync) writes a device destination with
 	// O_DIRECT where the OS allows it.
 	Direct bool
-	Stdout io.Writer
-	Copy   Options
+	// ForceShare (-U) takes no image locks on the input (qemu's
+	// force-share): reading an image a running VM writes.
+	ForceShare bool
+	Stdout     io.Writer
+	Copy       Options
 	// Warn, when set, receives warnings (temporary files of an earlier
 	// conversion that was killed, removed).
 	Warn func(msg string)
@@ -60,6 +63,15 @@ func Run(ctx context.Context, job Job) error {
 		return fmt.Errorf("Could not open '%s': %w", job.Source, err)
 	}
 	defer src.Close()
+	// qemu's image locks: nobody writes the input meanwhile, and a running
+	// qemu writing it makes this fail.
+	locks := &Locks{}
+	defer locks.Release()
+	if !job.ForceShare {
+		if err := locks.Lock(job.Source, src, LockSource); err != nil {
+			return fmt.Errorf("Could not open '%s': %w", job.Source, err)
+		}
+	}
 	if err := sources.Check(job.Target); err != nil {
 		return err
 	}
@@ -67,7 +79,7 @@ func Run(ctx context.Context, job Job) error {
 		job.Copy.TopLayerOnly = true
 	}
 	if job.Existing {
-		return runExisting(ctx, job, src, sources)
+		return runExisting(ctx, job, src, sources, locks)
 	}
 	opts, err := job.createOptions(drv, src.Size())
 	if err != nil {
@@ -76,7 +88,7 @@ func Run(ctx context.Context, job Job) error {
 	if job.Target == "-" {
 		return runStream(ctx, job, drv, opts, src)
 	}
-	return runAtomic(ctx, job, drv, opts, src, sources)
+	return runAtomic(ctx, job, drv, opts, src, sources, locks)
 }
 
 // createOptions parses -o and folds in the size and -B/-F.
@@ -104,7 +116,7 @@ func (job Job) createOptions(drv *formats.Driver, size int64) (formats.Options, 
 	return opts, opts.Set("size", fmt.Sprint(size))
 }
 
-func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileSet) error {
+func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileSet, locks *Locks) error {
 	if job.CreateOptions != "" {
 		return fmt.Errorf("%w: -o has no effect when skipping image creation", formats.ErrInvalidOption)
 	}
@@ -119,6 +131,10 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 	if err := sources.Check(job.Target); err != nil {
 		img.Close()
 		return err
+	}
+	if err := locks.Lock(job.Target, img, LockWrite); err != nil {
+		img.Close()
+		return fmt.Errorf("Could not open '%s': %w", job.Target, err)
 	}
 	dst, ok := img.(formats.Writable)
 	if !ok {
@@ -184,9 +200,9 @@ func fsyncPath(path string) error {
 	return nil
 }
 
-func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *FileSet) (err error) {
+func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *FileSet, locks *Locks) (err error) {
 	dst, out, err := CreateOutput(job.Target, drv, src.Size(), opts, job.SourceOpen,
-		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct})
+		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks})
 	if err != nil {
 		return err
 	}

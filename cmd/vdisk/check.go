@@ -76,7 +76,6 @@ func newCheckCommand(g *globals) *cobra.Command {
 	f.StringVar(&output, "output", "human", "output format: human or json")
 	f.StringVarP(&repair, "repair", "r", "", "repair: leaks or all")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
-	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }
 

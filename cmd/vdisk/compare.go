@@ -53,7 +53,6 @@ func newCompareCommand(g *globals) *cobra.Command {
 	f.BoolVarP(&strict, "strict", "s", false, "strict mode: sizes and allocation must match too")
 	f.BoolVarP(&progress, "progress", "p", false, "accepted for qemu-img compatibility")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
-	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }
 

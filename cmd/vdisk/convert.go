@@ -52,6 +52,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			job.Source, job.Target, job.SourceOpen = src, args[1], open
+			job.ForceShare = g.forceShare
 			job.Format, job.CreateOptions = outFormat, strings.Join(createOpts, ",")
 			job.Backing, job.BackingFormat = backing, backingFormat
 			job.Stdout = cmd.OutOrStdout()
@@ -96,7 +97,6 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.BoolVar(&job.Copy.Salvage, "salvage", false, "continue past read errors: unreadable sectors become zeros (each is reported)")
 	hash.register(f)
 	f.StringVar(&mapfile, "mapfile", "", "with --salvage: image the input as `vdisk rescue` does, keeping this GNU ddrescue mapfile")
-	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	f.StringVarP(&cacheDst, "cache", "t", "writeback", "output cache mode: none and directsync write a device with O_DIRECT where possible; writeback, writethrough, unsafe")
 	f.StringVarP(&srcCache, "source-cache", "T", "writeback", "input cache mode (accepted; reads are buffered)")
 	return cmd

@@ -54,7 +54,7 @@ func newCreateCommand(g *globals) *cobra.Command {
 			// The new image may not replace its own backing file.
 			sources := &convert.FileSet{}
 			sources.Watch(&open)
-			img, out, err := convert.CreateOutput(args[0], drv, size, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd)})
+			img, out, err := convert.CreateOutput(args[0], drv, size, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
 			if err != nil {
 				return err
 			}

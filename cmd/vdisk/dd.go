@@ -125,7 +125,7 @@ func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length 
 	if err != nil {
 		return err
 	}
-	dst, output, err := convert.CreateOutput(out, drv, length, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd)})
+	dst, output, err := convert.CreateOutput(out, drv, length, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
 	if err != nil {
 		return err
 	}

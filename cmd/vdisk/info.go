@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/sparse"
 )
@@ -23,7 +24,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.NoBacking, o.MetadataOnly = !chain, true })
+			img, err := g.openAs(args[0], format, convert.LockInfo, func(o *formats.OpenOptions) { o.NoBacking, o.MetadataOnly = !chain, true })
 			if err != nil {
 				return err
 			}
@@ -43,7 +44,6 @@ func newInfoCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
 	cmd.Flags().StringVar(&output, "output", "human", "output format: human or json")
 	cmd.Flags().BoolVar(&chain, "backing-chain", false, "show every image of the backing chain")
-	cmd.Flags().BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }
 

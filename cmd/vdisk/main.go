@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 )
 
@@ -47,6 +48,8 @@ type globals struct {
 	quiet       bool
 	forceFormat bool
 	crypto      cryptoFlags
+	forceShare  bool          // -U: no image locks on images opened read-only
+	locks       convert.Locks // qemu image locks held until the command ends
 }
 
 // openOptions are the options to open images with; userNamed are the
@@ -84,9 +87,16 @@ func (g *globals) warn(cmd *cobra.Command) func(string) {
 	return func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "vdisk: warning: "+msg) }
 }
 
-// open opens an image with the global reference policy; edit adjusts the
-// options (writable, no backing...) when not nil.
+// open opens an image with the global reference policy and takes qemu's
+// image locks for reading or, when edit makes it writable, writing; edit
+// adjusts the options (writable, no backing...) when not nil.
 func (g *globals) open(path, format string, edit func(*formats.OpenOptions)) (formats.Image, error) {
+	return g.openAs(path, format, convert.LockRead, edit)
+}
+
+// openAs is open with the lock role given (LockRead becomes LockWrite for a
+// writable open). -U skips the locks of read-only opens.
+func (g *globals) openAs(path, format string, role convert.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
 	opts, err := g.openOptions(format)
 	if err != nil {
 		return nil, err
@@ -101,6 +111,15 @@ func (g *globals) open(path, format string, edit func(*formats.OpenOptions)) (fo
 	if err != nil {
 		return nil, couldNotOpen(path, err)
 	}
+	if opts.Writable && role == convert.LockRead {
+		role = convert.LockWrite
+	}
+	if opts.Writable || !g.forceShare {
+		if err := g.locks.Lock(path, img, role); err != nil {
+			img.Close()
+			return nil, couldNotOpen(path, err)
+		}
+	}
 	return img, nil
 }
 
@@ -110,7 +129,9 @@ func couldNotOpen(path string, err error) error {
 	return fmt.Errorf("Could not open '%s': %w", path, err)
 }
 
-func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+// newRootCommand builds the command tree; the globals it returns hold the
+// image locks, released when the command ends.
+func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "vdisk",
@@ -128,6 +149,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().BoolVar(&g.forceFormat, "force-format", false,
 		"open images as -f says even when their content looks like another format")
 	addCryptoFlags(root, g)
+	root.PersistentFlags().BoolVarP(&g.forceShare, "force-share", "U", false,
+		"take no qemu image locks on images opened read-only (read an image a running VM uses)")
 	root.AddCommand(
 		newInfoCommand(g), newConvertCommand(g), newCreateCommand(g), newCompareCommand(g),
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
@@ -135,7 +158,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newChecksumCommand(g), newVerifyCommand(g), newRescueCommand(g),
 		newServeCommand(g),
 	)
-	return root
+	return root, g
 }
 
 func main() {
@@ -151,7 +174,8 @@ func run(args []string, stdout, stderr io.Writer) int { return runAs("vdisk", ar
 func runAs(prog string, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := newRootCommand(stdout, stderr)
+	root, g := newRootCommand(stdout, stderr)
+	defer g.locks.Release()
 	setIdentity(root, prog)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

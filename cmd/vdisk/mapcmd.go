@@ -49,7 +49,6 @@ func newMapCommand(g *globals) *cobra.Command {
 	f.StringVar(&start, "start-offset", "0", "first byte to map")
 	f.StringVar(&maxLen, "max-length", "", "how many bytes to map")
 	vis.register(cmd)
-	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 )
 
@@ -27,7 +28,7 @@ func newResizeCommand(g *globals) *cobra.Command {
 			if prealloc != "off" && !slices.Contains([]string{"falloc", "full", "metadata"}, prealloc) {
 				return fmt.Errorf("Invalid preallocation mode '%s'", prealloc)
 			}
-			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+			img, err := g.openAs(args[0], format, convert.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
 			}

@@ -45,6 +45,5 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 	f.StringVarP(&apply, "apply", "a", "", "apply a snapshot (not implemented)")
 	f.StringVarP(&create, "create", "c", "", "create a snapshot (not implemented)")
 	f.StringVarP(&del, "delete", "d", "", "delete a snapshot (not implemented)")
-	f.BoolP("force-share", "U", false, "accepted for qemu-img compatibility (vdisk takes no locks)")
 	return cmd
 }

@@ -1,0 +1,122 @@
+//go:build linux
+
+package imagelock
+
+import (
+	"bufio"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vdiskio/vdisk/internal/qemutest"
+)
+
+// holdWithQemuIO opens path with qemu-io (extra flags such as -r) and keeps
+// it open until the test ends: qemu-io answers a "length" command once the
+// image is open, so the test waits for that line, not for a time.
+func holdWithQemuIO(t *testing.T, format, path string, flags ...string) {
+	t.Helper()
+	cmd := exec.Command(qemutest.Tool(t, "qemu-io"), append(append([]string{"-f", format}, flags...), path)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	if _, err := stdin.Write([]byte("length\n")); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "iB") || strings.Contains(sc.Text(), "bytes") {
+			return
+		}
+	}
+	t.Fatalf("qemu-io did not open %s: %v", path, sc.Err())
+}
+
+// TestAgainstQemuIO: the modes conflict with qemu-io holding an image
+// exactly where qemu-img conflicts with it, with qemu's wording.
+func TestAgainstQemuIO(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		format string
+		flags  []string // qemu-io's
+		mode   Mode
+		want   string // "" for no conflict
+	}{
+		{"qcow2", nil, Info, `Failed to get shared "write" lock`},
+		{"qcow2", nil, Reader, `Failed to get shared "write" lock`},
+		{"qcow2", nil, Writer, `Failed to get "write" lock`},
+		{"qcow2", []string{"-r"}, Info, ""},
+		{"qcow2", []string{"-r"}, Reader, ""},
+		{"qcow2", []string{"-r"}, Writer, `Failed to get "write" lock`},
+		{"qcow2", []string{"-r", "-U"}, Writer, ""},
+		{"raw", nil, RawReader, ""},
+		{"raw", nil, RawWriter, ""},
+		{"raw", nil, Reader, `Failed to get shared "write" lock`}, // a conversion's source
+		{"raw", []string{"-r"}, RawWriter, ""},
+	} {
+		name := tc.format + "-" + strings.Join(tc.flags, "") + ".img"
+		path := filepath.Join(dir, name)
+		qemutest.Img(t, "create", "-q", "-f", tc.format, path, "1M")
+		t.Run(name, func(t *testing.T) {
+			holdWithQemuIO(t, tc.format, path, tc.flags...)
+			l, err := Acquire(path, tc.mode)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("mode %+v: %v, want no conflict", tc.mode, err)
+				}
+				l.Release()
+				return
+			}
+			var ce *ConflictError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "is another process using the image ["+path+"]") {
+				t.Errorf("mode %+v: %v, want %s", tc.mode, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestQemuSeesOurLocks: while vdisk holds an image, qemu-img and qemu-io
+// refuse it as they refuse each other, and accept it again after Release.
+func TestQemuSeesOurLocks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "held.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", path, "1M")
+	l, err := Acquire(path, Writer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := qemutest.Exec(t, "qemu-img", "info", path); r.Code != 1 || !strings.Contains(r.Stderr, `Failed to get shared "write" lock`) {
+		t.Errorf("qemu-img info while vdisk writes: exit %d %q", r.Code, r.Stderr)
+	}
+	if r := qemutest.Exec(t, "qemu-io", "-f", "qcow2", "-c", "length", path); r.Code != 1 || !strings.Contains(r.Stderr, `Failed to get "write" lock`) {
+		t.Errorf("qemu-io while vdisk writes: exit %d %q", r.Code, r.Stderr)
+	}
+	if r := qemutest.Exec(t, "qemu-img", "info", "-U", path); r.Code != 0 {
+		t.Errorf("qemu-img info -U while vdisk writes: exit %d %q", r.Code, r.Stderr)
+	}
+	l.Release()
+	r, err := Acquire(path, Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := qemutest.Exec(t, "qemu-img", "info", path); q.Code != 0 {
+		t.Errorf("qemu-img info beside a vdisk reader: exit %d %q", q.Code, q.Stderr)
+	}
+	if q := qemutest.Exec(t, "qemu-io", "-f", "qcow2", "-c", "length", path); q.Code != 1 || !strings.Contains(q.Stderr, `Failed to get "write" lock`) {
+		t.Errorf("qemu-io writer beside a vdisk reader: exit %d %q", q.Code, q.Stderr)
+	}
+	r.Release()
+	if q := qemutest.Exec(t, "qemu-io", "-f", "qcow2", "-c", "length", path); q.Code != 0 {
+		t.Errorf("qemu-io after Release: exit %d %q", q.Code, q.Stderr)
+	}
+}
