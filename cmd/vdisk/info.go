@@ -54,6 +54,17 @@ func checkOutput(output string) error {
 	return nil
 }
 
+// blockLayerFormat is the format info reports: qemu's block layer sees a
+// raw-compatible image (an ISO 9660 file system, whose bytes are the disk)
+// as raw, and clients (CDI, Lima) accept only qemu's format names; its
+// own details stay in format-specific under their type ("iso").
+func blockLayerFormat(img formats.Image) (name string, asRaw bool) {
+	if d, err := formats.Lookup(img.Format()); err == nil && d.RawCompatible {
+		return "raw", true
+	}
+	return img.Format(), false
+}
+
 // imageInfo builds qemu's ImageInfo object, in qemu's key order.
 func imageInfo(path string, img formats.Image) formats.Object {
 	var info formats.Info
@@ -72,10 +83,11 @@ func imageInfo(path string, img formats.Image) formats.Object {
 	}
 	add("virtual-size", img.Size())
 	add("filename", path)
-	if info.ClusterSize > 0 {
+	format, asRaw := blockLayerFormat(img)
+	if info.ClusterSize > 0 && !asRaw {
 		add("cluster-size", info.ClusterSize)
 	}
-	add("format", img.Format())
+	add("format", format)
 	actual := info.ActualSize
 	if actual == 0 {
 		actual, _ = sparse.AllocatedPath(path)
