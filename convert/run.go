@@ -35,6 +35,27 @@ type Job struct {
 	// Warn, when set, receives warnings (temporary files of an earlier
 	// conversion that was killed, removed).
 	Warn func(msg string)
+	// OpenRemote, when set, opens a Source or existing Target that is not
+	// a local path (an NBD URL): it returns the File, or nil to open name
+	// as a local file.
+	OpenRemote func(name string, writable bool) (formats.File, error)
+}
+
+// open opens name as an image, through OpenRemote when it claims the name.
+func (job Job) open(name string, opts formats.OpenOptions) (formats.Image, bool, error) {
+	if job.OpenRemote == nil {
+		return nil, false, nil
+	}
+	f, err := job.OpenRemote(name, opts.Writable)
+	if err != nil || f == nil {
+		return nil, err != nil, err
+	}
+	img, err := formats.OpenFile(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, true, err
+	}
+	return img, true, nil
 }
 
 // ErrSameFile: the output would overwrite the input.
@@ -58,7 +79,10 @@ func Run(ctx context.Context, job Job) error {
 	if err := sources.Check(job.Target); err != nil {
 		return err
 	}
-	src, err := formats.Open(job.Source, job.SourceOpen)
+	src, remote, err := job.open(job.Source, job.SourceOpen)
+	if !remote && err == nil {
+		src, err = formats.Open(job.Source, job.SourceOpen)
+	}
 	if err != nil {
 		return fmt.Errorf("Could not open '%s': %w", job.Source, err)
 	}
@@ -122,7 +146,10 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 	}
 	open := job.SourceOpen
 	open.Format, open.Writable, open.Snapshot = job.Format, true, ""
-	img, err := openExisting(job.Target, open, job.Direct)
+	img, remote, err := job.open(job.Target, open)
+	if !remote && err == nil {
+		img, err = openExisting(job.Target, open, job.Direct)
+	}
 	if err != nil {
 		return err
 	}
@@ -148,7 +175,7 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 	if err := dst.Close(); err != nil {
 		return err
 	}
-	if job.Sync {
+	if job.Sync && !remote {
 		return fsyncPath(job.Target)
 	}
 	return nil

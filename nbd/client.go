@@ -360,9 +360,20 @@ func (c *Client) Truncate(size int64) error {
 	return fmt.Errorf("%s: %w: an NBD export has a fixed size of %d bytes (cannot truncate to %d)", c.name, formats.ErrUnsupported, c.size, size)
 }
 
-// Close sends NBD_CMD_DISC once every pending request is answered, and
-// closes the connection.
+// Close flushes a writable export (NBD_CMD_FLUSH), sends NBD_CMD_DISC once
+// every pending request is answered, and closes the connection.
 func (c *Client) Close() error {
+	var flushErr error
+	if c.writable {
+		flushErr = c.Sync()
+	}
+	if err := c.close(); flushErr == nil {
+		flushErr = err
+	}
+	return flushErr
+}
+
+func (c *Client) close() error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()

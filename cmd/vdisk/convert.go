@@ -9,6 +9,7 @@ import (
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/nbd"
 )
 
 func newConvertCommand(g *globals) *cobra.Command {
@@ -56,6 +57,10 @@ func newConvertCommand(g *globals) *cobra.Command {
 			job.Format, job.CreateOptions = outFormat, strings.Join(createOpts, ",")
 			job.Backing, job.BackingFormat = backing, backingFormat
 			job.Stdout = cmd.OutOrStdout()
+			job.OpenRemote = openRemote
+			if nbd.IsURL(job.Target) {
+				job.Existing = true // an NBD export exists; it is written in place
+			}
 			job.Warn = func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "vdisk: warning: "+msg) }
 			job.Copy.OnReadError = func(off, length int64, err error) {
 				job.Warn(fmt.Sprintf("error while reading offset %d (%d bytes written as zeros): %s", off, length, oneLine(err.Error())))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/nbd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -107,7 +108,11 @@ func (g *globals) openAs(path, format string, role convert.LockRole, edit func(*
 	if edit != nil {
 		edit(&opts)
 	}
-	img, err := formats.Open(path, opts)
+	open := formats.Open
+	if nbd.IsURL(path) {
+		open = openNBDImage
+	}
+	img, err := open(path, opts)
 	if err != nil {
 		return nil, couldNotOpen(path, err)
 	}
