@@ -2,6 +2,7 @@ package ewf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"context"
 	"crypto/md5"
 	"crypto/sha1"
@@ -25,20 +26,20 @@ import (
 // source returns a disk of size bytes (a multiple of 512) mixing random,
 // zero and repetitive (compressible) runs, deterministic for a seed.
 func source(size int64, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	r := rand.New(rand.NewChaCha8(key))
+	bytesSrc := rand.NewChaCha8(key)
 	b := make([]byte, size)
 	for off := int64(0); off < size; {
 		n := min(size-off, int64(r.IntN(96)+1)<<10)
 		switch r.IntN(3) {
 		case 0:
-			for i := off; i < off+n; i++ {
-				b[i] = byte(r.Uint32())
-			}
+			bytesSrc.Read(b[off : off+n])
 		case 1: // zeros
 		case 2:
 			word := fmt.Sprintf("sector text %d ", r.IntN(1000))
-			for i := off; i < off+n; i++ {
-				b[i] = word[int(i)%len(word)]
+			for i := off; i < off+n; i += int64(copy(b[i:off+n], word)) {
 			}
 		}
 		off += n

@@ -1,0 +1,5 @@
+//go:build !race
+
+package ewf
+
+const raceEnabled = false
