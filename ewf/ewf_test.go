@@ -2,8 +2,8 @@ package ewf
 
 import (
 	"context"
-	"math/rand/v2"
 	"encoding/hex"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"

@@ -2,10 +2,10 @@ package ewf
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
 	"crypto/md5"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
