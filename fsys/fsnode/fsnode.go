@@ -14,9 +14,9 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -44,6 +44,16 @@ type Folder interface {
 	Fold(name string) string
 }
 
+// Identifier is implemented by nodes with a stable identity (an inode or
+// record number): directories listed once are then remembered, and a walk
+// can tell a directory it has already entered.
+type Identifier interface {
+	ID() uint64
+}
+
+// cacheNodes bounds how many listed entries the directory cache keeps.
+const cacheNodes = 1 << 16
+
 // ErrLinkLoop: too many symbolic links in one lookup.
 var ErrLinkLoop = errors.New("too many levels of symbolic links")
 
@@ -51,6 +61,10 @@ var ErrLinkLoop = errors.New("too many levels of symbolic links")
 type FS struct {
 	root Node
 	fold func(string) string
+
+	mu     sync.Mutex
+	dirs   map[uint64][]Node // listings of directories with an ID
+	cached int               // entries held in dirs
 }
 
 // New returns the file system rooted at root.
@@ -125,8 +139,36 @@ func (f *FS) walk(dir Node, parents []Node, rel string, follow bool, links *int)
 	return cur, parents, nil
 }
 
-func (f *FS) child(dir Node, name string) (Node, error) {
+// list is dir.ReadDir, remembered for directories with an identity.
+func (f *FS) list(dir Node) ([]Node, error) {
+	id, ok := dir.(Identifier)
+	if !ok {
+		return dir.ReadDir()
+	}
+	f.mu.Lock()
+	kids, hit := f.dirs[id.ID()]
+	f.mu.Unlock()
+	if hit {
+		return kids, nil
+	}
 	kids, err := dir.ReadDir()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	if f.dirs == nil || f.cached+len(kids) > cacheNodes {
+		f.dirs, f.cached = map[uint64][]Node{}, 0
+	}
+	if len(kids) <= cacheNodes {
+		f.dirs[id.ID()] = kids
+		f.cached += len(kids)
+	}
+	f.mu.Unlock()
+	return kids, nil
+}
+
+func (f *FS) child(dir Node, name string) (Node, error) {
+	kids, err := f.list(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +193,7 @@ func (f *FS) Open(name string) (fs.File, error) {
 		return nil, err
 	}
 	if n.Mode().IsDir() {
-		return &dirFile{node: n, name: name}, nil
+		return &dirFile{fs: f, node: n, name: name}, nil
 	}
 	if !n.Mode().IsRegular() {
 		return &specialFile{node: n}, nil
@@ -172,15 +214,15 @@ func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !n.Mode().IsDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errors.New("not a directory")}
 	}
-	ents, err := entries(n)
+	ents, err := f.entries(n)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
 	return ents, nil
 }
 
-func entries(dir Node) ([]fs.DirEntry, error) {
-	kids, err := dir.ReadDir()
+func (f *FS) entries(dir Node) ([]fs.DirEntry, error) {
+	kids, err := f.list(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +240,7 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return infoNamed(n, name), nil
+	return Info(n), nil
 }
 
 // Lstat describes the named file without following a final symbolic link.
@@ -207,7 +249,7 @@ func (f *FS) Lstat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return infoNamed(n, name), nil
+	return Info(n), nil
 }
 
 // ReadLink returns the target of the named symbolic link.
@@ -228,12 +270,6 @@ func (f *FS) ReadLink(name string) (string, error) {
 
 // Info is the fs.FileInfo of a node.
 func Info(n Node) fs.FileInfo { return nodeInfo{n, n.Name()} }
-
-// infoNamed names the root "." and other nodes by the last element of the
-// path they were reached by (which differs from Name through a link).
-func infoNamed(n Node, name string) fs.FileInfo {
-	return nodeInfo{n, path.Base(name)}
-}
 
 type nodeInfo struct {
 	n    Node
@@ -265,13 +301,14 @@ func (f *specialFile) Close() error               { return nil }
 
 // dirFile is an open directory.
 type dirFile struct {
+	fs   *FS
 	node Node
 	name string
 	ents []fs.DirEntry
 	read bool
 }
 
-func (d *dirFile) Stat() (fs.FileInfo, error) { return infoNamed(d.node, d.name), nil }
+func (d *dirFile) Stat() (fs.FileInfo, error) { return Info(d.node), nil }
 func (d *dirFile) Close() error               { return nil }
 func (d *dirFile) Read([]byte) (int, error) {
 	return 0, &fs.PathError{Op: "read", Path: d.name, Err: errors.New("is a directory")}
@@ -280,7 +317,7 @@ func (d *dirFile) Read([]byte) (int, error) {
 // ReadDir returns the next n entries (all remaining when n <= 0).
 func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	if !d.read {
-		ents, err := entries(d.node)
+		ents, err := d.fs.entries(d.node)
 		if err != nil {
 			return nil, &fs.PathError{Op: "readdir", Path: d.name, Err: err}
 		}
