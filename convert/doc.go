@@ -6,8 +6,11 @@
 // nothing when the target already reads as zeros. Data ranges are cut into
 // chunks (2 MiB by default, aligned to the target's cluster) that a pool of
 // workers reads in parallel and scans for zero runs at the sparse granularity
-// (-S, 4 KiB by default). Random-access targets may take writes out of order
-// (-W); otherwise, and always for sequential targets (a streamOptimized VMDK, a
+// (-S, 4 KiB by default). The pool has as many workers as asked (-m, up to
+// MaxWorkers), or 8 but no more than the CPUs by default. Random-access
+// targets may take writes out of order (-W), from every worker at once when
+// the target is a formats.ConcurrentWriter (raw) and one at a time
+// otherwise; and always for sequential targets (a streamOptimized VMDK, a
 // pipe) and compressed output, a single committer writes results in offset
 // order while the workers read, scan and compress ahead. Memory is a fixed
 // number of chunk buffers, whatever the image size.

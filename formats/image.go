@@ -134,6 +134,15 @@ type SequentialWriter interface {
 	Sequential() bool
 }
 
+// ConcurrentWriter is a Writable whose WriteAt and WriteZeroes may be called
+// from several goroutines at once on disjoint ranges (raw: positional writes
+// into one file, as io.WriterAt allows). ConcurrentWrites reports whether this
+// open image allows it. The conversion engine writes to a ConcurrentWriter from
+// every worker and serialises its writes to every other target.
+type ConcurrentWriter interface {
+	ConcurrentWrites() bool
+}
+
 // ClusterSizer reports the allocation granularity of an image in bytes.
 // The conversion engine aligns chunks and zero detection to it.
 type ClusterSizer interface {

@@ -129,6 +129,12 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	return fileio.ZeroRange(img.f, off, length)
 }
 
+// ConcurrentWrites is true for a file: raw writes are positional writes
+// into it at the same offsets, which io.WriterAt allows in parallel on
+// disjoint ranges, and raw keeps no metadata to update. A stream takes its
+// writes in order, one at a time.
+func (img *Image) ConcurrentWrites() bool { return !img.stream }
+
 // Flush has nothing to do on a file (raw has no metadata); a stream is
 // padded with zeros to the image's size.
 func (img *Image) Flush() error {

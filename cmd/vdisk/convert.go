@@ -92,7 +92,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
 	f.BoolVarP(&job.Existing, "no-create", "n", false, "write into an existing output image")
 	f.StringVarP(&sparseSize, "sparse-size", "S", "4k", "zero runs of this size are not written (0 writes everything)")
-	f.IntVarP(&job.Copy.Workers, "parallel", "m", 8, "parallel workers (1-16)")
+	f.IntVarP(&job.Copy.Workers, "parallel", "m", 0, "parallel workers, 1-64 (default 8, at most the CPUs)")
 	f.BoolVarP(&job.Copy.OutOfOrder, "out-of-order", "W", false, "allow out-of-order writes")
 	f.StringVarP(&backing, "backing", "B", "", "make the output an overlay of this backing file")
 	f.StringVarP(&backingFormat, "backing-format", "F", "", "format of the -B backing file")
@@ -124,8 +124,8 @@ func cacheMode(dst, src string) (direct bool, err error) {
 
 // convertFlags validates the flags qemu-img validates.
 func convertFlags(cmd *cobra.Command, job *convert.Job, sparseSize string) error {
-	if job.Copy.Workers < 1 || job.Copy.Workers > 16 {
-		return fmt.Errorf("invalid number of coroutines: allowed number of coroutines is between 1 and 16")
+	if cmd.Flags().Changed("parallel") && (job.Copy.Workers < 1 || job.Copy.Workers > convert.MaxWorkers) {
+		return fmt.Errorf("invalid number of coroutines: allowed number of coroutines is between 1 and %d", convert.MaxWorkers)
 	}
 	n, err := formats.ParseSize(sparseSize)
 	if err != nil || n > 16<<20 {
