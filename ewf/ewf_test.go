@@ -8,8 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
+	_ "github.com/vdiskio/vdisk/qcow2"
+	_ "github.com/vdiskio/vdisk/vhdx"
+	_ "github.com/vdiskio/vdisk/vmdk"
 )
 
 // TestReadEwfacquireFormats: images ewfacquire writes in every format it
@@ -194,5 +198,24 @@ func TestWriteVerifiedByEwfTools(t *testing.T) {
 			equalBytes(t, "ewfexport of vdisk's image", export(t, dst), data)
 			equalBytes(t, "vdisk reading its own image", readAll(t, dst, formats.OpenOptions{}), data)
 		})
+	}
+}
+
+// TestConvertToVMFormats: the investigator's use, an E01 booted as a VM
+// disk: ewfacquire's image converted by vdisk to qcow2, vmdk and vhdx, which
+// qemu-img compares equal to the source disk.
+func TestConvertToVMFormats(t *testing.T) {
+	dir := t.TempDir()
+	data := source(2<<20, 13)
+	src := writeFile(t, filepath.Join(dir, "src.raw"), data)
+	first := acquire(t, src, filepath.Join(dir, "evidence"), "-f", "encase6", "-c", "fast", "-S", "1MiB")
+	for _, f := range []string{"qcow2", "vmdk", "vhdx"} {
+		out := filepath.Join(dir, "vm."+f)
+		if err := convert.Run(context.Background(), convert.Job{Source: first, Target: out, Format: f}); err != nil {
+			t.Fatalf("convert to %s: %v", f, err)
+		}
+		if r := qemutest.Compare(t, "raw", src, f, out); r.Code != 0 {
+			t.Errorf("qemu-img compare %s: exit %d %s%s", f, r.Code, r.Stdout, r.Stderr)
+		}
 	}
 }
