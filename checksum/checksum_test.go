@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // piece is one run of a test image in blkhash's test notation: a byte
@@ -42,7 +43,7 @@ func (m *pieceImage) Close() error   { return nil }
 
 func (m *pieceImage) ReadAt(p []byte, off int64) (int, error) {
 	m.read.Add(int64(len(p)))
-	n, eof := formats.ClipRead(p, off, m.size)
+	n, eof := imageio.ClipRead(p, off, m.size)
 	pos := int64(0)
 	for _, pc := range m.pieces {
 		lo, hi := max(off, pos), min(off+int64(n), pos+pc.length)
@@ -68,7 +69,7 @@ func (m *pieceImage) Extents(off, length int64) ([]formats.Extent, error) {
 			if pc.byte == '-' {
 				kind = formats.Unallocated
 			}
-			out = formats.AppendExtent(out, formats.Extent{Offset: lo, Length: hi - lo, Kind: kind, HostOffset: -1})
+			out = imageio.AppendExtent(out, formats.Extent{Offset: lo, Length: hi - lo, Kind: kind, HostOffset: -1})
 		}
 		pos += pc.length
 	}

@@ -133,7 +133,7 @@ func TestOneDiskOneDigest(t *testing.T) {
 
 func checkDigests(t *testing.T, path, wantBlock, wantLinear string) {
 	t.Helper()
-	img, err := formats.Open(path, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

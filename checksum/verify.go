@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Mismatch is one digest that differs from the expected one.
@@ -76,7 +77,7 @@ type prefix struct {
 func (p *prefix) Size() int64 { return p.size }
 
 func (p *prefix) ReadAt(b []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(b, off, p.size)
+	n, eof := imageio.ClipRead(b, off, p.size)
 	if n == 0 {
 		return 0, eof
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/hostfile"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // errCannotGrow is qemu's wording for an image that does not fit its device.
@@ -42,7 +43,7 @@ func (d *deviceFile) ReadAt(p []byte, off int64) (int, error) {
 	d.mu.Lock()
 	end := d.end
 	d.mu.Unlock()
-	n, eof := formats.ClipRead(p, off, end)
+	n, eof := imageio.ClipRead(p, off, end)
 	if n == 0 {
 		return 0, eof
 	}

@@ -33,7 +33,7 @@ func ExampleRun() {
 	if err != nil {
 		panic(err)
 	}
-	img, err := formats.Open(out, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), out, formats.OpenOptions{})
 	if err != nil {
 		panic(err)
 	}

@@ -37,20 +37,26 @@ func (s *FileSet) Add(path string) {
 
 // Watch makes opts record every file its resolver opens.
 func (s *FileSet) Watch(opts *formats.OpenOptions) {
-	r := formats.Resolver{}
-	if opts.Resolver != nil {
-		r = *opts.Resolver
-	}
-	next := r.OpenFile
-	r.OpenFile = func(path string, writable bool) (formats.File, error) {
-		s.Add(path)
-		if next != nil {
-			return next(path, writable)
-		}
-		return formats.OpenOSFile(path, writable)
-	}
-	opts.Resolver = &r
+	opts.Resolver = watcher{next: opts.References(), set: s}
 }
+
+// watcher is a Resolver that records the path of every file it opens.
+type watcher struct {
+	next formats.Resolver
+	set  *FileSet
+}
+
+func (w watcher) Resolve(from, ref string) (string, error) { return w.next.Resolve(from, ref) }
+
+func (w watcher) Open(from, ref string, writable bool) (formats.File, error) {
+	if path, err := w.next.Resolve(from, ref); err == nil {
+		w.set.Add(path)
+	}
+	return w.next.Open(from, ref, writable)
+}
+
+// Unwrap returns the wrapped resolver (formats.PolicyName looks through).
+func (w watcher) Unwrap() formats.Resolver { return w.next }
 
 // Check returns an ErrSameFile error when path (symlinks followed, hard
 // links and device nodes of the same device included) is a recorded file.

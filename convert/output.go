@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -71,8 +72,8 @@ func (p *Output) Abort() {
 
 // CreateImage creates a new image of size bytes at path with default output
 // options. The caller writes it, Closes it, then Commits or Aborts.
-func CreateImage(path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions) (formats.Writable, *Output, error) {
-	return CreateOutput(path, drv, size, opts, open, OutputOptions{})
+func CreateImage(ctx context.Context, path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions) (formats.Writable, *Output, error) {
+	return CreateOutput(ctx, path, drv, size, opts, open, OutputOptions{})
 }
 
 // CreateOutput creates a new image of size bytes for path. A missing path
@@ -81,7 +82,7 @@ func CreateImage(path string, drv *formats.Driver, size int64, opts formats.Opti
 // through (it must be large enough: qemu's "Cannot grow device files");
 // a character device, FIFO or descriptor of this process is written in
 // order (sequential formats only). A directory or socket is refused.
-func CreateOutput(path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions, oo OutputOptions) (formats.Writable, *Output, error) {
+func CreateOutput(ctx context.Context, path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions, oo OutputOptions) (formats.Writable, *Output, error) {
 	if drv.Create == nil {
 		return nil, nil, fmt.Errorf("%w: format %s cannot be created", formats.ErrUnsupported, drv.Name)
 	}
@@ -117,7 +118,7 @@ func CreateOutput(path string, drv *formats.Driver, size int64, opts formats.Opt
 		out.zeroed = !(d.kind == destDevice && drv.Name == "raw") || oo.TargetIsZero
 	}
 	open.Writable, open.Snapshot, open.Format = false, "", ""
-	img, err := drv.Create(formats.CreateRequest{File: file, Name: path, Size: size,
+	img, err := drv.Create(ctx, formats.CreateRequest{File: file, Name: path, Size: size,
 		Options: opts, Siblings: siblings, Open: open})
 	if err == nil && d.kind == destStream {
 		if sw, ok := img.(formats.SequentialWriter); !ok || !sw.Sequential() {

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // plan walks the source's extents in windows and emits tasks in offset
@@ -23,7 +24,7 @@ func (c *copier) plan(ctx context.Context, emit func(*task) error) error {
 		window := min(planWindowBytes, size-start)
 		exts, err := c.extents(start, window)
 		if err != nil && c.opts.Salvage {
-			exts = formats.AllData(start, window) // read it all; the reads salvage what they can
+			exts = imageio.AllData(start, window) // read it all; the reads salvage what they can
 		} else if err != nil {
 			return fmt.Errorf("reading allocation of input at offset %d: %w", start, err)
 		}

@@ -42,7 +42,7 @@ type Job struct {
 }
 
 // open opens name as an image, through OpenRemote when it claims the name.
-func (job Job) open(name string, opts formats.OpenOptions) (formats.Image, bool, error) {
+func (job Job) open(ctx context.Context, name string, opts formats.OpenOptions) (formats.Image, bool, error) {
 	if job.OpenRemote == nil {
 		return nil, false, nil
 	}
@@ -50,7 +50,7 @@ func (job Job) open(name string, opts formats.OpenOptions) (formats.Image, bool,
 	if err != nil || f == nil {
 		return nil, err != nil, err
 	}
-	img, err := formats.OpenFile(f, opts)
+	img, err := formats.OpenFile(ctx, f, opts)
 	if err != nil {
 		f.Close()
 		return nil, true, err
@@ -79,9 +79,9 @@ func Run(ctx context.Context, job Job) error {
 	if err := sources.Check(job.Target); err != nil {
 		return err
 	}
-	src, remote, err := job.open(job.Source, job.SourceOpen)
+	src, remote, err := job.open(ctx, job.Source, job.SourceOpen)
 	if !remote && err == nil {
-		src, err = formats.Open(job.Source, job.SourceOpen)
+		src, err = formats.Open(ctx, job.Source, job.SourceOpen)
 	}
 	if err != nil {
 		return fmt.Errorf("Could not open '%s': %w", job.Source, err)
@@ -146,9 +146,9 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 	}
 	open := job.SourceOpen
 	open.Format, open.Writable, open.Snapshot = job.Format, true, ""
-	img, remote, err := job.open(job.Target, open)
+	img, remote, err := job.open(ctx, job.Target, open)
 	if !remote && err == nil {
-		img, err = openExisting(job.Target, open, job.Direct)
+		img, err = openExisting(ctx, job.Target, open, job.Direct)
 	}
 	if err != nil {
 		return err
@@ -193,7 +193,7 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 		return fmt.Errorf("%w: format %s cannot be created", formats.ErrUnsupported, drv.Name)
 	}
 	out := fileio.NewStream(job.Stdout, "-")
-	dst, err := drv.Create(formats.CreateRequest{File: out, Name: "-", Size: src.Size(), Options: opts,
+	dst, err := drv.Create(ctx, formats.CreateRequest{File: out, Name: "-", Size: src.Size(), Options: opts,
 		Siblings: func(name string) (formats.File, error) {
 			return nil, fmt.Errorf("%w: format %s needs extra files (%s); it cannot go to a stream", formats.ErrUnsupported, drv.Name, name)
 		},
@@ -228,7 +228,7 @@ func fsyncPath(path string) error {
 }
 
 func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *FileSet, locks *Locks) (err error) {
-	dst, out, err := CreateOutput(job.Target, drv, src.Size(), opts, job.SourceOpen,
+	dst, out, err := CreateOutput(ctx, job.Target, drv, src.Size(), opts, job.SourceOpen,
 		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks})
 	if err != nil {
 		return err
@@ -260,20 +260,20 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 // openExisting opens the existing image at path for writing (-n); an image
 // on a block device is opened through the device (the whole device is the
 // file).
-func openExisting(path string, open formats.OpenOptions, direct bool) (formats.Image, error) {
+func openExisting(ctx context.Context, path string, open formats.OpenOptions, direct bool) (formats.Image, error) {
 	d, err := resolveDest(path)
 	if err != nil {
 		return nil, err
 	}
 	if d.kind != destDevice {
-		return formats.Open(path, open)
+		return formats.Open(ctx, path, open)
 	}
 	dev, err := openDevice(path, direct, false)
 	if err != nil {
 		return nil, err
 	}
 	dev.end = dev.capacity
-	img, err := formats.OpenFile(dev, open)
+	img, err := formats.OpenFile(ctx, dev, open)
 	if err != nil {
 		dev.Close()
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // memImage is a source or target in memory with given extents.
@@ -34,7 +35,7 @@ func (m *memImage) Format() string { return "mem" }
 func (m *memImage) Close() error   { return nil }
 func (m *memImage) Extents(off, length int64) ([]formats.Extent, error) {
 	if m.exts == nil {
-		return formats.AllData(off, length), nil
+		return imageio.AllData(off, length), nil
 	}
 	var out []formats.Extent
 	for _, e := range m.exts {

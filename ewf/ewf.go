@@ -2,6 +2,7 @@ package ewf
 
 import (
 	"bytes"
+	"context"
 
 	"github.com/vdiskio/vdisk/formats"
 )
@@ -15,8 +16,8 @@ func init() {
 		Aliases: []string{"e01"},
 		Probe:   probe,
 		Open:    Open,
-		Create: func(req formats.CreateRequest) (formats.Writable, error) {
-			return Create(req)
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
 		},
 		CreateOptions: createOptions,
 	})

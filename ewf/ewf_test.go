@@ -42,7 +42,7 @@ func TestReadEwfacquireFormats(t *testing.T) {
 				equalBytes(t, "ewfexport vs source", want, data)
 				got := readAll(t, first, formats.OpenOptions{})
 				equalBytes(t, "vdisk vs ewfexport", got, want)
-				img, err := formats.Open(first, formats.OpenOptions{})
+				img, err := formats.Open(context.Background(), first, formats.OpenOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}

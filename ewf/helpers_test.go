@@ -92,7 +92,7 @@ func export(t testing.TB, first string) []byte {
 // readAll opens an image with vdisk and reads its whole disk.
 func readAll(t testing.TB, path string, opts formats.OpenOptions) []byte {
 	t.Helper()
-	img, err := formats.Open(path, opts)
+	img, err := formats.Open(context.Background(), path, opts)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
@@ -165,7 +165,7 @@ func memImage(t testing.TB, data []byte, opts string) []byte {
 		t.Fatal(err)
 	}
 	mem := fileio.NewMem("mem.E01", nil)
-	w, err := Create(formats.CreateRequest{File: mem, Name: "mem.E01", Size: int64(len(data)), Options: o,
+	w, err := Create(context.Background(), formats.CreateRequest{File: mem, Name: "mem.E01", Size: int64(len(data)), Options: o,
 		Siblings: func(name string) (formats.File, error) { return nil, fmt.Errorf("no sibling %s in memory", name) }})
 	if err != nil {
 		t.Fatal(err)

@@ -254,7 +254,7 @@ func salvage(t *testing.T, img formats.Image, data []byte) {
 		t.Fatal(err)
 	}
 	opts, _ := formats.ParseOptions(rawDrv.CreateOptions, "")
-	dst, err := rawDrv.Create(formats.CreateRequest{File: out, Name: "out.raw", Size: img.Size(), Options: opts})
+	dst, err := rawDrv.Create(context.Background(), formats.CreateRequest{File: out, Name: "out.raw", Size: img.Size(), Options: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestMissingAndTruncatedSegments(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		dir, first := diskSet(t, data)
 		os.Remove(filepath.Join(dir, "disk.E03"))
-		_, err := formats.Open(first, formats.OpenOptions{})
+		_, err := formats.Open(context.Background(), first, formats.OpenOptions{})
 		if !errors.Is(err, formats.ErrCorrupt) || !strings.Contains(err.Error(), "segment 3 (disk.E03) is missing") {
 			t.Fatalf("error %v", err)
 		}
@@ -326,7 +326,7 @@ func TestMissingAndTruncatedSegments(t *testing.T) {
 		p := filepath.Join(dir, "disk.E02")
 		st, _ := os.Stat(p)
 		os.Truncate(p, st.Size()/2)
-		_, err := formats.Open(first, formats.OpenOptions{})
+		_, err := formats.Open(context.Background(), first, formats.OpenOptions{})
 		if !errors.Is(err, formats.ErrCorrupt) || !strings.Contains(err.Error(), "disk.E02") {
 			t.Fatalf("error %v", err)
 		}
@@ -335,7 +335,7 @@ func TestMissingAndTruncatedSegments(t *testing.T) {
 		dir, first := diskSet(t, data)
 		files := segmentFiles(t, dir)
 		os.Remove(filepath.Join(dir, files[len(files)-1]))
-		_, err := formats.Open(first, formats.OpenOptions{})
+		_, err := formats.Open(context.Background(), first, formats.OpenOptions{})
 		if err == nil || !strings.Contains(err.Error(), files[len(files)-1]) {
 			t.Fatalf("error %v", err)
 		}
@@ -346,7 +346,7 @@ func TestMissingAndTruncatedSegments(t *testing.T) {
 		os.Rename(a, a+".x")
 		os.Rename(b, a)
 		os.Rename(a+".x", b)
-		_, err := formats.Open(first, formats.OpenOptions{})
+		_, err := formats.Open(context.Background(), first, formats.OpenOptions{})
 		if !errors.Is(err, formats.ErrCorrupt) || !strings.Contains(err.Error(), "segment number is 3, want 2") {
 			t.Fatalf("error %v", err)
 		}
@@ -358,7 +358,7 @@ func TestMissingAndTruncatedSegments(t *testing.T) {
 // out of the directory.
 func TestSegmentReferences(t *testing.T) {
 	dir, first := diskSet(t, source(4<<20, 10))
-	_, err := formats.Open(first, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyStrict}})
+	_, err := formats.Open(context.Background(), first, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyStrict}})
 	if !errors.Is(err, formats.ErrReferenceDenied) || !strings.Contains(err.Error(), "disk.E02") {
 		t.Fatalf("strict: %v", err)
 	}
@@ -370,11 +370,11 @@ func TestSegmentReferences(t *testing.T) {
 	if err := os.Symlink(elsewhere, filepath.Join(dir, "disk.E02")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = formats.Open(first, formats.OpenOptions{})
+	_, err = formats.Open(context.Background(), first, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrReferenceDenied) {
 		t.Fatalf("symlink out of the directory: %v", err)
 	}
-	if _, err := formats.Open(first, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyAny}}); err != nil {
+	if _, err := formats.Open(context.Background(), first, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyAny}}); err != nil {
 		t.Fatalf("policy any: %v", err)
 	}
 }
@@ -400,7 +400,7 @@ func TestCreateRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Create(formats.CreateRequest{File: mem(), Name: c.name, Size: c.size, Options: o, Siblings: sib})
+		_, err = Create(context.Background(), formats.CreateRequest{File: mem(), Name: c.name, Size: c.size, Options: o, Siblings: sib})
 		if !errors.Is(err, formats.ErrInvalidOption) || !strings.Contains(err.Error(), c.frag) {
 			t.Errorf("%s %s %d: %v", c.name, c.opts, c.size, err)
 		}
@@ -409,10 +409,10 @@ func TestCreateRefusals(t *testing.T) {
 		t.Errorf("compression=zstd: %v", err)
 	}
 	o, _ := formats.ParseOptions(createOptions, "")
-	if _, err := Create(formats.CreateRequest{File: mem(), Name: "-", Size: 1 << 20, Options: o}); !errors.Is(err, formats.ErrUnsupported) {
+	if _, err := Create(context.Background(), formats.CreateRequest{File: mem(), Name: "-", Size: 1 << 20, Options: o}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Errorf("stream: %v", err)
 	}
-	w, err := Create(formats.CreateRequest{File: mem(), Name: "d.E01", Size: 1 << 20, Options: o, Siblings: sib})
+	w, err := Create(context.Background(), formats.CreateRequest{File: mem(), Name: "d.E01", Size: 1 << 20, Options: o, Siblings: sib})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +431,7 @@ func TestGapsAndUnalignedWrites(t *testing.T) {
 	data := source(1<<20+512, 11)
 	o, _ := formats.ParseOptions(createOptions, "compression=fast,chunk_size=16K")
 	mem := fileio.NewMem("g.E01", nil)
-	w, err := Create(formats.CreateRequest{File: mem, Name: "g.E01", Size: int64(len(data)), Options: o,
+	w, err := Create(context.Background(), formats.CreateRequest{File: mem, Name: "g.E01", Size: int64(len(data)), Options: o,
 		Siblings: func(string) (formats.File, error) { return nil, errors.New("none") }})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package ewf
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zlib"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Bounds on values read from an image, checked before they size anything.
@@ -72,7 +74,7 @@ type Image struct {
 
 // Open opens f, the first segment file of an EWF image; the other segment
 // files are opened through opts.Resolver, by name next to f.
-func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
 	img, err := open(f, opts)
 	if err != nil {
 		return nil, err
@@ -153,7 +155,7 @@ func (img *Image) openSegment(n int, opts formats.OpenOptions) error {
 		return formats.Corruptf(img.name, "segment set", -1, "segment %d ends with a next section, but %v", n-1, err)
 	}
 	ref := filepath.Base(path)
-	f, err := opts.Resolver.Open(img.name, ref, false)
+	f, err := opts.References().Open(img.name, ref, false)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return formats.Corruptf(img.name, "segment set", -1, "segment %d (%s) is missing: segment %d ends with a next section", n, ref, n-1)
@@ -491,7 +493,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	if off < 0 {
 		return nil, fmt.Errorf("%s: negative offset %d", img.name, off)
 	}
-	return formats.AllData(off, min(length, img.size-off)), nil
+	return imageio.AllData(off, min(length, img.size-off)), nil
 }
 
 // Close closes every segment file.
@@ -520,7 +522,7 @@ func (img *Image) chunkLen(idx int64) int64 {
 // Adler-32 does not match is an ErrCorrupt naming its segment file, file
 // offset and disk offset (convert --salvage reads on past it, as zeros).
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	for done := 0; done < n; {
 		cur := off + int64(done)
 		idx, within := cur/img.chunkBytes, cur%img.chunkBytes

@@ -1,6 +1,7 @@
 package ewf
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha1"
@@ -17,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zlib"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -104,7 +106,7 @@ type chunkJob struct {
 // Create starts a new EWF image; req.Name must end in .E01 (or .e01): the
 // further segment files are created next to it as .E02, .E03... through
 // req.Siblings.
-func Create(req formats.CreateRequest) (*Writer, error) {
+func Create(ctx context.Context, req formats.CreateRequest) (*Writer, error) {
 	w, err := newWriter(req)
 	if err != nil {
 		return nil, err
@@ -369,7 +371,7 @@ func (w *Writer) ReadAt(p []byte, off int64) (int, error) {
 
 // Extents reports the whole disk as data.
 func (w *Writer) Extents(off, length int64) ([]formats.Extent, error) {
-	return formats.AllData(off, min(length, w.size-off)), nil
+	return imageio.AllData(off, min(length, w.size-off)), nil
 }
 
 // WriteAt accepts p at disk offset off, which must not be before what was
@@ -383,7 +385,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	if err := w.failed(); err != nil {
 		return 0, err
 	}
-	if err := formats.CheckWrite(w.name, len(p), off, w.size); err != nil {
+	if err := imageio.CheckWrite(w.name, len(p), off, w.size); err != nil {
 		return 0, err
 	}
 	if off < w.pos {

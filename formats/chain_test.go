@@ -60,18 +60,3 @@ func TestChainExtents(t *testing.T) {
 		t.Errorf("ChainExtents (-want +got):\n%s", d)
 	}
 }
-
-func TestDataBlocks(t *testing.T) {
-	for _, tc := range []struct{ block, want int64 }{
-		{100, 3},  // units 0, 1 (base) and 4 (top)
-		{200, 2},  // blocks 0 and 2
-		{512, 1},  // all in block 0
-		{1000, 1}, // one block
-		{50, 6},
-	} {
-		got, err := DataBlocks(chain(), tc.block)
-		if err != nil || got != tc.want {
-			t.Errorf("DataBlocks(%d) = %d, %v; want %d", tc.block, got, err, tc.want)
-		}
-	}
-}

@@ -1,8 +1,10 @@
 package formats
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"sort"
 	"strings"
@@ -31,12 +33,15 @@ const (
 // OpenOptions control how an image is opened. The zero value opens read-only
 // with the format probed, the safe reference policy and default limits.
 type OpenOptions struct {
-	Format      string    // explicit format name or alias; "" probes
-	ForceFormat bool      // open as Format even when the content says otherwise
-	Writable    bool      // open for writing (default read-only)
-	Resolver    *Resolver // nil: the safe policy over OS files
-	Limits      Limits
-	NoBacking   bool // do not open backing files (info without the chain)
+	Format      string // explicit format name or alias; "" probes
+	ForceFormat bool   // open as Format even when the content says otherwise
+	Writable    bool   // open for writing (default read-only)
+	// Resolver opens the files the image names. nil means DirResolver{}
+	// (the safe policy over OS files) for Open, an FSResolver over the same
+	// FS for OpenFS, and no references at all for OpenReaderAt.
+	Resolver  Resolver
+	Limits    Limits
+	NoBacking bool // do not open backing files (info without the chain)
 	// Snapshot selects an internal snapshot to read instead of the active
 	// layer: "snapshot.name=N", "snapshot.id=I" or a bare name/id (qemu -l).
 	Snapshot string
@@ -66,6 +71,15 @@ type OpenOptions struct {
 
 // Depth is how many layers above this image are open (0 for the top image).
 func (o OpenOptions) Depth() int { return o.depth }
+
+// References is the Resolver in effect: o.Resolver, or DirResolver{} when
+// nil. Drivers open every reference through it.
+func (o OpenOptions) References() Resolver {
+	if o.Resolver == nil {
+		return &DirResolver{}
+	}
+	return o.Resolver
+}
 
 // CreateRequest is what a driver's Create receives.
 type CreateRequest struct {
@@ -100,14 +114,17 @@ type Driver struct {
 	Aliases []string
 	// Probe returns a confidence (ProbeNone..ProbeCertain) that in is this format.
 	Probe func(in ProbeInput) int
-	// Open opens f as this format. The image owns f and closes it.
-	Open func(f File, opts OpenOptions) (Image, error)
-	// Create makes a new image in req.File; nil for read-only formats.
-	Create func(req CreateRequest) (Writable, error)
+	// Open opens f as this format. The image owns f and closes it. ctx
+	// bounds the opening (reading metadata, opening backing files), not the
+	// image's later use.
+	Open func(ctx context.Context, f File, opts OpenOptions) (Image, error)
+	// Create makes a new image in req.File; nil for read-only formats. ctx
+	// bounds the creation (preallocation writes).
+	Create func(ctx context.Context, req CreateRequest) (Writable, error)
 	// CreateOptions are the `-o` keys Create understands (besides "size").
 	CreateOptions []OptionSpec
 	// Measure estimates the size of a new image; nil when not supported.
-	Measure func(req MeasureRequest) (Measurement, error)
+	Measure func(ctx context.Context, req MeasureRequest) (Measurement, error)
 	// RawCompatible marks formats whose raw view is harmless (no references,
 	// same bytes, like ISO 9660): opening them with an explicit "raw" is not
 	// a mismatch.
@@ -232,12 +249,12 @@ func detect(name string, in ProbeInput, ds []*Driver) (*Driver, error) {
 
 // Open opens the image at path (a regular file or, read-only, a block
 // device). An empty file is a raw image of 0 bytes, as qemu opens it.
-func Open(path string, opts OpenOptions) (Image, error) {
+func Open(ctx context.Context, path string, opts OpenOptions) (Image, error) {
 	f, err := OpenOSFile(path, opts.Writable)
 	if err != nil {
 		return nil, err
 	}
-	img, err := OpenFile(f, opts)
+	img, err := OpenFile(ctx, f, opts)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -245,9 +262,13 @@ func Open(path string, opts OpenOptions) (Image, error) {
 	return img, nil
 }
 
-// OpenFile opens the image stored in f. On success the image owns f; on
-// error the caller still does.
-func OpenFile(f File, opts OpenOptions) (Image, error) {
+// OpenFile opens the image stored in f, any File implementation. On
+// success the image owns f; on error the caller still does, and the Image
+// is nil.
+func OpenFile(ctx context.Context, f File, opts OpenOptions) (Image, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	d, err := chooseDriver(f, opts)
 	if err != nil {
 		return nil, err
@@ -262,7 +283,47 @@ func OpenFile(f File, opts OpenOptions) (Image, error) {
 	if len(opts.layers) == 0 {
 		opts.layers = []chainLayer{{name: f.Name(), id: identify(f)}}
 	}
-	return d.Open(f, opts)
+	img, err := d.Open(ctx, f, opts)
+	if err != nil {
+		return nil, err // never a typed nil pointer in the interface
+	}
+	return img, nil
+}
+
+// OpenReaderAt opens the image held in the first size bytes of r, read-only
+// (an object in a store, a memory buffer, a section of a file). name is
+// used in messages. The image names no other file unless opts.Resolver
+// says how to open it. Close closes r when it is an io.Closer.
+func OpenReaderAt(ctx context.Context, r io.ReaderAt, size int64, name string, opts OpenOptions) (Image, error) {
+	if opts.Writable {
+		return nil, fmt.Errorf("%s: %w: an io.ReaderAt is opened read-only", name, ErrReadOnly)
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = noResolver{}
+	}
+	return OpenFile(ctx, ReaderAtFile(r, size, name), opts)
+}
+
+// OpenFS opens the image at name in fsys, read-only. References inside it
+// (backing files, extents) are opened in the same fsys through an
+// FSResolver with the safe policy unless opts.Resolver is set.
+func OpenFS(ctx context.Context, fsys fs.FS, name string, opts OpenOptions) (Image, error) {
+	if opts.Writable {
+		return nil, fmt.Errorf("%s: %w: files of an fs.FS are read-only", name, ErrReadOnly)
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = FSResolver{FS: fsys}
+	}
+	f, err := OpenFSFile(fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	img, err := OpenFile(ctx, f, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return img, nil
 }
 
 func chooseDriver(f File, opts OpenOptions) (*Driver, error) {
@@ -309,14 +370,14 @@ func checkDepth(name string, opts OpenOptions) error {
 // Budget, and is refused before its tables load when its file is already in
 // the chain (a loop) or the chain is too deep. An error from any layer below
 // is returned as the deepest layer made it (one line, however deep).
-func OpenReference(from, ref, format string, opts OpenOptions) (Image, error) {
+func OpenReference(ctx context.Context, from, ref, format string, opts OpenOptions) (Image, error) {
 	child := childOptions(opts, format)
 	if err := checkDepth(from, child); err != nil {
 		return nil, err
 	}
-	f, err := opts.Resolver.Open(from, ref, false)
+	f, err := opts.References().Open(from, ref, false)
 	if err != nil {
 		return nil, err
 	}
-	return openLayer(from, ref, f, child)
+	return openLayer(ctx, from, ref, f, child)
 }

@@ -6,23 +6,6 @@ import (
 	"io"
 )
 
-// File is the storage a driver reads and writes: an OS file, a block device, a
-// temporary output file, memory in tests, or a future remote backend.
-// ReadAt must be safe for concurrent use. A File opened read-only returns an
-// error wrapping ErrReadOnly from WriteAt and Truncate.
-type File interface {
-	io.ReaderAt
-	io.WriterAt
-	// Size is the current length of the file in bytes.
-	Size() (int64, error)
-	Truncate(size int64) error
-	Sync() error
-	Close() error
-	// Name is the path the file was opened with (used in messages and to
-	// resolve the references it contains).
-	Name() string
-}
-
 // Image is an open virtual disk of Size() bytes.
 // ReadAt is safe for concurrent use; reads past Size return io.EOF.
 type Image interface {
@@ -85,12 +68,13 @@ type Extent struct {
 // End is Offset+Length.
 func (e Extent) End() int64 { return e.Offset + e.Length }
 
-// AllData is the Extents answer of an image that cannot tell allocation.
-func AllData(off, length int64) []Extent {
-	if length <= 0 {
-		return nil
-	}
-	return []Extent{{Offset: off, Length: length, Kind: Data, HostOffset: -1}}
+// Continues reports whether next continues e: contiguous, with equal status,
+// layer, compression and file, and contiguous host offsets (or none), so
+// that the two can be reported as one extent.
+func (e Extent) Continues(next Extent) bool {
+	return e.End() == next.Offset && e.Kind == next.Kind && e.Depth == next.Depth &&
+		e.Compressed == next.Compressed && e.HostFile == next.HostFile &&
+		((e.HostOffset < 0 && next.HostOffset < 0) || (e.HostOffset >= 0 && e.HostOffset+e.Length == next.HostOffset))
 }
 
 // Writable is an image that accepts writes. Flush makes every write and the
@@ -252,7 +236,7 @@ type Checker interface {
 // Resizer changes an image's virtual size. Shrinking requires shrink=true and
 // fails when the cut range is in use and the format cannot drop it.
 type Resizer interface {
-	Resize(newSize int64, shrink bool) error
+	Resize(ctx context.Context, newSize int64, shrink bool) error
 }
 
 // DigestVerifier is an image that keeps digests of its own content (EWF's

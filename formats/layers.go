@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -164,7 +165,7 @@ func loopError(from string, loop []chainLayer, again string) error {
 
 // openLayer opens f, named ref by the image from, as the layer below the
 // chain in opts (whose depth the caller has already increased).
-func openLayer(from, ref string, f File, opts OpenOptions) (Image, error) {
+func openLayer(ctx context.Context, from, ref string, f File, opts OpenOptions) (Image, error) {
 	layers := opts.layers
 	if len(layers) == 0 {
 		layers = []chainLayer{{name: from, id: identifyPath(from)}}
@@ -181,7 +182,7 @@ func openLayer(from, ref string, f File, opts OpenOptions) (Image, error) {
 		return nil, err
 	}
 	opts.layers = append(slices.Clip(layers), chainLayer{name: f.Name(), id: id})
-	img, err := OpenFile(f, opts)
+	img, err := OpenFile(ctx, f, opts)
 	if err == nil {
 		return img, nil
 	}
@@ -214,7 +215,7 @@ func childOptions(opts OpenOptions, format string) OpenOptions {
 // --parent), as the layer below the image at from: the depth limit, loop
 // detection and the metadata budget apply as for OpenReference, the
 // reference policy does not (the user chose the file).
-func OpenParentFile(from, path, format string, opts OpenOptions) (Image, error) {
+func OpenParentFile(ctx context.Context, from, path, format string, opts OpenOptions) (Image, error) {
 	child := childOptions(opts, format)
 	if err := checkDepth(from, child); err != nil {
 		return nil, err
@@ -223,5 +224,5 @@ func OpenParentFile(from, path, format string, opts OpenOptions) (Image, error) 
 	if err != nil {
 		return nil, err
 	}
-	return openLayer(from, path, f, child)
+	return openLayer(ctx, from, path, f, child)
 }

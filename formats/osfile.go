@@ -9,7 +9,8 @@ import (
 	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
-// osFile is a File over an OS file or disk device.
+// osFile is a File over an OS file or disk device. It implements every
+// optional File capability.
 type osFile struct {
 	f        *os.File
 	writable bool
@@ -79,14 +80,6 @@ func openDisk(path string, writable bool) (File, error) {
 // file) as a writable File.
 func NewOSFile(f *os.File) File { return &osFile{f: f, writable: true} }
 
-// OSFileOf returns the *os.File behind a File made by this package, or nil.
-func OSFileOf(f File) *os.File {
-	if o, ok := f.(*osFile); ok {
-		return o.f
-	}
-	return nil
-}
-
 func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
 	n, err := o.f.ReadAt(p, off)
 	if err == io.EOF && off+int64(n) < o.openSize {
@@ -152,42 +145,43 @@ func (o *osFile) Sync() error  { return o.f.Sync() }
 func (o *osFile) Close() error { return o.f.Close() }
 func (o *osFile) Name() string { return o.f.Name() }
 
-// FileExtents maps length bytes of f starting at file offset fileOff to
-// extents at virtual offset virtOff: file holes (found with SEEK_DATA and
-// SEEK_HOLE) are Zero, the rest Data, HostOffset being the file offset.
-// A File that is not an OS file reports one Data extent, unless it is an
-// ExtentsFile (an NBD export), which is asked. Drivers whose
-// disk bytes are a plain file range (raw, fixed VHD, flat VMDK extents, ISO)
-// use it so that converting them never reads holes.
-func FileExtents(f File, virtOff, fileOff, length int64) ([]Extent, error) {
-	if length <= 0 {
-		return nil, nil
-	}
-	if ef, ok := f.(ExtentsFile); ok {
-		return shiftExtents(ef, virtOff, fileOff, length)
-	}
-	osf := OSFileOf(f)
-	if osf == nil {
-		return []Extent{{Offset: virtOff, Length: length, Kind: Data, HostOffset: fileOff}}, nil
-	}
-	// A hole past a shrunk source's new end would read as zeros: refuse.
-	if err := f.(*osFile).checkSize(fileOff + length); err != nil {
+// FixedSize is true for a disk device.
+func (o *osFile) FixedSize() bool { return o.device }
+
+// Runs finds the holes with the OS's call (SEEK_DATA/SEEK_HOLE,
+// FSCTL_QUERY_ALLOCATED_RANGES), or reports all data.
+func (o *osFile) Runs(off, length int64) ([]FileRun, error) {
+	runs, err := sparse.Runs(o.f, off, length)
+	if err != nil {
 		return nil, err
 	}
-	runs, err := sparse.Runs(osf, fileOff, length)
-	if err != nil {
-		return nil, fmt.Errorf("%s: finding holes: %w", f.Name(), err)
+	out := make([]FileRun, len(runs))
+	for i, r := range runs {
+		out[i] = FileRun{Offset: r.Offset, Length: r.Length, Hole: r.Hole}
 	}
-	exts := make([]Extent, 0, len(runs))
-	for _, r := range runs {
-		kind := Data
-		if r.Hole {
-			kind = Zero
-		}
-		exts = append(exts, Extent{Offset: r.Offset - fileOff + virtOff, Length: r.Length, Kind: kind, HostOffset: r.Offset})
-	}
-	return exts, nil
+	return out, nil
 }
+
+// PunchHole deallocates a range; errors.ErrUnsupported (wrapped) where the
+// OS or file system cannot.
+func (o *osFile) PunchHole(off, length int64) error {
+	if !o.writable {
+		return fmt.Errorf("%s: %w", o.f.Name(), ErrReadOnly)
+	}
+	return sparse.PunchHole(o.f, off, length)
+}
+
+// Allocate reserves blocks; errors.ErrUnsupported (wrapped) where the OS or
+// file system cannot.
+func (o *osFile) Allocate(off, length int64) error {
+	if !o.writable {
+		return fmt.Errorf("%s: %w", o.f.Name(), ErrReadOnly)
+	}
+	return sparse.Allocate(o.f, off, length)
+}
+
+// AllocatedBytes is what the file occupies on disk.
+func (o *osFile) AllocatedBytes() (int64, error) { return sparse.Allocated(o.f) }
 
 // Stat describes the open file (for file identity: os.SameFile).
 func (o *osFile) Stat() (os.FileInfo, error) { return o.f.Stat() }

@@ -61,12 +61,24 @@ func ParseReferencePolicy(s string) (ReferencePolicy, error) {
 	return 0, fmt.Errorf("%w: reference policy %q (want safe, local, strict or any)", ErrInvalidOption, s)
 }
 
-// Resolver turns a name stored in an image into an open file, enforcing a
-// ReferencePolicy. The zero value is the safe policy over OS files.
-type Resolver struct {
+// Resolver opens the files an image names (backing files, external data
+// files, extents, parent locators), enforcing a ReferencePolicy. from is the
+// name of the naming image's File (File.Name), ref the name as stored in it.
+// Implementations: DirResolver (OS files), FSResolver (an io/fs.FS), or any
+// backend's own, which can apply a policy with CheckName so that references
+// inside a remote image resolve through the same backend.
+type Resolver interface {
+	// Resolve checks ref against the policy and returns the name Open would
+	// open (shown as the backing image's path by `info`).
+	Resolve(from, ref string) (string, error)
+	// Open resolves ref and opens it.
+	Open(from, ref string, writable bool) (File, error)
+}
+
+// DirResolver resolves references to OS files relative to the directory of
+// the naming image. The zero value is the safe policy.
+type DirResolver struct {
 	Policy ReferencePolicy
-	// OpenFile opens a checked path; nil opens OS files (tests supply memory).
-	OpenFile func(path string, writable bool) (File, error)
 	// UserNamed lists references the user gave on the command line (create
 	// -b, convert -B): the user's own choice, allowed under every policy but
 	// strict (a protocol or json: name is still refused). A reference
@@ -78,7 +90,7 @@ type Resolver struct {
 // a scheme before any slash.
 var protocolName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.\-]*:`)
 
-func (r *Resolver) policy() ReferencePolicy {
+func (r *DirResolver) policy() ReferencePolicy {
 	if r == nil {
 		return PolicySafe
 	}
@@ -102,7 +114,7 @@ func denied(from, ref, why, allow string) error {
 // policy and returns the path to open. A refusal is an ErrReferenceDenied
 // naming the policies that would allow the reference (none for names no
 // policy opens).
-func (r *Resolver) Resolve(from, ref string) (string, error) {
+func (r *DirResolver) Resolve(from, ref string) (string, error) {
 	pol := r.policy()
 	if r != nil && pol != PolicyStrict && slices.Contains(r.UserNamed, ref) {
 		pol = PolicyAny
@@ -225,13 +237,10 @@ func within(dir, path string) bool {
 }
 
 // Open resolves ref (named by the image at from) and opens it.
-func (r *Resolver) Open(from, ref string, writable bool) (File, error) {
+func (r *DirResolver) Open(from, ref string, writable bool) (File, error) {
 	path, err := r.Resolve(from, ref)
 	if err != nil {
 		return nil, err
-	}
-	if r != nil && r.OpenFile != nil {
-		return r.OpenFile(path, writable)
 	}
 	return OpenOSFile(path, writable)
 }

@@ -52,7 +52,7 @@ func TestResolverPolicies(t *testing.T) {
 		{ref: "../secret.img", policy: PolicyAny, ok: true},
 		{ref: outside, policy: PolicyAny, ok: true},
 	} {
-		r := &Resolver{Policy: tc.policy}
+		r := &DirResolver{Policy: tc.policy}
 		f, err := r.Open(from, tc.ref, false)
 		if tc.ok {
 			if err != nil {
@@ -88,7 +88,7 @@ func TestResolverUserNamed(t *testing.T) {
 	}
 	from := filepath.Join(root, "out", "disk.qcow2")
 	for _, pol := range []ReferencePolicy{PolicySafe, PolicyLocal, PolicyAny} {
-		r := &Resolver{Policy: pol, UserNamed: []string{base}}
+		r := &DirResolver{Policy: pol, UserNamed: []string{base}}
 		if _, err := r.Resolve(from, base); err != nil {
 			t.Errorf("%s policy: user-named %s refused: %v", pol, base, err)
 		}
@@ -98,11 +98,11 @@ func TestResolverUserNamed(t *testing.T) {
 			}
 		}
 	}
-	r := &Resolver{Policy: PolicyStrict, UserNamed: []string{base}}
+	r := &DirResolver{Policy: PolicyStrict, UserNamed: []string{base}}
 	if _, err := r.Resolve(from, base); !errors.Is(err, ErrReferenceDenied) {
 		t.Errorf("strict policy allowed a user-named file: %v", err)
 	}
-	r = &Resolver{Policy: PolicySafe, UserNamed: []string{"json:{}"}}
+	r = &DirResolver{Policy: PolicySafe, UserNamed: []string{"json:{}"}}
 	if _, err := r.Resolve(from, "json:{}"); !errors.Is(err, ErrReferenceDenied) {
 		t.Errorf("a user-named json: name was allowed: %v", err)
 	}

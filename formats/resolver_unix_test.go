@@ -78,7 +78,7 @@ func TestResolverLocalPolicy(t *testing.T) {
 		t.Logf("no character device case: mknod: %v", err)
 	}
 	for _, c := range cases {
-		r := &Resolver{Policy: c.pol}
+		r := &DirResolver{Policy: c.pol}
 		path, err := r.Resolve(from, c.ref)
 		if c.ok {
 			if err != nil {

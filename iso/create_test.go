@@ -2,6 +2,7 @@ package iso
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +90,7 @@ func TestCreateInterop(t *testing.T) {
 			if strings.Contains(out, "FAILURE") {
 				t.Errorf("xorriso -check_media: %s", out)
 			}
-			img, err := formats.Open(iso, formats.OpenOptions{})
+			img, err := formats.Open(context.Background(), iso, formats.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,7 +219,7 @@ func TestCopyTarget(t *testing.T) {
 		{"not iso", bytes.Repeat([]byte{0x5a}, len(src)), false},
 	} {
 		m := fileio.NewMem("out.iso", nil)
-		w, err := d.Create(formats.CreateRequest{File: m, Name: "out.iso", Size: int64(len(c.data))})
+		w, err := d.Create(context.Background(), formats.CreateRequest{File: m, Name: "out.iso", Size: int64(len(c.data))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +234,7 @@ func TestCopyTarget(t *testing.T) {
 			t.Fatalf("%s: copy differs", c.name)
 		}
 	}
-	if _, err := d.Create(formats.CreateRequest{File: fileio.NewMem("x", nil), Name: "x", Size: 4096}); !errors.Is(err, formats.ErrUnsupported) {
+	if _, err := d.Create(context.Background(), formats.CreateRequest{File: fileio.NewMem("x", nil), Name: "x", Size: 4096}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Fatalf("tiny source: %v", err)
 	}
 }

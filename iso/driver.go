@@ -1,11 +1,13 @@
 package iso
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Name is the driver name.
@@ -16,7 +18,7 @@ func init() {
 		Name:  Name,
 		Probe: probe,
 		Open:  OpenImage,
-		Create: func(req formats.CreateRequest) (formats.Writable, error) {
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
 			return createCopy(req)
 		},
 		RawCompatible: true,
@@ -46,7 +48,7 @@ type Image struct {
 }
 
 // OpenImage opens f as an ISO image (the Driver's Open).
-func OpenImage(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+func OpenImage(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
 	if opts.Writable {
 		return nil, fmt.Errorf("%s: ISO images are read-only: %w", f.Name(), formats.ErrReadOnly)
 	}
@@ -83,7 +85,7 @@ func (img *Image) FS() *FS { return img.fs }
 
 // ReadAt reads the file's bytes.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -95,7 +97,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 
 // Extents: everything is data, except holes of a sparse file.
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
-	return formats.FileExtents(img.f, off, off, min(length, img.size-off))
+	return imageio.FileExtents(img.f, off, off, min(length, img.size-off))
 }
 
 // ClusterSize is the logical block size.
@@ -243,7 +245,7 @@ func createCopy(req formats.CreateRequest) (*copyImage, error) {
 func (c *copyImage) Size() int64    { return c.size }
 func (c *copyImage) Format() string { return Name }
 func (c *copyImage) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, c.size)
+	n, eof := imageio.ClipRead(p, off, c.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -253,10 +255,10 @@ func (c *copyImage) ReadAt(p []byte, off int64) (int, error) {
 	return n, eof
 }
 func (c *copyImage) Extents(off, length int64) ([]formats.Extent, error) {
-	return formats.AllData(off, min(length, c.size-off)), nil
+	return imageio.AllData(off, min(length, c.size-off)), nil
 }
 func (c *copyImage) WriteAt(p []byte, off int64) (int, error) {
-	if err := formats.CheckWrite(c.name, len(p), off, c.size); err != nil {
+	if err := imageio.CheckWrite(c.name, len(p), off, c.size); err != nil {
 		return 0, err
 	}
 	return c.f.WriteAt(p, off)

@@ -2,6 +2,7 @@ package iso
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -95,7 +96,7 @@ func TestHostileVolumeDescriptors(t *testing.T) {
 			}
 			// As a disk, damaged descriptors are refused with the same kind
 			// of error; a damaged tree still opens, without an FS.
-			img, err := OpenImage(fileio.NewMem("h.iso", b), formats.OpenOptions{})
+			img, err := OpenImage(context.Background(), fileio.NewMem("h.iso", b), formats.OpenOptions{})
 			switch {
 			case treeOnly[c.name] && err != nil:
 				t.Fatalf("OpenImage refused a damaged tree: %v", err)

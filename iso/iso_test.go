@@ -2,6 +2,7 @@ package iso
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -252,7 +253,7 @@ func TestXorrisoImages(t *testing.T) {
 					t.Errorf("extracted tree vs source (-source +vdisk):\n%s", diff)
 				}
 			}
-			img, err := formats.Open(iso, formats.OpenOptions{})
+			img, err := formats.Open(context.Background(), iso, formats.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -341,7 +342,7 @@ func TestElToritoAndHybrid(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			iso := xorrisoISO(t, tree, append([]string{"-R", "-J", "-V", "BOOTME"}, c.args...)...)
-			img, err := formats.Open(iso, formats.OpenOptions{})
+			img, err := formats.Open(context.Background(), iso, formats.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -400,10 +401,10 @@ func TestRawCompatible(t *testing.T) {
 	if err != nil || !d.RawCompatible {
 		t.Fatal("iso driver not raw-compatible")
 	}
-	if _, err := OpenImage(fileio.NewMem("zeros", make([]byte, 64<<10)), formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+	if _, err := OpenImage(context.Background(), fileio.NewMem("zeros", make([]byte, 64<<10)), formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
 		t.Fatalf("zeros opened as ISO: %v", err)
 	}
-	asRaw, err := formats.Open(iso, formats.OpenOptions{Format: "raw"})
+	asRaw, err := formats.Open(context.Background(), iso, formats.OpenOptions{Format: "raw"})
 	if err != nil {
 		t.Fatalf("-f raw on an ISO: %v", err)
 	}
@@ -411,7 +412,7 @@ func TestRawCompatible(t *testing.T) {
 		t.Fatalf("-f raw opened %s", asRaw.Format())
 	}
 	asRaw.Close()
-	img, err := formats.Open(iso, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), iso, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

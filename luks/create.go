@@ -1,6 +1,7 @@
 package luks
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -9,7 +10,7 @@ import (
 
 // Create writes a LUKS1 header as `qemu-img create -f luks` does and sizes
 // the file to the header plus size bytes of (uninitialised) payload.
-func Create(req formats.CreateRequest) (*Image, error) {
+func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	p, err := lukshdr.ParamsFromOptions(req.Name, "", req.Options, req.Open.Secrets)
 	if err != nil {
 		return nil, err
@@ -32,7 +33,7 @@ func Create(req formats.CreateRequest) (*Image, error) {
 }
 
 // measure is qemu's: the header plus the whole payload, always allocated.
-func measure(req formats.MeasureRequest) (formats.Measurement, error) {
+func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
 	p, err := lukshdr.CipherFromOptions("measure", "", req.Options)
 	if err != nil {
 		return formats.Measurement{}, err

@@ -1,11 +1,13 @@
 package luks
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 	lukshdr "github.com/vdiskio/vdisk/internal/luks"
 )
 
@@ -14,10 +16,14 @@ const Name = "luks"
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:          Name,
-		Probe:         probe,
-		Open:          func(f formats.File, opts formats.OpenOptions) (formats.Image, error) { return Open(f, opts) },
-		Create:        func(req formats.CreateRequest) (formats.Writable, error) { return Create(req) },
+		Name:  Name,
+		Probe: probe,
+		Open: func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+			return Open(ctx, f, opts)
+		},
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
+		},
 		CreateOptions: lukshdr.OptionSpecs("", "ID of the secret that provides the keyslot passphrase"),
 		Measure:       measure,
 	})
@@ -43,7 +49,7 @@ type Image struct {
 }
 
 // Open opens f as a LUKS volume; opts.Key unlocks it.
-func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (*Image, error) {
 	name := f.Name()
 	fileSize, err := f.Size()
 	if err != nil {
@@ -94,7 +100,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	if off < 0 || length <= 0 {
 		return nil, nil
 	}
-	return formats.AllData(off, length), nil
+	return imageio.AllData(off, length), nil
 }
 
 // ZeroInit is false: the payload of a new volume decrypts to noise.
@@ -133,7 +139,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	if err := img.needKey(); err != nil {
 		return 0, err
 	}
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -176,7 +182,7 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if err := img.needKey(); err != nil {
 		return 0, err
 	}
-	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
+	if err := imageio.CheckWrite(img.name, len(p), off, img.size); err != nil {
 		return 0, err
 	}
 	start := off / img.sector * img.sector

@@ -2,6 +2,7 @@ package luks
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -55,7 +56,7 @@ func create(t *testing.T, path string, size int64, opts string) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o,
+	img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o,
 		Open: formats.OpenOptions{Secrets: map[string][]byte{"sec0": pass}}})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestVdiskReadsQemu(t *testing.T) {
 	plain := writeFile(t, "src.raw", want)
 	out := filepath.Join(t.TempDir(), "q.luks")
 	qemutest.Img(t, "convert", "--object", secretArg, "-O", "luks", "-o", "key-secret=sec0,iter-time=10", plain, out)
-	img, err := formats.Open(out, formats.OpenOptions{Key: pass})
+	img, err := formats.Open(context.Background(), out, formats.OpenOptions{Key: pass})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestCryptsetupLUKS1Payload(t *testing.T) {
 			"--pbkdf-force-iterations", "1000", "--key-file", kf, path); r.Code != 0 {
 			t.Fatalf("luksFormat: %s", r.Stderr)
 		}
-		img, err := formats.Open(path, formats.OpenOptions{Key: pass})
+		img, err := formats.Open(context.Background(), path, formats.OpenOptions{Key: pass})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +140,7 @@ func TestCryptsetupLUKS1Payload(t *testing.T) {
 		plain := writeFile(t, "src.raw", want)
 		qemutest.Img(t, "convert", "--object", secretArg, "-n", "-f", "raw", "--target-image-opts", plain,
 			"driver=luks,file.filename="+path+",key-secret=sec0")
-		img, err = formats.Open(path, formats.OpenOptions{Key: pass})
+		img, err = formats.Open(context.Background(), path, formats.OpenOptions{Key: pass})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +165,7 @@ func TestCryptsetupLUKS2Payload(t *testing.T) {
 			"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--sector-size", sector, "--key-file", kf, "-q", "--batch-mode", path); r.Code != 0 {
 			t.Fatalf("cryptsetup reencrypt: %s%s", r.Stdout, r.Stderr)
 		}
-		img, err := Open(mustOpen(t, path, true), formats.OpenOptions{Key: pass, Writable: true})
+		img, err := Open(context.Background(), mustOpen(t, path, true), formats.OpenOptions{Key: pass, Writable: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,17 +205,17 @@ func TestWrongKey(t *testing.T) {
 	sum := func() [32]byte { b, _ := os.ReadFile(path); return sha256.Sum256(b) }
 	before := sum()
 	wrong := []byte("Hunter2-not-the-key")
-	_, err := formats.Open(path, formats.OpenOptions{Key: wrong, Writable: true})
+	_, err := formats.Open(context.Background(), path, formats.OpenOptions{Key: wrong, Writable: true})
 	if !errors.Is(err, formats.ErrBadKey) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "1 tried") {
 		t.Fatalf("wrong key: %v", err)
 	}
 	if strings.Contains(err.Error(), string(wrong)) || strings.Contains(err.Error(), string(pass)) {
 		t.Fatalf("the error shows a key: %v", err)
 	}
-	if _, err := formats.Open(path, formats.OpenOptions{}); !errors.Is(err, formats.ErrKeyRequired) {
+	if _, err := formats.Open(context.Background(), path, formats.OpenOptions{}); !errors.Is(err, formats.ErrKeyRequired) {
 		t.Fatalf("no key: %v", err)
 	}
-	meta, err := formats.Open(path, formats.OpenOptions{MetadataOnly: true})
+	meta, err := formats.Open(context.Background(), path, formats.OpenOptions{MetadataOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

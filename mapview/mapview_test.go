@@ -61,7 +61,7 @@ func qemuTotals(t *testing.T, path string, layers int) []int64 {
 }
 
 func open(t *testing.T, path string) formats.Image {
-	img, err := formats.Open(path, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

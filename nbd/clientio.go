@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // maxEffectLength is the longest TRIM, WRITE_ZEROES or BLOCK_STATUS range one
@@ -173,7 +174,7 @@ func (c *Client) Extents(off, length int64) ([]formats.Extent, error) {
 			}
 			s, e := max(next, off), min(next+int64(d.length), end)
 			if s < e {
-				out = formats.AppendExtent(out, formats.Extent{Offset: s, Length: e - s, Kind: kind, HostOffset: s})
+				out = imageio.AppendExtent(out, formats.Extent{Offset: s, Length: e - s, Kind: kind, HostOffset: s})
 			}
 			next += int64(d.length)
 		}

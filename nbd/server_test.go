@@ -60,7 +60,7 @@ func serve(t *testing.T, srv *Server) *served {
 // openImage opens an image file for serving.
 func openImage(t *testing.T, path string, writable bool) formats.Image {
 	t.Helper()
-	img, err := formats.Open(path, formats.OpenOptions{Writable: writable})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: writable})
 	if err != nil {
 		t.Fatal(err)
 	}

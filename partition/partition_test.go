@@ -1,6 +1,7 @@
 package partition_test
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -132,7 +133,7 @@ func view(tab *partition.Table) sfdiskView {
 }
 
 func openImage(t *testing.T, path string) formats.Image {
-	img, err := formats.Open(path, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func exitCode(r *formats.CheckReport) int {
 
 func vdiskCheck(t *testing.T, path string, opts formats.CheckOptions) qemuCheck {
 	t.Helper()
-	img, err := formats.Open(path, formats.OpenOptions{Writable: opts.RepairLeaks || opts.RepairAll})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: opts.RepairLeaks || opts.RepairAll})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestConvertEngineInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			rawDrv, _ := formats.Lookup("raw")
-			out, err := rawDrv.Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: back, Size: size})
+			out, err := rawDrv.Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: back, Size: size})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,13 +1,12 @@
 package qcow2
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"math/bits"
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
-	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
 // createOptions are qemu's qcow2 create options (names, defaults, help).
@@ -91,7 +90,7 @@ func parseParams(name string, o formats.Options) (params, error) {
 }
 
 // Create makes a new qcow2 image in req.File.
-func Create(req formats.CreateRequest) (*Image, error) {
+func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	p, err := parseParams(req.Name, req.Options)
 	if err != nil {
 		return nil, err
@@ -99,7 +98,7 @@ func Create(req formats.CreateRequest) (*Image, error) {
 	size := req.Size
 	var backing formats.Image
 	if p.backingFile != "" {
-		backing, err = formats.OpenReference(req.Name, p.backingFile, p.backingFmt, req.Open)
+		backing, err = formats.OpenReference(ctx, req.Name, p.backingFile, p.backingFmt, req.Open)
 		if err != nil {
 			return nil, err
 		}
@@ -120,13 +119,13 @@ func Create(req formats.CreateRequest) (*Image, error) {
 	}
 	img.backing, img.backingName, img.backingFmt = backing, p.backingFile, p.backingFmt
 	if backing != nil {
-		img.backingPath, _ = req.Open.Resolver.Resolve(req.Name, p.backingFile)
+		img.backingPath, _ = req.Open.References().Resolve(req.Name, p.backingFile)
 	}
 	if err := img.setUpEncryption(req, p); err != nil {
 		img.closeRefs()
 		return nil, err
 	}
-	if err := img.preallocate(p.prealloc); err != nil {
+	if err := img.preallocate(ctx, p.prealloc); err != nil {
 		img.closeRefs()
 		return nil, err
 	}
@@ -217,7 +216,7 @@ func (img *Image) writeCluster0(backingFile string) error {
 
 // preallocate allocates every L2 table (metadata) and data cluster (falloc,
 // full) as qemu's preallocation modes do.
-func (img *Image) preallocate(mode string) error {
+func (img *Image) preallocate(ctx context.Context, mode string) error {
 	if mode == "off" || mode == "" || img.size == 0 {
 		return nil
 	}
@@ -250,23 +249,16 @@ func (img *Image) preallocate(mode string) error {
 	}
 	switch mode {
 	case "falloc":
-		if osf := formats.OSFileOf(img.f); osf != nil {
-			err := sparse.Allocate(osf, dataOff, dataLen)
-			if errors.Is(err, errors.ErrUnsupported) {
-				return formats.Unsupportedf(img.f.Name(), "preallocation=falloc on this OS or file system (%v)", err)
-			}
-			return err
-		}
-		return fileio.WriteZeros(img.f, dataOff, dataLen)
+		return fileio.Preallocate(ctx, img.f, dataOff, dataLen)
 	case "full":
-		return fileio.WriteZeros(img.f, dataOff, dataLen)
+		return fileio.ZeroFill(ctx, img.f, dataOff, dataLen)
 	}
 	return nil
 }
 
 // Resize changes the virtual size. Growing may move the L1 table; shrinking
 // (shrink=true) frees the clusters past the new end.
-func (img *Image) Resize(newSize int64, shrink bool) error {
+func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error {
 	if err := img.writable(); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -36,7 +37,7 @@ func createEncrypted(t *testing.T, path string, size int64, opts string) *Image 
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o,
+	img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o,
 		Open: formats.OpenOptions{Secrets: map[string][]byte{"sec0": encPass}}})
 	if err != nil {
 		t.Fatal(err)
@@ -172,14 +173,14 @@ func TestEncryptedWrongKey(t *testing.T) {
 	sum := func() [32]byte { b, _ := os.ReadFile(path); return sha256.Sum256(b) }
 	before := sum()
 	wrong := []byte("Not-The-Passphrase")
-	_, err := formats.Open(path, formats.OpenOptions{Key: wrong, Writable: true})
+	_, err := formats.Open(context.Background(), path, formats.OpenOptions{Key: wrong, Writable: true})
 	if !errors.Is(err, formats.ErrBadKey) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "(1 tried)") {
 		t.Fatalf("wrong key: %v", err)
 	}
 	if strings.Contains(err.Error(), string(wrong)) || strings.Contains(err.Error(), string(encPass)) {
 		t.Fatalf("the error shows a key: %v", err)
 	}
-	if _, err := formats.Open(path, formats.OpenOptions{Writable: true}); !errors.Is(err, formats.ErrKeyRequired) {
+	if _, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: true}); !errors.Is(err, formats.ErrKeyRequired) {
 		t.Fatalf("no key: %v", err)
 	}
 	meta := openPath(t, path, formats.OpenOptions{MetadataOnly: true})
@@ -222,13 +223,13 @@ func TestLegacyAESReadOnly(t *testing.T) {
 	if got := readAll(t, img); !bytes.Equal(got, want) {
 		t.Fatalf("AES: vdisk reads other bytes than qemu wrote (first difference at %d)", firstDiff(got, want))
 	}
-	if _, err := formats.Open(path, formats.OpenOptions{Key: encPass, Writable: true}); !errors.Is(err, formats.ErrReadOnly) || !strings.Contains(err.Error(), "insecure") {
+	if _, err := formats.Open(context.Background(), path, formats.OpenOptions{Key: encPass, Writable: true}); !errors.Is(err, formats.ErrReadOnly) || !strings.Contains(err.Error(), "insecure") {
 		t.Fatalf("writable AES open: %v", err)
 	}
 	o, _ := formats.ParseOptions(createOptions, "encrypt.format=aes,encrypt.key-secret=sec0")
 	f, _ := os.Create(filepath.Join(t.TempDir(), "new.qcow2"))
 	defer f.Close()
-	if _, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: "new.qcow2", Size: mib, Options: o,
+	if _, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: "new.qcow2", Size: mib, Options: o,
 		Open: formats.OpenOptions{Secrets: map[string][]byte{"sec0": encPass}}}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Fatalf("creating AES: %v", err)
 	}

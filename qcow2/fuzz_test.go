@@ -52,7 +52,7 @@ var fuzzLimits = formats.Limits{MaxVirtualSize: 64 << 20, MaxTableBytes: 1 << 20
 // exercise opens b and uses every read-side parser: header, extensions,
 // L1/L2, compressed clusters, snapshots, refcounts (check) and bitmaps.
 func exercise(b []byte, snapshot string) error {
-	img, err := Open(fileio.NewMem("fuzz.qcow2", b), formats.OpenOptions{NoBacking: true, Limits: fuzzLimits, Snapshot: snapshot})
+	img, err := Open(context.Background(), fileio.NewMem("fuzz.qcow2", b), formats.OpenOptions{NoBacking: true, Limits: fuzzLimits, Snapshot: snapshot})
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func TestSeedImages(t *testing.T) {
 		if err := exercise(b, ""); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		img, err := Open(fileio.NewMem(name, b), formats.OpenOptions{NoBacking: true})
+		img, err := Open(context.Background(), fileio.NewMem(name, b), formats.OpenOptions{NoBacking: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func FuzzOpen(f *testing.F) {
 
 func TestWritableRefusesBitmaps(t *testing.T) {
 	b := seedImages(t)["v3.qcow2.gz"]
-	_, err := Open(fileio.NewMem("v3.qcow2", b), formats.OpenOptions{Writable: true})
+	_, err := Open(context.Background(), fileio.NewMem("v3.qcow2", b), formats.OpenOptions{Writable: true})
 	if !errors.Is(err, formats.ErrUnsupported) {
 		t.Fatalf("writable open with bitmaps: %v", err)
 	}
@@ -125,7 +125,7 @@ func FuzzWrite(f *testing.F) {
 	f.Add(memImage(f, "compat=0.10,cluster_size=4k"), int64(5000))
 	f.Fuzz(func(t *testing.T, b []byte, off int64) {
 		mem := fileio.NewMem("fuzz.qcow2", b)
-		img, err := Open(mem, formats.OpenOptions{Writable: true, NoBacking: true, Limits: fuzzLimits})
+		img, err := Open(context.Background(), mem, formats.OpenOptions{Writable: true, NoBacking: true, Limits: fuzzLimits})
 		if err != nil {
 			return
 		}
@@ -134,7 +134,7 @@ func FuzzWrite(f *testing.F) {
 			n := min(size-off, 3000)
 			if _, err := img.WriteAt(bytes.Repeat([]byte{0x5a}, int(n)), off); err == nil {
 				_ = img.WriteZeroes(0, min(size, 1024))
-				_ = img.Resize(size+4096, false)
+				_ = img.Resize(context.Background(), size+4096, false)
 			}
 		}
 		if err := img.Close(); err != nil {

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -23,7 +24,7 @@ func memImage(t testing.TB, opt string) []byte {
 		t.Fatal(err)
 	}
 	f := fileio.NewMem("base.qcow2", nil)
-	img, err := Create(formats.CreateRequest{File: f, Name: "base.qcow2", Size: 1 << 20, Options: o})
+	img, err := Create(context.Background(), formats.CreateRequest{File: f, Name: "base.qcow2", Size: 1 << 20, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func l2Of(b []byte) int {
 
 // openMem opens image bytes from memory and reads them all.
 func openMem(b []byte, opts formats.OpenOptions) error {
-	img, err := Open(fileio.NewMem("hostile.qcow2", b), opts)
+	img, err := Open(context.Background(), fileio.NewMem("hostile.qcow2", b), opts)
 	if err != nil {
 		return err
 	}
@@ -278,7 +279,7 @@ func TestBackingReferencePolicy(t *testing.T) {
 	}
 	for _, ref := range []string{"/etc/passwd", "../x", "sub/../../x", `json:{"file":{"driver":"nbd","host":"x"}}`, "nbd://host/x", "http://x/y"} {
 		path := write("b.qcow2", withBacking(ref))
-		_, err := formats.Open(path, formats.OpenOptions{})
+		_, err := formats.Open(context.Background(), path, formats.OpenOptions{})
 		if !errors.Is(err, formats.ErrReferenceDenied) {
 			t.Fatalf("backing %q: %v", ref, err)
 		}
@@ -291,8 +292,8 @@ func TestBackingReferencePolicy(t *testing.T) {
 	if img.(formats.Backer).BackingFormat() != "raw" {
 		t.Fatalf("probed backing format %q", img.(formats.Backer).BackingFormat())
 	}
-	strict := &formats.Resolver{Policy: formats.PolicyStrict}
-	if _, err := formats.Open(path, formats.OpenOptions{Resolver: strict}); !errors.Is(err, formats.ErrReferenceDenied) {
+	strict := &formats.DirResolver{Policy: formats.PolicyStrict}
+	if _, err := formats.Open(context.Background(), path, formats.OpenOptions{Resolver: strict}); !errors.Is(err, formats.ErrReferenceDenied) {
 		t.Fatalf("strict policy: %v", err)
 	}
 	for _, ref := range []string{"/etc/passwd", `json:{"driver":"file"}`} {
@@ -306,7 +307,7 @@ func TestBackingReferencePolicy(t *testing.T) {
 			copy(b[112:], e)
 			copy(b[112+len(e):], rest)
 		})
-		if _, err := formats.Open(path, formats.OpenOptions{}); !errors.Is(err, formats.ErrReferenceDenied) {
+		if _, err := formats.Open(context.Background(), path, formats.OpenOptions{}); !errors.Is(err, formats.ErrReferenceDenied) {
 			t.Fatalf("data file %q: %v", ref, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -28,10 +29,14 @@ const (
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:          Name,
-		Probe:         probe,
-		Open:          func(f formats.File, opts formats.OpenOptions) (formats.Image, error) { return Open(f, opts) },
-		Create:        func(req formats.CreateRequest) (formats.Writable, error) { return Create(req) },
+		Name:  Name,
+		Probe: probe,
+		Open: func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+			return Open(ctx, f, opts)
+		},
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
+		},
 		CreateOptions: createOptions,
 		Measure:       measure,
 	})
@@ -86,7 +91,7 @@ type Image struct {
 }
 
 // Open opens f as a qcow2 image.
-func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (*Image, error) {
 	name := f.Name()
 	budget := opts.EnsureBudget()
 	fileSize, err := f.Size()
@@ -134,7 +139,7 @@ func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 	if err := img.openCrypto(opts); err != nil {
 		return nil, err
 	}
-	if err := img.load(opts, cluster0); err != nil {
+	if err := img.load(ctx, opts, cluster0); err != nil {
 		img.closeRefs()
 		return nil, err
 	}
@@ -153,7 +158,7 @@ func (img *Image) geometry() {
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // load reads the L1 table, snapshots, backing file and data file.
-func (img *Image) load(opts formats.OpenOptions, cluster0 []byte) error {
+func (img *Image) load(ctx context.Context, opts formats.OpenOptions, cluster0 []byte) error {
 	h := &img.hdr
 	if need := img.l1Entries(img.size); uint64(h.L1Size) < need {
 		return formats.Corruptf(img.name, "L1 table", int64(h.L1TableOffset), "%d entries cannot map %d bytes (need %d)", h.L1Size, img.size, need)
@@ -201,12 +206,12 @@ func (img *Image) load(opts formats.OpenOptions, cluster0 []byte) error {
 		return err
 	}
 	if img.backingName != "" && !opts.NoBacking {
-		b, err := formats.OpenReference(img.name, img.backingName, img.ext.BackingFormat, opts)
+		b, err := formats.OpenReference(ctx, img.name, img.backingName, img.ext.BackingFormat, opts)
 		if err != nil {
 			return err
 		}
 		img.backing = b
-		img.backingPath, _ = opts.Resolver.Resolve(img.name, img.backingName)
+		img.backingPath, _ = opts.References().Resolve(img.name, img.backingName)
 		if img.backingFmt == "" {
 			img.backingFmt = b.Format()
 		}
@@ -292,7 +297,7 @@ func (img *Image) openDataFile(opts formats.OpenOptions) error {
 		return formats.Unsupportedf(img.name, "qcow2 external data file without a name (the data-file option is needed)")
 	}
 	img.rawData = img.hdr.AutoclearFeatures&autoclearRawData != 0
-	f, err := opts.Resolver.Open(img.name, img.ext.DataFile, opts.Writable)
+	f, err := opts.References().Open(img.name, img.ext.DataFile, opts.Writable)
 	if err != nil {
 		return err
 	}

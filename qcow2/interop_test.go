@@ -26,7 +26,7 @@ const mib = 1 << 20
 // openPath opens an image file with vdisk.
 func openPath(t testing.TB, path string, opts formats.OpenOptions) formats.Image {
 	t.Helper()
-	img, err := formats.Open(path, opts)
+	img, err := formats.Open(context.Background(), path, opts)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
@@ -218,7 +218,7 @@ func TestReadSnapshots(t *testing.T) {
 	if len(info.Snapshots) != 2 || info.Snapshots[0].Name != "first" || info.Snapshots[1].ID != "2" {
 		t.Fatalf("snapshots %+v", info.Snapshots)
 	}
-	if _, err := formats.Open(path, formats.OpenOptions{Snapshot: "nope"}); err == nil {
+	if _, err := formats.Open(context.Background(), path, formats.OpenOptions{Snapshot: "nope"}); err == nil {
 		t.Fatal("opened a missing snapshot")
 	}
 }
@@ -305,7 +305,7 @@ func TestDirtyAndCorruptBits(t *testing.T) {
 	if !img.(formats.Informer).Info().DirtyFlag {
 		t.Error("dirty flag not reported")
 	}
-	w, err := formats.Open(path, formats.OpenOptions{Writable: true})
+	w, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestDirtyAndCorruptBits(t *testing.T) {
 		t.Fatalf("corrupt bit still set: %v", info)
 	}
 	setIncompat(t, path, 1<<5)
-	if _, err := formats.Open(path, formats.OpenOptions{}); !errors.Is(err, formats.ErrUnsupported) {
+	if _, err := formats.Open(context.Background(), path, formats.OpenOptions{}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Fatalf("unknown incompatible bit: %v", err)
 	}
 }
@@ -366,7 +366,7 @@ func createImage(t testing.TB, path string, size int64, optText string) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
+	img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
 	if err != nil {
 		f.Close()
 		t.Fatalf("create %s: %v", optText, err)

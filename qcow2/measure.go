@@ -1,13 +1,14 @@
 package qcow2
 
 import (
+	"context"
 	"github.com/vdiskio/vdisk/formats"
 )
 
 // measure computes `qemu-img measure -O qcow2` as qemu does
 // (qcow2_measure): fully-allocated is the size of a preallocated image;
 // required replaces its data with the clusters the source allocates.
-func measure(req formats.MeasureRequest) (formats.Measurement, error) {
+func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
 	p, err := parseParams("measure", req.Options)
 	if err != nil {
 		return formats.Measurement{}, err

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // l2Cache keeps decoded L2 tables by host offset, dropping the least
@@ -266,7 +267,7 @@ func (img *Image) compressedRange(entry uint64) (off, n int64) {
 
 // ReadAt reads virtual bytes; safe for concurrent use.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -294,7 +295,7 @@ func (img *Image) readSegments(p []byte, off int64, segs []segment, end int64) e
 		case segZero:
 			clear(dst)
 		case segUnalloc:
-			if err := formats.ReadBacking(img.backing, dst, s.virt); err != nil {
+			if err := imageio.ReadBacking(img.backing, dst, s.virt); err != nil {
 				return err
 			}
 		case segData:
@@ -388,7 +389,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 		}
 		exts = append(exts, e)
 	}
-	return formats.MergeExtents(exts), nil
+	return imageio.MergeExtents(exts), nil
 }
 
 // bitmapInfo lists the persistent dirty bitmaps as qemu's info does, or nil.

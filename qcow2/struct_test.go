@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -163,7 +164,7 @@ func TestDirtyImageWritable(t *testing.T) {
 	// Dirty bit set and a refcount lost: vdisk recomputes refcounts.
 	setIncompat(t, path, incompatDirty)
 	patch(t, path, l.blockOff+2*(l.dataOff/l.cs), be16(0))
-	img, err := formats.Open(path, formats.OpenOptions{Writable: true})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // hostWrite is a data write planned under the lock and done after it.
@@ -31,7 +32,7 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if err := img.writable(); err != nil {
 		return 0, err
 	}
-	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
+	if err := imageio.CheckWrite(img.name, len(p), off, img.size); err != nil {
 		return 0, err
 	}
 	if img.crypt != nil {
@@ -306,7 +307,7 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	if err := img.writable(); err != nil {
 		return err
 	}
-	if err := formats.CheckWrite(img.name, 0, off, img.size); err != nil || length < 0 || length > img.size-off {
+	if err := imageio.CheckWrite(img.name, 0, off, img.size); err != nil || length < 0 || length > img.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.name, off, length)
 	}
 	cs := img.clusterSize

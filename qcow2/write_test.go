@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,7 +53,7 @@ func TestMeasureMatchesQemu(t *testing.T) {
 					t.Fatal(err)
 				}
 				req.Options = o
-				got, err := measure(req)
+				got, err := measure(context.Background(), req)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -86,7 +87,7 @@ func TestCreateWithBacking(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: top, Options: o})
+		img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: top, Options: o})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,16 +132,16 @@ func TestResize(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 512-byte clusters: one L2 covers 32 KiB, so growing moves the L1.
-	if err := img.Resize(64<<20, false); err != nil {
+	if err := img.Resize(context.Background(), 64<<20, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := img.WriteAt([]byte("end"), 64<<20-3); err != nil {
 		t.Fatal(err)
 	}
-	if err := img.Resize(32<<20, false); err == nil {
+	if err := img.Resize(context.Background(), 32<<20, false); err == nil {
 		t.Fatal("shrink without shrink=true")
 	}
-	if err := img.Resize(48<<20, true); err != nil {
+	if err := img.Resize(context.Background(), 48<<20, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := img.Close(); err != nil {
@@ -161,7 +162,7 @@ func TestReopenWritable(t *testing.T) {
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", path, "4M")
 	qemutest.IO(t, "qcow2", path, "write -P 1 0 1M", "write -c -P 2 2M 64k")
 	qemutest.Img(t, "snapshot", "-c", "s1", path)
-	img, err := formats.Open(path, formats.OpenOptions{Writable: true})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func TestWriteWithTinyCache(t *testing.T) {
 	}
 	lim := formats.Limits{CacheBytes: 1}
 	size := int64(3 * mib)
-	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o,
+	img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o,
 		Open: formats.OpenOptions{Limits: lim}})
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +249,7 @@ func TestWriteWithTinyCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireQemuAccepts(t, path, data)
-	re, err := formats.Open(path, formats.OpenOptions{Writable: true, Limits: lim})
+	re, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: true, Limits: lim})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func loopDevice(t *testing.T, path string) string {
 func TestBlockDeviceSource(t *testing.T) {
 	path := sparseFile(t)
 	dev := loopDevice(t, path)
-	img, err := formats.Open(dev, formats.OpenOptions{Format: "raw"})
+	img, err := formats.Open(context.Background(), dev, formats.OpenOptions{Format: "raw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestBlockDeviceSource(t *testing.T) {
 		t.Errorf("device extents %+v, %v; want one data extent", exts, err)
 	}
 	img.Close()
-	if _, err := formats.Open(dev, formats.OpenOptions{Writable: true}); !errors.Is(err, formats.ErrReadOnly) {
+	if _, err := formats.Open(context.Background(), dev, formats.OpenOptions{Writable: true}); !errors.Is(err, formats.ErrReadOnly) {
 		t.Errorf("writable open of a device: %v, want ErrReadOnly", err)
 	}
 	out := filepath.Join(t.TempDir(), "p2v.raw")

@@ -1,13 +1,13 @@
 package raw
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
-	"github.com/vdiskio/vdisk/internal/sparse"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Name is the driver name.
@@ -18,8 +18,8 @@ func init() {
 		Name:  Name,
 		Probe: func(formats.ProbeInput) int { return formats.ProbeRaw },
 		Open:  Open,
-		Create: func(req formats.CreateRequest) (formats.Writable, error) {
-			return Create(req)
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
 		},
 		CreateOptions: []formats.OptionSpec{
 			{Name: "preallocation", Type: formats.OptString, Default: "off",
@@ -33,13 +33,12 @@ func init() {
 // Image is an open raw image.
 type Image struct {
 	f      formats.File
-	os     *os.File // nil unless f is an OS file (enables SEEK_DATA and hole punching)
 	size   int64
 	stream bool // f takes writes in offset order only (a pipe): sized at Flush
 }
 
 // Open opens f as a raw image.
-func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
 	size, err := f.Size()
 	if err != nil {
 		return nil, err
@@ -47,15 +46,15 @@ func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
 	if err := opts.Limits.CheckVirtualSize(f.Name(), size); err != nil {
 		return nil, err
 	}
-	return &Image{f: f, os: formats.OSFileOf(f), size: size}, nil
+	return &Image{f: f, size: size}, nil
 }
 
 // Create makes a raw image of req.Size bytes in req.File.
-func Create(req formats.CreateRequest) (*Image, error) {
+func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	if req.Size < 0 {
 		return nil, fmt.Errorf("%s: negative size", req.Name)
 	}
-	img := &Image{f: req.File, os: formats.OSFileOf(req.File), size: req.Size}
+	img := &Image{f: req.File, size: req.Size}
 	mode := req.Options.String("preallocation")
 	if sf, ok := req.File.(formats.SequentialWriter); ok && sf.Sequential() {
 		// A stream is written in order: the tail is padded at Flush.
@@ -70,17 +69,18 @@ func Create(req formats.CreateRequest) (*Image, error) {
 	}
 	switch mode {
 	case "falloc":
-		if img.os == nil {
+		pa, ok := req.File.(formats.Preallocator)
+		if !ok {
 			return nil, formats.Unsupportedf(req.Name, "Unsupported preallocation mode 'falloc': preallocation is unsupported for this non-regular file")
 		}
-		if err := sparse.Allocate(img.os, 0, req.Size); err != nil {
+		if err := pa.Allocate(0, req.Size); err != nil {
 			if errors.Is(err, errors.ErrUnsupported) {
 				return nil, formats.Unsupportedf(req.Name, "preallocation=falloc on this OS or file system (%v)", err)
 			}
 			return nil, fmt.Errorf("%s: preallocating: %w", req.Name, err)
 		}
 	case "full":
-		if err := fileio.WriteZeros(req.File, 0, req.Size); err != nil {
+		if err := fileio.ZeroFill(ctx, req.File, 0, req.Size); err != nil {
 			return nil, fmt.Errorf("%s: preallocating: %w", req.Name, err)
 		}
 	}
@@ -93,7 +93,7 @@ func (img *Image) Close() error   { return img.f.Close() }
 
 // ReadAt reads the file's bytes.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -110,12 +110,12 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 // Extents reports file holes as Zero and everything else as Data; host
 // offsets equal virtual offsets.
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
-	return formats.FileExtents(img.f, off, off, min(length, img.size-off))
+	return imageio.FileExtents(img.f, off, off, min(length, img.size-off))
 }
 
 // WriteAt writes bytes in place.
 func (img *Image) WriteAt(p []byte, off int64) (int, error) {
-	if err := formats.CheckWrite(img.f.Name(), len(p), off, img.size); err != nil {
+	if err := imageio.CheckWrite(img.f.Name(), len(p), off, img.size); err != nil {
 		return 0, err
 	}
 	return img.f.WriteAt(p, off)
@@ -123,7 +123,7 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 
 // WriteZeroes punches a hole (or writes zeros where holes are not possible).
 func (img *Image) WriteZeroes(off, length int64) error {
-	if err := formats.CheckWrite(img.f.Name(), 0, off, img.size); err != nil || length > img.size-off {
+	if err := imageio.CheckWrite(img.f.Name(), 0, off, img.size); err != nil || length > img.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.f.Name(), off, length)
 	}
 	return fileio.ZeroRange(img.f, off, length)
@@ -148,7 +148,7 @@ func (img *Image) Flush() error {
 func (img *Image) Sequential() bool { return img.stream }
 
 // Resize truncates or extends the file.
-func (img *Image) Resize(newSize int64, shrink bool) error {
+func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error {
 	if newSize < img.size && !shrink {
 		return fmt.Errorf("%s: use the --shrink option to perform a shrink operation", img.f.Name())
 	}
@@ -165,10 +165,11 @@ func (img *Image) Resize(newSize int64, shrink bool) error {
 func (img *Image) Preallocate(off, length int64, mode string) error {
 	switch mode {
 	case "falloc":
-		if img.os == nil {
+		pa, ok := img.f.(formats.Preallocator)
+		if !ok {
 			return formats.Unsupportedf(img.f.Name(), "Unsupported preallocation mode 'falloc': preallocation is unsupported for this non-regular file")
 		}
-		return sparse.Allocate(img.os, off, length)
+		return pa.Allocate(off, length)
 	case "full":
 		return fileio.WriteZeros(img.f, off, length)
 	case "metadata", "off":
@@ -179,6 +180,6 @@ func (img *Image) Preallocate(off, length int64, mode string) error {
 
 // measure: a raw image needs its whole virtual size, allocated or not, as
 // qemu reports it.
-func measure(req formats.MeasureRequest) (formats.Measurement, error) {
+func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
 	return formats.Measurement{Required: req.Size, FullyAllocated: req.Size, Bitmaps: -1}, nil
 }

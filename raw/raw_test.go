@@ -2,6 +2,7 @@ package raw_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -34,7 +35,7 @@ func TestExtentsMatchQemuMap(t *testing.T) {
 	if err := json.Unmarshal([]byte(qemutest.Img(t, "map", "--output=json", "-f", "raw", path)), &qemuMap); err != nil {
 		t.Fatal(err)
 	}
-	img, err := formats.Open(path, formats.OpenOptions{Format: "raw"})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{Format: "raw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestReadMatchesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := formats.Open(path, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestCreateWriteZeroes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, err := raw.Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: 4 << 20, Options: opts})
+			img, err := raw.Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: 4 << 20, Options: opts})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +129,7 @@ func TestCreateWriteZeroes(t *testing.T) {
 
 func TestWriteOutsideDiskFails(t *testing.T) {
 	m := fileio.NewMem("m.raw", make([]byte, 4096))
-	img, err := raw.Open(m, formats.OpenOptions{})
+	img, err := raw.Open(context.Background(), m, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestWriteOutsideDiskFails(t *testing.T) {
 
 func TestRawLimit(t *testing.T) {
 	m := fileio.NewMem("m.raw", make([]byte, 8192))
-	_, err := raw.Open(m, formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 4096}})
+	_, err := raw.Open(context.Background(), m, formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 4096}})
 	if !errors.Is(err, formats.ErrLimit) {
 		t.Fatalf("err = %v, want ErrLimit", err)
 	}

@@ -52,7 +52,7 @@ func RunJob(ctx context.Context, job Job) (*Map, error) {
 	}
 	m := NewMap(src.Size())
 	m.Command = job.Command
-	dst, out, err := create(job, src.Size())
+	dst, out, err := create(ctx, job, src.Size())
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func resume(ctx context.Context, job Job, src *Source) (*Map, error) {
 func runInto(ctx context.Context, job Job, src *Source, m *Map) (*Map, error) {
 	open := job.Open
 	open.Writable, open.Format = true, job.Format
-	img, err := formats.Open(job.Target, open)
+	img, err := formats.Open(ctx, job.Target, open)
 	if err != nil {
 		return nil, fmt.Errorf("opening the output to resume into: %w", err)
 	}
@@ -121,7 +121,7 @@ func runInto(ctx context.Context, job Job, src *Source, m *Map) (*Map, error) {
 	// ddrescue's output grows as it is written: one it left shorter than
 	// the source is extended (with zeros) to finish the rescue.
 	if rs, ok := img.(formats.Resizer); ok && dst.Size() < m.Size {
-		if err := rs.Resize(m.Size, false); err != nil {
+		if err := rs.Resize(ctx, m.Size, false); err != nil {
 			dst.Close()
 			return nil, fmt.Errorf("%s: extending to the source's %d bytes: %w", job.Target, m.Size, err)
 		}
@@ -134,7 +134,7 @@ func runInto(ctx context.Context, job Job, src *Source, m *Map) (*Map, error) {
 }
 
 // create makes the new output image.
-func create(job Job, size int64) (formats.Writable, *convert.Output, error) {
+func create(ctx context.Context, job Job, size int64) (formats.Writable, *convert.Output, error) {
 	format := job.Format
 	if format == "" {
 		format = "raw"
@@ -150,7 +150,7 @@ func create(job Job, size int64) (formats.Writable, *convert.Output, error) {
 	if err := opts.Set("size", fmt.Sprint(size)); err != nil {
 		return nil, nil, err
 	}
-	dst, out, err := convert.CreateOutput(job.Target, drv, size, opts, job.Open, convert.OutputOptions{})
+	dst, out, err := convert.CreateOutput(ctx, job.Target, drv, size, opts, job.Open, convert.OutputOptions{})
 	if err != nil {
 		return nil, nil, err
 	}

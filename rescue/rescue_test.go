@@ -43,7 +43,7 @@ func memTarget(t *testing.T, size int64) (formats.Writable, *fileio.Mem) {
 	mem := fileio.NewMem("out.raw", nil)
 	opts, _ := formats.ParseOptions(drv.CreateOptions, "")
 	opts.Set("size", strconv.FormatInt(size, 10))
-	img, err := drv.Create(formats.CreateRequest{File: mem, Name: "out.raw", Size: size, Options: opts})
+	img, err := drv.Create(context.Background(), formats.CreateRequest{File: mem, Name: "out.raw", Size: size, Options: opts})
 	if err != nil {
 		t.Fatal(err)
 	}

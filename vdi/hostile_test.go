@@ -2,6 +2,7 @@ package vdi
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -79,7 +80,7 @@ func TestHostileHeaders(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := c.patch(append([]byte(nil), seed...))
-			_, err := Open(fileio.NewMem("hostile.vdi", b), formats.OpenOptions{})
+			_, err := Open(context.Background(), fileio.NewMem("hostile.vdi", b), formats.OpenOptions{})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
@@ -106,7 +107,7 @@ func TestHostileMap(t *testing.T) {
 
 	beyond := append([]byte(nil), seed...)
 	put32(beyond, mapOff+4*2, 3) // index 3 of 4 blocks: valid index, but past EOF
-	img, err := Open(fileio.NewMem("eof.vdi", beyond), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("eof.vdi", beyond), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestHostileMap(t *testing.T) {
 
 	big := append([]byte(nil), seed...)
 	put32(big, mapOff, 0x7fffffff)
-	img, err = Open(fileio.NewMem("big.vdi", big), formats.OpenOptions{})
+	img, err = Open(context.Background(), fileio.NewMem("big.vdi", big), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestHostileMap(t *testing.T) {
 
 	dup := append([]byte(nil), seed...)
 	put32(dup, mapOff+4*2, 0)
-	img, err = Open(fileio.NewMem("dup.vdi", dup), formats.OpenOptions{})
+	img, err = Open(context.Background(), fileio.NewMem("dup.vdi", dup), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,11 +146,11 @@ func TestSparseBomb(t *testing.T) {
 	put32(b, 384, 16<<20) // 16 Mi blocks = 16 TiB, a 64 MiB map
 	binary.LittleEndian.PutUint64(b[368:], 16<<40)
 	put32(b, 344, 0xfff00000)
-	_, err := Open(fileio.NewMem("bomb.vdi", b), formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 1 << 40}})
+	_, err := Open(context.Background(), fileio.NewMem("bomb.vdi", b), formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 1 << 40}})
 	if !errors.Is(err, formats.ErrLimit) {
 		t.Fatalf("virtual size limit: %v", err)
 	}
-	_, err = Open(fileio.NewMem("bomb.vdi", b), formats.OpenOptions{})
+	_, err = Open(context.Background(), fileio.NewMem("bomb.vdi", b), formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrCorrupt) { // the map does not fit in the file
 		t.Fatalf("map past EOF: %v", err)
 	}
@@ -163,7 +164,7 @@ func TestCorpusSeedsOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err := Open(fileio.NewMem(p, data), formats.OpenOptions{})
+		img, err := Open(context.Background(), fileio.NewMem(p, data), formats.OpenOptions{})
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
@@ -186,7 +187,7 @@ func FuzzOpen(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lim := formats.Limits{MaxVirtualSize: 64 << 20, MaxTableBytes: 1 << 20}
-		img, err := Open(fileio.NewMem("fuzz.vdi", data), formats.OpenOptions{Limits: lim, Parents: []string{"/nonexistent"}})
+		img, err := Open(context.Background(), fileio.NewMem("fuzz.vdi", data), formats.OpenOptions{Limits: lim, Parents: []string{"/nonexistent"}})
 		if err != nil {
 			return
 		}
@@ -240,7 +241,7 @@ func FuzzBlockMap(f *testing.F) {
 	f.Fuzz(func(t *testing.T, m []byte, allocated uint32) {
 		file := mapImage(m, allocated)
 		mem := fileio.NewMem("map.vdi", file)
-		img, err := Open(mem, formats.OpenOptions{})
+		img, err := Open(context.Background(), mem, formats.OpenOptions{})
 		if err != nil {
 			return
 		}
@@ -248,7 +249,7 @@ func FuzzBlockMap(f *testing.F) {
 		img.ReadAt(buf, 0)
 		img.Extents(0, img.Size())
 		img.(*Image).check()
-		w, err := Open(mem, formats.OpenOptions{Writable: true})
+		w, err := Open(context.Background(), mem, formats.OpenOptions{Writable: true})
 		if err != nil {
 			return
 		}
@@ -259,7 +260,7 @@ func FuzzBlockMap(f *testing.F) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		back, err := Open(fileio.NewMem("back.vdi", mem.Bytes()), formats.OpenOptions{})
+		back, err := Open(context.Background(), fileio.NewMem("back.vdi", mem.Bytes()), formats.OpenOptions{})
 		if err != nil {
 			t.Fatalf("reopen: %v", err)
 		}

@@ -1,6 +1,7 @@
 package vdi
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Name is the driver name.
@@ -22,8 +24,8 @@ func init() {
 		Name:  Name,
 		Probe: probe,
 		Open:  Open,
-		Create: func(req formats.CreateRequest) (formats.Writable, error) {
-			return Create(req)
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
 		},
 		CreateOptions: []formats.OptionSpec{
 			{Name: "static", Type: formats.OptBool, Default: "off",
@@ -76,15 +78,15 @@ type Image struct {
 }
 
 // Open opens f as a VDI image.
-func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-	img, err := open(f, opts)
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+	img, err := open(ctx, f, opts)
 	if err != nil {
 		return nil, err
 	}
 	return img, nil
 }
 
-func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+func open(ctx context.Context, f formats.File, opts formats.OpenOptions) (*Image, error) {
 	name := f.Name()
 	buf := make([]byte, needBytes)
 	n, err := f.ReadAt(buf, 0)
@@ -123,7 +125,7 @@ func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 		}
 	}
 	if !h.UUIDLinkage.isNull() && !opts.NoBacking {
-		if err := img.openParent(opts); err != nil {
+		if err := img.openParent(ctx, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -169,7 +171,7 @@ func (img *Image) checkWritable() error {
 
 // openParent finds, among the paths the caller supplied, the VDI image whose
 // creation UUID is this image's linkage UUID.
-func (img *Image) openParent(opts formats.OpenOptions) error {
+func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) error {
 	want := img.hdr.UUIDLinkage
 	if len(opts.Parents) == 0 {
 		return formats.Unsupportedf(img.name,
@@ -183,7 +185,7 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 		// bounds the recursion even for images that link to themselves;
 		// the chain's depth limit, loop detection and budget apply.
 		child.Parents = append(append([]string(nil), opts.Parents[:i]...), opts.Parents[i+1:]...)
-		p, err := formats.OpenParentFile(img.name, path, "", child)
+		p, err := formats.OpenParentFile(ctx, img.name, path, "", child)
 		if err != nil {
 			if errors.Is(err, formats.ErrLimit) {
 				return err // depth or metadata budget: no other candidate helps
@@ -247,7 +249,7 @@ func (img *Image) badEntry(b int64, e uint32) error {
 // ReadAt reads virtual bytes; runs of blocks stored contiguously are read
 // with one file read.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -293,7 +295,7 @@ func (img *Image) readRun(p []byte, off int64) (int, error) {
 			return 0, fmt.Errorf("%s: reading at %d: %w", img.name, fileOff, err)
 		}
 	case first == blockFree && img.parent != nil:
-		if err := formats.ReadBacking(img.parent, q, off); err != nil {
+		if err := imageio.ReadBacking(img.parent, q, off); err != nil {
 			return 0, err
 		}
 	default:
@@ -344,7 +346,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 			x.Kind = formats.Data
 			x.HostOffset = img.hostOff(e) + cur%img.blockBytes
 		}
-		out = formats.AppendExtent(out, x)
+		out = imageio.AppendExtent(out, x)
 		cur = next
 	}
 	return out, nil

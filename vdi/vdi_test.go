@@ -49,7 +49,7 @@ func createFile(t testing.TB, path string, size int64, opts string) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: parseOpts(t, opts)})
+	img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: parseOpts(t, opts)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func createFile(t testing.TB, path string, size int64, opts string) *Image {
 func createMem(t testing.TB, size int64, opts string) (*Image, *fileio.Mem) {
 	t.Helper()
 	m := fileio.NewMem("mem.vdi", nil)
-	img, err := Create(formats.CreateRequest{File: m, Name: "mem.vdi", Size: size, Options: parseOpts(t, opts)})
+	img, err := Create(context.Background(), formats.CreateRequest{File: m, Name: "mem.vdi", Size: size, Options: parseOpts(t, opts)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func createMem(t testing.TB, size int64, opts string) (*Image, *fileio.Mem) {
 
 func openPath(t testing.TB, path string, opts formats.OpenOptions) *Image {
 	t.Helper()
-	img, err := formats.Open(path, opts)
+	img, err := formats.Open(context.Background(), path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +385,7 @@ func TestReadVersion0(t *testing.T) {
 	a := bytes.Repeat([]byte{0xaa}, bs)
 	b := bytes.Repeat([]byte{0xbb}, bs)
 	file := buildV0([]uint32{1, blockFree, 0, blockZero}, map[uint32][]byte{0: b, 1: a}, 4*bs-100, bs)
-	img, err := Open(fileio.NewMem("v0.vdi", file), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("v0.vdi", file), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func TestDifferencing(t *testing.T) {
 	dir := t.TempDir()
 	basePath, childPath, want := makeDiff(t, dir)
 
-	_, err := formats.Open(childPath, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), childPath, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrUnsupported) || !strings.Contains(err.Error(), "--parent") {
 		t.Fatalf("open without parent: %v", err)
 	}
@@ -462,11 +462,11 @@ func TestDifferencing(t *testing.T) {
 	if diff := cmp.Diff([]int{1, 0, 1, 0}, depths); diff != "" {
 		t.Errorf("chain depths (-want +got):\n%s", diff)
 	}
-	_, err = formats.Open(childPath, formats.OpenOptions{Parents: []string{decoy}})
+	_, err = formats.Open(context.Background(), childPath, formats.OpenOptions{Parents: []string{decoy}})
 	if !errors.Is(err, formats.ErrUnsupported) || !strings.Contains(err.Error(), "not among") {
 		t.Fatalf("open with the wrong parent: %v", err)
 	}
-	if _, err := formats.Open(childPath, formats.OpenOptions{Parents: []string{basePath}, Writable: true}); !errors.Is(err, formats.ErrUnsupported) {
+	if _, err := formats.Open(context.Background(), childPath, formats.OpenOptions{Parents: []string{basePath}, Writable: true}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Fatalf("writable differencing: %v", err)
 	}
 	// An image that names itself as its parent does not recurse forever.
@@ -474,7 +474,7 @@ func TestDifferencing(t *testing.T) {
 	s := createFile(t, self, mib, "")
 	s.hdr.Type, s.hdr.UUIDLinkage, s.hdrDirty = typeDiff, s.hdr.UUIDCreate, true
 	s.Close()
-	if _, err := formats.Open(self, formats.OpenOptions{Parents: []string{self, self}}); !errors.Is(err, formats.ErrUnsupported) {
+	if _, err := formats.Open(context.Background(), self, formats.OpenOptions{Parents: []string{self, self}}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Fatalf("self parent: %v", err)
 	}
 }
@@ -509,7 +509,7 @@ func TestConcurrentAllocation(t *testing.T) {
 	if err := img.Close(); err != nil {
 		t.Fatal(err)
 	}
-	back, err := Open(fileio.NewMem("x.vdi", m.Bytes()), formats.OpenOptions{})
+	back, err := Open(context.Background(), fileio.NewMem("x.vdi", m.Bytes()), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +572,7 @@ func TestCheckCorruptMap(t *testing.T) {
 	if _, err := v.ReadAt(make([]byte, 10), 3*mib); !errors.Is(err, formats.ErrCorrupt) {
 		t.Fatalf("read of a block beyond the map: %v", err)
 	}
-	if _, err := formats.Open(path, formats.OpenOptions{Writable: true}); !errors.Is(err, formats.ErrCorrupt) {
+	if _, err := formats.Open(context.Background(), path, formats.OpenOptions{Writable: true}); !errors.Is(err, formats.ErrCorrupt) {
 		t.Fatalf("writable open of a corrupt image: %v", err)
 	}
 }
@@ -587,7 +587,7 @@ func TestZeroSizeAndVersion10(t *testing.T) {
 	// Version 1.0 headers have the same layout as 1.1.
 	data := seedImage(t)
 	put32(data, 68, 0x00010000)
-	img, err := Open(fileio.NewMem("v10.vdi", data), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("v10.vdi", data), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,7 +622,7 @@ func TestBlockExtra(t *testing.T) {
 		copy(blk[:extra], bytes.Repeat([]byte{0xee}, extra)) // the prefix is not data
 		copy(blk[extra:extra+bs], bytes.Repeat([]byte{byte(0xa0 + i)}, bs))
 	}
-	img, err := Open(fileio.NewMem("extra.vdi", file), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("extra.vdi", file), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

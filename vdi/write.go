@@ -1,17 +1,19 @@
 package vdi
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Create makes a new VDI image as VirtualBox lays it out: a 400-byte
 // version 1.1 header, the block map at 1 MiB and the data area at the next
 // 1 MiB boundary after it, 1 MiB blocks. With static=on every block is
 // allocated in order and the file is extended (sparsely) to its full size.
-func Create(req formats.CreateRequest) (*Image, error) {
+func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	if req.Size < 0 {
 		return nil, fmt.Errorf("%s: negative size", req.Name)
 	}
@@ -67,7 +69,7 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if !img.writable {
 		return 0, fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
 	}
-	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
+	if err := imageio.CheckWrite(img.name, len(p), off, img.size); err != nil {
 		return 0, err
 	}
 	done := 0

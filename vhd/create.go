@@ -1,6 +1,7 @@
 package vhd
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -10,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Limits of the images vdisk creates.
@@ -154,19 +155,13 @@ func newUUID() [16]byte {
 }
 
 // isStream reports whether f can only be written sequentially (a pipe).
-func isStream(f formats.File) bool {
-	if _, ok := f.(*fileio.Stream); ok {
-		return true
-	}
-	s, ok := f.(interface{ Sequential() bool })
-	return ok && s.Sequential()
-}
+func isStream(f formats.File) bool { return formats.IsSequential(f) }
 
 // Create makes a new VHD in req.File: dynamic (default), fixed, or
 // differencing when the backing_file option names a parent VHD.
-func Create(req formats.CreateRequest) (*Image, error) {
+func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	if req.Options.String("backing_file") != "" {
-		return createDifferencing(req)
+		return createDifferencing(ctx, req)
 	}
 	p, err := planCreate(req)
 	if err != nil {
@@ -283,7 +278,7 @@ func (img *Image) setParent(par *parentInfo, dataOff int64) (int64, [][]byte) {
 // createDifferencing opens the parent named by backing_file (through the
 // resolver, relative to the new image's directory) and makes a differencing
 // disk over it.
-func createDifferencing(req formats.CreateRequest) (*Image, error) {
+func createDifferencing(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	o := req.Options
 	if f := o.String("backing_fmt"); f != "" && f != Name && f != "vhd" {
 		return nil, formats.Unsupportedf(req.Name, "a differencing VHD needs a VHD parent, not backing_fmt=%s", f)
@@ -295,7 +290,7 @@ func createDifferencing(req formats.CreateRequest) (*Image, error) {
 		return nil, formats.Unsupportedf(req.Name, "a differencing VHD cannot be written to a stream")
 	}
 	ref := o.String("backing_file")
-	pimg, err := formats.OpenReference(req.Name, ref, Name, req.Open)
+	pimg, err := formats.OpenReference(ctx, req.Name, ref, Name, req.Open)
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +347,7 @@ func newDifferencing(req formats.CreateRequest, parent *Image, ref string) (*Ima
 		relative: strings.ReplaceAll(rel, "/", `\`),
 		absolute: strings.ReplaceAll(filepath.ToSlash(abs), "/", `\`)}
 	par.timestamp = parent.ft.Timestamp
-	if path, err := req.Open.Resolver.Resolve(req.Name, ref); err == nil {
+	if path, err := req.Open.References().Resolve(req.Name, ref); err == nil {
 		if st, err := os.Stat(path); err == nil {
 			par.timestamp = vhdTime(st.ModTime())
 		}
@@ -380,7 +375,7 @@ func (img *Image) writeFooterAt(off int64) error {
 
 // measure: a fixed disk needs its size plus the footer; a dynamic one its
 // metadata plus every block holding data.
-func measure(req formats.MeasureRequest) (formats.Measurement, error) {
+func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
 	creq := formats.CreateRequest{Size: req.Size, Options: req.Options}
 	p, err := planCreate(creq)
 	if err != nil {
@@ -395,7 +390,7 @@ func measure(req formats.MeasureRequest) (formats.Measurement, error) {
 	full := meta + int64(p.entries())*perBlock
 	used := full
 	if req.Source != nil {
-		blocks, err := formats.DataBlocks(req.Source, p.blockSize)
+		blocks, err := imageio.DataBlocks(ctx, req.Source, p.blockSize)
 		if err != nil {
 			return formats.Measurement{}, err
 		}

@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -31,7 +32,7 @@ func createChild(t testing.TB, path, backing string, size int64, opts string) (*
 	if err := o.Set("backing_file", backing); err != nil {
 		t.Fatal(err)
 	}
-	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
+	img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
 	if err != nil {
 		f.Close()
 	}
@@ -175,7 +176,7 @@ func TestDifferencingChain(t *testing.T) {
 	if len(exts) != 2 || exts[0].Depth != 0 || exts[0].Length != diffUnitBytes || exts[1].Depth != 2 {
 		t.Errorf("chain extents %+v", exts)
 	}
-	_, err = formats.Open(filepath.Join(dir, "gc.vhd"), formats.OpenOptions{Limits: formats.Limits{MaxChainDepth: 1}})
+	_, err = formats.Open(context.Background(), filepath.Join(dir, "gc.vhd"), formats.OpenOptions{Limits: formats.Limits{MaxChainDepth: 1}})
 	if !errors.Is(err, formats.ErrLimit) {
 		t.Errorf("chain depth limit: %v", err)
 	}
@@ -228,13 +229,13 @@ func TestParentLocators(t *testing.T) {
 	// Without the relative locator, the absolute one is refused by the
 	// default policy, with the flag named; --references=any opens it.
 	editHeader(t, child, func(h *dynHeader) { h.Locators[0].PlatformCode = platNone; h.setParentName("") })
-	_, err := formats.Open(child, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), child, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrReferenceDenied) || !strings.Contains(err.Error(), "--references=any") {
 		t.Fatalf("absolute locator: %v", err)
 	}
-	openPath(t, child, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyAny}})
+	openPath(t, child, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyAny}})
 	// Strict refuses every parent.
-	_, err = formats.Open(child, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyStrict}})
+	_, err = formats.Open(context.Background(), child, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyStrict}})
 	if !errors.Is(err, formats.ErrReferenceDenied) {
 		t.Fatalf("strict: %v", err)
 	}
@@ -259,11 +260,11 @@ func TestParentLocatorEscapes(t *testing.T) {
 		h.Locators[1].PlatformCode = platNone
 		h.setParentName("")
 	})
-	_, err := formats.Open(child, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), child, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrReferenceDenied) || !strings.Contains(err.Error(), "--references=any") {
 		t.Fatalf("..: %v", err)
 	}
-	openPath(t, child, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyAny}})
+	openPath(t, child, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyAny}})
 }
 
 func TestParentMismatch(t *testing.T) {
@@ -278,13 +279,13 @@ func TestParentMismatch(t *testing.T) {
 	// A different parent (another UUID) is refused.
 	other := create(t, filepath.Join(dir, "base.vhd"), 8<<20, "force_size=on")
 	finish(t, other)
-	_, err := formats.Open(child, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), child, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrCorrupt) || !strings.Contains(err.Error(), "UUID") {
 		t.Fatalf("UUID mismatch: %v", err)
 	}
 	// A parent that is not a VHD.
 	os.WriteFile(filepath.Join(dir, "base.vhd"), make([]byte, 8<<20), 0o644)
-	if _, err := formats.Open(child, formats.OpenOptions{}); err == nil {
+	if _, err := formats.Open(context.Background(), child, formats.OpenOptions{}); err == nil {
 		t.Fatal("raw parent accepted")
 	}
 }

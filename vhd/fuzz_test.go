@@ -20,7 +20,7 @@ func fuzzParent(tb testing.TB) []byte {
 
 // diffSeed is a differencing disk over fuzzParent, built in memory.
 func diffSeed(tb testing.TB, parent []byte) []byte {
-	p, err := Open(fileio.NewMem("parent.vhd", parent), formats.OpenOptions{})
+	p, err := Open(context.Background(), fileio.NewMem("parent.vhd", parent), formats.OpenOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,13 +61,11 @@ func FuzzOpen(f *testing.F) {
 	f.Add(diffSeed(f, parent))
 	f.Add(memImage(f, 64<<10, "force_size=on,block_size=4K", write{5000, []byte("x")}))
 	f.Add(memImage(f, 100<<10, "subformat=fixed"))
-	res := &formats.Resolver{Policy: formats.PolicyAny, OpenFile: func(path string, _ bool) (formats.File, error) {
-		return fileio.NewMem(path, parent), nil
-	}}
+	res := memResolver{parent}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := fileio.NewMem("fuzz.vhd", data)
 		m.ReadOnly = true
-		img, err := Open(m, formats.OpenOptions{Resolver: res, Limits: formats.Limits{MaxTableBytes: 1 << 20}})
+		img, err := Open(context.Background(), m, formats.OpenOptions{Resolver: res, Limits: formats.Limits{MaxTableBytes: 1 << 20}})
 		if err != nil {
 			return
 		}
@@ -133,7 +131,7 @@ func FuzzBAT(f *testing.F) {
 		}
 		bs := int64(1) << blockShift
 		img := buildWithBAT(t, bat[:4*entries], bs)
-		im, err := Open(fileio.NewMem("bat.vhd", img), formats.OpenOptions{})
+		im, err := Open(context.Background(), fileio.NewMem("bat.vhd", img), formats.OpenOptions{})
 		if err != nil {
 			return
 		}
@@ -172,9 +170,7 @@ func TestRandomMutations(t *testing.T) {
 	parent := fuzzParent(t)
 	seeds := [][]byte{smallDynamic(t), parent, diffSeed(t, parent),
 		memImage(t, 64<<10, "force_size=on,block_size=4K", write{5000, []byte("x")})}
-	res := &formats.Resolver{Policy: formats.PolicyAny, OpenFile: func(path string, _ bool) (formats.File, error) {
-		return fileio.NewMem(path, parent), nil
-	}}
+	res := memResolver{parent}
 	r := rand.New(rand.NewSource(1))
 	for i := 0; i < 3000; i++ {
 		s := append([]byte(nil), seeds[i%len(seeds)]...)
@@ -185,10 +181,26 @@ func TestRandomMutations(t *testing.T) {
 			}
 			s[p] = byte(r.Intn(256))
 		}
-		img, err := Open(fileio.NewMem("m.vhd", s), formats.OpenOptions{Resolver: res})
+		img, err := Open(context.Background(), fileio.NewMem("m.vhd", s), formats.OpenOptions{Resolver: res})
 		if err == nil {
 			exercise(img)
 			img.Close()
 		}
 	}
+}
+
+// memResolver answers every reference the policy "any" allows with a
+// memory copy of one image.
+type memResolver struct{ data []byte }
+
+func (r memResolver) Resolve(from, ref string) (string, error) {
+	return formats.CheckName(formats.PolicyAny, from, ref)
+}
+
+func (r memResolver) Open(from, ref string, _ bool) (formats.File, error) {
+	name, err := r.Resolve(from, ref)
+	if err != nil {
+		return nil, err
+	}
+	return fileio.NewMem(name, r.data), nil
 }

@@ -20,7 +20,7 @@ func memImage(t testing.TB, size int64, opts string, ws ...write) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Create(formats.CreateRequest{File: m, Name: "mem.vhd", Size: size, Options: o})
+	img, err := Create(context.Background(), formats.CreateRequest{File: m, Name: "mem.vhd", Size: size, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func memImage(t testing.TB, size int64, opts string, ws ...write) []byte {
 }
 
 func openMem(data []byte) (*Image, error) {
-	img, err := Open(fileio.NewMem("t.vhd", data), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("t.vhd", data), formats.OpenOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -203,10 +203,10 @@ func TestBoundaries(t *testing.T) {
 	}
 	b = smallDynamic(t)
 	setFooter(b, -1, func(ft *footer) { ft.CurrentSize = 1 << 20 })
-	if _, err := Open(fileio.NewMem("t.vhd", b), formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 1 << 20}}); err != nil {
+	if _, err := Open(context.Background(), fileio.NewMem("t.vhd", b), formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 1 << 20}}); err != nil {
 		t.Errorf("size at the limit: %v", err)
 	}
-	if _, err := Open(fileio.NewMem("t.vhd", b), formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 1<<20 - 1}}); !errors.Is(err, formats.ErrLimit) {
+	if _, err := Open(context.Background(), fileio.NewMem("t.vhd", b), formats.OpenOptions{Limits: formats.Limits{MaxVirtualSize: 1<<20 - 1}}); !errors.Is(err, formats.ErrLimit) {
 		t.Errorf("size over the limit: %v", err)
 	}
 }
@@ -280,7 +280,7 @@ func TestCheckRepair(t *testing.T) {
 	b[len(b)-10]++               // trailing footer checksum
 	b[footerSize+headerSumOff]++ // header checksum
 	m := fileio.NewMem("t.vhd", b)
-	im, err := Open(m, formats.OpenOptions{Writable: true})
+	im, err := Open(context.Background(), m, formats.OpenOptions{Writable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,33 +305,33 @@ func TestLocatorLimits(t *testing.T) {
 	dir, _ := diffSetup(t, "force_size=on")
 	child := dir + "/child.vhd"
 	editHeader(t, child, func(h *dynHeader) { h.Locators[0].DataLength = maxLocatorBytes + 1 })
-	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrLimit) {
+	if _, err := formats.Open(context.Background(), child, formats.OpenOptions{}); !errors.Is(err, formats.ErrLimit) {
 		t.Errorf("huge locator: %v", err)
 	}
 	editHeader(t, child, func(h *dynHeader) { h.Locators[0].DataLength = 20; h.Locators[0].DataOffset = 1 << 40 })
-	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+	if _, err := formats.Open(context.Background(), child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
 		t.Errorf("locator past EOF: %v", err)
 	}
 	editHeader(t, child, func(h *dynHeader) {
 		h.Locators = [numLocators]locator{}
 		h.setParentName("")
 	})
-	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+	if _, err := formats.Open(context.Background(), child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
 		t.Errorf("no locator: %v", err)
 	}
 	editHeader(t, child, func(h *dynHeader) { h.Locators[0] = locator{PlatformCode: platMac, DataLength: 4, DataOffset: 0} })
-	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrUnsupported) {
+	if _, err := formats.Open(context.Background(), child, formats.OpenOptions{}); !errors.Is(err, formats.ErrUnsupported) {
 		t.Errorf("Mac alias locator: %v", err)
 	}
 	// A disk that is its own parent.
 	self := openPath(t, child, formats.OpenOptions{NoBacking: true}).ft.UniqueID
 	editHeader(t, child, func(h *dynHeader) { h.ParentUniqueID = self; h.setParentName("child.vhd") })
-	if _, err := formats.Open(child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
+	if _, err := formats.Open(context.Background(), child, formats.OpenOptions{}); !errors.Is(err, formats.ErrCorrupt) {
 		t.Errorf("self parent: %v", err)
 	}
 	// A protocol name is never opened.
 	editHeader(t, child, func(h *dynHeader) { h.setParentName("nbd:localhost:10809"); h.ParentUniqueID = [16]byte{} })
-	if _, err := formats.Open(child, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyAny}}); !errors.Is(err, formats.ErrReferenceDenied) {
+	if _, err := formats.Open(context.Background(), child, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyAny}}); !errors.Is(err, formats.ErrReferenceDenied) {
 		t.Errorf("protocol parent: %v", err)
 	}
 }

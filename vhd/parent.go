@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,7 +119,7 @@ func fileURLPath(s string) string {
 
 // openParent opens the parent of a differencing disk through the resolver,
 // trying each locator in turn, and checks the parent's UUID.
-func (img *Image) openParent(opts formats.OpenOptions) error {
+func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) error {
 	if img.hdr.ParentUniqueID == img.ft.UniqueID {
 		return formats.Corruptf(img.name, "dynamic header", int64(img.ft.DataOffset), "the differencing disk names itself (UUID %s) as its parent", formatUUID(img.ft.UniqueID))
 	}
@@ -136,7 +137,7 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 	}
 	var errs []error
 	for _, c := range cands {
-		err := img.tryParent(c, opts)
+		err := img.tryParent(ctx, c, opts)
 		if err == nil {
 			return nil
 		}
@@ -148,8 +149,8 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 	return fmt.Errorf("%s: cannot open the parent of the differencing disk: %w", img.name, errors.Join(errs...))
 }
 
-func (img *Image) tryParent(c parentCandidate, opts formats.OpenOptions) error {
-	p, err := formats.OpenReference(img.name, c.ref, Name, opts)
+func (img *Image) tryParent(ctx context.Context, c parentCandidate, opts formats.OpenOptions) error {
+	p, err := formats.OpenReference(ctx, img.name, c.ref, Name, opts)
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func (img *Image) tryParent(c parentCandidate, opts formats.OpenOptions) error {
 			"parent %q has UUID %s but the differencing disk was made over %s", c.ref, formatUUID(pv.ft.UniqueID), formatUUID(want))
 	}
 	img.parent, img.parentRef = p, c.ref
-	img.parentPath, _ = opts.Resolver.Resolve(img.name, c.ref)
+	img.parentPath, _ = opts.References().Resolve(img.name, c.ref)
 	img.parentTSMatch = img.hdr.ParentTimestamp == pv.ft.Timestamp
 	if !img.parentTSMatch && img.parentPath != "" {
 		if st, err := os.Stat(img.parentPath); err == nil {

@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,7 @@ import (
 // openPath opens path through the registry (probing, as the CLI does).
 func openPath(t testing.TB, path string, opts formats.OpenOptions) *Image {
 	t.Helper()
-	img, err := formats.Open(path, opts)
+	img, err := formats.Open(context.Background(), path, opts)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
@@ -219,7 +220,7 @@ func TestCorpus(t *testing.T) {
 
 func TestAFL5Refused(t *testing.T) {
 	path, _ := qemutest.Corpus(t, "afl5.img")
-	_, err := formats.Open(path, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), path, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrLimit) && !errors.Is(err, formats.ErrCorrupt) {
 		t.Fatalf("afl5.img: %v", err)
 	}

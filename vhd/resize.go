@@ -1,6 +1,7 @@
 package vhd
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 
@@ -13,7 +14,7 @@ import (
 // the new size. A fixed disk grows or shrinks by moving its footer; a
 // dynamic disk grows within the room its BAT has before the first block.
 // Shrinking a dynamic disk and resizing a differencing disk are refused.
-func (img *Image) Resize(newSize int64, shrink bool) error {
+func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error {
 	switch {
 	case !img.writable || img.stream:
 		return fmt.Errorf("%s: resize needs the image opened writable: %w", img.name, formats.ErrReadOnly)

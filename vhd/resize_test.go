@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ func openWritable(t *testing.T, path string) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Open(f, formats.OpenOptions{Writable: true, NoBacking: true})
+	img, err := Open(context.Background(), f, formats.OpenOptions{Writable: true, NoBacking: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func resizeTo(t *testing.T, path string, size int64, shrink bool) error {
 	t.Helper()
 	img := openWritable(t, path)
 	defer img.Close()
-	if err := img.Resize(size, shrink); err != nil {
+	if err := img.Resize(context.Background(), size, shrink); err != nil {
 		return err
 	}
 	return img.Flush()

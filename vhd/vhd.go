@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Name is the driver name, qemu's; "vhd" is an alias.
@@ -20,8 +22,8 @@ func init() {
 		Aliases: []string{"vhd"},
 		Probe:   probe,
 		Open:    Open,
-		Create: func(req formats.CreateRequest) (formats.Writable, error) {
-			return Create(req)
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
 		},
 		CreateOptions: createOptions,
 		Measure:       measure,
@@ -94,15 +96,15 @@ type Image struct {
 }
 
 // Open opens f as a VHD.
-func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-	img, err := open(f, opts)
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+	img, err := open(ctx, f, opts)
 	if err != nil {
 		return nil, err
 	}
 	return img, nil
 }
 
-func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+func open(ctx context.Context, f formats.File, opts formats.OpenOptions) (*Image, error) {
 	img := &Image{f: f, name: f.Name(), writable: opts.Writable, budget: opts.EnsureBudget()}
 	size, err := f.Size()
 	if err != nil {
@@ -131,7 +133,7 @@ func open(f formats.File, opts formats.OpenOptions) (*Image, error) {
 		return nil, err
 	}
 	if img.ft.DiskType == typeDifferencing && !opts.NoBacking {
-		if err := img.openParent(opts); err != nil {
+		if err := img.openParent(ctx, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -330,7 +332,7 @@ func (img *Image) differencing() bool {
 
 // ReadAt reads virtual disk bytes; safe for concurrent use.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -399,7 +401,7 @@ func (img *Image) readBlock(p []byte, blk int, in int64) error {
 	e := img.bat[blk]
 	virt := int64(blk)*img.blockSize + in
 	if e == batUnused {
-		return formats.ReadBacking(img.parent, p, virt)
+		return imageio.ReadBacking(img.parent, p, virt)
 	}
 	bm, err := img.bitmap(blk, e)
 	if err != nil {
@@ -410,7 +412,7 @@ func (img *Image) readBlock(p []byte, blk int, in int64) error {
 		if present {
 			return img.readFile(q, img.dataOff(e, runOff))
 		}
-		return formats.ReadBacking(img.parent, q, int64(blk)*img.blockSize+runOff)
+		return imageio.ReadBacking(img.parent, q, int64(blk)*img.blockSize+runOff)
 	})
 }
 
@@ -476,10 +478,10 @@ func (img *Image) blockExtents(out []formats.Extent, blk int, in, n int64) ([]fo
 		if img.differencing() {
 			kind = formats.Unallocated
 		}
-		return formats.AppendExtent(out, formats.Extent{Offset: virt + in, Length: n, Kind: kind, HostOffset: -1}), nil
+		return imageio.AppendExtent(out, formats.Extent{Offset: virt + in, Length: n, Kind: kind, HostOffset: -1}), nil
 	}
 	if !img.differencing() {
-		return formats.AppendExtent(out, formats.Extent{Offset: virt + in, Length: n, Kind: formats.Data, HostOffset: img.dataOff(e, in)}), nil
+		return imageio.AppendExtent(out, formats.Extent{Offset: virt + in, Length: n, Kind: formats.Data, HostOffset: img.dataOff(e, in)}), nil
 	}
 	bm, err := img.bitmap(blk, e)
 	if err != nil {
@@ -490,7 +492,7 @@ func (img *Image) blockExtents(out []formats.Extent, blk int, in, n int64) ([]fo
 		if present {
 			x.Kind, x.HostOffset = formats.Data, img.dataOff(e, runOff)
 		}
-		out = formats.AppendExtent(out, x)
+		out = imageio.AppendExtent(out, x)
 		return nil
 	})
 	return out, err
@@ -502,7 +504,7 @@ func (img *Image) fixedExtents(off, length int64) ([]formats.Extent, error) {
 	if img.stream {
 		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
 	}
-	return formats.FileExtents(img.f, off, off, length)
+	return imageio.FileExtents(img.f, off, off, length)
 }
 
 // Backing is the parent of a differencing disk (nil otherwise, or when

@@ -6,6 +6,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // maxBlockSector bounds where a block may start: BAT entries are 32-bit
@@ -23,7 +24,7 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if !img.writable {
 		return 0, fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
 	}
-	if err := formats.CheckWrite(img.name, len(p), off, img.size); err != nil {
+	if err := imageio.CheckWrite(img.name, len(p), off, img.size); err != nil {
 		return 0, err
 	}
 	var err error
@@ -214,7 +215,7 @@ func (img *Image) writePartialUnit(blk int, e uint32, bm []byte, p []byte, off, 
 		if present {
 			return img.readFile(q, img.dataOff(e, runOff))
 		}
-		return formats.ReadBacking(img.parent, q, int64(blk)*img.blockSize+runOff)
+		return imageio.ReadBacking(img.parent, q, int64(blk)*img.blockSize+runOff)
 	})
 	if err != nil {
 		return err
@@ -233,7 +234,7 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	if !img.writable {
 		return fmt.Errorf("%s: %w", img.name, formats.ErrReadOnly)
 	}
-	if length < 0 || formats.CheckWrite(img.name, 0, off, img.size) != nil || length > img.size-off {
+	if length < 0 || imageio.CheckWrite(img.name, 0, off, img.size) != nil || length > img.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.name, off, length)
 	}
 	switch {

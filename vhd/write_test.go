@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"math/rand"
 	"os"
@@ -28,7 +29,7 @@ func create(t testing.TB, path string, size int64, opts string) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
+	img, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
 	if err != nil {
 		f.Close()
 		t.Fatalf("create %s (%s): %v", path, opts, err)
@@ -257,7 +258,7 @@ func TestAzureRefusesOddSizes(t *testing.T) {
 	f, _ := os.Create(path)
 	defer f.Close()
 	o, _ := formats.ParseOptions(createOptions, "azure=on")
-	_, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: 30<<20 + 512, Options: o})
+	_, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: 30<<20 + 512, Options: o})
 	if err == nil || !strings.Contains(err.Error(), "32505856") || !strings.Contains(err.Error(), "azure_round_up=on") {
 		t.Fatalf("err = %v", err)
 	}
@@ -286,7 +287,7 @@ func TestFixedStream(t *testing.T) {
 	var buf bytes.Buffer
 	s := fileio.NewStream(&buf, "stdout")
 	o, _ := formats.ParseOptions(createOptions, "subformat=fixed,force_size=on")
-	img, err := Create(formats.CreateRequest{File: s, Name: "stdout", Size: 3 << 20, Options: o})
+	img, err := Create(context.Background(), formats.CreateRequest{File: s, Name: "stdout", Size: 3 << 20, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +319,7 @@ func TestFixedStream(t *testing.T) {
 
 	// A dynamic disk cannot go to a stream.
 	o, _ = formats.ParseOptions(createOptions, "")
-	if _, err := Create(formats.CreateRequest{File: fileio.NewStream(&buf, "x"), Name: "x", Size: 1 << 20, Options: o}); err == nil {
+	if _, err := Create(context.Background(), formats.CreateRequest{File: fileio.NewStream(&buf, "x"), Name: "x", Size: 1 << 20, Options: o}); err == nil {
 		t.Error("dynamic to stream accepted")
 	}
 }
@@ -363,7 +364,7 @@ func TestReopenWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := Open(f, formats.OpenOptions{Writable: true})
+	im, err := Open(context.Background(), f, formats.OpenOptions{Writable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +380,7 @@ func TestMeasure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := measure(formats.MeasureRequest{Size: 10 << 20, Options: o, Source: src})
+		m, err := measure(context.Background(), formats.MeasureRequest{Size: 10 << 20, Options: o, Source: src})
 		if err != nil {
 			t.Fatal(err)
 		}

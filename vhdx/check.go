@@ -49,7 +49,7 @@ func (img *Image) replayLog() error {
 	if err := img.updateHeaders(h); err != nil {
 		return err
 	}
-	if err := img.f.Sync(); err != nil {
+	if err := formats.Sync(img.f); err != nil {
 		return err
 	}
 	reloaded := &Image{f: img.f, r: img.f, name: img.name}
@@ -80,7 +80,7 @@ func (img *Image) updateHeaders(h header) error {
 		if _, err := img.f.WriteAt(h.encode(), int64(header1Offset+slot*64*kib)); err != nil {
 			return fmt.Errorf("%s: writing header: %w", img.name, err)
 		}
-		if err := img.f.Sync(); err != nil {
+		if err := formats.Sync(img.f); err != nil {
 			return err
 		}
 		img.hdr, img.hdrSlot = h, slot

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"context"
 	"encoding/binary"
 	"maps"
 	"slices"
@@ -18,7 +19,7 @@ func memImage(t testing.TB, size int64, opts string, writes map[int64][]byte) []
 		t.Fatal(err)
 	}
 	f := fileio.NewMem("mem.vhdx", nil)
-	w, err := Create(formats.CreateRequest{File: f, Name: "mem.vhdx", Size: size, Options: o})
+	w, err := Create(context.Background(), formats.CreateRequest{File: f, Name: "mem.vhdx", Size: size, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func memImage(t testing.TB, size int64, opts string, writes map[int64][]byte) []
 }
 
 func openBytes(b []byte, opts formats.OpenOptions) (*Image, error) {
-	return Open(fileio.NewMem("crafted.vhdx", b), opts)
+	return Open(context.Background(), fileio.NewMem("crafted.vhdx", b), opts)
 }
 
 // patchHeaders rewrites both headers through fn (with valid checksums).

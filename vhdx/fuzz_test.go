@@ -75,7 +75,7 @@ func exercise(t *testing.T, f formats.File) {
 }
 
 func exerciseWith(t *testing.T, f formats.File, lim formats.Limits) {
-	img, err := Open(f, formats.OpenOptions{Limits: lim, NoBacking: true})
+	img, err := Open(context.Background(), f, formats.OpenOptions{Limits: lim, NoBacking: true})
 	if err != nil {
 		return
 	}
@@ -188,7 +188,7 @@ func diffTemplate(f *testing.F) []byte {
 	childPath := filepath.Join(dir, "child.vhdx")
 	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx,block_size=1M")
 	file, _ := os.Create(childPath)
-	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(file), Name: childPath, Options: o})
+	c, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(file), Name: childPath, Options: o})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package vhdx
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -19,7 +20,7 @@ func openPath(t testing.TB, path string, opts formats.OpenOptions) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Open(f, opts)
+	img, err := Open(context.Background(), f, opts)
 	if err != nil {
 		f.Close()
 		t.Fatalf("open %s: %v", path, err)

@@ -242,7 +242,7 @@ func TestHostileMemory(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	f := &bigFile{data: b, size: 8 << 30}
-	img, err := Open(f, formats.OpenOptions{})
+	img, err := Open(context.Background(), f, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestParentReferences(t *testing.T) {
 	childPath := filepath.Join(sub, "child.vhdx")
 	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx")
 	f, _ := os.Create(childPath)
-	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+	c, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestParentReferences(t *testing.T) {
 		return p
 	}
 	linkage := func() string {
-		img, err := formats.Open(childPath, formats.OpenOptions{NoBacking: true})
+		img, err := formats.Open(context.Background(), childPath, formats.OpenOptions{NoBacking: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +439,7 @@ func TestParentReferences(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			img, err := formats.Open(c.path, formats.OpenOptions{Resolver: &formats.Resolver{Policy: c.pol}})
+			img, err := formats.Open(context.Background(), c.path, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: c.pol}})
 			if c.kind == nil {
 				if err != nil {
 					t.Fatal(err)
@@ -498,7 +498,7 @@ func TestParentLoop(t *testing.T) {
 	loopPath := filepath.Join(dir, "loop.vhdx")
 	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx")
 	f, _ := os.Create(loopPath)
-	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: loopPath, Options: o})
+	c, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: loopPath, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +519,7 @@ func TestParentLoop(t *testing.T) {
 	if err := os.WriteFile(loopPath, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = formats.Open(loopPath, formats.OpenOptions{Limits: formats.Limits{MaxChainDepth: 8}})
+	_, err = formats.Open(context.Background(), loopPath, formats.OpenOptions{Limits: formats.Limits{MaxChainDepth: 8}})
 	if !errors.Is(err, formats.ErrBackingLoop) || !strings.Contains(err.Error(), loopPath+" -> "+loopPath) {
 		t.Fatalf("got %v, want a backing loop error", err)
 	}

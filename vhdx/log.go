@@ -473,7 +473,7 @@ func replayOnDisk(f formats.File, entries []*logEntry, fileSize int64) (int64, e
 			fileSize = sz
 		}
 	}
-	return fileSize, f.Sync()
+	return fileSize, formats.Sync(f)
 }
 
 // maxLogFileSize bounds the file size a log entry may ask for.

@@ -68,7 +68,7 @@ func TestLogReplayInMemory(t *testing.T) {
 	orig := append([]byte(nil), b...)
 	f := fileio.NewMem("log.vhdx", b)
 	f.ReadOnly = true
-	img, err := Open(f, formats.OpenOptions{})
+	img, err := Open(context.Background(), f, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestLogReplayInMemory(t *testing.T) {
 
 	// check -r all on a writable copy replays into the file.
 	wf := fileio.NewMem("log.vhdx", orig)
-	img, err = Open(wf, formats.OpenOptions{Writable: true})
+	img, err = Open(context.Background(), wf, formats.OpenOptions{Writable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestLogReplayInMemory(t *testing.T) {
 	if err != nil || rep.CorruptionsFixed != 1 {
 		t.Fatalf("repair: %+v %v", rep, err)
 	}
-	again, err := Open(fileio.NewMem("log.vhdx", wf.Bytes()), formats.OpenOptions{})
+	again, err := Open(context.Background(), fileio.NewMem("log.vhdx", wf.Bytes()), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

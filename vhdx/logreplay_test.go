@@ -2,6 +2,7 @@ package vhdx
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -109,7 +110,7 @@ func formatMiB(n int64) string { return fmt.Sprintf("%dM", n>>20) }
 func TestQuadraticLogOpensFast(t *testing.T) {
 	b := quadraticLog(t, 16<<20)
 	start := time.Now()
-	img, err := Open(fileio.NewMem("log.vhdx", b), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("log.vhdx", b), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestQuadraticLogOpensFast(t *testing.T) {
 			clear(want[op.fileOff : op.fileOff+op.zeroLen])
 		}
 	}
-	ref, err := Open(fileio.NewMem("replayed.vhdx", want), formats.OpenOptions{})
+	ref, err := Open(context.Background(), fileio.NewMem("replayed.vhdx", want), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestQuadraticLogOpensFast(t *testing.T) {
 // one ErrLimit naming the log.
 func TestLogBudget(t *testing.T) {
 	b := quadraticLog(t, 8<<20)
-	_, err := Open(fileio.NewMem("log.vhdx", b), formats.OpenOptions{Limits: formats.Limits{MaxMetadataBytes: 4 << 20}})
+	_, err := Open(context.Background(), fileio.NewMem("log.vhdx", b), formats.OpenOptions{Limits: formats.Limits{MaxMetadataBytes: 4 << 20}})
 	if !errors.Is(err, formats.ErrLimit) || !bytes.Contains([]byte(err.Error()), []byte("log")) {
 		t.Fatalf("got %v, want a metadata budget error for the log", err)
 	}

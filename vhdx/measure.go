@@ -1,7 +1,9 @@
 package vhdx
 
 import (
+	"context"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // measure estimates the file size of a new VHDX (qemu 7.2 cannot): the
@@ -9,7 +11,7 @@ import (
 // every block the source has data in (every block for subformat=fixed).
 // Blocks holding only zeros are not counted, as the converter does not
 // allocate them.
-func measure(req formats.MeasureRequest) (formats.Measurement, error) {
+func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
 	size := req.Size
 	if req.Source != nil {
 		size = req.Source.Size()
@@ -28,7 +30,7 @@ func measure(req formats.MeasureRequest) (formats.Measurement, error) {
 	case p.fixed:
 		m.Required = full
 	case req.Source != nil:
-		blocks, err := formats.DataBlocks(req.Source, img.blockSize)
+		blocks, err := imageio.DataBlocks(ctx, req.Source, img.blockSize)
 		if err != nil {
 			return formats.Measurement{}, err
 		}

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,7 @@ import (
 // Resolver and checked against the linkage GUID.
 
 // openParent opens the parent named by the locator and checks its linkage.
-func (img *Image) openParent(opts formats.OpenOptions) error {
+func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) error {
 	linkage, err := parseGUID(img.locator.Values["parent_linkage"])
 	if err != nil {
 		return formats.Corruptf(img.name, "parent locator", img.metaOff, "parent_linkage: %v", err)
@@ -21,7 +22,7 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 	var tried []error
 	for _, loc := range img.parentLocs() {
 		ref := loc.ref
-		p, err := formats.OpenReference(img.name, ref, Name, opts)
+		p, err := formats.OpenReference(ctx, img.name, ref, Name, opts)
 		if err != nil {
 			if formats.StopTrying(err) {
 				return err // a loop or a limit: no other locator helps
@@ -40,7 +41,7 @@ func (img *Image) openParent(opts formats.OpenOptions) error {
 				"parent %q has DataWriteGuid %v but this disk links to %v (the parent changed since this disk was made)", ref, dw, linkage)
 		}
 		img.parent, img.parentRef = parent, ref
-		img.parentPath, _ = opts.Resolver.Resolve(img.name, ref)
+		img.parentPath, _ = opts.References().Resolve(img.name, ref)
 		return nil
 	}
 	if len(tried) == 0 {
@@ -70,10 +71,7 @@ func (e *parentError) Unwrap() []error { return e.tried }
 
 // policyName names the reference policy opts open references under.
 func policyName(opts formats.OpenOptions) string {
-	if opts.Resolver == nil {
-		return formats.PolicySafe.String()
-	}
-	return opts.Resolver.Policy.String()
+	return formats.PolicyName(opts.References())
 }
 
 // parentLoc is one path of the parent locator: its key and the name to

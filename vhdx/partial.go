@@ -1,6 +1,8 @@
 package vhdx
 
-import "github.com/vdiskio/vdisk/formats"
+import (
+	"github.com/vdiskio/vdisk/internal/imageio"
+)
 
 // Writing PARTIALLY_PRESENT blocks of a differencing disk (MS-VHDX 2.5.1.1):
 // the block holds only the sectors written; the chunk's sector bitmap has a
@@ -69,7 +71,7 @@ func (w *Writer) writeSectorPart(part []byte, blk, sector, at, host int64) error
 		return err
 	}
 	buf := make([]byte, ss)
-	if err := formats.ReadBacking(w.Backing(), buf, blk*w.blockSize+sector*ss); err != nil {
+	if err := imageio.ReadBacking(w.Backing(), buf, blk*w.blockSize+sector*ss); err != nil {
 		return err
 	}
 	copy(buf[at:], part)

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ func testPartial(t *testing.T, sector int64) {
 	childPath := filepath.Join(dir, "child.vhdx")
 	o, _ := formats.ParseOptions(createOptions, opts+",backing_file=base.vhdx")
 	f, _ := os.Create(childPath)
-	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+	c, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func testPartial(t *testing.T, sector int64) {
 		t.Fatal(err)
 	}
 
-	img, err := formats.Open(childPath, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), childPath, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

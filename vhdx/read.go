@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // entry returns the BAT entry of payload block blk of a BAT held whole
@@ -29,7 +30,7 @@ func (img *Image) payload(blk int64) (uint64, error) { return img.batAt(img.batI
 
 // ReadAt reads the virtual disk. Safe for concurrent use.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -70,7 +71,7 @@ func (img *Image) read(p []byte, off int64) error {
 				blk++
 				n = min(int64(len(p)), n+img.blockSize)
 			}
-			err = formats.ReadBacking(img.Backing(), p[:n], off)
+			err = imageio.ReadBacking(img.Backing(), p[:n], off)
 		default: // ZERO, UNDEFINED, UNMAPPED
 			clear(p[:n])
 		}
@@ -124,7 +125,7 @@ func (img *Image) readPartial(p []byte, blk, in int64, e uint64) error {
 		if present {
 			return readFull(img.r, dst, batOffset(e)+start)
 		}
-		return formats.ReadBacking(img.Backing(), dst, base+start)
+		return imageio.ReadBacking(img.Backing(), dst, base+start)
 	})
 }
 
@@ -138,7 +139,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	}
 	length = min(length, img.size-off)
 	var out []formats.Extent
-	add := func(e formats.Extent) { out = formats.AppendExtent(out, e) }
+	add := func(e formats.Extent) { out = imageio.AppendExtent(out, e) }
 	for length > 0 {
 		blk, in := off/img.blockSize, off%img.blockSize
 		n := min(length, img.blockSize-in)

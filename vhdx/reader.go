@@ -2,6 +2,7 @@ package vhdx
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"math/bits"
@@ -17,11 +18,11 @@ func init() {
 	formats.Register(&formats.Driver{
 		Name:  Name,
 		Probe: probe,
-		Open: func(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-			return Open(f, opts)
+		Open: func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+			return Open(ctx, f, opts)
 		},
-		Create: func(req formats.CreateRequest) (formats.Writable, error) {
-			return Create(req)
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
 		},
 		CreateOptions: createOptions,
 		Measure:       measure,
@@ -84,13 +85,13 @@ func (s fileSpan) end() int64 { return s.off + s.len }
 
 // Open opens f as a VHDX image. A pending log is replayed in memory: the
 // file is not modified.
-func Open(f formats.File, opts formats.OpenOptions) (*Image, error) {
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (*Image, error) {
 	img := &Image{f: f, r: f, name: f.Name(), limits: opts.Limits, budget: opts.EnsureBudget()}
 	if err := img.load(opts); err != nil {
 		return nil, err
 	}
 	if img.hasParent && !opts.NoBacking {
-		if err := img.openParent(opts); err != nil {
+		if err := img.openParent(ctx, opts); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // diffBlockSize is the default block size of a differencing disk.
@@ -114,7 +116,7 @@ func blockSizeFor(bs, size int64) (int64, error) {
 }
 
 // Create makes a new VHDX in req.File.
-func Create(req formats.CreateRequest) (*Writer, error) {
+func Create(ctx context.Context, req formats.CreateRequest) (*Writer, error) {
 	p, err := parseCreate(req)
 	if err != nil {
 		return nil, err
@@ -129,7 +131,7 @@ func Create(req formats.CreateRequest) (*Writer, error) {
 	}
 	var parent *Image
 	if p.backing != "" {
-		if parent, err = img.attachParent(req, p); err != nil {
+		if parent, err = img.attachParent(ctx, req, p); err != nil {
 			return nil, err
 		}
 	}
@@ -146,8 +148,8 @@ func Create(req formats.CreateRequest) (*Writer, error) {
 }
 
 // attachParent opens the backing VHDX and makes this disk its child.
-func (img *Image) attachParent(req formats.CreateRequest, p createParams) (*Image, error) {
-	pi, err := formats.OpenReference(img.name, p.backing, Name, req.Open)
+func (img *Image) attachParent(ctx context.Context, req formats.CreateRequest, p createParams) (*Image, error) {
+	pi, err := formats.OpenReference(ctx, img.name, p.backing, Name, req.Open)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +174,7 @@ func (img *Image) attachParent(req formats.CreateRequest, p createParams) (*Imag
 	}
 	img.hasParent, img.page83, img.physicalSector = true, parent.page83, parent.physicalSector
 	img.parent, img.parentRef = parent, p.backing
-	img.parentPath, _ = req.Open.Resolver.Resolve(img.name, p.backing)
+	img.parentPath, _ = req.Open.References().Resolve(img.name, p.backing)
 	img.locator = locatorFor(img.name, p.backing, parent.hdr.DataWriteGUID)
 	return parent, nil
 }
@@ -323,7 +325,7 @@ func (w *Writer) ClusterSize() int64 { return w.blockSize }
 
 // WriteAt writes virtual disk bytes, allocating blocks as needed.
 func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
-	if err := formats.CheckWrite(w.name, len(p), off, w.size); err != nil {
+	if err := imageio.CheckWrite(w.name, len(p), off, w.size); err != nil {
 		return 0, err
 	}
 	done := 0

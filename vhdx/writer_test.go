@@ -29,7 +29,7 @@ func create(t testing.TB, path string, size int64, opts string) *Writer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
+	w, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: size, Options: o})
 	if err != nil {
 		f.Close()
 		t.Fatalf("create %s: %v", opts, err)
@@ -271,7 +271,7 @@ func TestDifferencing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+	child, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestDifferencing(t *testing.T) {
 	}
 	requireVhdiinfo(t, childPath)
 
-	img, err := formats.Open(childPath, formats.OpenOptions{})
+	img, err := formats.Open(context.Background(), childPath, formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestZeroAfterWrite(t *testing.T) {
 		t.Run(opts, func(t *testing.T) {
 			f := fileio.NewMem("z.vhdx", nil)
 			o, _ := formats.ParseOptions(createOptions, opts)
-			w, err := Create(formats.CreateRequest{File: f, Name: "z.vhdx", Size: 8 << 20, Options: o})
+			w, err := Create(context.Background(), formats.CreateRequest{File: f, Name: "z.vhdx", Size: 8 << 20, Options: o})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +351,7 @@ func TestZeroAfterWrite(t *testing.T) {
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			img, err := Open(fileio.NewMem("z.vhdx", f.Bytes()), formats.OpenOptions{})
+			img, err := Open(context.Background(), fileio.NewMem("z.vhdx", f.Bytes()), formats.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +374,7 @@ func TestDifferencingOverQemuBase(t *testing.T) {
 	childPath := filepath.Join(dir, "child.vhdx")
 	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx,backing_fmt=vhdx")
 	f, _ := os.Create(childPath)
-	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+	c, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,12 +411,12 @@ func TestMeasure(t *testing.T) {
 	}
 	for _, opts := range []string{"block_size=2M", "subformat=fixed", "log_size=3M,block_size=1M"} {
 		o, _ := formats.ParseOptions(createOptions, opts)
-		m, err := measure(formats.MeasureRequest{Source: img, Options: o})
+		m, err := measure(context.Background(), formats.MeasureRequest{Source: img, Options: o})
 		if err != nil {
 			t.Fatal(err)
 		}
 		f := fileio.NewMem("m.vhdx", nil)
-		w, err := Create(formats.CreateRequest{File: f, Name: "m.vhdx", Size: img.Size(), Options: o})
+		w, err := Create(context.Background(), formats.CreateRequest{File: f, Name: "m.vhdx", Size: img.Size(), Options: o})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -454,7 +454,7 @@ func TestConcurrentDifferencingWrites(t *testing.T) {
 	}
 	o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx")
 	f, _ := os.Create(filepath.Join(dir, "child.vhdx"))
-	c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: filepath.Join(dir, "child.vhdx"), Options: o})
+	c, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: filepath.Join(dir, "child.vhdx"), Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +513,7 @@ func TestPartialBlockWrites(t *testing.T) {
 			childPath := filepath.Join(dir, "child.vhdx")
 			o, _ := formats.ParseOptions(createOptions, "backing_file=base.vhdx,logical_sector_size="+sector)
 			f, _ := os.Create(childPath)
-			c, err := Create(formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
+			c, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: childPath, Options: o})
 			if err != nil {
 				t.Fatal(err)
 			}

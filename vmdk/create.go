@@ -1,6 +1,7 @@
 package vmdk
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -42,13 +43,13 @@ type createConfig struct {
 }
 
 // Create makes a new VMDK image of the requested subformat.
-func Create(req formats.CreateRequest) (formats.Writable, error) {
-	return create(req, rand.Reader)
+func Create(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+	return create(ctx, req, rand.Reader)
 }
 
 // create is Create with the randomness (CID, uuid) injectable for tests.
-func create(req formats.CreateRequest, rnd io.Reader) (formats.Writable, error) {
-	cfg, err := newConfig(req, rnd)
+func create(ctx context.Context, req formats.CreateRequest, rnd io.Reader) (formats.Writable, error) {
+	cfg, err := newConfig(ctx, req, rnd)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +68,7 @@ func create(req formats.CreateRequest, rnd io.Reader) (formats.Writable, error) 
 	return w, err
 }
 
-func newConfig(req formats.CreateRequest, rnd io.Reader) (*createConfig, error) {
+func newConfig(ctx context.Context, req formats.CreateRequest, rnd io.Reader) (*createConfig, error) {
 	o := req.Options
 	cfg := &createConfig{req: req, sub: o.String("subformat"), size: req.Size,
 		adapter: o.String("adapter_type"), tools: o.String("toolsversion"),
@@ -112,7 +113,7 @@ func newConfig(req formats.CreateRequest, rnd io.Reader) (*createConfig, error) 
 	cfg.suffix = filepath.Ext(base)
 	cfg.prefix = strings.TrimSuffix(base, cfg.suffix)
 	if cfg.backing != "" {
-		if err := cfg.openParent(); err != nil {
+		if err := cfg.openParent(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -126,7 +127,7 @@ func newConfig(req formats.CreateRequest, rnd io.Reader) (*createConfig, error) 
 }
 
 // openParent opens the backing_file of a delta disk.
-func (cfg *createConfig) openParent() error {
+func (cfg *createConfig) openParent(ctx context.Context) error {
 	switch cfg.sub {
 	case subMonolithicSparse, subTwoGbSparse:
 	default:
@@ -135,7 +136,7 @@ func (cfg *createConfig) openParent() error {
 	if strings.ContainsAny(cfg.backing, "\"\n\r") {
 		return fmt.Errorf("%w: backing file name %q", formats.ErrInvalidOption, cfg.backing)
 	}
-	img, err := formats.OpenReference(cfg.req.Name, cfg.backing, Name, cfg.req.Open)
+	img, err := formats.OpenReference(ctx, cfg.req.Name, cfg.backing, Name, cfg.req.Open)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package vmdk
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func TestExtentNames(t *testing.T) {
 		{"a.b.img", []string{"a.b-flat.img", "a.b-s001.img", "a.b-f012.img"}},
 	} {
 		o, _ := formats.ParseOptions(createOptions, "")
-		cfg, err := newConfig(formats.CreateRequest{Name: tc.name, Size: 1 << 20, Options: o}, fixedRand{})
+		cfg, err := newConfig(context.Background(), formats.CreateRequest{Name: tc.name, Size: 1 << 20, Options: o}, fixedRand{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,13 +81,13 @@ func TestCreateOptionErrors(t *testing.T) {
 		if err != nil {
 			continue // rejected by the option table itself
 		}
-		_, err = Create(formats.CreateRequest{File: fileio.NewMem("x.vmdk", nil), Name: "x.vmdk", Size: 1 << 20, Options: o})
+		_, err = Create(context.Background(), formats.CreateRequest{File: fileio.NewMem("x.vmdk", nil), Name: "x.vmdk", Size: 1 << 20, Options: o})
 		if err == nil {
 			t.Errorf("%s accepted", opts)
 		}
 	}
 	o, _ := formats.ParseOptions(createOptions, "subformat=monolithicFlat")
-	if _, err := Create(formats.CreateRequest{File: fileio.NewMem("x.vmdk", nil), Name: "x.vmdk", Size: 1 << 20, Options: o}); err == nil {
+	if _, err := Create(context.Background(), formats.CreateRequest{File: fileio.NewMem("x.vmdk", nil), Name: "x.vmdk", Size: 1 << 20, Options: o}); err == nil {
 		t.Error("flat image without Siblings accepted")
 	}
 }

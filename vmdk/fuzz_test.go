@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"testing"
 
@@ -30,7 +31,7 @@ func tinySparse() []byte {
 }
 
 func TestTinySparse(t *testing.T) {
-	img, err := Open(fileio.NewMem("t.vmdk", tinySparse()), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("t.vmdk", tinySparse()), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func FuzzSparse(f *testing.F) {
 	f.Add(sampleSparse(f, "zeroed_grain=on"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lim := formats.Limits{MaxTableBytes: 1 << 20, CacheBytes: 64 << 10}
-		img, err := Open(fileio.NewMem("f.vmdk", data), formats.OpenOptions{Limits: lim})
+		img, err := Open(context.Background(), fileio.NewMem("f.vmdk", data), formats.OpenOptions{Limits: lim})
 		if err != nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package vmdk
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -17,7 +18,7 @@ import (
 // openPath opens a VMDK by path with the default (safe) options.
 func openPath(t testing.TB, path string) *Image {
 	t.Helper()
-	img, err := formats.Open(path, formats.OpenOptions{Format: Name})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{Format: Name})
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}

@@ -32,7 +32,7 @@ func sampleStream(t testing.TB) []byte { return sampleSparse(t, "subformat=strea
 
 // openBytes opens data as a VMDK and reads it all (errors from reads count).
 func openBytes(data []byte) error {
-	img, err := Open(fileio.NewMem("h.vmdk", data), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("h.vmdk", data), formats.OpenOptions{})
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func openDesc(t *testing.T, desc string) error {
 	os.Symlink("/dev/null", filepath.Join(dir, "dev.vmdk"))
 	path := filepath.Join(dir, "d.vmdk")
 	os.WriteFile(path, []byte(desc), 0o644)
-	img, err := formats.Open(path, formats.OpenOptions{Format: Name})
+	img, err := formats.Open(context.Background(), path, formats.OpenOptions{Format: Name})
 	if err == nil {
 		img.Close()
 	}
@@ -217,7 +217,7 @@ func TestHostileSelfParent(t *testing.T) {
 	desc := strings.Replace(goodDesc, "parentCID=ffffffff", "parentCID=12345678\nparentFileNameHint=\"loop.vmdk\"", 1)
 	os.WriteFile(filepath.Join(dir, "d-flat.vmdk"), make([]byte, 1<<20), 0o644)
 	os.WriteFile(path, []byte(desc), 0o644)
-	_, err := formats.Open(path, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), path, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrBackingLoop) || !strings.Contains(err.Error(), "loop.vmdk -> "+path) {
 		t.Fatalf("self-referencing parent: %v", err)
 	}
@@ -228,7 +228,7 @@ func TestStrictPolicyRefusesExtents(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "d-flat.vmdk"), make([]byte, 1<<20), 0o644)
 	path := filepath.Join(dir, "d.vmdk")
 	os.WriteFile(path, []byte(goodDesc), 0o644)
-	_, err := formats.Open(path, formats.OpenOptions{Resolver: &formats.Resolver{Policy: formats.PolicyStrict}})
+	_, err := formats.Open(context.Background(), path, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyStrict}})
 	if !errors.Is(err, formats.ErrReferenceDenied) {
 		t.Fatalf("strict policy: %v", err)
 	}
@@ -238,7 +238,7 @@ func TestCheck(t *testing.T) {
 	sp := sampleSparse(t, "")
 	h := decodeHeader(sp)
 	check := func(data []byte) *formats.CheckReport {
-		img, err := Open(fileio.NewMem("c.vmdk", data), formats.OpenOptions{})
+		img, err := Open(context.Background(), fileio.NewMem("c.vmdk", data), formats.OpenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

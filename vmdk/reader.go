@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -9,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/sparse"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Name is the driver name.
@@ -20,10 +21,12 @@ const descriptorMagic = "# Disk DescriptorFile"
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:          Name,
-		Probe:         probe,
-		Open:          Open,
-		Create:        func(req formats.CreateRequest) (formats.Writable, error) { return Create(req) },
+		Name:  Name,
+		Probe: probe,
+		Open:  Open,
+		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+			return Create(ctx, req)
+		},
 		CreateOptions: createOptions,
 	})
 }
@@ -79,20 +82,20 @@ type Image struct {
 }
 
 // Open opens f as a VMDK image.
-func Open(f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
 	if opts.Writable {
 		return nil, formats.Unsupportedf(f.Name(), "writing to an existing VMDK image (only new images are written)")
 	}
 	lim := opts.Limits.WithDefaults()
 	img := &Image{f: f, name: f.Name(), cache: newGTCache(lim.CacheBytes, opts.EnsureBudget())}
-	if err := img.open(opts); err != nil {
+	if err := img.open(ctx, opts); err != nil {
 		img.closeOwned()
 		return nil, err
 	}
 	return img, nil
 }
 
-func (img *Image) open(opts formats.OpenOptions) error {
+func (img *Image) open(ctx context.Context, opts formats.OpenOptions) error {
 	size, err := img.f.Size()
 	if err != nil {
 		return err
@@ -138,7 +141,7 @@ func (img *Image) open(opts formats.OpenOptions) error {
 	if err := opts.Limits.CheckVirtualSize(img.name, img.size); err != nil {
 		return err
 	}
-	return img.openParent(opts)
+	return img.openParent(ctx, opts)
 }
 
 // openMonolithic opens a file starting with a sparse header: a
@@ -269,7 +272,7 @@ func (img *Image) openExtent(line extentLine, opts formats.OpenOptions) (*extent
 		return nil, err
 	}
 	e.file, e.path = f, filepath.Join(filepath.Dir(img.name), line.File)
-	if p, err := opts.Resolver.Resolve(img.name, line.File); err == nil {
+	if p, err := opts.References().Resolve(img.name, line.File); err == nil {
 		e.path = p
 	}
 	if e.kind == kindSparse {
@@ -309,7 +312,7 @@ func (img *Image) openFile(name string, opts formats.OpenOptions) (formats.File,
 	if f, ok := img.byName[name]; ok {
 		return f, nil
 	}
-	f, err := opts.Resolver.Open(img.name, name, false)
+	f, err := opts.References().Open(img.name, name, false)
 	if err != nil {
 		return nil, err
 	}
@@ -330,16 +333,16 @@ func (img *Image) openFile(name string, opts formats.OpenOptions) (formats.File,
 }
 
 // openParent opens the parent of a delta disk and checks its CID.
-func (img *Image) openParent(opts formats.OpenOptions) error {
+func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) error {
 	if img.desc == nil || img.desc.ParentCID == noParentCID || img.desc.ParentFileNameHint == "" {
 		return nil
 	}
 	hint := img.desc.ParentFileNameHint
-	img.backingPath, _ = opts.Resolver.Resolve(img.name, hint)
+	img.backingPath, _ = opts.References().Resolve(img.name, hint)
 	if opts.NoBacking {
 		return nil
 	}
-	parent, err := formats.OpenReference(img.name, hint, Name, opts)
+	parent, err := formats.OpenReference(ctx, img.name, hint, Name, opts)
 	if err != nil {
 		return err
 	}
@@ -421,7 +424,7 @@ func (img *Image) findExtent(off int64) int {
 
 // ReadAt reads virtual disk bytes; safe for concurrent use.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, img.size)
+	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -461,7 +464,7 @@ func (img *Image) readExtent(e *extent, p []byte, rel int64) error {
 		}
 		switch state {
 		case grainUnallocated:
-			err = formats.ReadBacking(img.backing, p[:chunk], e.start+rel)
+			err = imageio.ReadBacking(img.backing, p[:chunk], e.start+rel)
 		case grainZero:
 			clear(p[:chunk])
 		default:
@@ -505,7 +508,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) ([]formats.Extent, error) {
 	switch e.kind {
 	case kindZero:
-		return formats.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Zero, HostOffset: -1}), nil
+		return imageio.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Zero, HostOffset: -1}), nil
 	case kindFlat:
 		return img.flatMap(out, e, rel, length)
 	}
@@ -542,7 +545,7 @@ func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) 
 				x.HostOffset = host + rel%sp.grainBytes
 			}
 		}
-		out = formats.AppendExtent(out, x)
+		out = imageio.AppendExtent(out, x)
 		rel, length = rel+chunk, length-chunk
 	}
 	return out, nil
@@ -590,9 +593,9 @@ func (img *Image) Info() formats.Info {
 // flatMap reports a flat extent as data, or, on an OS file, its holes as
 // zeros (so converting a sparse flat disk never reads its holes).
 func (img *Image) flatMap(out []formats.Extent, e *extent, rel, length int64) ([]formats.Extent, error) {
-	exts, err := formats.FileExtents(e.file, e.start+rel, e.flatOff+rel, length)
+	exts, err := imageio.FileExtents(e.file, e.start+rel, e.flatOff+rel, length)
 	if err != nil {
-		return formats.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Data,
+		return imageio.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: length, Kind: formats.Data,
 			HostOffset: e.flatOff + rel, HostFile: e.path}), nil
 	}
 	for _, x := range exts {
@@ -601,7 +604,7 @@ func (img *Image) flatMap(out []formats.Extent, e *extent, rel, length int64) ([
 		} else {
 			x.HostOffset = -1
 		}
-		out = formats.AppendExtent(out, x)
+		out = imageio.AppendExtent(out, x)
 	}
 	return out, nil
 }
@@ -615,12 +618,12 @@ func (img *Image) actualSize() int64 {
 	seen := map[string]bool{}
 	var total int64
 	for _, f := range append([]formats.File{img.f}, img.owned...) {
-		osf := formats.OSFileOf(f)
-		if osf == nil || seen[f.Name()] {
+		as, ok := f.(formats.AllocationSizer)
+		if !ok || seen[f.Name()] {
 			continue
 		}
 		seen[f.Name()] = true
-		if n, err := sparse.Allocated(osf); err == nil {
+		if n, err := as.AllocatedBytes(); err == nil {
 			total += n
 		}
 	}

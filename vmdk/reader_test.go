@@ -128,7 +128,7 @@ func TestReadDeltaChain(t *testing.T) {
 	i := bytes.Index(data, []byte("CID="))
 	copy(data[i+4:], "0badc0de")
 	os.WriteFile(mid, data, 0o644)
-	_, err := formats.Open(prev, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), prev, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte("parentCID")) {
 		t.Fatalf("CID mismatch: %v", err)
 	}
@@ -145,7 +145,7 @@ func TestReadCorpus(t *testing.T) {
 	}
 	requireCheckClean(t, img)
 	afl, _ := qemutest.Corpus(t, "afl9.vmdk")
-	_, err := formats.Open(afl, formats.OpenOptions{})
+	_, err := formats.Open(context.Background(), afl, formats.OpenOptions{})
 	if !errors.Is(err, formats.ErrLimit) && !errors.Is(err, formats.ErrCorrupt) {
 		t.Fatalf("afl9: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -85,7 +86,7 @@ func (w *streamWriter) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (w *streamWriter) Extents(off, length int64) ([]formats.Extent, error) {
-	return formats.AllData(off, min(length, w.size-off)), nil
+	return imageio.AllData(off, min(length, w.size-off)), nil
 }
 
 // Close writes the trailer if Flush was not called and closes the file.
@@ -164,7 +165,7 @@ func (w *streamWriter) checkOrder(off int64, n int) error {
 		return fmt.Errorf("%s: stream write at %d before %d: streamOptimized output is written in increasing order: %w",
 			w.name, off, w.high, formats.ErrUnsupported)
 	}
-	return formats.CheckWrite(w.name, n, off, w.size)
+	return imageio.CheckWrite(w.name, n, off, w.size)
 }
 
 // finishPartial emits the partial grain in buf if it precedes grain g.

@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"math/rand"
 	"os"
@@ -22,7 +23,7 @@ func createWith(t testing.TB, f formats.File, size int64, opts string, seed int6
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := create(formats.CreateRequest{File: f, Name: "out.vmdk", Size: size, Options: o}, rand.New(rand.NewSource(seed)))
+	w, err := create(context.Background(), formats.CreateRequest{File: f, Name: "out.vmdk", Size: size, Options: o}, rand.New(rand.NewSource(seed)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestStreamStructure(t *testing.T) {
 			t.Errorf("descriptor lacks %s:\n%s", k, text)
 		}
 	}
-	img, err := Open(fileio.NewMem("s.vmdk", data), formats.OpenOptions{})
+	img, err := Open(context.Background(), fileio.NewMem("s.vmdk", data), formats.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

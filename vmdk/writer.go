@@ -9,6 +9,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // writer is a new random-access VMDK: monolithicSparse, monolithicFlat,
@@ -161,7 +162,7 @@ func (w *writer) forExtents(off, length int64, fn func(e *wextent, rel, n, done 
 
 // WriteAt writes p at virtual offset off.
 func (w *writer) WriteAt(p []byte, off int64) (int, error) {
-	if err := formats.CheckWrite(w.name, len(p), off, w.size); err != nil {
+	if err := imageio.CheckWrite(w.name, len(p), off, w.size); err != nil {
 		return 0, err
 	}
 	err := w.forExtents(off, int64(len(p)), func(e *wextent, rel, n, done int64) error {
@@ -193,7 +194,7 @@ func (w *writer) WriteZeroes(off, length int64) error {
 
 // ReadAt reads back what was written (the parent where nothing was).
 func (w *writer) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, w.size)
+	n, eof := imageio.ClipRead(p, off, w.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -220,7 +221,7 @@ func (w *writer) Extents(off, length int64) ([]formats.Extent, error) {
 	var out []formats.Extent
 	err := w.forExtents(off, max(length, 0), func(e *wextent, rel, n, _ int64) error {
 		if e.sp == nil {
-			out = formats.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: n, Kind: formats.Data, HostOffset: rel, HostFile: e.path})
+			out = imageio.AppendExtent(out, formats.Extent{Offset: e.start + rel, Length: n, Kind: formats.Data, HostOffset: rel, HostFile: e.path})
 			return nil
 		}
 		var err error
@@ -546,7 +547,7 @@ func (s *sparseWriter) writeRun(p []byte, off int64) (int, error) {
 		close(ch)
 	}()
 	buf := make([]byte, min(s.grainBytes, s.capacity-g*s.grainBytes))
-	if err := formats.ReadBacking(s.parent, buf, s.parentOff+g*s.grainBytes); err != nil {
+	if err := imageio.ReadBacking(s.parent, buf, s.parentOff+g*s.grainBytes); err != nil {
 		return 0, err
 	}
 	copy(buf[inGrain:], p[:piece])
@@ -644,7 +645,7 @@ func (s *sparseWriter) readAt(p []byte, off int64) error {
 			}
 			clear(p[n:piece])
 		case gte == 0:
-			if err := formats.ReadBacking(s.parent, p[:piece], s.parentOff+off); err != nil {
+			if err := imageio.ReadBacking(s.parent, p[:piece], s.parentOff+off); err != nil {
 				return err
 			}
 		default:
@@ -672,7 +673,7 @@ func (s *sparseWriter) extents(out []formats.Extent, start, off, n int64, path s
 		case gte == zeroedGrainGTE:
 			x.Kind = formats.Zero
 		}
-		out = formats.AppendExtent(out, x)
+		out = imageio.AppendExtent(out, x)
 		off, n = off+piece, n-piece
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand"
 	"os"
@@ -34,7 +35,7 @@ func newImage(t testing.TB, path string, size int64, opts string) formats.Writab
 			}
 			return formats.NewOSFile(sf), nil
 		}}
-	w, err := Create(req)
+	w, err := Create(context.Background(), req)
 	if err != nil {
 		t.Fatalf("create %s: %v", opts, err)
 	}

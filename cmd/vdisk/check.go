@@ -38,7 +38,7 @@ func newCheckCommand(g *globals) *cobra.Command {
 			default:
 				return fmt.Errorf("unknown option value for -r (expecting 'leaks' or 'all'): %s", repair)
 			}
-			img, err := g.open(args[0], format, func(o *formats.OpenOptions) {
+			img, err := g.open(cmd.Context(), args[0], format, func(o *formats.OpenOptions) {
 				o.Writable, o.NoBacking = repair != "", true
 			})
 			if err != nil {

@@ -49,7 +49,7 @@ func newChecksumCommand(g *globals) *cobra.Command {
 }
 
 func checksumOne(cmd *cobra.Command, g *globals, path, format string, names []string, linear, progress bool, opts checksum.Options) error {
-	img, err := g.open(path, format, nil)
+	img, err := g.open(cmd.Context(), path, format, nil)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func newCompareCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			imgs := make([]formats.Image, 2)
 			for i, f := range []string{fmt1, fmt2} {
-				img, err := g.open(args[i], f, nil)
+				img, err := g.open(cmd.Context(), args[i], f, nil)
 				if err != nil {
 					return exitWith(compareOpenError, err)
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -40,7 +41,7 @@ func newCreateCommand(g *globals) *cobra.Command {
 			if err := setBacking(&opts, drv, backing, backingFormat); err != nil {
 				return err
 			}
-			size, err := createSize(args, opts, open, unsafe)
+			size, err := createSize(cmd.Context(), args, opts, open, unsafe)
 			if err != nil {
 				return err
 			}
@@ -54,7 +55,7 @@ func newCreateCommand(g *globals) *cobra.Command {
 			// The new image may not replace its own backing file.
 			sources := &convert.FileSet{}
 			sources.Watch(&open)
-			img, out, err := convert.CreateOutput(args[0], drv, size, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
+			img, out, err := convert.CreateOutput(cmd.Context(), args[0], drv, size, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
 			if err != nil {
 				return err
 			}
@@ -97,7 +98,7 @@ func setBacking(opts *formats.Options, drv *formats.Driver, backing, backingForm
 }
 
 // createSize is the positional size, -o size, or the backing file's size.
-func createSize(args []string, opts formats.Options, open formats.OpenOptions, unsafe bool) (int64, error) {
+func createSize(ctx context.Context, args []string, opts formats.Options, open formats.OpenOptions, unsafe bool) (int64, error) {
 	var size int64 = -1
 	if opts.IsSet("size") {
 		size = opts.Size("size")
@@ -114,7 +115,7 @@ func createSize(args []string, opts formats.Options, open formats.OpenOptions, u
 		if backing == "" || unsafe {
 			return 0, fmt.Errorf("image creation needs a size parameter")
 		}
-		img, err := formats.OpenReference(args[0], backing, opts.String("backing_fmt"), open)
+		img, err := formats.OpenReference(ctx, args[0], backing, opts.String("backing_fmt"), open)
 		if err != nil {
 			return 0, err
 		}

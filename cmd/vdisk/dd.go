@@ -8,6 +8,7 @@ import (
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // ddArgs are qemu-img dd's operands.
@@ -35,7 +36,7 @@ func newDDCommand(g *globals) *cobra.Command {
 			if err := sources.Check(dd.out); err != nil {
 				return err
 			}
-			src, err := g.open(dd.in, format, sources.Watch)
+			src, err := g.open(cmd.Context(), dd.in, format, sources.Watch)
 			if err != nil {
 				return err
 			}
@@ -125,7 +126,7 @@ func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length 
 	if err != nil {
 		return err
 	}
-	dst, output, err := convert.CreateOutput(out, drv, length, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
+	dst, output, err := convert.CreateOutput(cmd.Context(), out, drv, length, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
 	if err != nil {
 		return err
 	}
@@ -155,7 +156,7 @@ type sectionImage struct {
 func (s *sectionImage) Size() int64 { return s.size }
 
 func (s *sectionImage) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := formats.ClipRead(p, off, s.size)
+	n, eof := imageio.ClipRead(p, off, s.size)
 	if n == 0 {
 		return 0, eof
 	}

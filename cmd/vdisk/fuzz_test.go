@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,8 +42,8 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file := fileio.NewMem("fuzz.img", data)
 		file.ReadOnly = true
-		img, err := formats.OpenFile(file, formats.OpenOptions{
-			Resolver: &formats.Resolver{Policy: formats.PolicyStrict},
+		img, err := formats.OpenFile(context.Background(), file, formats.OpenOptions{
+			Resolver: &formats.DirResolver{Policy: formats.PolicyStrict},
 			Limits:   formats.Limits{MaxTableBytes: 4 << 20, CacheBytes: 1 << 20},
 		})
 		if err != nil {

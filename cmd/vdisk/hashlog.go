@@ -109,7 +109,7 @@ func runHashed(cmd *cobra.Command, g *globals, job convert.Job, hr *hashRun, src
 	}
 	format := srcFormat
 	if format == "" {
-		if img, err := g.open(job.Source, "", nil); err == nil {
+		if img, err := g.open(cmd.Context(), job.Source, "", nil); err == nil {
 			format = img.Format()
 			img.Close()
 		}

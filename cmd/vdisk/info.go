@@ -24,7 +24,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			img, err := g.openAs(args[0], format, convert.LockInfo, func(o *formats.OpenOptions) { o.NoBacking, o.MetadataOnly = !chain, true })
+			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockInfo, func(o *formats.OpenOptions) { o.NoBacking, o.MetadataOnly = !chain, true })
 			if err != nil {
 				return err
 			}

@@ -67,7 +67,7 @@ func (g *globals) openOptions(format string, userNamed ...string) (formats.OpenO
 	}
 	userNamed = slices.DeleteFunc(userNamed, func(s string) bool { return s == "" })
 	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "",
-		Resolver: &formats.Resolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents, Secrets: secrets}, nil
+		Resolver: &formats.DirResolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents, Secrets: secrets}, nil
 }
 
 // referencesEnv names the environment variable that sets the CLI's default
@@ -91,13 +91,13 @@ func (g *globals) warn(cmd *cobra.Command) func(string) {
 // open opens an image with the global reference policy and takes qemu's
 // image locks for reading or, when edit makes it writable, writing; edit
 // adjusts the options (writable, no backing...) when not nil.
-func (g *globals) open(path, format string, edit func(*formats.OpenOptions)) (formats.Image, error) {
-	return g.openAs(path, format, convert.LockRead, edit)
+func (g *globals) open(ctx context.Context, path, format string, edit func(*formats.OpenOptions)) (formats.Image, error) {
+	return g.openAs(ctx, path, format, convert.LockRead, edit)
 }
 
 // openAs is open with the lock role given (LockRead becomes LockWrite for a
 // writable open). -U skips the locks of read-only opens.
-func (g *globals) openAs(path, format string, role convert.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
+func (g *globals) openAs(ctx context.Context, path, format string, role convert.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
 	opts, err := g.openOptions(format)
 	if err != nil {
 		return nil, err
@@ -112,7 +112,7 @@ func (g *globals) openAs(path, format string, role convert.LockRole, edit func(*
 	if nbd.IsURL(path) {
 		open = openNBDImage
 	}
-	img, err := open(path, opts)
+	img, err := open(ctx, path, opts)
 	if err != nil {
 		return nil, couldNotOpen(path, err)
 	}

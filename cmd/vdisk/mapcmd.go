@@ -24,7 +24,7 @@ func newMapCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			img, err := g.open(args[0], format, nil)
+			img, err := g.open(cmd.Context(), args[0], format, nil)
 			if err != nil {
 				return err
 			}
@@ -98,7 +98,7 @@ func (m *mapper) each(from, length int64, fn func(formats.Extent) error) error {
 			return err
 		}
 		for _, e := range exts {
-			if pending != nil && formats.Mergeable(*pending, e) {
+			if pending != nil && pending.Continues(e) {
 				pending.Length += e.Length
 				continue
 			}

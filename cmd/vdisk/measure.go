@@ -43,7 +43,7 @@ func newMeasureCommand(g *globals) *cobra.Command {
 					return fmt.Errorf("invalid image size specified: %v", err)
 				}
 			case len(args) == 1:
-				img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.Snapshot = snapshot })
+				img, err := g.open(cmd.Context(), args[0], format, func(o *formats.OpenOptions) { o.Snapshot = snapshot })
 				if err != nil {
 					return err
 				}
@@ -52,7 +52,7 @@ func newMeasureCommand(g *globals) *cobra.Command {
 			default:
 				return fmt.Errorf("either --size N or one filename must be specified")
 			}
-			m, err := drv.Measure(req)
+			m, err := drv.Measure(cmd.Context(), req)
 			if err != nil {
 				return err
 			}

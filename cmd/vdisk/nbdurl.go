@@ -17,12 +17,12 @@ func openNBD(url string, writable bool) (*nbd.Client, error) {
 }
 
 // openNBDImage opens the image an NBD export holds.
-func openNBDImage(url string, opts formats.OpenOptions) (formats.Image, error) {
+func openNBDImage(ctx context.Context, url string, opts formats.OpenOptions) (formats.Image, error) {
 	c, err := openNBD(url, opts.Writable)
 	if err != nil {
 		return nil, err
 	}
-	img, err := formats.OpenFile(c, opts)
+	img, err := formats.OpenFile(ctx, c, opts)
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,7 +29,7 @@ func newResizeCommand(g *globals) *cobra.Command {
 			if prealloc != "off" && !slices.Contains([]string{"falloc", "full", "metadata"}, prealloc) {
 				return fmt.Errorf("Invalid preallocation mode '%s'", prealloc)
 			}
-			img, err := g.openAs(args[0], format, convert.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,7 @@ func newResizeCommand(g *globals) *cobra.Command {
 			if newSize < img.Size() && !shrink {
 				return fmt.Errorf("use the --shrink option to perform a shrink operation")
 			}
-			if err := resizeWith(r, img, newSize, shrink, prealloc); err != nil {
+			if err := resizeWith(cmd.Context(), r, img, newSize, shrink, prealloc); err != nil {
 				return err
 			}
 			if w, ok := img.(formats.Writable); ok {
@@ -95,16 +96,16 @@ type preallocator interface {
 // resizeWith resizes img, preallocating the new part when asked (raw:
 // falloc reserves blocks, full writes zeros). Formats that cannot say so
 // in qemu's words, which clients such as CDI look for to retry without.
-func resizeWith(r formats.Resizer, img formats.Image, newSize int64, shrink bool, prealloc string) error {
+func resizeWith(ctx context.Context, r formats.Resizer, img formats.Image, newSize int64, shrink bool, prealloc string) error {
 	old := img.Size()
 	if prealloc == "off" || newSize <= old {
-		return r.Resize(newSize, shrink)
+		return r.Resize(ctx, newSize, shrink)
 	}
 	p, ok := img.(preallocator)
 	if !ok {
 		return fmt.Errorf("Unsupported preallocation mode '%s' for format %s", prealloc, img.Format())
 	}
-	if err := r.Resize(newSize, shrink); err != nil {
+	if err := r.Resize(ctx, newSize, shrink); err != nil {
 		return err
 	}
 	return p.Preallocate(old, newSize-old, prealloc)

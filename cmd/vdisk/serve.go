@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ Without --socket it listens on TCP, localhost:10809 unless --bind says otherwise
 				}
 				srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
-			exp, closeImage, err := openExport(g, args[0], format, !readOnly)
+			exp, closeImage, err := openExport(cmd.Context(), g, args[0], format, !readOnly)
 			if err != nil {
 				return err
 			}
@@ -84,7 +85,7 @@ Without --socket it listens on TCP, localhost:10809 unless --bind says otherwise
 
 // openExport opens the image for serving, keeping its OS file to fsync on
 // NBD_CMD_FLUSH.
-func openExport(g *globals, path, format string, writable bool) (*nbd.Export, func() error, error) {
+func openExport(ctx context.Context, g *globals, path, format string, writable bool) (*nbd.Export, func() error, error) {
 	opts, err := g.openOptions(format)
 	if err != nil {
 		return nil, nil, err
@@ -98,7 +99,7 @@ func openExport(g *globals, path, format string, writable bool) (*nbd.Export, fu
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: empty file (0 bytes) is not a disk image", path)
 	}
-	img, err := formats.OpenFile(f, opts)
+	img, err := formats.OpenFile(ctx, f, opts)
 	if err != nil {
 		f.Close()
 		if writable && errors.Is(err, formats.ErrReadOnly) {
@@ -112,7 +113,7 @@ func openExport(g *globals, path, format string, writable bool) (*nbd.Export, fu
 			img.Close()
 			return nil, nil, fmt.Errorf("%s: %w: format %s cannot be written (serve it with --read-only)", path, formats.ErrReadOnly, img.Format())
 		}
-		exp.Sync = f.Sync
+		exp.Sync = func() error { return formats.Sync(f) }
 	}
 	closed := false
 	closeImage := func() error {

@@ -24,7 +24,7 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 			if !list {
 				return fmt.Errorf("snapshot needs one of -l, -a, -c or -d")
 			}
-			img, err := g.open(args[0], format, func(o *formats.OpenOptions) { o.NoBacking = true })
+			img, err := g.open(cmd.Context(), args[0], format, func(o *formats.OpenOptions) { o.NoBacking = true })
 			if err != nil {
 				return err
 			}

@@ -49,7 +49,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 
 // verifyStored checks an image against the digests it keeps.
 func verifyStored(cmd *cobra.Command, g *globals, path, format, output string, progress bool) error {
-	img, err := g.open(path, format, func(o *formats.OpenOptions) { o.NoBacking = true })
+	img, err := g.open(cmd.Context(), path, format, func(o *formats.OpenOptions) { o.NoBacking = true })
 	if err != nil {
 		return exitWith(verifyError, err)
 	}

@@ -22,7 +22,7 @@ func verifyLog(cmd *cobra.Command, g *globals, path, format, logPath, output str
 	if err != nil {
 		return exitWith(verifyError, err)
 	}
-	img, err := g.open(path, format, nil)
+	img, err := g.open(cmd.Context(), path, format, nil)
 	if err != nil {
 		return exitWith(verifyError, err)
 	}

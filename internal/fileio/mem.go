@@ -135,5 +135,5 @@ func (f *Faulty) Sync() error {
 	if f.FailSync {
 		return f.err()
 	}
-	return f.File.Sync()
+	return formats.Sync(f.File)
 }

@@ -61,9 +61,8 @@ func (s *Stream) Truncate(size int64) error {
 	return s.pad(size)
 }
 
-// Sequential reports that a Stream takes writes in offset order only.
-func (s *Stream) Sequential() bool { return true }
-
-func (s *Stream) Sync() error  { return nil }
 func (s *Stream) Close() error { return nil }
 func (s *Stream) Name() string { return s.name }
+
+// Sequential is true: a Stream is a formats.SequentialFile.
+func (s *Stream) Sequential() bool { return true }
