@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -84,7 +85,7 @@ func Run(ctx context.Context, job Job) error {
 		src, err = formats.Open(ctx, job.Source, job.SourceOpen)
 	}
 	if err != nil {
-		return fmt.Errorf("Could not open '%s': %w", job.Source, err)
+		return CouldNotOpen(job.Source, err)
 	}
 	defer src.Close()
 	// qemu's image locks: nobody writes the input meanwhile, and a running
@@ -93,7 +94,7 @@ func Run(ctx context.Context, job Job) error {
 	defer locks.Release()
 	if !job.ForceShare {
 		if err := locks.Lock(job.Source, src, LockSource); err != nil {
-			return fmt.Errorf("Could not open '%s': %w", job.Source, err)
+			return CouldNotOpen(job.Source, err)
 		}
 	}
 	if err := sources.Check(job.Target); err != nil {
@@ -161,7 +162,7 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 	}
 	if err := locks.Lock(job.Target, img, LockWrite); err != nil {
 		img.Close()
-		return fmt.Errorf("Could not open '%s': %w", job.Target, err)
+		return CouldNotOpen(job.Target, err)
 	}
 	dst, ok := img.(formats.Writable)
 	if !ok {
@@ -255,6 +256,23 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	}
 	committed = true
 	return nil
+}
+
+// CouldNotOpen words a failure to open path as qemu-img does ("Could not
+// open 'FILE': ..."), with the C library's wording for a missing file or a
+// permission error ("No such file or directory"): clients match these
+// phrases on qemu-img's stderr (Nova tells a missing disk that way).
+func CouldNotOpen(path string, err error) error {
+	var why string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		why = "No such file or directory"
+	case errors.Is(err, fs.ErrPermission):
+		why = "Permission denied"
+	default:
+		return fmt.Errorf("Could not open '%s': %w", path, err)
+	}
+	return fmt.Errorf("Could not open '%s': %s: %w", path, why, err)
 }
 
 // openExisting opens the existing image at path for writing (-n); an image

@@ -130,9 +130,7 @@ func (g *globals) openAs(ctx context.Context, path, format string, role convert.
 
 // couldNotOpen words an open failure as qemu-img does ("Could not open
 // 'FILE': ..."), the phrase clients look for on stderr.
-func couldNotOpen(path string, err error) error {
-	return fmt.Errorf("Could not open '%s': %w", path, err)
-}
+func couldNotOpen(path string, err error) error { return convert.CouldNotOpen(path, err) }
 
 // newRootCommand builds the command tree; the globals it returns hold the
 // image locks, released when the command ends.
