@@ -431,7 +431,8 @@ func (p *parser) table(i int, d descriptor, body, bodyLen, sectorsStart, sectors
 	}
 	t := table{seg: i, descOff: d.Offset, entriesOff: body + tableHeaderBytes, mirrorOff: -1,
 		entries: int64(h.Entries), first: p.img.chunks}
-	if err := p.limits.CheckTable(seg.name, d.Type, d.Offset, uint64(h.Entries), tableEntryBytes); err != nil {
+	// Each entry is decoded to a chunkLoc in memory: that is what is bounded.
+	if err := p.limits.CheckTable(seg.name, d.Type, d.Offset, uint64(h.Entries), locBytes); err != nil {
 		return false, err
 	}
 	if int64(h.Entries)*tableEntryBytes > bodyLen-tableHeaderBytes {
