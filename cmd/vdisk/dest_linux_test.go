@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -319,4 +320,35 @@ func TestDestinationRegularFileKept(t *testing.T) {
 	}
 	requireMode(t, dangling, os.ModeSymlink)
 	qemutest.RequireSame(t, "raw", src, "raw", filepath.Join(dir, "images", "created.raw"))
+}
+
+// TestDestinationDeviceZeroing: the holes of a raw image written onto a
+// device are zeroed by the device (a discard that guarantees zeros, or
+// BLKZEROOUT), not by writing zeros, as strace shows; and the device then
+// reads as the image (it held 0xff before).
+func TestDestinationDeviceZeroing(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("strace not installed")
+	}
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	node, _ := loopNode(t, dir, 64<<20, false)
+	log := filepath.Join(dir, "strace.log")
+	cmd := exec.Command(strace, "-f", "-e", "trace=fallocate,ioctl", "-o", log, os.Args[0], "convert", "-O", "raw", src, node)
+	cmd.Env = append(os.Environ(), "VDISK_TEST_MAIN=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("convert under strace: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeroed := regexp.MustCompile(`(fallocate\(\d+, FALLOC_FL_KEEP_SIZE\|FALLOC_FL_PUNCH_HOLE, \d+, \d+|ioctl\(\d+, BLKZEROOUT)[^\n]*(\) += 0|resumed>\) += 0)`)
+	resumed := regexp.MustCompile(`<\.\.\. fallocate resumed>\) += 0`)
+	if !zeroed.Match(b) && !resumed.Match(b) {
+		t.Errorf("no successful device zeroing call in the trace:\n%s", b)
+	}
+	requireMode(t, node, os.ModeDevice)
+	qemutest.RequireSame(t, "raw", src, "raw", node)
 }
