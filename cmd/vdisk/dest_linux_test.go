@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"io"
 	"os"
 	"os/exec"
@@ -48,15 +47,6 @@ func loopNode(t *testing.T, dir string, size int64, ro bool) (node, backing stri
 		t.Skipf("cannot make a block device node here: %v", err)
 	}
 	return node, backing
-}
-
-func fileSum(t *testing.T, path string) [32]byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sha256.Sum256(b)
 }
 
 func requireMode(t *testing.T, path string, want os.FileMode) {

@@ -1,3 +1,7 @@
+//go:build linux
+
+// The file-system fixtures are made with Linux tools (mkfs, debugfs, mkfifo).
+
 package ext4_test
 
 import (
