@@ -89,7 +89,13 @@ type Server struct {
 	ConnState func(net.Conn, ConnState)
 	// Logf, when set, receives one line per failed connection.
 	Logf func(format string, args ...any)
+
+	buffered atomic.Int64 // payload bytes held by requests, all connections
 }
+
+// BufferedBytes is how many request and reply payload bytes the server
+// holds right now, over all connections (at most InFlightBytes each).
+func (s *Server) BufferedBytes() int64 { return s.buffered.Load() }
 
 // Serve serves exports on l until ctx is done, with the default limits.
 func Serve(ctx context.Context, l net.Listener, exports ...*Export) error {

@@ -111,10 +111,11 @@ func (t *transmitter) readRequest(ctx context.Context, hdr []byte) (request, []b
 		if err := t.budget.Acquire(ctx, int64(req.Length)); err != nil {
 			return req, nil, err
 		}
+		t.s.buffered.Add(int64(req.Length))
 		payload = make([]byte, req.Length)
 		if req.Type == cmdWrite {
 			if err := readFull(conn, payload); err != nil {
-				t.budget.Release(int64(req.Length))
+				t.release(payload)
 				return req, nil, fmt.Errorf("reading %d bytes of write data: %w", req.Length, err)
 			}
 		}
@@ -122,10 +123,16 @@ func (t *transmitter) readRequest(ctx context.Context, hdr []byte) (request, []b
 	return req, payload, nil
 }
 
+// release returns a request's payload to the connection's budget.
+func (t *transmitter) release(payload []byte) {
+	t.s.buffered.Add(-int64(len(payload)))
+	t.budget.Release(int64(len(payload)))
+}
+
 // handle executes one request and sends its reply.
 func (t *transmitter) handle(ctx context.Context, req request, payload []byte) {
 	if payload != nil {
-		defer t.budget.Release(int64(len(payload)))
+		defer t.release(payload)
 	}
 	if errno, msg := t.check(req); errno != 0 {
 		t.replyErr(req, errno, msg)
