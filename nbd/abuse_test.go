@@ -25,7 +25,7 @@ func memImage(t testing.TB, size int) (formats.Image, []byte) {
 	for i := range data {
 		data[i] = byte(i*7 + i>>12)
 	}
-	img, err := raw.Open(fileio.NewMem("mem.raw", data), formats.OpenOptions{Writable: true})
+	img, err := raw.Open(context.Background(), fileio.NewMem("mem.raw", data), formats.OpenOptions{Writable: true})
 	if err != nil {
 		t.Fatal(err)
 	}

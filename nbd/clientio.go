@@ -134,6 +134,9 @@ func (c *Client) do(req request) (*call, error) {
 	return cl, c.wait(cl)
 }
 
+// FixedSize is true: an export's size does not change (formats.FixedSizer).
+func (c *Client) FixedSize() bool { return true }
+
 // Sync sends NBD_CMD_FLUSH (when the server offers it).
 func (c *Client) Sync() error {
 	if c.flags&FlagSendFlush == 0 {
