@@ -15,6 +15,9 @@ type osFile struct {
 	f        *os.File
 	writable bool
 	device   bool // disk device: fixed size from the OS's disk-size call
+	// holes are the hole operations, sparse.Native() unless a test picks
+	// the portable fallback.
+	holes sparse.Ops
 	// openSize is the size of a regular file opened read-only (a source),
 	// taken at open: a read that ends short of it means the file shrank
 	// under vdisk, which is an ErrSourceChanged, never zeros. 0 otherwise.
@@ -51,7 +54,7 @@ func OpenOSFile(path string, writable bool) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &osFile{f: f, writable: writable}
+	o := &osFile{f: f, writable: writable, holes: sparse.Native()}
 	if !writable {
 		if st, err := f.Stat(); err == nil {
 			o.openSize = st.Size()
@@ -73,12 +76,12 @@ func openDisk(path string, writable bool) (File, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: not a regular file or block device", path)
 	}
-	return &osFile{f: f, device: true}, nil
+	return &osFile{f: f, device: true, holes: sparse.Native()}, nil
 }
 
 // NewOSFile wraps an already open *os.File (for example a temporary output
 // file) as a writable File.
-func NewOSFile(f *os.File) File { return &osFile{f: f, writable: true} }
+func NewOSFile(f *os.File) File { return &osFile{f: f, writable: true, holes: sparse.Native()} }
 
 func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
 	n, err := o.f.ReadAt(p, off)
@@ -151,7 +154,7 @@ func (o *osFile) FixedSize() bool { return o.device }
 // Runs finds the holes with the OS's call (SEEK_DATA/SEEK_HOLE,
 // FSCTL_QUERY_ALLOCATED_RANGES), or reports all data.
 func (o *osFile) Runs(off, length int64) ([]FileRun, error) {
-	runs, err := sparse.Runs(o.f, off, length)
+	runs, err := o.holes.Runs(o.f, off, length)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +171,7 @@ func (o *osFile) PunchHole(off, length int64) error {
 	if !o.writable {
 		return fmt.Errorf("%s: %w", o.f.Name(), ErrReadOnly)
 	}
-	return sparse.PunchHole(o.f, off, length)
+	return o.holes.PunchHole(o.f, off, length)
 }
 
 // Allocate reserves blocks; errors.ErrUnsupported (wrapped) where the OS or
@@ -177,11 +180,11 @@ func (o *osFile) Allocate(off, length int64) error {
 	if !o.writable {
 		return fmt.Errorf("%s: %w", o.f.Name(), ErrReadOnly)
 	}
-	return sparse.Allocate(o.f, off, length)
+	return o.holes.Allocate(o.f, off, length)
 }
 
 // AllocatedBytes is what the file occupies on disk.
-func (o *osFile) AllocatedBytes() (int64, error) { return sparse.Allocated(o.f) }
+func (o *osFile) AllocatedBytes() (int64, error) { return o.holes.Allocated(o.f) }
 
 // Stat describes the open file (for file identity: os.SameFile).
 func (o *osFile) Stat() (os.FileInfo, error) { return o.f.Stat() }
