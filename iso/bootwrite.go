@@ -3,7 +3,7 @@ package iso
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
+	"io/fs"
 	"path"
 	"strings"
 )
@@ -70,7 +70,7 @@ func (b *builder) prepareBoot() error {
 			return err
 		}
 		if o.InfoTable {
-			if b.boot.infoSum, err = infoTableSum(b.boot.bios); err != nil {
+			if b.boot.infoSum, err = b.infoTableSum(b.boot.bios); err != nil {
 				return err
 			}
 		}
@@ -85,16 +85,16 @@ func (b *builder) prepareBoot() error {
 
 // infoTableSum is the 32-bit sum of the boot file's little-endian words
 // from byte 64 on.
-func infoTableSum(n *node) (uint32, error) {
+func (b *builder) infoTableSum(n *node) (uint32, error) {
 	if n.size > maxInfoTableFile || n.size < bootInfoChecksum {
-		return 0, fmt.Errorf("%s: a boot info table needs a boot file of 64 bytes to %d MiB", n.src, maxInfoTableFile>>20)
+		return 0, fmt.Errorf("%s: a boot info table needs a boot file of 64 bytes to %d MiB", b.where(n.src), maxInfoTableFile>>20)
 	}
-	data, err := os.ReadFile(n.src)
+	data, err := fs.ReadFile(b.fsys, n.src)
 	if err != nil {
 		return 0, err
 	}
 	if int64(len(data)) != n.size {
-		return 0, fmt.Errorf("%s: file changed while the image was prepared", n.src)
+		return 0, fmt.Errorf("%s: file changed while the image was prepared", b.where(n.src))
 	}
 	var sum uint32
 	for i := bootInfoChecksum; i < len(data); i += 4 {

@@ -2,11 +2,13 @@ package iso
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -44,7 +46,7 @@ const (
 // node is one file or directory of the tree being written.
 type node struct {
 	name     string // on-disk name (Rock Ridge NM)
-	src      string // path to read
+	src      string // io/fs name in the source FS ("." for the root)
 	mode     fs.FileMode
 	size     int64
 	mtime    time.Time
@@ -68,25 +70,35 @@ type node struct {
 
 func (n *node) isDir() bool { return n.mode.IsDir() }
 
-// Create writes an ISO 9660 image of the directory srcDir to w, in one
-// sequential pass (w may be a pipe). File data is streamed with large
-// buffers (or copy_file_range when w is an *os.File).
-func Create(w io.Writer, srcDir string, opts CreateOptions) error {
-	return create(w, srcDir, opts, maxExtentBytes)
+// Create writes an ISO 9660 image of the tree src (os.DirFS, embed.FS,
+// fstest.MapFS, another image's FS, ...) to w, in one sequential pass (w may
+// be a pipe). Symbolic links are stored as links when src implements
+// fs.ReadLinkFS. ctx is checked before every read of file data: a
+// cancelled Create returns ctx's error with w holding a partial image.
+func Create(ctx context.Context, w io.Writer, src fs.FS, opts CreateOptions) error {
+	return create(ctx, w, src, opts, maxExtentBytes)
 }
 
-func create(w io.Writer, srcDir string, opts CreateOptions, extentBytes int64) error {
-	b, err := newBuilder(srcDir, opts, extentBytes)
+func create(ctx context.Context, w io.Writer, src fs.FS, opts CreateOptions, extentBytes int64) error {
+	b, err := newBuilder(ctx, src, "", opts, extentBytes)
 	if err != nil {
 		return err
 	}
 	return b.write(w)
 }
 
-// CreateFile writes the image to path through a temporary file renamed into
-// place when complete.
-func CreateFile(path, srcDir string, opts CreateOptions) (err error) {
-	b, err := newBuilder(srcDir, opts, maxExtentBytes)
+// CreateFile writes an image of the directory srcDir to path through a
+// temporary file renamed into place when complete; a failed or cancelled
+// CreateFile leaves nothing at path.
+func CreateFile(ctx context.Context, path, srcDir string, opts CreateOptions) (err error) {
+	st, err := os.Stat(srcDir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: not a directory", srcDir)
+	}
+	b, err := newBuilder(ctx, os.DirFS(srcDir), srcDir, opts, maxExtentBytes)
 	if err != nil {
 		return err
 	}
@@ -115,6 +127,9 @@ func CreateFile(path, srcDir string, opts CreateOptions) (err error) {
 }
 
 type builder struct {
+	ctx     context.Context
+	fsys    fs.FS
+	label   string // the source as messages name it (a directory, or "")
 	opts    CreateOptions
 	now     time.Time
 	root    *node
@@ -133,8 +148,9 @@ type builder struct {
 	extentBytes int64
 }
 
-func newBuilder(srcDir string, opts CreateOptions, extentBytes int64) (*builder, error) {
-	b := &builder{opts: opts, now: time.Now().UTC().Truncate(time.Second), trees: 1, extentBytes: extentBytes}
+func newBuilder(ctx context.Context, fsys fs.FS, label string, opts CreateOptions, extentBytes int64) (*builder, error) {
+	b := &builder{ctx: ctx, fsys: fsys, label: label, opts: opts,
+		now: time.Now().UTC().Truncate(time.Second), trees: 1, extentBytes: extentBytes}
 	if opts.SourceDateEpoch != nil {
 		b.now = opts.SourceDateEpoch.UTC()
 	}
@@ -147,14 +163,14 @@ func newBuilder(srcDir string, opts CreateOptions, extentBytes int64) (*builder,
 	if b.opts.ApplicationID == "" {
 		b.opts.ApplicationID = "VDISK"
 	}
-	st, err := os.Stat(srcDir)
+	st, err := fs.Stat(fsys, ".")
 	if err != nil {
 		return nil, err
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("%s: not a directory", srcDir)
+		return nil, fmt.Errorf("%s: not a directory", b.where("."))
 	}
-	b.root = &node{name: "", src: srcDir, mode: st.Mode(), mtime: b.fileTime(st)}
+	b.root = &node{name: "", src: ".", mode: st.Mode(), mtime: b.fileTime(st)}
 	if err := b.scan(b.root, 0); err != nil {
 		return nil, err
 	}
@@ -170,29 +186,41 @@ func newBuilder(srcDir string, opts CreateOptions, extentBytes int64) (*builder,
 }
 
 func (b *builder) fileTime(st fs.FileInfo) time.Time {
-	if b.opts.SourceDateEpoch != nil {
-		return b.now
+	if b.opts.SourceDateEpoch != nil || st.ModTime().Year() < 1900 {
+		return b.now // also for sources without times (fstest.MapFS)
 	}
 	return st.ModTime().UTC().Truncate(time.Second)
+}
+
+// where names a source entry in messages: the path below the source
+// directory, or the io/fs name.
+func (b *builder) where(name string) string {
+	if b.label == "" {
+		return name
+	}
+	return filepath.Join(b.label, filepath.FromSlash(name))
 }
 
 // scan reads the source tree.
 func (b *builder) scan(dir *node, depth int) error {
 	if depth > maxDepth {
-		return fmt.Errorf("%s: nested deeper than %d", dir.src, maxDepth)
+		return fmt.Errorf("%s: nested deeper than %d", b.where(dir.src), maxDepth)
 	}
-	ents, err := os.ReadDir(dir.src)
+	if err := b.ctx.Err(); err != nil {
+		return err
+	}
+	ents, err := fs.ReadDir(b.fsys, dir.src)
 	if err != nil {
 		return err
 	}
 	for _, de := range ents {
-		src := filepath.Join(dir.src, de.Name())
-		st, err := os.Lstat(src)
+		src := path.Join(dir.src, de.Name())
+		st, err := fs.Lstat(b.fsys, src)
 		if err != nil {
 			return err
 		}
 		if len(de.Name()) > rrNameMax {
-			return fmt.Errorf("%s: name longer than %d bytes", src, rrNameMax)
+			return fmt.Errorf("%s: name longer than %d bytes", b.where(src), rrNameMax)
 		}
 		n := &node{name: de.Name(), src: src, mode: st.Mode(), mtime: b.fileTime(st), parent: dir}
 		switch {
@@ -201,17 +229,17 @@ func (b *builder) scan(dir *node, depth int) error {
 				return err
 			}
 		case st.Mode()&fs.ModeSymlink != 0:
-			if n.link, err = os.Readlink(src); err != nil {
+			if n.link, err = fs.ReadLink(b.fsys, src); err != nil {
 				return err
 			}
 			if len(n.link) > rrLinkMax {
-				return fmt.Errorf("%s: symlink target longer than %d bytes", src, rrLinkMax)
+				return fmt.Errorf("%s: symlink target longer than %d bytes", b.where(src), rrLinkMax)
 			}
 		case st.Mode().IsRegular():
 			n.size = st.Size()
 			b.files = append(b.files, n)
 		default:
-			return fmt.Errorf("%s: %v files cannot be stored in an ISO image", src, st.Mode().Type())
+			return fmt.Errorf("%s: %v files cannot be stored in an ISO image", b.where(src), st.Mode().Type())
 		}
 		dir.kids = append(dir.kids, n)
 	}

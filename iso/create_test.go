@@ -25,7 +25,7 @@ import (
 func createISO(t testing.TB, tree string, opts CreateOptions) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out.iso")
-	if err := CreateFile(out, tree, opts); err != nil {
+	if err := CreateFile(context.Background(), out, tree, opts); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -79,7 +79,7 @@ func TestCreateInterop(t *testing.T) {
 				}
 			}
 			ours := filepath.Join(t.TempDir(), "ours")
-			if err := fsys.Extract("/", ours); err != nil {
+			if err := fsys.Extract(context.Background(), "/", ours); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(got, treeDigest(t, ours)); diff != "" {
@@ -302,14 +302,14 @@ func TestMultiExtent(t *testing.T) {
 	f.WriteAt([]byte("end"), size-3)
 	f.Close()
 	sink := &sparseSink{blocks: map[int64][]byte{}}
-	if err := Create(sink, dir, CreateOptions{Joliet: true, RockRidge: true}); err != nil {
+	if err := Create(context.Background(), sink, os.DirFS(dir), CreateOptions{Joliet: true, RockRidge: true}); err != nil {
 		t.Fatal(err)
 	}
 	fsys, err := Open(sink, sink.pos, "big.iso")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := fsys.Stat("/big.img")
+	e, err := fsys.Lookup("/big.img")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,17 +339,17 @@ func TestMultiExtentSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := create(f, dir, CreateOptions{Joliet: true, RockRidge: true}, 64<<10); err != nil {
+	if err := create(context.Background(), f, os.DirFS(dir), CreateOptions{Joliet: true, RockRidge: true}, 64<<10); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
 	fsys := openFS(t, out)
-	e, err := fsys.Stat("/multi.bin")
+	e, err := fsys.Lookup("/multi.bin")
 	if err != nil || e.Size != int64(len(data)) || len(e.extents) != 8 {
 		t.Fatalf("%v size %d extents %d", err, e.Size, len(e.extents))
 	}
 	dest := t.TempDir()
-	if err := fsys.Extract("/multi.bin", dest); err != nil {
+	if err := fsys.Extract(context.Background(), "/multi.bin", dest); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(dest, "multi.bin")); !bytes.Equal(got, data) {
@@ -389,7 +389,7 @@ func TestCreateLargeDirectory(t *testing.T) {
 	if len(seven) != 301 {
 		t.Fatalf("7z lists %d entries", len(seven))
 	}
-	e, _ := fsys.Stat("/many")
+	e, _ := fsys.Lookup("/many")
 	if e.extents[0].length <= blockBytes {
 		t.Fatalf("directory is only %d bytes", e.extents[0].length)
 	}
@@ -530,7 +530,7 @@ func TestCreateBootOptions(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			iso := createISO(t, dir, CreateOptions{RockRidge: true, Boot: &c.boot})
-			e, err := openFS(t, iso).Stat(c.path)
+			e, err := openFS(t, iso).Lookup(c.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -567,7 +567,7 @@ func TestCreateSymlinks(t *testing.T) {
 	}
 	fsys := openFS(t, iso)
 	for name, target := range targets {
-		e, err := fsys.Stat("/" + name)
+		e, err := fsys.Lookup("/" + name)
 		if err != nil || e.Link != target || e.Mode&fs.ModeSymlink == 0 {
 			t.Errorf("%s: %v %q %v, want %q", name, err, e.Link, e.Mode, target)
 		}

@@ -1,8 +1,12 @@
 package iso_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"io/fs"
 	"log"
+	"testing/fstest"
 	"time"
 
 	"github.com/vdiskio/vdisk/iso"
@@ -16,7 +20,7 @@ import (
 //	vdisk iso create -o seed.iso --label cidata --joliet --rock-ridge --source-date-epoch 0 seed/
 func ExampleCreateFile() {
 	epoch := time.Unix(0, 0).UTC()
-	err := iso.CreateFile("seed.iso", "seed", iso.CreateOptions{
+	err := iso.CreateFile(context.Background(), "seed.iso", "seed", iso.CreateOptions{
 		VolumeID: "cidata", Joliet: true, RockRidge: true, SourceDateEpoch: &epoch,
 	})
 	if err != nil {
@@ -31,7 +35,7 @@ func ExampleFS_Extract() {
 		log.Fatal(err)
 	}
 	defer fsys.Close()
-	entries, err := fsys.ReadDir("/")
+	entries, err := fsys.Entries("/")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -39,7 +43,32 @@ func ExampleFS_Extract() {
 		fmt.Println(e.Mode, e.Size, e.Path)
 	}
 	// Writes ./out/grub.cfg; nothing is ever written outside ./out.
-	if err := fsys.Extract("/boot/grub/grub.cfg", "out"); err != nil {
+	if err := fsys.Extract(context.Background(), "/boot/grub/grub.cfg", "out"); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// An image built from an io/fs.FS held in memory (any fs.FS works:
+// os.DirFS, embed.FS, another image's FS), then read back through io/fs.
+func ExampleCreate() {
+	seed := fstest.MapFS{
+		"user-data": {Data: []byte("#cloud-config\nhostname: demo\n")},
+		"meta-data": {Data: []byte("instance-id: demo\n")},
+	}
+	var buf bytes.Buffer
+	err := iso.Create(context.Background(), &buf, seed, iso.CreateOptions{VolumeID: "cidata", RockRidge: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fsys, err := iso.Open(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "seed.iso")
+	if err != nil {
+		log.Fatal(err)
+	}
+	data, err := fs.ReadFile(fsys, "user-data")
+	if err != nil {
+		log.Fatal(err)
+	}
+	names, _ := fs.Glob(fsys, "*-data")
+	fmt.Printf("%v %q\n", names, data)
+	// Output: [meta-data user-data] "#cloud-config\nhostname: demo\n"
 }

@@ -1,6 +1,7 @@
 package iso
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,9 +19,11 @@ const copyBufBytes = 1 << 20
 // are refused, and every file is created through an os.Root, which does not
 // follow symbolic links out of it. Rock Ridge permissions (without setuid,
 // setgid and sticky bits) and modification times are restored; symbolic
-// links are recreated as links.
-func (f *FS) Extract(p, destDir string) error {
-	e, err := f.Stat(p)
+// links are recreated as links. ctx is checked before each entry and each
+// 1 MiB of file data; a file cut short by cancellation or an error is
+// removed.
+func (f *FS) Extract(ctx context.Context, p, destDir string) error {
+	e, err := f.Lookup(p)
 	if err != nil {
 		return err
 	}
@@ -32,7 +35,7 @@ func (f *FS) Extract(p, destDir string) error {
 		return err
 	}
 	defer root.Close()
-	x := &extractor{f: f, root: root, buf: make([]byte, copyBufBytes), seen: map[uint32]bool{}}
+	x := &extractor{ctx: ctx, f: f, root: root, buf: make([]byte, copyBufBytes), seen: map[uint32]bool{}}
 	if !e.IsDir() {
 		return x.entry(e, e.Name)
 	}
@@ -43,6 +46,7 @@ func (f *FS) Extract(p, destDir string) error {
 }
 
 type extractor struct {
+	ctx  context.Context
 	f    *FS
 	root *os.Root
 	buf  []byte
@@ -79,6 +83,9 @@ func (x *extractor) dir(e Entry, rel string, depth int) error {
 
 // entry creates one file, link or (empty) directory at rel.
 func (x *extractor) entry(e Entry, rel string) error {
+	if err := x.ctx.Err(); err != nil {
+		return err
+	}
 	if err := checkName(e.Name); err != nil {
 		return fmt.Errorf("%s: refusing to extract %s: %v", x.f.name, e.Path, err)
 	}
@@ -108,7 +115,7 @@ func (x *extractor) file(e Entry, rel string) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(out, x.f.contents(&e), x.buf)
+	n, err := io.CopyBuffer(out, ctxReader{x.ctx, x.f.contents(&e)}, x.buf)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -116,6 +123,7 @@ func (x *extractor) file(e Entry, rel string) error {
 		err = fmt.Errorf("%s: %s: copied %d of %d bytes", x.f.name, e.Path, n, e.Size)
 	}
 	if err != nil {
+		x.root.Remove(rel)
 		return err
 	}
 	if perm := e.Mode.Perm(); perm&0o200 == 0 {
@@ -128,3 +136,16 @@ func (x *extractor) file(e Entry, rel string) error {
 }
 
 func dirPerm(m fs.FileMode) fs.FileMode { return m.Perm() | 0o700 }
+
+// ctxReader stops with ctx's error at the next Read once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -310,8 +310,9 @@ func checkName(name string) error {
 // ErrNotFound is returned for a path not in the image.
 var ErrNotFound = errors.New("no such file in the image")
 
-// Stat returns the entry at path ("/" or "/dir/file"; "" is the root).
-func (f *FS) Stat(p string) (Entry, error) {
+// Lookup returns the entry at path ("/" or "/dir/file"; "" is the root),
+// without following symbolic links. (Stat is the io/fs view.)
+func (f *FS) Lookup(p string) (Entry, error) {
 	cur := f.root
 	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
 		if part == "" || part == "." {
@@ -338,9 +339,10 @@ func (f *FS) Stat(p string) (Entry, error) {
 	return cur, nil
 }
 
-// ReadDir lists the directory at path.
-func (f *FS) ReadDir(p string) ([]Entry, error) {
-	e, err := f.Stat(p)
+// Entries lists the directory at path in the image's order. (ReadDir is
+// the io/fs view.)
+func (f *FS) Entries(p string) ([]Entry, error) {
+	e, err := f.Lookup(p)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +356,7 @@ func (f *FS) ReadDir(p string) ([]Entry, error) {
 // below it, parents before children, in directory order. A directory
 // reached twice (a loop made with crafted records) is an ErrCorrupt error.
 func (f *FS) Walk(p string, fn func(e Entry) error) error {
-	e, err := f.Stat(p)
+	e, err := f.Lookup(p)
 	if err != nil {
 		return err
 	}
@@ -407,7 +409,7 @@ func (f *FS) List(p string) ([]Entry, error) {
 
 // OpenFile returns a reader of a regular file's bytes.
 func (f *FS) OpenFile(p string) (io.Reader, Entry, error) {
-	e, err := f.Stat(p)
+	e, err := f.Lookup(p)
 	if err != nil {
 		return nil, e, err
 	}

@@ -237,10 +237,10 @@ func TestXorrisoImages(t *testing.T) {
 				t.Errorf("listing vs 7z (-7z +vdisk):\n%s", diff)
 			}
 			ours := filepath.Join(t.TempDir(), "ours")
-			if err := fsys.Extract("/", ours); err != nil {
+			if err := fsys.Extract(context.Background(), "/", ours); err != nil {
 				t.Fatal(err)
 			}
-			if err := fsys.Extract("/", ours); err != nil { // again, over the first copy
+			if err := fsys.Extract(context.Background(), "/", ours); err != nil { // again, over the first copy
 				t.Fatal(err)
 			}
 			theirs := filepath.Join(t.TempDir(), "theirs")
@@ -287,7 +287,7 @@ func TestExtractOneFile(t *testing.T) {
 	iso := xorrisoISO(t, tree, "-R", "-J")
 	fsys := openFS(t, iso)
 	dest := t.TempDir()
-	if err := fsys.Extract("/sub/deeper/big.bin", dest); err != nil {
+	if err := fsys.Extract(context.Background(), "/sub/deeper/big.bin", dest); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(filepath.Join(dest, "big.bin"))
@@ -295,7 +295,7 @@ func TestExtractOneFile(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("extracted file differs")
 	}
-	if err := fsys.Extract("/nope", dest); !errors.Is(err, ErrNotFound) {
+	if err := fsys.Extract(context.Background(), "/nope", dest); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing file: %v", err)
 	}
 	list, err := fsys.List("/sub")
@@ -464,7 +464,7 @@ func TestRelocatedDirectory(t *testing.T) {
 	// Without Rock Ridge the moved directory is at the root.
 	plain := *fsys
 	plain.rockRidge = false
-	top, err := plain.ReadDir("/")
+	top, err := plain.Entries("/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +479,7 @@ func TestRelocatedDirectory(t *testing.T) {
 		t.Errorf("listing vs xorriso -find (-xorriso +vdisk):\n%s", diff)
 	}
 	ours := filepath.Join(t.TempDir(), "ours")
-	if err := fsys.Extract("/", ours); err != nil {
+	if err := fsys.Extract(context.Background(), "/", ours); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(treeDigest(t, src), treeDigest(t, ours)); diff != "" {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
 	"time"
 	"unicode/utf16"
 )
@@ -65,7 +64,7 @@ func (b *builder) readFiles(free chan []byte, out chan<- chunk, done <-chan stru
 		if fn.size == 0 {
 			continue
 		}
-		f, err := os.Open(fn.src)
+		f, err := b.fsys.Open(fn.src)
 		if err != nil {
 			send(chunk{file: i, err: err})
 			return
@@ -80,9 +79,14 @@ func (b *builder) readFiles(free chan []byte, out chan<- chunk, done <-chan stru
 				f.Close()
 				return
 			}
+			if err := b.ctx.Err(); err != nil {
+				f.Close()
+				send(chunk{file: i, err: err})
+				return
+			}
 			n, err := io.ReadFull(f, buf[:min(int64(len(buf)), left)])
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				err = fmt.Errorf("%s: file shrank while the image was written (%d of %d bytes)", fn.src, fn.size-left+int64(n), fn.size)
+				err = fmt.Errorf("%s: file shrank while the image was written (%d of %d bytes)", b.where(fn.src), fn.size-left+int64(n), fn.size)
 			}
 			if err != nil {
 				f.Close()

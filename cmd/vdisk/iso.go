@@ -97,7 +97,7 @@ func newISOLsCommand() *cobra.Command {
 // listISO returns the entries to print for path: a file itself, or a
 // directory's contents (all of its tree with recursive).
 func listISO(fsys *iso.FS, p string, recursive bool) ([]iso.Entry, error) {
-	e, err := fsys.Stat(p)
+	e, err := fsys.Lookup(p)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func listISO(fsys *iso.FS, p string, recursive bool) ([]iso.Entry, error) {
 		return []iso.Entry{e}, nil
 	}
 	if !recursive {
-		return fsys.ReadDir(p)
+		return fsys.Entries(p)
 	}
 	var out []iso.Entry
 	err = fsys.Walk(p, func(x iso.Entry) error {
@@ -181,7 +181,7 @@ func newISOExtractCommand() *cobra.Command {
 				return err
 			}
 			defer f.Close()
-			return fsys.Extract(args[1], args[2])
+			return fsys.Extract(cmd.Context(), args[1], args[2])
 		},
 	}
 }
@@ -221,7 +221,7 @@ func newISOCreateCommand() *cobra.Command {
 			if len(label) > 32 {
 				return fmt.Errorf("label %q is longer than 32 bytes", label)
 			}
-			return iso.CreateFile(out, args[0], opts)
+			return iso.CreateFile(cmd.Context(), out, args[0], opts)
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "the image to write")
