@@ -3,11 +3,13 @@ package qcow2
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // Name is the driver name.
@@ -239,11 +241,19 @@ func (img *Image) readTable(structure string, off, n uint64) ([]uint64, error) {
 	if err := img.budget.Charge(img.name, structure, int64(off), int64(n*8)); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, n*8)
-	if got, err := img.f.ReadAt(buf, int64(off)); got < len(buf) {
-		return nil, formats.Corruptf(img.name, structure, int64(off), "truncated (%d of %d bytes): %v", got, len(buf), err)
+	t := make([]uint64, n)
+	err := fileio.ReadChunks(img.f, int64(off), int64(n*8), 8, func(chunk []byte, rel int64) {
+		for k := range len(chunk) / 8 {
+			t[rel/8+int64(k)] = binary.BigEndian.Uint64(chunk[8*k:])
+		}
+	})
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, formats.Corruptf(img.name, structure, int64(off), "truncated: the %d-byte table ends past the end of the file", n*8)
 	}
-	return decodeTable(buf), nil
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading %s at offset %d: %w", img.name, structure, off, err)
+	}
+	return t, nil
 }
 
 func (img *Image) readSnapshots() error {

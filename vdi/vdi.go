@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -109,7 +110,7 @@ func open(ctx context.Context, f formats.File, opts formats.OpenOptions) (*Image
 		writable: opts.Writable, allocated: h.BlocksAllocated,
 		pending: map[uint32]chan struct{}{},
 	}
-	if err := opts.EnsureBudget().Charge(name, "VDI block map", int64(h.BlocksOff), 8*int64(h.Blocks)); err != nil {
+	if err := opts.EnsureBudget().Charge(name, "VDI block map", int64(h.BlocksOff), 4*int64(h.Blocks)); err != nil {
 		return nil, err
 	}
 	if err := img.loadMap(); err != nil {
@@ -133,18 +134,20 @@ func open(ctx context.Context, f formats.File, opts formats.OpenOptions) (*Image
 }
 
 func (img *Image) loadMap() error {
-	raw := make([]byte, 4*int64(img.hdr.Blocks))
-	if n, err := img.f.ReadAt(raw, int64(img.hdr.BlocksOff)); n < len(raw) {
-		if err == nil || err == io.EOF {
-			return formats.Corruptf(img.name, "VDI block map", int64(img.hdr.BlocksOff),
-				"%d entries do not fit in the file", img.hdr.Blocks)
+	bmap := make([]uint32, img.hdr.Blocks)
+	err := fileio.ReadChunks(img.f, int64(img.hdr.BlocksOff), 4*int64(img.hdr.Blocks), 4, func(chunk []byte, rel int64) {
+		for k := range len(chunk) / 4 {
+			bmap[rel/4+int64(k)] = binary.LittleEndian.Uint32(chunk[4*k:])
 		}
+	})
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return formats.Corruptf(img.name, "VDI block map", int64(img.hdr.BlocksOff),
+			"%d entries do not fit in the file", img.hdr.Blocks)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: reading VDI block map: %w", img.name, err)
 	}
-	img.bmap = make([]uint32, img.hdr.Blocks)
-	for i := range img.bmap {
-		img.bmap[i] = binary.LittleEndian.Uint32(raw[4*i:])
-	}
+	img.bmap = bmap
 	return nil
 }
 

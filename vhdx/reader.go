@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/bits"
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // Name is the driver name.
@@ -419,17 +421,17 @@ func (img *Image) readBAT(lim formats.Limits) error {
 		img.pages = newBATCache(img, lim.WithDefaults().CacheBytes, img.budget)
 		return nil
 	}
-	if err := img.budget.Charge(img.name, "BAT", img.batOff, 2*n*batEntrySize); err != nil {
-		return err
-	}
-	defer img.budget.Refund(n * batEntrySize) // the raw copy
-	raw := make([]byte, n*batEntrySize)
-	if err := readFull(img.r, raw, img.batOff); err != nil {
+	if err := img.budget.Charge(img.name, "BAT", img.batOff, n*batEntrySize); err != nil {
 		return err
 	}
 	img.bat = make([]uint64, n)
-	for i := range img.bat {
-		img.bat[i] = binary.LittleEndian.Uint64(raw[i*batEntrySize:])
+	err := fileio.ReadChunks(img.r, img.batOff, n*batEntrySize, batEntrySize, func(chunk []byte, rel int64) {
+		for k := range len(chunk) / batEntrySize {
+			img.bat[rel/batEntrySize+int64(k)] = binary.LittleEndian.Uint64(chunk[k*batEntrySize:])
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("%s: reading the BAT at offset %d: %w", img.name, img.batOff, err)
 	}
 	return img.checkBAT()
 }

@@ -518,10 +518,14 @@ func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) 
 		// Skip runs of unallocated grain tables in one step.
 		g := rel / sp.grainBytes
 		if gdi := g / sp.gtEntries; gdi >= int64(len(sp.gd)) || sp.gd[gdi] == 0 {
-			for gdi < int64(len(sp.gd)) && sp.gd[gdi] == 0 {
+			// Only as far as the range asked for: an extent line may be a
+			// small view of a huge directory.
+			span := sp.gtEntries * sp.grainBytes
+			last := min(int64(len(sp.gd)), (rel+length+span-1)/span)
+			for gdi < last && sp.gd[gdi] == 0 {
 				gdi++
 			}
-			if gdi >= int64(len(sp.gd)) {
+			if gdi >= last {
 				chunk = length
 			} else {
 				chunk = min(length, gdi*sp.gtEntries*sp.grainBytes-rel)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -158,26 +159,27 @@ func (s *sparseExtent) loadGD(lim formats.Limits) error {
 	if s.hdr.GDOffset == 0 && n > 0 {
 		return formats.Corruptf(s.name, "sparse header", 56, "grain directory offset is 0")
 	}
-	// The file's bytes and the decoded directory, while both are live.
-	if err := s.cache.budget.Charge(s.name, "grain directory", gdOff, int64(2*n*gteBytes)); err != nil {
+	if err := s.cache.budget.Charge(s.name, "grain directory", gdOff, int64(n*gteBytes)); err != nil {
 		return err
-	}
-	defer s.cache.budget.Refund(int64(n * gteBytes))
-	raw := make([]byte, n*gteBytes)
-	if _, err := s.f.ReadAt(raw, gdOff); err != nil && err != io.EOF {
-		return fmt.Errorf("%s: reading grain directory: %w", s.name, err)
 	}
 	s.gd = make([]uint32, n)
 	gtBytes := uint64(s.gtEntries * gteBytes)
-	for i := range s.gd {
-		e := binary.LittleEndian.Uint32(raw[i*gteBytes:])
-		if e != 0 && uint64(e)*sectorSize+gtBytes > uint64(s.fileSize) {
-			return formats.Corruptf(s.name, "grain directory", gdOff+int64(i)*gteBytes,
-				"entry %d points to sector %d past the end of the file", i, e)
+	var bad error
+	err := fileio.ReadChunks(s.f, gdOff, int64(n*gteBytes), gteBytes, func(chunk []byte, rel int64) {
+		first := int(rel / gteBytes)
+		for k := range len(chunk) / gteBytes {
+			i, e := first+k, binary.LittleEndian.Uint32(chunk[k*gteBytes:])
+			if e != 0 && uint64(e)*sectorSize+gtBytes > uint64(s.fileSize) && bad == nil {
+				bad = formats.Corruptf(s.name, "grain directory", gdOff+int64(i)*gteBytes,
+					"entry %d points to sector %d past the end of the file", i, e)
+			}
+			s.gd[i] = e
 		}
-		s.gd[i] = e
+	})
+	if err != nil {
+		return fmt.Errorf("%s: reading grain directory: %w", s.name, err)
 	}
-	return nil
+	return bad
 }
 
 // lookup maps extent offset off to its grain state and the host byte offset

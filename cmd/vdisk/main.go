@@ -51,6 +51,7 @@ type globals struct {
 	crypto      cryptoFlags
 	forceShare  bool          // -U: no image locks on images opened read-only
 	locks       convert.Locks // qemu image locks held until the command ends
+	maxMetadata string        // --max-metadata: the metadata budget of each open image
 }
 
 // openOptions are the options to open images with; userNamed are the
@@ -65,8 +66,14 @@ func (g *globals) openOptions(format string, userNamed ...string) (formats.OpenO
 	if err != nil {
 		return formats.OpenOptions{}, err
 	}
+	var lim formats.Limits
+	if g.maxMetadata != "" {
+		if lim.MaxMetadataBytes, err = formats.ParseSize(g.maxMetadata); err != nil || lim.MaxMetadataBytes <= 0 {
+			return formats.OpenOptions{}, fmt.Errorf("%w: %s %q (want a size such as 512M)", formats.ErrInvalidOption, formats.MetadataFlag, g.maxMetadata)
+		}
+	}
 	userNamed = slices.DeleteFunc(userNamed, func(s string) bool { return s == "" })
-	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "",
+	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "", Limits: lim,
 		Resolver: &formats.DirResolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents, Secrets: secrets}, nil
 }
 
@@ -147,6 +154,8 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.references, "references", defaultReferences(),
 		"which files an image may name: local (any regular file), safe (relative, inside its directory), strict (none) or any; default from $"+referencesEnv)
+	root.PersistentFlags().StringVar(&g.maxMetadata, strings.TrimPrefix(formats.MetadataFlag, "--"), "",
+		"metadata memory one open image and its chain may use (tables, caches), e.g. 512M; default 256M")
 	root.PersistentFlags().StringArrayVar(&g.parents, "parent", nil,
 		"parent image for a differencing image that names its parent only by UUID (VDI)")
 	root.PersistentFlags().BoolVar(&g.forceFormat, "force-format", false,
