@@ -36,10 +36,12 @@ const (
 	DefaultMaxChainDepth  = 64
 	DefaultMaxTableBytes  = 64 << 20
 	DefaultCacheBytes     = 8 << 20
-	// DefaultMaxMetadataBytes is four whole tables at the table limit: far
-	// more than any real image and chain needs, and small enough that a
-	// hostile one stays well inside a 1 GiB address space.
-	DefaultMaxMetadataBytes = 256 << 20
+	// DefaultMaxMetadataBytes is two whole tables at the table limit: far
+	// more than any real image and chain needs (a 64 TiB VHDX's BAT is 16
+	// MiB, a 2 TiB VMDK's grain directory 256 KiB; caches give way when it
+	// is spent), and small enough that a hostile one stays well inside a
+	// 1 GiB address space.
+	DefaultMaxMetadataBytes = 128 << 20
 	// About 3 s of PBKDF2-SHA256 on one 2025 core; cryptsetup and qemu
 	// calibrate to 2 s, so their volumes stay below.
 	DefaultMaxKDFIterations = 16_000_000

@@ -143,7 +143,7 @@ func TestHostileImages(t *testing.T) {
 		}
 		desc := filepath.Join(dir, "bombs.vmdk")
 		writeFile(t, desc, vmdkDescriptor(lines, ""))
-		clitest.RequireCleanError(t, run(t, "map", desc), "grain directory", "metadata budget", "--max-metadata")
+		clitest.RequireCleanError(t, run(t, "map", desc), "grain directory", "128 MiB metadata budget", "--max-metadata")
 		out := filepath.Join(dir, "bombs.raw")
 		clitest.RequireCleanError(t, run(t, "convert", "-O", "raw", desc, out), "metadata budget")
 		if _, err := os.Stat(out); !os.IsNotExist(err) {

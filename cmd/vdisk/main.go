@@ -155,7 +155,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	root.PersistentFlags().StringVar(&g.references, "references", defaultReferences(),
 		"which files an image may name: local (any regular file), safe (relative, inside its directory), strict (none) or any; default from $"+referencesEnv)
 	root.PersistentFlags().StringVar(&g.maxMetadata, strings.TrimPrefix(formats.MetadataFlag, "--"), "",
-		"metadata memory one open image and its chain may use (tables, caches), e.g. 512M; default 256M")
+		"metadata memory one open image and its chain may use (tables, caches), e.g. 512M; default 128M")
 	root.PersistentFlags().StringArrayVar(&g.parents, "parent", nil,
 		"parent image for a differencing image that names its parent only by UUID (VDI)")
 	root.PersistentFlags().BoolVar(&g.forceFormat, "force-format", false,
