@@ -154,6 +154,10 @@ func (o *osFile) FixedSize() bool { return o.device }
 // Runs finds the holes with the OS's call (SEEK_DATA/SEEK_HOLE,
 // FSCTL_QUERY_ALLOCATED_RANGES), or reports all data.
 func (o *osFile) Runs(off, length int64) ([]FileRun, error) {
+	// A hole past a shrunk source's new end would read as zeros: refuse.
+	if err := o.checkSize(off + length); err != nil {
+		return nil, err
+	}
 	runs, err := o.holes.Runs(o.f, off, length)
 	if err != nil {
 		return nil, err
