@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/partition"
 	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
@@ -16,6 +17,9 @@ import (
 type Job struct {
 	Source     string              // input path
 	SourceOpen formats.OpenOptions // how to open it (format, references, snapshot)
+	// Partition, when > 0, converts only that partition of the source
+	// (its number in the MBR or GPT; see package partition).
+	Partition int
 	Target     string              // output path; "-" writes to Stdout
 	Format     string              // output format (-O); default raw
 	// CreateOptions is the -o text (k=v,...).
@@ -86,6 +90,14 @@ func Run(ctx context.Context, job Job) error {
 	}
 	if err != nil {
 		return CouldNotOpen(job.Source, err)
+	}
+	if job.Partition > 0 {
+		view, _, err := partition.Open(src, job.Partition, true)
+		if err != nil {
+			src.Close()
+			return CouldNotOpen(job.Source, err)
+		}
+		src = view
 	}
 	defer src.Close()
 	// qemu's image locks: nobody writes the input meanwhile, and a running

@@ -139,3 +139,15 @@ func Open(r io.ReaderAt, size int64) (*Volume, error) {
 		return nil, fmt.Errorf("%w: the %s file system (vdisk reads ext2/3/4, FAT, NTFS and ISO 9660)", formats.ErrUnsupported, t)
 	}
 }
+
+// OpenStream opens a named data stream of a file (NTFS alternate data
+// streams); other file systems have none.
+func OpenStream(v *Volume, name, stream string) (io.Reader, error) {
+	s, ok := v.FS.(interface {
+		OpenStream(name, stream string) (io.Reader, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("%w: %s has no named streams", fs.ErrNotExist, v.Type)
+	}
+	return s.OpenStream(name, stream)
+}

@@ -53,6 +53,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			job.Source, job.Target, job.SourceOpen = src, args[1], open
+			job.Source, job.Partition = splitPartition(job.Source)
 			job.ForceShare = g.forceShare
 			job.Format, job.CreateOptions = outFormat, strings.Join(createOpts, ",")
 			job.Backing, job.BackingFormat = backing, backingFormat

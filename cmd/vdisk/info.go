@@ -38,7 +38,21 @@ func newInfoCommand(g *globals) *cobra.Command {
 				layer = b.Backing()
 				infos = append(infos, imageInfo(b.BackingPath(), layer))
 			}
-			return printInfos(cmd.OutOrStdout(), output, chain, infos)
+			// What is inside the disk (vdisk's own; qemu-img shows none).
+			var inside *diskContents
+			if cmd.Root().Use != "qemu-img" && (chain || !hasBacking(img)) {
+				inside = describeContents(img)
+			}
+			if inside != nil && output == "json" {
+				infos[0] = append(infos[0], formats.Field{Key: "vdisk-partitions", Value: inside.object()})
+			}
+			if err := printInfos(cmd.OutOrStdout(), output, chain, infos); err != nil {
+				return err
+			}
+			if inside != nil && output != "json" {
+				inside.print(cmd.OutOrStdout())
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "image format (probed when omitted)")

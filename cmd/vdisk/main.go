@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/nbd"
+	"github.com/vdiskio/vdisk/partition"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -105,6 +108,48 @@ func (g *globals) open(ctx context.Context, path, format string, edit func(*form
 // openAs is open with the lock role given (LockRead becomes LockWrite for a
 // writable open). -U skips the locks of read-only opens.
 func (g *globals) openAs(ctx context.Context, path, format string, role convert.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
+	path, part := splitPartition(path)
+	if part > 0 && edit != nil {
+		var probe formats.OpenOptions
+		if edit(&probe); probe.Writable {
+			return nil, fmt.Errorf("%s:%d: a partition is read-only here; write to the whole image", path, part)
+		}
+	}
+	img, err := g.openWhole(ctx, path, format, role, edit)
+	if err != nil || part == 0 {
+		return img, err
+	}
+	view, _, err := partition.Open(img, part, true)
+	if err != nil {
+		img.Close()
+		return nil, couldNotOpen(fmt.Sprintf("%s:%d", path, part), err)
+	}
+	return view, nil
+}
+
+// partitionSuffix is the IMAGE:N form that names partition N of an image.
+var partitionSuffix = regexp.MustCompile(`^(.+):([1-9][0-9]{0,3})$`)
+
+// splitPartition separates IMAGE:N into the image and partition N (0 when
+// path names no partition: it exists as given, or has no :N suffix, or
+// what precedes the suffix is neither a file nor a URL).
+func splitPartition(path string) (string, int) {
+	m := partitionSuffix.FindStringSubmatch(path)
+	if m == nil {
+		return path, 0
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path, 0
+	}
+	if _, err := os.Stat(m[1]); err != nil && !nbd.IsURL(m[1]) {
+		return path, 0
+	}
+	n, _ := strconv.Atoi(m[2])
+	return m[1], n
+}
+
+// openWhole opens a whole image (openAs without partition addressing).
+func (g *globals) openWhole(ctx context.Context, path, format string, role convert.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
 	opts, err := g.openOptions(format)
 	if err != nil {
 		return nil, err
@@ -169,6 +214,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 		newDDCommand(g), newSnapshotCommand(g), newISOCommand(),
 		newChecksumCommand(g), newVerifyCommand(g), newRescueCommand(g),
 		newServeCommand(g),
+		newLsCommand(g), newCatCommand(g), newExtractCommand(g), newTarCommand(g),
 	)
 	return root, g
 }

@@ -619,3 +619,21 @@ func indexEntries(node []byte, dir int64) ([]indexKey, error) {
 	}
 	return out, nil
 }
+
+// OpenStream opens the alternate data stream stream of the file at name.
+func (v *Volume) OpenStream(name, stream string) (io.Reader, error) {
+	n, err := v.Lookup("open", name, true)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := n.(*file)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an NTFS file", name)
+	}
+	r, err := f.Stream(stream)
+	if err != nil {
+		return nil, err
+	}
+	a := f.attr(typeData, stream)
+	return io.NewSectionReader(r, 0, a.dataSize), nil
+}
