@@ -9,8 +9,8 @@ import (
 	"os"
 
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/partition"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/partition"
 )
 
 // Job is a file-to-file conversion, `vdisk convert`.
@@ -20,8 +20,8 @@ type Job struct {
 	// Partition, when > 0, converts only that partition of the source
 	// (its number in the MBR or GPT; see package partition).
 	Partition int
-	Target     string              // output path; "-" writes to Stdout
-	Format     string              // output format (-O); default raw
+	Target    string // output path; "-" writes to Stdout
+	Format    string // output format (-O); default raw
 	// CreateOptions is the -o text (k=v,...).
 	CreateOptions string
 	// Backing and BackingFormat make the output an overlay (-B/-F): only
