@@ -1,0 +1,227 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/vdiskio/vdisk/internal/qemutest"
+)
+
+// runTool runs an external tool for test setup.
+func runTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(qemutest.Tool(t, name), args...)
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// fileTree is the content each test file system receives.
+func fileTree(t *testing.T) string {
+	dir := t.TempDir()
+	files := map[string]string{
+		"hello.txt":            "hello from inside the disk\n",
+		"docs/readme.md":       strings.Repeat("a line of documentation\n", 2000),
+		"docs/deeper/note.txt": "deep note\n",
+		"empty":                "",
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// partitionedDisk writes a GPT disk (sgdisk) whose partition 1 holds FAT32
+// (mkfs.fat + mcopy) and partition 2 ext4 (mkfs.ext4 -d), each made as a
+// file of its own first; it returns the disk and the two file-system files.
+func partitionedDisk(t *testing.T, src string) (disk, fatFS, extFS string) {
+	dir := t.TempDir()
+	fatFS, extFS = filepath.Join(dir, "fat.fs"), filepath.Join(dir, "ext.fs")
+	for _, p := range []string{fatFS, extFS} {
+		os.WriteFile(p, nil, 0o644)
+		os.Truncate(p, 40<<20)
+	}
+	runTool(t, "mkfs.fat", "-F", "32", "-n", "BOOTFS", fatFS)
+	args := []string{"-s", "-i", fatFS}
+	ents, _ := os.ReadDir(src)
+	for _, e := range ents {
+		args = append(args, filepath.Join(src, e.Name()))
+	}
+	runTool(t, "mcopy", append(args, "::")...)
+	runTool(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", src, extFS)
+	disk = filepath.Join(dir, "disk.raw")
+	os.WriteFile(disk, nil, 0o644)
+	os.Truncate(disk, 90<<20)
+	runTool(t, "sgdisk", "-n", "1:2048:+40M", "-t", "1:0700", "-c", "1:boot",
+		"-n", "2:0:+40M", "-t", "2:8300", "-c", "2:root", disk)
+	for i, fs := range []string{fatFS, extFS} {
+		b, err := os.ReadFile(fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := os.OpenFile(disk, os.O_RDWR, 0)
+		// partition 1 at sector 2048, partition 2 right after its 40 MiB
+		if _, err := f.WriteAt(b, int64(2048*512+i*40<<20)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	return disk, fatFS, extFS
+}
+
+func TestFilesInsideDisk(t *testing.T) {
+	src := fileTree(t)
+	disk, fatFS, extFS := partitionedDisk(t, src)
+	for _, format := range []string{"qcow2", "vmdk", "vhdx", "vdi"} {
+		t.Run(format, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "disk."+format)
+			qemutest.Img(t, "convert", "-f", "raw", "-O", format, disk, img)
+
+			// info lists both partitions and their file systems.
+			out, errs, code := vdisk(t, "info", img)
+			if code != 0 {
+				t.Fatalf("info: %s", errs)
+			}
+			for _, want := range []string{"Partition table: gpt", "boot", "vfat (label \"BOOTFS\")", "root", "ext4 (label \"rootfs\")"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("info lacks %q:\n%s", want, out)
+				}
+			}
+			// A partition converts out to the very file system put in.
+			for n, fs := range map[int]string{1: fatFS, 2: extFS} {
+				part := filepath.Join(t.TempDir(), "part.raw")
+				if _, errs, code := vdisk(t, "convert", "-O", "raw", fmt.Sprintf("%s:%d", img, n), part); code != 0 {
+					t.Fatalf("convert partition %d: %s", n, errs)
+				}
+				qemutest.RequireSame(t, "raw", fs, "raw", part)
+			}
+			// ls -R lists what mtools and debugfs extract.
+			for n, oracle := range map[int]func(*testing.T) string{
+				1: func(t *testing.T) string { return mtoolsTree(t, fatFS) },
+				2: func(t *testing.T) string { return debugfsTree(t, extFS) },
+			} {
+				want := treeOf(t, oracle(t))
+				if len(want.sums) < 4 {
+					t.Fatalf("the oracle extracted only %d files", len(want.sums))
+				}
+				got, errs, code := vdisk(t, "ls", "-R", fmt.Sprintf("%s:%d", img, n))
+				if code != 0 {
+					t.Fatalf("ls partition %d: %s", n, errs)
+				}
+				if diff := cmp.Diff(sortedLines(want.listing), sortedLines(got)); diff != "" {
+					t.Errorf("ls -R of partition %d (-oracle +vdisk):\n%s", n, diff)
+				}
+				// cat gives each file's bytes.
+				for name, sum := range want.sums {
+					out, errs, code := vdisk(t, "cat", fmt.Sprintf("%s:%d", img, n), name)
+					if code != 0 || fmt.Sprintf("%x", sha256.Sum256([]byte(out))) != sum {
+						t.Errorf("cat %d:%s: exit %d %s", n, name, code, errs)
+					}
+				}
+				// extract writes the same tree; tar archives it.
+				dest := filepath.Join(t.TempDir(), "x")
+				if _, errs, code := vdisk(t, "extract", fmt.Sprintf("%s:%d", img, n), "/", dest); code != 0 {
+					t.Fatalf("extract %d: %s", n, errs)
+				}
+				if got := treeOf(t, dest); !cmp.Equal(want.sums, got.sums) {
+					t.Errorf("extract %d: %s", n, cmp.Diff(want.sums, got.sums))
+				}
+				var tarOut bytes.Buffer
+				code = run([]string{"tar", fmt.Sprintf("%s:%d", img, n)}, &tarOut, io.Discard)
+				if code != 0 {
+					t.Fatalf("tar %d: exit %d", n, code)
+				}
+				if sums := tarSums(t, &tarOut); !cmp.Equal(want.sums, sums) {
+					t.Errorf("tar %d: %s", n, cmp.Diff(want.sums, sums))
+				}
+			}
+		})
+	}
+	// Without :N and with two readable partitions, the error names them.
+	_, errs, code := vdisk(t, "ls", disk)
+	if code != 1 || !strings.Contains(errs, "1 (vfat), 2 (ext4)") {
+		t.Errorf("ls without a partition: exit %d: %s", code, errs)
+	}
+}
+
+// mtoolsTree extracts a FAT file system with mcopy.
+func mtoolsTree(t *testing.T, fs string) string {
+	out := filepath.Join(t.TempDir(), "m")
+	os.Mkdir(out, 0o755)
+	runTool(t, "mcopy", "-s", "-n", "-i", fs, "::*", out)
+	return out
+}
+
+// debugfsTree extracts an ext4 file system with debugfs rdump.
+func debugfsTree(t *testing.T, fs string) string {
+	out := filepath.Join(t.TempDir(), "d")
+	os.Mkdir(out, 0o755)
+	runTool(t, "debugfs", "-R", "rdump / "+out, fs)
+	return out
+}
+
+type tree struct {
+	listing string            // one path a line, as ls -R prints them
+	sums    map[string]string // file path -> sha256
+}
+
+func treeOf(t *testing.T, dir string) tree {
+	tr := tree{sums: map[string]string{}}
+	var lines []string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		lines = append(lines, rel)
+		if info.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			tr.sums[rel] = fmt.Sprintf("%x", sha256.Sum256(b))
+		}
+		return nil
+	})
+	tr.listing = strings.Join(lines, "\n") + "\n"
+	return tr
+}
+
+func tarSums(t *testing.T, r io.Reader) map[string]string {
+	sums := map[string]string{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return sums
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			sums[h.Name] = fmt.Sprintf("%x", sha256.Sum256(b))
+		}
+	}
+}
+
+func sortedLines(s string) []string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	sort.Strings(lines)
+	return lines
+}
