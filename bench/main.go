@@ -15,6 +15,7 @@
 //	go run ./bench -size 1536M -runs 3
 //	go run ./bench -pairs raw:qcow2,raw:qcow2:-c -runs 5
 //	go run ./bench -pairs ewf -iso=false   (E01 against ewfacquire/ewfexport alone)
+//	go run ./bench -pairs luks -iso=false  (encrypted qcow2 and luks, both directions, alone)
 package main
 
 import (
@@ -113,6 +114,9 @@ func main() {
 	}
 	if ewfCase(*only) && has(vdisk, "ewf") {
 		benchEWF(vdisk, *work, base, *runs)
+	}
+	if luksCase(*only) && has(vdisk, "luks") {
+		benchLUKS(vdisk, *work, base, *runs)
 	}
 	if *sparseBig {
 		src := makeSparse(*work)

@@ -377,6 +377,9 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	exts := make([]formats.Extent, 0, len(segs))
 	for _, s := range segs {
 		e := formats.Extent{Offset: s.virt, Length: s.length, HostOffset: s.host, HostFile: img.dataName}
+		if img.crypt != nil {
+			e.HostOffset = -1 // the host bytes are ciphertext: no plain mapping (as qemu)
+		}
 		switch s.kind {
 		case segUnalloc:
 			e.Kind, e.HostFile = formats.Unallocated, ""

@@ -29,7 +29,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer img.Close()
-			infos := []formats.Object{imageInfo(args[0], img)}
+			infos := []formats.Object{imageInfo(g.imageName(args[0]), img)}
 			for layer := img; chain; {
 				b, ok := layer.(formats.Backer)
 				if !ok || b.Backing() == nil {

@@ -188,3 +188,18 @@ func (g *globals) applyKeys(name string, opts *formats.OpenOptions) (string, err
 	}
 	return path, nil
 }
+
+// imageName is the file an image argument names: itself, or with
+// --image-opts its file.filename (info prints it where qemu-img prints a
+// json: pseudo-name).
+func (g *globals) imageName(arg string) string {
+	if !g.crypto.imageOpts {
+		return arg
+	}
+	for _, it := range splitOpts(arg) {
+		if k, v, _ := strings.Cut(it, "="); k == "file.filename" || k == "filename" {
+			return v
+		}
+	}
+	return arg
+}
