@@ -21,8 +21,10 @@
 // qemu's options (compat, cluster_size, compression_type, preallocation,
 // lazy_refcounts, refcount_bits, extended_l2, backing_file, backing_fmt),
 // concurrent WriteAt, zero clusters, compressed clusters, resize, check and
-// repair. Refused by name: encryption (AES, LUKS), unknown incompatible
-// features, writing with an external data file, snapshot creation.
+// repair. Encryption (encrypt.go): LUKS (crypt_method 2) read and written
+// with the key in formats.OpenOptions.Key, legacy AES (1) read-only.
+// Refused by name: unknown incompatible features, writing with an external
+// data file, snapshot creation, compression with encryption.
 //
 // A writable image keeps its refcounts in memory (2 bytes per host cluster)
 // and its changed L2 tables in the bounded L2 cache (written back when
