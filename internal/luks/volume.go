@@ -138,7 +138,7 @@ func (v *Volume) Unlock(r io.ReaderAt, passphrase []byte, lim Limits) (*SectorCi
 	tried := 0
 	for _, i := range order {
 		ks := v.Slots[i]
-		mk, cost, err := v.tryKeyslot(r, ks, passphrase, lim, budget)
+		mk, cost, err := v.tryKeyslot(r, ks, passphrase, lim, budget, tried)
 		budget -= min(budget, cost)
 		if err != nil {
 			return nil, err
@@ -183,7 +183,7 @@ func kdfCost(k KDF) uint64 {
 // tryKeyslot derives the slot key, decrypts and merges the key material
 // and verifies it with the slot's digest. It returns the master key, or
 // nil when the passphrase does not fit this slot.
-func (v *Volume) tryKeyslot(r io.ReaderAt, ks Keyslot, passphrase []byte, lim Limits, budget uint64) ([]byte, uint64, error) {
+func (v *Volume) tryKeyslot(r io.ReaderAt, ks Keyslot, passphrase []byte, lim Limits, budget uint64, tried int) ([]byte, uint64, error) {
 	structure := fmt.Sprintf("LUKS%d key slot %d", v.Version, ks.Index)
 	if err := ks.KDF.check(lim); err != nil {
 		return nil, 0, v.kdfError(structure, err)
@@ -197,7 +197,7 @@ func (v *Volume) tryKeyslot(r io.ReaderAt, ks Keyslot, passphrase []byte, lim Li
 	}
 	cost := kdfCost(ks.KDF) + kdfCost(dg.KDF)
 	if cost > budget {
-		return nil, cost, formats.Limitf(v.Name, structure, -1, "unlocking would take more than %d PBKDF2 iterations in all", lim.MaxTotalIterations)
+		return nil, cost, formats.Limitf(v.Name, structure, -1, "unlocking would take more than %d PBKDF2 iterations in all (%d key slots tried)", lim.MaxTotalIterations, tried)
 	}
 	hf, err := hashFunc(ks.AFHash)
 	if err != nil {
