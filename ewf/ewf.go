@@ -5,6 +5,7 @@ import (
 	"context"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Name is the driver name.
@@ -17,7 +18,7 @@ func init() {
 		Probe:   probe,
 		Open:    Open,
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return Create(ctx, req)
+			return imageio.Created(Create(ctx, req))
 		},
 		CreateOptions: createOptions,
 	})

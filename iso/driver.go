@@ -19,7 +19,7 @@ func init() {
 		Probe: probe,
 		Open:  OpenImage,
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return createCopy(req)
+			return imageio.Created(createCopy(req))
 		},
 		RawCompatible: true,
 	})

@@ -19,10 +19,10 @@ func init() {
 		Name:  Name,
 		Probe: probe,
 		Open: func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-			return Open(ctx, f, opts)
+			return imageio.Opened(Open(ctx, f, opts))
 		},
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return Create(ctx, req)
+			return imageio.Created(Create(ctx, req))
 		},
 		CreateOptions: lukshdr.OptionSpecs("", "ID of the secret that provides the keyslot passphrase"),
 		Measure:       measure,

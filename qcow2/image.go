@@ -10,6 +10,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Name is the driver name.
@@ -34,10 +35,10 @@ func init() {
 		Name:  Name,
 		Probe: probe,
 		Open: func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-			return Open(ctx, f, opts)
+			return imageio.Opened(Open(ctx, f, opts))
 		},
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return Create(ctx, req)
+			return imageio.Created(Create(ctx, req))
 		},
 		CreateOptions: createOptions,
 		Measure:       measure,

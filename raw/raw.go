@@ -19,7 +19,7 @@ func init() {
 		Probe: func(formats.ProbeInput) int { return formats.ProbeRaw },
 		Open:  Open,
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return Create(ctx, req)
+			return imageio.Created(Create(ctx, req))
 		},
 		CreateOptions: []formats.OptionSpec{
 			{Name: "preallocation", Type: formats.OptString, Default: "off",

@@ -26,7 +26,7 @@ func init() {
 		Probe: probe,
 		Open:  Open,
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return Create(ctx, req)
+			return imageio.Created(Create(ctx, req))
 		},
 		CreateOptions: []formats.OptionSpec{
 			{Name: "static", Type: formats.OptBool, Default: "off",

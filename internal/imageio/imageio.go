@@ -167,3 +167,22 @@ func shiftExtents(f formats.ExtentsFile, virtOff, fileOff, length int64) ([]form
 	}
 	return out, nil
 }
+
+// Opened returns a driver's Open result as a formats.Image: a nil interface
+// when err is set. Returning a typed nil pointer (*Image)(nil) in the
+// interface instead would make a caller's `if img != nil { img.Close() }`
+// call a method on nil.
+func Opened[T formats.Image](img T, err error) (formats.Image, error) {
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// Created is Opened for a driver's Create result.
+func Created[T formats.Writable](img T, err error) (formats.Writable, error) {
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
