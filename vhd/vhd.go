@@ -313,11 +313,19 @@ func (img *Image) Size() int64 { return img.size }
 // Format is "vpc", qemu's name for VHD.
 func (img *Image) Format() string { return Name }
 
-// Close closes the image, its parent and its file (without flushing).
+// Close flushes a writable image (as Flush does; every driver does so),
+// then closes its parent and its file. An image written to a stream is
+// completed by Flush only: Close alone leaves an abandoned stream without
+// its footer, never one that looks complete.
 func (img *Image) Close() error {
 	var err error
+	if img.writable && !img.stream {
+		err = img.Flush()
+	}
 	if img.parent != nil {
-		err = img.parent.Close()
+		if perr := img.parent.Close(); err == nil {
+			err = perr
+		}
 	}
 	if cerr := img.f.Close(); err == nil {
 		err = cerr
