@@ -1,6 +1,10 @@
 package convert
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/imagelock"
 )
@@ -40,7 +44,8 @@ func (l *Locks) Release() {
 // Lock takes the locks for img, opened from path in role, and read locks
 // on the files of its backing chain, as qemu takes them: a conflict with a
 // running qemu (or another vdisk) is an error in qemu's words ("Failed to
-// get "write" lock"). Non-file paths (streams) take none.
+// get "write" lock"). Names that are not local files (streams, NBD URLs)
+// take none.
 func (l *Locks) Lock(path string, img formats.Image, role LockRole) error {
 	if path == "" || path == "-" {
 		return nil
@@ -70,6 +75,9 @@ func (l *Locks) LockPath(path, format string) error {
 }
 
 func (l *Locks) take(path string, mode imagelock.Mode) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil // not a local file (an NBD URL): no lock bytes to take
+	}
 	h, err := imagelock.Acquire(path, mode)
 	if err != nil {
 		return err
