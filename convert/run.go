@@ -104,7 +104,7 @@ func Run(ctx context.Context, job Job) error {
 	// qemu writing it makes this fail.
 	locks := &Locks{}
 	defer locks.Release()
-	if !job.ForceShare {
+	if !job.ForceShare && !remote { // a remote export has no local file to lock
 		if err := locks.Lock(job.Source, src, LockSource); err != nil {
 			return CouldNotOpen(job.Source, err)
 		}
@@ -172,7 +172,7 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 		img.Close()
 		return err
 	}
-	if err := locks.Lock(job.Target, img, LockWrite); err != nil {
+	if err := lockTarget(locks, job.Target, img, remote); err != nil {
 		img.Close()
 		return CouldNotOpen(job.Target, err)
 	}
@@ -285,6 +285,15 @@ func CouldNotOpen(path string, err error) error {
 		return fmt.Errorf("Could not open '%s': %w", path, err)
 	}
 	return fmt.Errorf("Could not open '%s': %s: %w", path, why, err)
+}
+
+// lockTarget takes the writer's locks of an existing local target (a
+// remote one has no local file to lock).
+func lockTarget(locks *Locks, target string, img formats.Image, remote bool) error {
+	if remote {
+		return nil
+	}
+	return locks.Lock(target, img, LockWrite)
 }
 
 // openExisting opens the existing image at path for writing (-n); an image

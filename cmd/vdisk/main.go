@@ -160,9 +160,9 @@ func (g *globals) openWhole(ctx context.Context, path, format string, role conve
 	if edit != nil {
 		edit(&opts)
 	}
-	open := formats.Open
-	if nbd.IsURL(path) {
-		open = openNBDImage
+	open, remote := formats.Open, nbd.IsURL(path)
+	if remote {
+		open = openNBDImage // an export: no local file to lock
 	}
 	img, err := open(ctx, path, opts)
 	if err != nil {
@@ -171,7 +171,7 @@ func (g *globals) openWhole(ctx context.Context, path, format string, role conve
 	if opts.Writable && role == convert.LockRead {
 		role = convert.LockWrite
 	}
-	if opts.Writable || !g.forceShare {
+	if (opts.Writable || !g.forceShare) && !remote {
 		if err := g.locks.Lock(path, img, role); err != nil {
 			img.Close()
 			return nil, couldNotOpen(path, err)

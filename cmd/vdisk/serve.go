@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/nbd"
 )
@@ -106,6 +107,18 @@ func openExport(ctx context.Context, g *globals, path, format string, writable b
 			return nil, nil, fmt.Errorf("%w (serve it with --read-only)", err)
 		}
 		return nil, nil, err
+	}
+	// qemu's image locks, as qemu-nbd takes them: a running qemu and this
+	// server do not write the same image.
+	role := convert.LockRead
+	if writable {
+		role = convert.LockWrite
+	}
+	if writable || !g.forceShare {
+		if err := g.locks.Lock(path, img, role); err != nil {
+			img.Close()
+			return nil, nil, couldNotOpen(path, err)
+		}
 	}
 	exp := &nbd.Export{Image: img, Writable: writable}
 	if writable {
