@@ -20,6 +20,10 @@ type Job struct {
 	// Partition, when > 0, converts only that partition of the source
 	// (its number in the MBR or GPT; see package partition).
 	Partition int
+	// SourceFilter, when set, replaces the opened source (after Partition)
+	// with the image it returns, which then owns the source: a view that
+	// hides free file-system blocks (fsys.UsedOnly), say.
+	SourceFilter func(formats.Image) (formats.Image, error)
 	Target    string // output path; "-" writes to Stdout
 	Format    string // output format (-O); default raw
 	// CreateOptions is the -o text (k=v,...).
@@ -98,6 +102,14 @@ func Run(ctx context.Context, job Job) error {
 			return CouldNotOpen(job.Source, err)
 		}
 		src = view
+	}
+	if job.SourceFilter != nil {
+		filtered, err := job.SourceFilter(src)
+		if err != nil {
+			src.Close()
+			return CouldNotOpen(job.Source, err)
+		}
+		src = filtered
 	}
 	defer src.Close()
 	// qemu's image locks: nobody writes the input meanwhile, and a running

@@ -18,7 +18,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 		cacheDst, srcCache                                                 string
 		createOpts                                                         []string
 		job                                                                convert.Job
-		progress                                                           bool
+		progress, usedOnly                                                 bool
 		hash                                                               hashFlags
 		mapfile                                                            string
 	)
@@ -71,6 +71,11 @@ func newConvertCommand(g *globals) *cobra.Command {
 				job.Copy.Progress = bar.update
 				defer bar.finish()
 			}
+			if usedOnly {
+				if err := useOnlyUsed(cmd, &job, mapfile != "" || job.Copy.Salvage, hash.algorithms != "" || hash.logPath != ""); err != nil {
+					return err
+				}
+			}
 			if mapfile != "" {
 				return convertRescue(cmd, g, job, mapfile, srcFormat, progress)
 			}
@@ -102,6 +107,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.BoolVar(&job.Sync, "sync", false, "fsync the output and its directory before finishing")
 	f.BoolVar(&job.Copy.Salvage, "salvage", false, "continue past read errors: unreadable sectors become zeros (each is reported)")
 	hash.register(f)
+	f.BoolVar(&usedOnly, "used-only", false, "copy only the blocks the file systems inside use (ext2/3/4, FAT, NTFS): free space becomes unallocated")
 	f.StringVar(&mapfile, "mapfile", "", "with --salvage: image the input as `vdisk rescue` does, keeping this GNU ddrescue mapfile")
 	f.StringVarP(&cacheDst, "cache", "t", "writeback", "output cache mode: none and directsync write a device with O_DIRECT where possible; writeback, writethrough, unsafe")
 	f.StringVarP(&srcCache, "source-cache", "T", "writeback", "input cache mode (accepted; reads are buffered)")

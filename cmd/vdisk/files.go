@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/fsys"
 	"github.com/vdiskio/vdisk/fsys/ext4"
 	"github.com/vdiskio/vdisk/fsys/ntfs"
@@ -246,4 +248,28 @@ func newTarCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
 	return cmd
+}
+
+// useOnlyUsed makes a conversion copy only the blocks the source's file
+// systems use; forensic copies (rescue, --salvage, --hash) and overlays
+// (-B) copy every sector, so they refuse it.
+func useOnlyUsed(cmd *cobra.Command, job *convert.Job, rescue, hashing bool) error {
+	switch {
+	case rescue:
+		return fmt.Errorf("--used-only skips free space; a rescue (--salvage, --mapfile) copies every sector")
+	case hashing:
+		return fmt.Errorf("--used-only skips free space; a hashed (forensic) copy must read every sector: drop --hash/--hash-log or --used-only")
+	case job.Backing != "":
+		return fmt.Errorf("--used-only with -B: an overlay holds the differences to its backing file, free blocks included")
+	}
+	job.SourceFilter = func(img formats.Image) (formats.Image, error) {
+		used, st, err := fsys.UsedOnly(img)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "vdisk: --used-only: %d file systems read, %d partitions copied whole; %d bytes free, %d of them stored and skipped\n",
+			st.FileSystems, st.CopiedWhole, st.FreeBytes, st.SkippedBytes)
+		return used, nil
+	}
+	return nil
 }

@@ -292,6 +292,41 @@ func TestChecksumsVerified(t *testing.T) {
 	}
 }
 
+// The free blocks FreeSpans finds are those dumpe2fs counts, also with
+// groups whose bitmaps were never initialised (a large, empty file system).
+func TestFreeSpans(t *testing.T) {
+	src := sourceTree(t)
+	for name, size := range map[string]int64{"small": 64 << 20, "uninit groups": 2 << 30} {
+		t.Run(name, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "fs.img")
+			os.WriteFile(img, nil, 0o644)
+			os.Truncate(img, size)
+			tool(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-d", src, img)
+			f, _ := os.Open(img)
+			defer f.Close()
+			v, err := ext4.Open(f, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spans, err := v.FreeSpans()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var free int64
+			for _, s := range spans {
+				free += s.End - s.Start
+			}
+			var want int64
+			out := tool(t, "dumpe2fs", "-h", img)
+			i := strings.Index(out, "Free blocks:")
+			fmt.Sscanf(strings.TrimSpace(out[i+len("Free blocks:"):]), "%d", &want)
+			if want == 0 || free != want*4096 {
+				t.Errorf("free %d blocks, dumpe2fs says %d", free/4096, want)
+			}
+		})
+	}
+}
+
 func TestHostile(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)

@@ -53,6 +53,7 @@ const (
 	sbVolumeName      = 0x78
 	sbDescSize        = 0xFE
 	sbFirstMetaBG     = 0x104
+	sbReservedGDT     = 0xCE
 	sbBlocksHi        = 0x150
 	sbChecksumType    = 0x175
 	sbChecksumSeed    = 0x270
@@ -122,6 +123,7 @@ type FS struct {
 	incompat       uint32
 	roCompat       uint32
 	firstMetaBG    uint32
+	reservedGDT    uint32 // s_reserved_gdt_blocks: GDT growth room after each copy
 	csumSeed       uint32 // crc32c seed of metadata_csum
 	Label          string
 	UUID           [16]byte
@@ -220,6 +222,7 @@ func parseSuper(sb []byte, size int64) (*FS, error) {
 		f.descBytes = int64(le16(sbDescSize))
 	}
 	f.firstMetaBG = le32(sbFirstMetaBG)
+	f.reservedGDT = uint32(le16(sbReservedGDT))
 	switch {
 	case f.Blocks == 0 || f.Blocks > uint64(size/f.BlockBytes)+1:
 		return nil, corrupt("superblock: %d blocks of %d bytes in a %d-byte volume", f.Blocks, f.BlockBytes, size)
@@ -349,9 +352,53 @@ func (f *FS) readBlock(n uint64) ([]byte, error) {
 	return b, f.readBlockPart(b, n, 0)
 }
 
-// BlockUsed reports whether block n is in use according to its group's
-// block bitmap (blocks of groups whose bitmap is uninitialised are free
-// except the group's metadata, which such groups keep before their data).
+// FreeSpans lists the byte ranges of free blocks, from the block bitmaps
+// (verified with metadata_csum). A group whose bitmap was never
+// initialised (BLOCK_UNINIT) is free but for the metadata the kernel
+// places there: the superblock and descriptor backups and any group's
+// bitmaps and inode table inside it.
+func (f *FS) FreeSpans() ([]fsnode.Span, error) {
+	bm, err := f.BlockBitmaps()
+	if err != nil {
+		return nil, err
+	}
+	var meta map[uint64]bool // nil: uninitialised groups count as used
+	if f.incompat&incompatMetaBG == 0 {
+		meta = f.metadataBlocks()
+	}
+	var spans []fsnode.Span
+	for n := uint64(f.firstDataBlock); n < f.Blocks; n++ {
+		if !bm.used(n, meta) {
+			off := int64(n) * f.BlockBytes
+			spans = fsnode.AddSpan(spans, off, off+f.BlockBytes)
+		}
+	}
+	return spans, nil
+}
+
+// metadataBlocks marks the blocks every group's descriptors place, plus
+// the superblock and group-descriptor copies (for uninitialised groups).
+func (f *FS) metadataBlocks() map[uint64]bool {
+	meta := map[uint64]bool{}
+	tableBlocks := (uint64(f.inodesPerGroup)*uint64(f.inodeBytes) + uint64(f.BlockBytes) - 1) / uint64(f.BlockBytes)
+	gdtBlocks := (uint64(f.groups)*uint64(f.descBytes) + uint64(f.BlockBytes) - 1) / uint64(f.BlockBytes)
+	for g := uint32(0); g < f.groups; g++ {
+		meta[f.descBlock(g, 0x0, 0x20)] = true
+		meta[f.descBlock(g, 0x4, 0x24)] = true
+		for b, t := uint64(0), f.descBlock(g, 0x8, 0x28); b < tableBlocks && b < 1<<20; b++ {
+			meta[t+b] = true
+		}
+		if f.hasSuperBackup(g) {
+			start := uint64(f.firstDataBlock) + uint64(g)*uint64(f.blocksPerGroup)
+			for b := uint64(0); b <= gdtBlocks+uint64(f.reservedGDT); b++ {
+				meta[start+b] = true
+			}
+		}
+	}
+	return meta
+}
+
+// Bitmap is the block allocation of every group.
 type Bitmap struct {
 	f      *FS
 	bits   [][]byte // per group; nil: BLOCK_UNINIT
@@ -389,9 +436,9 @@ func (f *FS) BlockBitmaps() (*Bitmap, error) {
 	return bm, nil
 }
 
-// Used reports whether block n is allocated. Blocks of an uninitialised
-// group count as used (conservative: they may hold the group's metadata).
-func (b *Bitmap) Used(n uint64) bool {
+// used reports whether block n is allocated; in an uninitialised group,
+// whether it is one of the metadata blocks.
+func (b *Bitmap) used(n uint64, meta map[uint64]bool) bool {
 	if n < uint64(b.f.firstDataBlock) {
 		return true
 	}
@@ -402,7 +449,7 @@ func (b *Bitmap) Used(n uint64) bool {
 	}
 	bits := b.bits[g]
 	if bits == nil {
-		return true
+		return meta == nil || meta[n]
 	}
 	return bits[i/8]&(1<<(i%8)) != 0
 }

@@ -495,3 +495,15 @@ func dosTime(date, tm uint16) time.Time {
 	return time.Date(1980+int(date>>9), time.Month(date>>5&0xF), int(date&0x1F),
 		int(tm>>11), int(tm>>5&0x3F), int(tm&0x1F)*2, 0, time.UTC)
 }
+
+// FreeSpans lists the byte ranges of free data clusters, in order.
+func (v *Volume) FreeSpans() ([]fsnode.Span, error) {
+	var spans []fsnode.Span
+	for c := uint32(2); c < v.Clusters+2; c++ {
+		if v.Free(c) {
+			off := v.ClusterOffset(c)
+			spans = fsnode.AddSpan(spans, off, off+v.ClusterBytes)
+		}
+	}
+	return spans, nil
+}

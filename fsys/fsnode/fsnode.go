@@ -336,3 +336,16 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	d.ents = d.ents[n:]
 	return out, nil
 }
+
+// Span is a byte range [Start, End) of a volume.
+type Span struct{ Start, End int64 }
+
+// AddSpan appends [start, end) to spans, merging it with the last span when
+// they touch (callers add in increasing order).
+func AddSpan(spans []Span, start, end int64) []Span {
+	if n := len(spans); n > 0 && spans[n-1].End == start {
+		spans[n-1].End = end
+		return spans
+	}
+	return append(spans, Span{start, end})
+}

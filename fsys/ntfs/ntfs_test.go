@@ -198,6 +198,30 @@ func TestCompressedAttribute(t *testing.T) {
 	}
 }
 
+// The free space $Bitmap gives is what ntfsinfo counts.
+func TestFreeSpans(t *testing.T) {
+	img := makeNTFS(t)
+	v := open(t, img)
+	spans, err := v.FreeSpans()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var free int64
+	for _, s := range spans {
+		free += s.End - s.Start
+	}
+	out := tool(t, "ntfsinfo", "-m", img)
+	i := strings.Index(out, "Free Clusters: ")
+	var clusters int64
+	if i < 0 {
+		t.Fatalf("ntfsinfo -m: %s", out)
+	}
+	fmt.Sscanf(out[i:], "Free Clusters: %d", &clusters)
+	if clusters == 0 || free != clusters*v.ClusterBytes {
+		t.Errorf("free %d bytes, ntfsinfo says %d clusters of %d", free, clusters, v.ClusterBytes)
+	}
+}
+
 func TestHostile(t *testing.T) {
 	img := makeNTFS(t)
 	good, _ := os.ReadFile(img)

@@ -239,3 +239,18 @@ func (v *Volume) Bitmap() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// FreeSpans lists the byte ranges of the clusters $Bitmap marks free.
+func (v *Volume) FreeSpans() ([]fsnode.Span, error) {
+	bm, err := v.Bitmap()
+	if err != nil {
+		return nil, err
+	}
+	var spans []fsnode.Span
+	for c := int64(0); c < v.Clusters; c++ {
+		if bm[c/8]&(1<<(c%8)) == 0 {
+			spans = fsnode.AddSpan(spans, c*v.ClusterBytes, (c+1)*v.ClusterBytes)
+		}
+	}
+	return spans, nil
+}
