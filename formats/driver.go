@@ -139,7 +139,9 @@ type registry struct {
 var drivers registry
 
 // Register adds a driver; drivers call it from init. It panics on a duplicate
-// name, which is a programming error.
+// name, which is a programming error. Create is called with req.Options
+// bound to the driver's CreateOptions, so the zero formats.Options{} means
+// every option's default.
 func Register(d *Driver) {
 	drivers.mu.Lock()
 	defer drivers.mu.Unlock()
@@ -148,6 +150,15 @@ func Register(d *Driver) {
 			if old.Name == name || slices.Contains(old.Aliases, name) {
 				panic("formats: driver " + name + " registered twice")
 			}
+		}
+	}
+	if create := d.Create; create != nil {
+		// The zero formats.Options{} (a library caller's "defaults") gets the
+		// driver's option table, so every option reads as its default.
+		specs := d.CreateOptions
+		d.Create = func(ctx context.Context, req CreateRequest) (Writable, error) {
+			req.Options = req.Options.bind(specs)
+			return create(ctx, req)
 		}
 	}
 	drivers.drivers = append(drivers.drivers, d)

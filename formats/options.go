@@ -49,6 +49,14 @@ type Options struct {
 	set   map[string]string
 }
 
+// bind returns o with specs as its table when it has none (the zero value).
+func (o Options) bind(specs []OptionSpec) Options {
+	if o.specs == nil {
+		o.specs = withSize(specs)
+	}
+	return o
+}
+
 func withSize(specs []OptionSpec) []OptionSpec {
 	for _, s := range specs {
 		if s.Name == "size" {

@@ -1,0 +1,52 @@
+package formatstest_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/vdiskio/vdisk/formats/formatstest"
+	"github.com/vdiskio/vdisk/internal/qemutest"
+
+	_ "github.com/vdiskio/vdisk/qcow2"
+	_ "github.com/vdiskio/vdisk/raw"
+	_ "github.com/vdiskio/vdisk/vdi"
+	_ "github.com/vdiskio/vdisk/vhd"
+	_ "github.com/vdiskio/vdisk/vhdx"
+	_ "github.com/vdiskio/vdisk/vmdk"
+)
+
+// qemuJudge has qemu-img compare the image with the reference raw file.
+func qemuJudge(format string) func(t *testing.T, path, raw string) {
+	return func(t *testing.T, path, raw string) {
+		qemutest.RequireSame(t, format, path, "raw", raw)
+	}
+}
+
+// TestDrivers runs the conformance suite on every writable driver and
+// subformat, qemu-img judging each image written.
+func TestDrivers(t *testing.T) {
+	cases := []struct {
+		format, qemu string
+		options      []string
+		backing      bool
+	}{
+		{"raw", "raw", []string{"", "preallocation=falloc", "preallocation=full"}, false},
+		{"qcow2", "qcow2", []string{"", "compat=0.10", "cluster_size=512", "cluster_size=2M", "extended_l2=on", "refcount_bits=1,lazy_refcounts=on"}, true},
+		{"vmdk", "vmdk", []string{"", "subformat=monolithicFlat", "subformat=twoGbMaxExtentSparse", "subformat=twoGbMaxExtentFlat", "subformat=streamOptimized"}, true},
+		{"vpc", "vpc", []string{"", "subformat=fixed"}, true},
+		{"vhdx", "vhdx", []string{"", "subformat=fixed"}, true},
+		{"vdi", "vdi", []string{"", "static=on"}, false},
+	}
+	for _, c := range cases {
+		for _, o := range c.options {
+			name := c.format
+			if o != "" {
+				name += "/" + strings.ReplaceAll(o, ",", "+")
+			}
+			t.Run(name, func(t *testing.T) {
+				formatstest.Test(t, formatstest.Case{Format: c.format, Options: o,
+					Backing: c.backing && o == "", Judge: qemuJudge(c.qemu)})
+			})
+		}
+	}
+}
