@@ -56,6 +56,9 @@ type Case struct {
 	// Judge, when set, is called with each image written (its format and
 	// path) and a raw file of the content it must hold.
 	Judge func(t *testing.T, path, rawPath string)
+	// Skip names checks (subtest names: "ReadDuringChildWrite", ...) to
+	// skip, with the reason: a known defect whose fix has not landed.
+	Skip map[string]string
 }
 
 func (c Case) size() int64 {
@@ -92,17 +95,25 @@ func Test(t *testing.T, c Case) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "image."+c.Format)
 	ref := writeImage(t, drv, c, path, "")
-	t.Run("ReopenEqualsReference", func(t *testing.T) { checkContent(t, path, ref) })
-	t.Run("ConcurrentReadAt", func(t *testing.T) { checkConcurrent(t, path, ref) })
-	t.Run("Extents", func(t *testing.T) { checkExtents(t, path, ref) })
-	t.Run("PastEnd", func(t *testing.T) { checkPastEnd(t, path, int64(len(ref))) })
-	t.Run("FailedOpen", func(t *testing.T) { checkFailedOpen(t, drv, path) })
-	t.Run("ReadOnly", func(t *testing.T) { checkReadOnly(t, path) })
+	run := func(name string, check func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			if why, ok := c.Skip[name]; ok {
+				t.Skip(why)
+			}
+			check(t)
+		})
+	}
+	run("ReopenEqualsReference", func(t *testing.T) { checkContent(t, path, ref) })
+	run("ConcurrentReadAt", func(t *testing.T) { checkConcurrent(t, path, ref) })
+	run("Extents", func(t *testing.T) { checkExtents(t, path, ref) })
+	run("PastEnd", func(t *testing.T) { checkPastEnd(t, path, int64(len(ref))) })
+	run("FailedOpen", func(t *testing.T) { checkFailedOpen(t, drv, path) })
+	run("ReadOnly", func(t *testing.T) { checkReadOnly(t, path) })
 	if c.Judge != nil {
-		t.Run("Judge", func(t *testing.T) { c.Judge(t, path, rawFile(t, ref)) })
+		run("Judge", func(t *testing.T) { c.Judge(t, path, rawFile(t, ref)) })
 	}
 	if c.Backing {
-		t.Run("ReadDuringChildWrite", func(t *testing.T) { checkChildWrite(t, drv, c, dir, path, ref) })
+		run("ReadDuringChildWrite", func(t *testing.T) { checkChildWrite(t, drv, c, dir, ref) })
 	}
 }
 
@@ -372,7 +383,7 @@ func rawFile(t *testing.T, ref []byte) string {
 
 // checkChildWrite writes a child over a full parent while readers read the
 // grain being written: each sector must be the parent's or the child's.
-func checkChildWrite(t *testing.T, drv *formats.Driver, c Case, dir, parentPath string, _ []byte) {
+func checkChildWrite(t *testing.T, drv *formats.Driver, c Case, dir string, _ []byte) {
 	parent := filepath.Join(dir, "parent."+c.Format)
 	pc := c
 	req, _ := createRequest(t, drv, pc, parent, "")
@@ -437,6 +448,15 @@ func checkChildWrite(t *testing.T, drv *formats.Driver, c Case, dir, parentPath 
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	// Once the writes are done: the parent's bytes everywhere but in the
+	// sectors written.
+	got := make([]byte, span)
+	if _, err := cimg.ReadAt(got, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	if err := oldOrNew(got, 0); err != nil {
+		t.Errorf("after the writes: %v", err)
 	}
 }
 
