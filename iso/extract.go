@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strings"
+
+	"github.com/vdiskio/vdisk/formats"
 )
 
 // copyBufBytes is the buffer for streaming file data.
@@ -22,6 +25,14 @@ const copyBufBytes = 1 << 20
 // links are recreated as links. ctx is checked before each entry and each
 // 1 MiB of file data; a file cut short by cancellation or an error is
 // removed.
+//
+// Extract writes at most as many bytes as the image holds. Files whose
+// data is the same run of extents (hard links, deduplicated content) are
+// extracted as hard links of the first one extracted (copies where the
+// destination cannot link, which count); any other file is copied and
+// counted, so files crafted to overlap (one small extent named by many
+// files, or many times by one) stop with an ErrLimit error once the copies
+// would exceed the image's size, instead of multiplying its bytes.
 func (f *FS) Extract(ctx context.Context, p, destDir string) error {
 	e, err := f.Lookup(p)
 	if err != nil {
@@ -35,7 +46,8 @@ func (f *FS) Extract(ctx context.Context, p, destDir string) error {
 		return err
 	}
 	defer root.Close()
-	x := &extractor{ctx: ctx, f: f, root: root, buf: make([]byte, copyBufBytes), seen: map[uint32]bool{}}
+	x := &extractor{ctx: ctx, f: f, root: root, buf: make([]byte, copyBufBytes), seen: map[uint32]bool{},
+		budget: f.size, linked: map[string]string{}}
 	if !e.IsDir() {
 		return x.entry(e, e.Name)
 	}
@@ -46,11 +58,13 @@ func (f *FS) Extract(ctx context.Context, p, destDir string) error {
 }
 
 type extractor struct {
-	ctx  context.Context
-	f    *FS
-	root *os.Root
-	buf  []byte
-	seen map[uint32]bool
+	ctx    context.Context
+	f      *FS
+	root   *os.Root
+	buf    []byte
+	seen   map[uint32]bool
+	budget int64             // bytes the copies may still write
+	linked map[string]string // extent run -> the first file extracted with it
 }
 
 func (x *extractor) dir(e Entry, rel string, depth int) error {
@@ -110,7 +124,32 @@ func (x *extractor) entry(e Entry, rel string) error {
 	return nil // device nodes, fifos and sockets are not recreated
 }
 
+// extentKey names a file's run of extents; files with equal keys hold the
+// same bytes of the image.
+func extentKey(e *Entry) string {
+	var b strings.Builder
+	for _, x := range e.extents {
+		fmt.Fprintf(&b, "%d+%d,", x.off, x.length)
+	}
+	return b.String()
+}
+
 func (x *extractor) file(e Entry, rel string) error {
+	key := extentKey(&e)
+	if first, ok := x.linked[key]; ok && e.Size > 0 {
+		x.root.Remove(rel) // extracting again: replace the old entry
+		if x.root.Link(first, rel) == nil {
+			return nil
+		}
+	}
+	if e.Size > x.budget {
+		return formats.Limitf(x.f.name, "directory record of "+e.Path, -1,
+			"extracting its %d bytes would write more than the %d bytes the image holds (files overlap: a crafted image?)", e.Size, x.f.size)
+	}
+	x.budget -= e.Size
+	if e.Size > 0 {
+		x.linked[key] = rel
+	}
 	out, err := x.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, e.Mode.Perm()|0o200)
 	if err != nil {
 		return err

@@ -79,27 +79,33 @@ func quadraticLog(t testing.TB, logBytes int64) []byte {
 	const diskBytes = 32 << 20
 	b := memImage(t, diskBytes, "block_size=1M,log_size="+formatMiB(logBytes), map[int64][]byte{0: filled(diskBytes, 0x11)})
 	blk0 := batOffset(getBAT(b, 0)) // the blocks were allocated in order, contiguously
+	addQuadraticEntry(t, b, logBytes, blk0, diskBytes, uint64(len(b)))
+	return b
+}
+
+// addQuadraticEntry fills the log of b (logBytes long) with one entry
+// whose changes cover [target, target+span) of the file: half the log
+// holds data sectors (each to its own place in the first half of the span),
+// the rest zero descriptors (32 bytes each, in the second half) interleaved
+// with them. last is the file size the entry asks for.
+func addQuadraticEntry(t testing.TB, b []byte, logBytes, target, span int64, last uint64) {
 	fileSize := uint64(len(b))
-	// Half the log holds data sectors (each to its own place in the first
-	// half of the disk), the rest zero descriptors (32 bytes each, in the
-	// second half) interleaved with them.
 	nData := int(logBytes / 2 / logSectorSize)
 	nZero := int((logBytes-int64(nData+1)*logSectorSize)/logDescSize) - nData - 200
 	descs := make([]logDesc, 0, nData+nZero)
-	sectors := int64(diskBytes / 2 / logSectorSize)
+	sectors := span / 2 / logSectorSize
 	for i := range nZero {
 		if i%(nZero/nData+1) == 0 {
-			at := blk0 + int64(len(descs)*7919)%sectors*logSectorSize
+			at := target + int64(len(descs)*7919)%sectors*logSectorSize
 			descs = append(descs, logDesc{fileOff: at, data: filled(logSectorSize, byte(0x20+i%64))})
 		}
-		descs = append(descs, logDesc{fileOff: blk0 + diskBytes/2 + int64(i*104729)%sectors*logSectorSize, zeroLen: logSectorSize})
+		descs = append(descs, logDesc{fileOff: target + span/2 + int64(i*104729)%sectors*logSectorSize, zeroLen: logSectorSize})
 	}
-	e := encodeLogEntry(7, 0, testLogGUID, fileSize, fileSize, descs)
+	e := encodeLogEntry(7, 0, testLogGUID, fileSize, last, descs)
 	if int64(len(e)) > logBytes {
 		t.Fatalf("entry of %d bytes does not fit the %d-byte log", len(e), logBytes)
 	}
 	addLog(b, 0, e)
-	return b
 }
 
 func formatMiB(n int64) string { return fmt.Sprintf("%dM", n>>20) }

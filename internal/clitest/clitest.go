@@ -22,7 +22,8 @@ type Result struct {
 	Stdout, Stderr string
 	Code           int
 	Elapsed        time.Duration
-	MaxRSSBytes    int64 // peak resident memory, where the OS reports it (else 0)
+	CPU            time.Duration // user and system time: what the run cost, whatever the machine's load
+	MaxRSSBytes    int64         // peak resident memory, where the OS reports it (else 0)
 }
 
 // Binary builds cmd/vdisk into a temporary directory of t and returns its
@@ -48,6 +49,13 @@ func Binary(t testing.TB) string {
 	return bin
 }
 
+// Command is bin with args as an *exec.Cmd whose address space is limited
+// to limitBytes (where the OS allows it), killed when ctx is done: for
+// tests that talk to the child while it runs.
+func Command(ctx context.Context, limitBytes int64, bin string, args ...string) *exec.Cmd {
+	return limited(ctx, limitBytes, bin, args...)
+}
+
 // Run runs bin with args, its address space limited to limitBytes (where
 // the OS allows it) and killed after timeout.
 func Run(t testing.TB, bin string, limitBytes int64, timeout time.Duration, args ...string) Result {
@@ -71,6 +79,7 @@ func Run(t testing.TB, bin string, limitBytes int64, timeout time.Duration, args
 		t.Fatalf("vdisk %s: %v", strings.Join(args, " "), err)
 	}
 	res.MaxRSSBytes = maxRSS(cmd.ProcessState)
+	res.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return res
 }
 
