@@ -523,40 +523,41 @@ func (s *sparseWriter) writeRun(p []byte, off int64) (int, error) {
 	if whole {
 		return s.writeNewGrains(p, off)
 	}
-	host := s.next
-	s.next += s.grainBytes
-	if err := s.setGTE(g, uint32(host/sectorSize)); err != nil {
-		s.mu.Unlock()
+	// A new grain for part of p: reserved and marked pending (writers to
+	// the grain wait), filled, and only then published in its table, so
+	// that readers meanwhile see the old content (the parent's bytes, or
+	// zeros), never a grain whose data is not in place yet.
+	host := s.reserve(g, 1)
+	fresh := s.parent == nil || gte == zeroedGrainGTE
+	s.mu.Unlock()
+	err = s.fillGrain(g, host, inGrain, p[:piece], fresh)
+	if err := s.publish(g, 1, host, err); err != nil {
 		return 0, err
 	}
-	if s.parent == nil || gte == zeroedGrainGTE {
-		// A new grain of a disk without parent (or replacing a zeroed
-		// grain): the rest of the grain is a hole past the end of the
-		// file, which reads as zeros.
-		s.mu.Unlock()
-		_, err := s.f.WriteAt(p[:piece], host+inGrain)
-		return int(piece), err
+	return int(piece), nil
+}
+
+// fillGrain writes a new grain g at host holding piece at inGrain: around
+// it the parent's bytes, or, for a fresh grain (no parent, or replacing a
+// zeroed grain), nothing: the rest is a hole past the end of the file,
+// which reads as zeros.
+func (s *sparseWriter) fillGrain(g, host, inGrain int64, piece []byte, fresh bool) error {
+	if fresh {
+		_, err := s.f.WriteAt(piece, host+inGrain)
+		return err
 	}
-	ch := make(chan struct{})
-	s.pending[g] = ch
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pending, g)
-		s.mu.Unlock()
-		close(ch)
-	}()
 	buf := make([]byte, min(s.grainBytes, s.capacity-g*s.grainBytes))
 	if err := imageio.ReadBacking(s.parent, buf, s.parentOff+g*s.grainBytes); err != nil {
-		return 0, err
+		return err
 	}
-	copy(buf[inGrain:], p[:piece])
-	_, err = s.f.WriteAt(buf, host)
-	return int(piece), err
+	copy(buf[inGrain:], piece)
+	_, err := s.f.WriteAt(buf, host)
+	return err
 }
 
 // writeNewGrains allocates consecutive unallocated whole grains starting at
-// off (s.mu held, released here) and writes them in one call.
+// off (s.mu held, released here), writes them in one call and then
+// publishes them.
 func (s *sparseWriter) writeNewGrains(p []byte, off int64) (int, error) {
 	g := off / s.grainBytes
 	n := int64(1)
@@ -577,17 +578,42 @@ func (s *sparseWriter) writeNewGrains(p []byte, off int64) (int, error) {
 	if n == 1 {
 		bytes = min(s.grainBytes, int64(len(p)))
 	}
-	host := s.next
-	s.next += n * s.grainBytes
-	for i := int64(0); i < n; i++ {
-		if err := s.setGTE(g+i, uint32((host+i*s.grainBytes)/sectorSize)); err != nil {
-			s.mu.Unlock()
-			return 0, err
-		}
-	}
+	host := s.reserve(g, n)
 	s.mu.Unlock()
 	_, err := s.f.WriteAt(p[:bytes], host)
-	return int(bytes), err
+	if err := s.publish(g, n, host, err); err != nil {
+		return 0, err
+	}
+	return int(bytes), nil
+}
+
+// reserve takes file space for n new grains from grain g on and marks them
+// pending (s.mu held): writers to them wait, readers still see them
+// unallocated.
+func (s *sparseWriter) reserve(g, n int64) (host int64) {
+	host = s.next
+	s.next += n * s.grainBytes
+	for i := range n {
+		s.pending[g+i] = make(chan struct{})
+	}
+	return host
+}
+
+// publish ends the allocation of n grains from g on, whose data is now at
+// host (or failed with werr): their table entries are set, unless the data
+// write failed, and the writers waiting for them are released.
+func (s *sparseWriter) publish(g, n, host int64, werr error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := werr
+	for i := range n {
+		if err == nil {
+			err = s.setGTE(g+i, uint32((host+i*s.grainBytes)/sectorSize))
+		}
+		close(s.pending[g+i])
+		delete(s.pending, g+i)
+	}
+	return err
 }
 
 // zeroGrain is a grain of zeros written where zeros must be explicit; it is
