@@ -3,6 +3,7 @@ package ewf
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -79,22 +80,34 @@ func TestReadSegmentsAndChunkSizes(t *testing.T) {
 	data := source(3<<20, 2)
 	src := writeFile(t, filepath.Join(dir, "src.raw"), data)
 	cases := []struct {
-		name string
-		args []string
+		name  string
+		chunk int64
+		args  []string
 	}{
-		{"segments-1M", []string{"-f", "encase6", "-S", "1MiB", "-c", "none"}},
-		{"segments-smart", []string{"-f", "smart", "-S", "1MiB", "-c", "none"}},
-		{"segments-encase5", []string{"-f", "encase5", "-S", "1MiB", "-c", "fast"}},
-		{"chunk-16-sectors", []string{"-f", "encase6", "-b", "16", "-c", "fast"}},
-		{"chunk-1024-sectors", []string{"-f", "encase6", "-b", "1024", "-c", "best"}},
-		{"chunk-32768-sectors", []string{"-f", "encase6", "-b", "32768", "-c", "fast"}},
+		{"segments-1M", 32768, []string{"-f", "encase6", "-S", "1MiB", "-c", "none"}},
+		{"segments-smart", 32768, []string{"-f", "smart", "-S", "1MiB", "-c", "none"}},
+		{"segments-encase5", 32768, []string{"-f", "encase5", "-S", "1MiB", "-c", "fast"}},
+		{"chunk-16-sectors", 8192, []string{"-f", "encase6", "-b", "16", "-c", "fast"}},
+		{"chunk-1024-sectors", 512 << 10, []string{"-f", "encase6", "-b", "1024", "-c", "best"}},
+		{"chunk-32768-sectors", 16 << 20, []string{"-f", "encase6", "-b", "32768", "-c", "fast"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			first := acquire(t, src, filepath.Join(t.TempDir(), "img"), c.args...)
+			dir := t.TempDir()
+			first := acquire(t, src, filepath.Join(dir, "img"), c.args...)
 			got := readAll(t, first, formats.OpenOptions{})
 			equalBytes(t, "vdisk vs ewfexport", got, export(t, first))
 			equalBytes(t, "vdisk vs source", got, data)
+			img, err := formats.Open(context.Background(), first, formats.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			info := img.(formats.Informer).Info()
+			want := formats.Object{{Key: "segments", Value: int64(len(segmentFiles(t, dir)))}, {Key: "chunk-size", Value: c.chunk}}
+			if got := info.Specific[1:3]; fmt.Sprint(got) != fmt.Sprint(want) || info.ClusterSize != c.chunk {
+				t.Errorf("info %v, cluster size %d; want %v (the files ewfacquire wrote, its -b)", got, info.ClusterSize, want)
+			}
 		})
 	}
 }
