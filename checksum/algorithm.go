@@ -154,3 +154,6 @@ func (h *Hashes) Sums() []Digest {
 
 // zeroBlock is read, never written.
 var zeroBlock [1 << 20]byte
+
+// Names lists the algorithms, in order.
+func (h *Hashes) Names() []string { return slices.Clone(h.names) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/hostfile"
+	"github.com/vdiskio/vdisk/source/split"
 )
 
 // OutputOptions say how a new image is written to its destination.
@@ -34,6 +35,10 @@ type OutputOptions struct {
 	// destination (a file being replaced, a device) and holds them: a
 	// destination a running qemu uses is refused.
 	Locks *Locks
+	// SplitBytes, when positive, writes the image as a split set (see
+	// package source/split): path.001, path.002, ... of this size and the
+	// manifest path.split, every one a temporary until Commit.
+	SplitBytes int64
 }
 
 // Output is a new image being written: to temporary files renamed into
@@ -93,7 +98,10 @@ func CreateOutput(ctx context.Context, path string, drv *formats.Driver, size in
 	if err := oo.Sources.Check(path); err != nil {
 		return nil, nil, err
 	}
-	if d.kind != destNew && d.kind != destStream && oo.Locks != nil {
+	if oo.SplitBytes > 0 && d.kind != destNew && d.kind != destReplace {
+		return nil, nil, fmt.Errorf("%w: %s is not a regular file; a split set is written as files", formats.ErrUnsupported, path)
+	}
+	if d.kind != destNew && d.kind != destStream && oo.Locks != nil && oo.SplitBytes == 0 {
 		if err := oo.Locks.LockPath(path, drv.Name); err != nil {
 			return nil, nil, err
 		}
@@ -106,6 +114,14 @@ func CreateOutput(ctx context.Context, path string, drv *formats.Driver, size in
 	switch d.kind {
 	case destNew, destReplace:
 		o := &output{dir: filepath.Dir(d.real), sources: oo.Sources, warn: oo.Warn}
+		if oo.SplitBytes > 0 {
+			if file, err = split.NewWriter(d.real, oo.SplitBytes, splitCreator{o}); err != nil {
+				o.remove()
+				return nil, nil, err
+			}
+			out.temps, siblings = o, o.sibling
+			break
+		}
 		main, err := o.create(d.real)
 		if err != nil {
 			return nil, nil, err
@@ -329,6 +345,29 @@ func (o *output) sibling(name string) (formats.File, error) {
 		return nil, err
 	}
 	return formats.NewOSFile(t.f), nil
+}
+
+// splitCreator makes the pieces of a split output as temporaries of o.
+type splitCreator struct{ o *output }
+
+func (c splitCreator) Create(path string) (formats.File, error) {
+	t, err := c.o.create(path)
+	if err != nil {
+		return nil, err
+	}
+	return formats.NewOSFile(t.f), nil
+}
+
+// Discard removes the temporary for path and forgets it.
+func (c splitCreator) Discard(path string) {
+	for i, t := range c.o.files {
+		if t.dest == path {
+			os.Remove(t.tmp)
+			t.unlock()
+			c.o.files = append(c.o.files[:i], c.o.files[i+1:]...)
+			return
+		}
+	}
 }
 
 // remove deletes every temporary file.

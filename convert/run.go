@@ -39,6 +39,10 @@ type Job struct {
 	// ForceShare (-U) takes no image locks on the input (qemu's
 	// force-share): reading an image a running VM writes.
 	ForceShare bool
+	// SplitBytes, when positive, writes the output as a split set of
+	// pieces of this size: TARGET.001, TARGET.002, ... and the manifest
+	// TARGET.split (package source/split), all committed together.
+	SplitBytes int64
 	Stdout     io.Writer
 	Copy       Options
 	// Warn, when set, receives warnings (temporary files of an earlier
@@ -254,7 +258,8 @@ func fsyncPath(path string) error {
 
 func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *FileSet, locks *Locks) (err error) {
 	dst, out, err := CreateOutput(ctx, job.Target, drv, src.Size(), opts, job.SourceOpen,
-		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks})
+		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks,
+			SplitBytes: job.SplitBytes})
 	if err != nil {
 		return err
 	}

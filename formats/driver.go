@@ -48,6 +48,9 @@ type OpenOptions struct {
 	// Parents supplies parent images that cannot be found by name (VDI
 	// differencing images link to their parent by UUID only).
 	Parents []string
+	// OpenFile, when set, opens the path given to Open instead of
+	// OpenOSFile (the CLI's reads split sets: source/split.OpenPath).
+	OpenFile func(path string, writable bool) (File, error)
 	// Budget bounds the metadata memory of the image and its whole chain;
 	// nil gives each top-level open a new Budget of Limits.MaxMetadataBytes.
 	// Layers and extents opened for the image share it.
@@ -261,7 +264,11 @@ func detect(name string, in ProbeInput, ds []*Driver) (*Driver, error) {
 // Open opens the image at path (a regular file or, read-only, a block
 // device). An empty file is a raw image of 0 bytes, as qemu opens it.
 func Open(ctx context.Context, path string, opts OpenOptions) (Image, error) {
-	f, err := OpenOSFile(path, opts.Writable)
+	open := OpenOSFile
+	if opts.OpenFile != nil {
+		open = opts.OpenFile
+	}
+	f, err := open(path, opts.Writable)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 		job                                                                convert.Job
 		progress, usedOnly                                                 bool
 		hash                                                               hashFlags
-		mapfile                                                            string
+		mapfile, splitSize                                                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
@@ -55,7 +55,14 @@ func newConvertCommand(g *globals) *cobra.Command {
 			job.Source, job.Target, job.SourceOpen = src, args[1], open
 			job.Source, job.Partition = splitPartition(job.Source)
 			job.ForceShare = g.forceShare
-			job.Format, job.CreateOptions = outFormat, strings.Join(createOpts, ",")
+			rest, splitText := takeSplitOption(createOpts)
+			if splitText == "" {
+				splitText = splitSize
+			}
+			if job.SplitBytes, err = parseSplitSize(splitText); err != nil {
+				return err
+			}
+			job.Format, job.CreateOptions = outFormat, rest
 			job.Backing, job.BackingFormat = backing, backingFormat
 			job.Stdout = cmd.OutOrStdout()
 			job.OpenRemote = openRemote
@@ -108,6 +115,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.BoolVar(&job.Copy.Salvage, "salvage", false, "continue past read errors: unreadable sectors become zeros (each is reported)")
 	hash.register(f)
 	f.BoolVar(&usedOnly, "used-only", false, "copy only the blocks the file systems inside use (ext2/3/4, FAT, NTFS): free space becomes unallocated")
+	f.StringVar(&splitSize, "split", "", "write the output as pieces NAME.001, NAME.002, ... of this size (as -o split=SIZE), with the manifest NAME.split")
 	f.StringVar(&mapfile, "mapfile", "", "with --salvage: image the input as `vdisk rescue` does, keeping this GNU ddrescue mapfile")
 	f.StringVarP(&cacheDst, "cache", "t", "writeback", "output cache mode: none and directsync write a device with O_DIRECT where possible; writeback, writethrough, unsafe")
 	f.StringVarP(&srcCache, "source-cache", "T", "writeback", "input cache mode (accepted; reads are buffered)")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/vdiskio/vdisk/checksum"
 	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/source/split"
 )
 
 // hashFlags are convert's and dd's --hash and --hash-log.
@@ -93,6 +95,9 @@ func (r *hashRun) finish(w io.Writer, source, sourceFormat, target, targetFormat
 // (stderr when the image goes to stdout) and go to the log.
 func runHashed(cmd *cobra.Command, g *globals, job convert.Job, hr *hashRun, srcFormat string) error {
 	job.Copy.Hash = hr.hashes
+	// A hashed (forensic) copy only reads its source: it takes no image
+	// locks on it either (as -U), so it never changes its state.
+	job.ForceShare = true
 	warn := job.Copy.OnReadError
 	job.Copy.OnReadError = func(off, length int64, err error) {
 		hr.readError(off, length, err)
@@ -114,5 +119,34 @@ func runHashed(cmd *cobra.Command, g *globals, job convert.Job, hr *hashRun, src
 			img.Close()
 		}
 	}
-	return hr.finish(w, job.Source, format, job.Target, job.Format, nil)
+	var pieces []checksum.Piece
+	if job.SplitBytes > 0 {
+		var err error
+		if pieces, err = hashPieces(cmd, job.Target+".001", hr.hashes.Names()); err != nil {
+			return err
+		}
+	}
+	return hr.finish(w, job.Source, format, job.Target, job.Format, pieces)
+}
+
+// hashPieces digests each piece file of the split set whose first piece is
+// first (a read of the output just written, not of the source).
+func hashPieces(cmd *cobra.Command, first string, algorithms []string) ([]checksum.Piece, error) {
+	set, err := split.Open(first)
+	if err != nil {
+		return nil, err
+	}
+	paths := set.Pieces()
+	set.Close()
+	var out []checksum.Piece
+	var off int64
+	for _, p := range paths {
+		ds, n, err := checksum.File(cmd.Context(), p, algorithms)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, checksum.Piece{Name: filepath.Base(p), Offset: off, Bytes: n, Digests: ds})
+		off += n
+	}
+	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vdiskio/vdisk/checksum"
+	"github.com/vdiskio/vdisk/internal/imagelock"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
@@ -134,5 +135,32 @@ func TestDDHash(t *testing.T) {
 	}
 	if _, stderr, code := vdisk(t, "verify", "--hash-log", out+".log", out); code != 0 {
 		t.Errorf("verify: %d %s", code, stderr)
+	}
+}
+
+// TestSourceNeverLocked: with a writer's qemu lock held on the source (a
+// running VM writing it), a plain convert is refused, which shows the lock
+// is seen, but convert --hash, dd --hash, checksum and rescue only read and
+// succeed: they take no lock.
+func TestSourceNeverLocked(t *testing.T) {
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	lock, err := imagelock.Acquire(src, imagelock.Writer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	if _, _, code := vdisk(t, "convert", "-O", "qcow2", src, filepath.Join(dir, "plain.qcow2")); code == 0 {
+		t.Fatal("a plain convert ignored a writer's lock on its source; this test cannot tell")
+	}
+	for _, args := range [][]string{
+		{"convert", "--hash", "sha256", "-O", "qcow2", src, filepath.Join(dir, "a.qcow2")},
+		{"dd", "--hash", "md5", "if=" + src, "of=" + filepath.Join(dir, "b.raw")},
+		{"checksum", src},
+		{"rescue", "--mapfile", filepath.Join(dir, "c.map"), src, filepath.Join(dir, "c.raw")},
+	} {
+		if _, stderr, code := vdisk(t, args...); code != 0 {
+			t.Errorf("vdisk %s with the source locked: exit %d %s", args[0], code, stderr)
+		}
 	}
 }

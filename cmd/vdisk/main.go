@@ -22,6 +22,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/nbd"
 	"github.com/vdiskio/vdisk/partition"
+	"github.com/vdiskio/vdisk/source/split"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -77,7 +78,8 @@ func (g *globals) openOptions(format string, userNamed ...string) (formats.OpenO
 	}
 	userNamed = slices.DeleteFunc(userNamed, func(s string) bool { return s == "" })
 	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "", Limits: lim,
-		Resolver: &formats.DirResolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents, Secrets: secrets}, nil
+		Resolver: &formats.DirResolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents, Secrets: secrets,
+		OpenFile: split.OpenPath}, nil
 }
 
 // referencesEnv names the environment variable that sets the CLI's default
