@@ -229,4 +229,7 @@ func (w *Writer) Close() error {
 
 type manifestBuffer struct{ data []byte }
 
-func (b *manifestBuffer) Write(p []byte) (int, error) { b.data = append(b.data, p...); return len(p), nil }
+func (b *manifestBuffer) Write(p []byte) (int, error) {
+	b.data = append(b.data, p...)
+	return len(p), nil
+}
