@@ -16,6 +16,7 @@
 //	go run ./bench -pairs raw:qcow2,raw:qcow2:-c -runs 5
 //	go run ./bench -pairs ewf -iso=false   (E01 against ewfacquire/ewfexport alone)
 //	go run ./bench -pairs luks -iso=false  (encrypted qcow2 and luks, both directions, alone)
+//	go run ./bench -pairs files -iso=false (extract vs debugfs/mcopy, convert --used-only, alone)
 package main
 
 import (
@@ -114,6 +115,9 @@ func main() {
 	}
 	if ewfCase(*only) && has(vdisk, "ewf") {
 		benchEWF(vdisk, *work, base, *runs)
+	}
+	if filesCase(*only) {
+		benchFiles(vdisk, *work, base, sizeBytes, *runs)
 	}
 	if luksCase(*only) && has(vdisk, "luks") {
 		benchLUKS(vdisk, *work, base, *runs)

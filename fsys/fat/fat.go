@@ -335,7 +335,13 @@ func (c *chainReader) ReadAt(p []byte, off int64) (int, error) {
 	done := 0
 	for done < len(p) && off < c.size {
 		idx, within := off/c.v.ClusterBytes, off%c.v.ClusterBytes
-		n := min(int64(len(p)-done), c.v.ClusterBytes-within, c.size-off)
+		// Read a run of consecutive clusters at once.
+		last := idx
+		for last+1 < int64(len(c.clusters)) && c.clusters[last+1] == c.clusters[last]+1 &&
+			(last+1-idx)*c.v.ClusterBytes < int64(len(p)-done)+within {
+			last++
+		}
+		n := min(int64(len(p)-done), (last-idx+1)*c.v.ClusterBytes-within, c.size-off)
 		if _, err := c.v.r.ReadAt(p[done:done+int(n)], c.v.ClusterOffset(c.clusters[idx])+within); err != nil {
 			return done, err
 		}
