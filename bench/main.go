@@ -122,6 +122,15 @@ func main() {
 	if luksCase(*only) && has(vdisk, "luks") {
 		benchLUKS(vdisk, *work, base, *runs)
 	}
+	if integrityCase(*only, "checksum") {
+		benchChecksum(vdisk, *work, base, *runs, *sparseBig)
+	}
+	if integrityCase(*only, "hash") {
+		benchHash(vdisk, *work, base, *runs)
+	}
+	if integrityCase(*only, "rescue") {
+		benchRescue(vdisk, *work, base, *runs)
+	}
 	if *sparseBig {
 		src := makeSparse(*work)
 		v, q := compare(vdisk, *work, src, pair{from: "raw", to: "raw"}, *runs)

@@ -82,6 +82,16 @@ func (p *pipeline) run(ctx context.Context) error {
 		defer close(order)
 		return p.plan(ctx, func(s *segment) error {
 			s.done = make(chan error, 1)
+			if s.data {
+				// Buffers are taken here, in offset order, not by the
+				// workers: the oldest segment not yet committed always
+				// has its buffer, so later ones cannot starve it.
+				select {
+				case s.buf = <-p.pool:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			select {
 			case order <- s:
 			case <-ctx.Done():
@@ -144,10 +154,8 @@ func (p *pipeline) run(ctx context.Context) error {
 }
 
 func (p *pipeline) read(ctx context.Context, s *segment) error {
-	select {
-	case s.buf = <-p.pool:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	s.buf = s.buf[:s.length]
 	n, err := p.img.ReadAt(s.buf, s.off)
