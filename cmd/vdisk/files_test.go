@@ -225,3 +225,20 @@ func sortedLines(s string) []string {
 	sort.Strings(lines)
 	return lines
 }
+
+// A directory hard-linked into itself (debugfs ln) is a clean error for a
+// recursive listing, extract and tar, not an endless walk.
+func TestDirectoryLoop(t *testing.T) {
+	src := fileTree(t)
+	img := filepath.Join(t.TempDir(), "loop.img")
+	os.WriteFile(img, nil, 0o644)
+	os.Truncate(img, 16<<20)
+	runTool(t, "mkfs.ext4", "-q", "-F", "-d", src, img)
+	runTool(t, "debugfs", "-w", "-R", "ln /docs /docs/deeper/back", img)
+	for _, args := range [][]string{{"ls", "-R", img}, {"extract", img, "/", filepath.Join(t.TempDir(), "x")}, {"tar", img}} {
+		_, errs, code := vdisk(t, args...)
+		if code != 1 || !strings.Contains(errs, "contains itself") {
+			t.Errorf("%v: exit %d: %s", args[0], code, errs)
+		}
+	}
+}

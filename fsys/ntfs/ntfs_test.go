@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -177,6 +178,13 @@ func TestMatchesNTFS3G(t *testing.T) {
 	stream := tool(t, "ntfscat", "-a", "0x80", "-n", "stream1", img, "small.txt")
 	if stream != "alternate data" {
 		t.Fatalf("ntfscat stream1 = %q", stream)
+	}
+	r, err := v.OpenStream("small.txt", "stream1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(r); string(b) != stream {
+		t.Errorf("stream1 = %q, ntfscat says %q", b, stream)
 	}
 	if err := fstest.TestFS(v, "small.txt", "dir/big.bin", "comp/text.txt", "many/file number 119"); err != nil {
 		t.Error(err)
