@@ -78,7 +78,7 @@ func (g *globals) openOptions(format string, userNamed ...string) (formats.OpenO
 	}
 	userNamed = slices.DeleteFunc(userNamed, func(s string) bool { return s == "" })
 	return formats.OpenOptions{Format: format, ForceFormat: g.forceFormat && format != "", Limits: lim,
-		Resolver: &formats.DirResolver{Policy: pol, UserNamed: userNamed}, Parents: g.parents, Secrets: secrets,
+		Resolver: withNBD(&formats.DirResolver{Policy: pol, UserNamed: userNamed}, pol, userNamed), Parents: g.parents, Secrets: secrets,
 		OpenFile: split.OpenPath}, nil
 }
 

@@ -337,3 +337,30 @@ func dataBytes(t *testing.T, out string) int64 {
 	}
 	return n
 }
+
+// TestNBDReferenceInsideImage: a qcow2 whose backing file is an NBD URL is
+// refused under the default policy (naming --references=any) and followed
+// with --references=any, where the result equals qemu-img's.
+func TestNBDReferenceInsideImage(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", base, "8M")
+	qemutest.IO(t, "raw", base, "write -P 0x33 1M 2M")
+	url := nbdkit(t, "file", base)
+	top := filepath.Join(dir, "top.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", "-u", "-b", url, "-F", "raw", top, "8M")
+	qemutest.IO(t, "qcow2", top, "write -P 0x5a 0 64k")
+	want := qemutest.ToRaw(t, "qcow2", top) // qemu follows the URL
+
+	out := filepath.Join(dir, "out.raw")
+	for _, policy := range []string{"local", "safe", "strict"} {
+		_, stderr, code := vdisk(t, "--references="+policy, "convert", "-O", "raw", top, out)
+		if code == 0 || !strings.Contains(stderr, "--references=any") && policy != "strict" {
+			t.Errorf("--references=%s: exit %d: %s", policy, code, stderr)
+		}
+	}
+	if _, stderr, code := vdisk(t, "--references=any", "convert", "-O", "raw", top, out); code != 0 {
+		t.Fatalf("--references=any: %s", stderr)
+	}
+	requireSameBytes(t, out, want)
+}
