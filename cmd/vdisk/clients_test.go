@@ -296,10 +296,13 @@ func TestClientLima(t *testing.T) {
 func TestClientNova(t *testing.T) {
 	c := newClient(t)
 	// Nova runs info under prlimit (1 GiB address space, 30 s of CPU).
-	if prlimit, err := exec.LookPath("prlimit"); err == nil {
-		c.prefix = []string{prlimit, "--as=1073741824", "--cpu=30"}
-	} else {
+	switch prlimit, err := exec.LookPath("prlimit"); {
+	case raceEnabled:
+		t.Log("race detector on: info runs without Nova's address-space limit")
+	case err != nil:
 		t.Log("prlimit not installed: info runs without Nova's limits")
+	default:
+		c.prefix = []string{prlimit, "--as=1073741824", "--cpu=30"}
 	}
 	q, v := c.run(0, "info", "{}/src.qcow2", "--force-share", "--output=json")
 	c.jsonFields(q, v, "virtual-size", "filename", "cluster-size", "format", "actual-size", "dirty-flag", "format-specific")
