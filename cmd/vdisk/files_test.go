@@ -39,6 +39,7 @@ func fileTree(t *testing.T) string {
 		"docs/deeper/note.txt": "deep note\n",
 		"empty":                "",
 	}
+	defer os.Symlink("docs/readme.md", filepath.Join(dir, "link"))
 	for name, data := range files {
 		p := filepath.Join(dir, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
@@ -155,10 +156,82 @@ func TestFilesInsideDisk(t *testing.T) {
 			}
 		})
 	}
+	// checksum and map address a partition too; through a qcow2 chain.
+	base := filepath.Join(t.TempDir(), "base.qcow2")
+	qemutest.Img(t, "convert", "-f", "raw", "-O", "qcow2", disk, base)
+	top := filepath.Join(filepath.Dir(base), "top.qcow2")
+	qemutest.Img(t, "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top)
+	sum, errs, code := vdisk(t, "checksum", "--linear", "-a", "sha256", top+":2")
+	b, _ := os.ReadFile(extFS)
+	if code != 0 || !strings.Contains(sum, fmt.Sprintf("%x", sha256.Sum256(b))) {
+		t.Errorf("checksum of partition 2 through the chain: exit %d %s %s", code, sum, errs)
+	}
+	mapOut, errs, code := vdisk(t, "map", "--output=json", top+":1")
+	if code != 0 || !strings.Contains(mapOut, `"depth": 1`) || !strings.Contains(mapOut, `"start": 0,`) {
+		t.Errorf("map of partition 1 through the chain: exit %d %s %.300s", code, errs, mapOut)
+	}
+	if out, errs, code := vdisk(t, "cat", top+":2", "docs/deeper/note.txt"); code != 0 || out != "deep note\n" {
+		t.Errorf("cat through the chain: %q %s", out, errs)
+	}
+	// Extracted entries keep the modes debugfs rdump gives them.
+	dest := filepath.Join(t.TempDir(), "x")
+	if _, errs, code := vdisk(t, "extract", top+":2", "/", dest); code != 0 {
+		t.Fatal(errs)
+	}
+	oracle := debugfsTree(t, extFS)
+	filepath.Walk(oracle, func(p string, info os.FileInfo, err error) error {
+		rel, _ := filepath.Rel(oracle, p)
+		got, lerr := os.Lstat(filepath.Join(dest, rel))
+		if lerr != nil || got.Mode() != info.Mode() {
+			t.Errorf("extracted %s: mode %v, debugfs %v (%v)", rel, got.Mode(), info.Mode(), lerr)
+		}
+		if info.Mode()&os.ModeSymlink != 0 {
+			a, _ := os.Readlink(p)
+			b, _ := os.Readlink(filepath.Join(dest, rel))
+			if a != b {
+				t.Errorf("link %s -> %q, debugfs %q", rel, b, a)
+			}
+		}
+		return nil
+	})
 	// Without :N and with two readable partitions, the error names them.
-	_, errs, code := vdisk(t, "ls", disk)
+	_, errs, code = vdisk(t, "ls", disk)
 	if code != 1 || !strings.Contains(errs, "1 (vfat), 2 (ext4)") {
 		t.Errorf("ls without a partition: exit %d: %s", code, errs)
+	}
+}
+
+// File systems vdisk does not read are named in the refusal.
+func TestUnreadFileSystemsRefused(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, off int64, magic string) string {
+		p := filepath.Join(dir, name)
+		b := make([]byte, 1<<20)
+		copy(b[off:], magic)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	cases := map[string]string{
+		"xfs":         mk("xfs.img", 0, "XFSB"),
+		"btrfs":       mk("btrfs.img", 0x10040, "_BHRfS_M"),
+		"LVM2_member": mk("lvm.img", 512, "LABELONE"),
+		"swap":        mk("swap.img", 4086, "SWAPSPACE2"),
+	}
+	if cs, err := exec.LookPath("cryptsetup"); err == nil {
+		p := filepath.Join(dir, "luks.img")
+		os.WriteFile(p, make([]byte, 32<<20), 0o644)
+		cmd := exec.Command(cs, "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", "-", p)
+		cmd.Stdin = strings.NewReader("pw")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("cryptsetup: %v %s", err, out)
+		}
+		cases["crypto_LUKS"] = p
+	}
+	for name, img := range cases {
+		_, errs, code := vdisk(t, "ls", "--force-format", "-f", "raw", img)
+		if code != 1 || !strings.Contains(errs, "the "+name+" file system") {
+			t.Errorf("%s: exit %d: %s", name, code, errs)
+		}
 	}
 }
 
@@ -240,5 +313,87 @@ func TestDirectoryLoop(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, "contains itself") {
 			t.Errorf("%v: exit %d: %s", args[0], code, errs)
 		}
+	}
+}
+
+// ntfsMount mounts an NTFS file with ntfs-3g (FUSE) or skips the test.
+func ntfsMount(t *testing.T, fs string, opts ...string) (string, func()) {
+	dir := filepath.Join(t.TempDir(), "mnt")
+	os.Mkdir(dir, 0o755)
+	args := []string{fs, dir}
+	if len(opts) > 0 {
+		args = append(args, "-o", strings.Join(opts, ","))
+	}
+	if out, err := exec.Command(qemutest.Tool(t, "ntfs-3g"), args...).CombinedOutput(); err != nil {
+		t.Skipf("ntfs-3g cannot mount here (FUSE): %v %s", err, out)
+	}
+	mounted := true
+	unmount := func() {
+		if mounted {
+			mounted = false
+			if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+				t.Fatalf("umount: %v %s", err, out)
+			}
+		}
+	}
+	t.Cleanup(unmount)
+	return dir, unmount
+}
+
+// An NTFS partition (made and filled by ntfs-3g) inside vhdx and vdi:
+// ls, cat (streams too), extract agree with ntfs-3g and ntfscat; a
+// used-only copy passes ntfsfix -n.
+func TestNTFSInsideDisk(t *testing.T) {
+	src := fileTree(t)
+	fs := filepath.Join(t.TempDir(), "ntfs.fs")
+	os.WriteFile(fs, nil, 0o644)
+	os.Truncate(fs, 24<<20)
+	runTool(t, "mkntfs", "-q", "-F", "-f", "-L", "winfs", fs)
+	mnt, unmount := ntfsMount(t, fs)
+	runTool(t, "cp", "-r", src+"/.", mnt)
+	runTool(t, "setfattr", "-n", "user.zone", "-v", "ZoneId=3", filepath.Join(mnt, "hello.txt"))
+	unmount()
+	disk := filepath.Join(t.TempDir(), "disk.raw")
+	os.WriteFile(disk, nil, 0o644)
+	os.Truncate(disk, 28<<20)
+	runTool(t, "sgdisk", "-n", "1:2048:+24M", "-t", "1:0700", disk)
+	b, _ := os.ReadFile(fs)
+	f, _ := os.OpenFile(disk, os.O_RDWR, 0)
+	f.WriteAt(b, 2048*512)
+	f.Close()
+	ro, unmountRO := ntfsMount(t, fs, "ro")
+	want := treeOf(t, ro)
+	unmountRO()
+	delete(want.sums, "System Volume Information")
+	stream := runTool(t, "ntfscat", "-a", "0x80", "-n", "zone", fs, "hello.txt")
+	for _, format := range []string{"vhdx", "vdi"} {
+		img := filepath.Join(t.TempDir(), "disk."+format)
+		qemutest.Img(t, "convert", "-f", "raw", "-O", format, disk, img)
+		dest := filepath.Join(t.TempDir(), "x")
+		if _, errs, code := vdisk(t, "extract", img+":1", "/", dest); code != 0 {
+			t.Fatalf("%s: extract: %s", format, errs)
+		}
+		got := treeOf(t, dest)
+		delete(got.sums, "System Volume Information")
+		if diff := cmp.Diff(want.sums, got.sums); diff != "" || len(got.sums) < 4 {
+			t.Errorf("%s: files differ from ntfs-3g's (-ntfs-3g +vdisk):\n%s", format, diff)
+		}
+		if out, errs, code := vdisk(t, "cat", img+":1", "hello.txt:zone"); code != 0 || out != stream {
+			t.Errorf("%s: cat hello.txt:zone = %q (%s), ntfscat %q", format, out, errs, stream)
+		}
+		if out, _, _ := vdisk(t, "ls", "-l", img+":1"); !strings.Contains(out, "hello.txt:zone") || !strings.Contains(out, "(stream)") {
+			t.Errorf("%s: ls -l does not list the stream:\n%s", format, out)
+		}
+	}
+	used := filepath.Join(t.TempDir(), "used.raw")
+	if _, errs, code := vdisk(t, "convert", "--used-only", "-O", "raw", disk, used); code != 0 {
+		t.Fatal(errs)
+	}
+	part := filepath.Join(t.TempDir(), "part.raw")
+	if _, errs, code := vdisk(t, "convert", "-O", "raw", used+":1", part); code != 0 {
+		t.Fatal(errs)
+	}
+	if out, err := exec.Command(qemutest.Tool(t, "ntfsfix"), "-n", part).CombinedOutput(); err != nil {
+		t.Errorf("ntfsfix -n on the used-only copy: %v\n%s", err, out)
 	}
 }
