@@ -131,6 +131,9 @@ func main() {
 	if integrityCase(*only, "rescue") {
 		benchRescue(vdisk, *work, base, *runs)
 	}
+	if nbdCase(*only) {
+		benchNBD(vdisk, *work, base, *runs)
+	}
 	if *sparseBig {
 		src := makeSparse(*work)
 		v, q := compare(vdisk, *work, src, pair{from: "raw", to: "raw"}, *runs)

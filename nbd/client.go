@@ -554,7 +554,7 @@ func (c *Client) readChunk() error {
 	if h.Type == replyOffsetData {
 		err = c.readDataChunk(cl, h)
 	} else {
-		if h.Length > 1<<20+8 {
+		if h.Length > maxChunkPayload {
 			return protoErr("reply chunk type %d of %d bytes", h.Type, h.Length)
 		}
 		payload := make([]byte, h.Length)
@@ -577,6 +577,10 @@ func (c *Client) readChunk() error {
 	}
 	return nil
 }
+
+// maxChunkPayload bounds a chunk other than data: a block status reply of
+// 2^20 descriptors (the most proto.md lets a server send) and its id.
+const maxChunkPayload = 4 + 8<<20
 
 // readDataChunk reads OFFSET_DATA straight into the caller's buffer.
 func (c *Client) readDataChunk(cl *call, h chunkHeader) error {

@@ -167,10 +167,12 @@ func (c *Client) Extents(off, length int64) ([]formats.Extent, error) {
 			return nil, err
 		}
 		next := pos
-		for _, d := range cl.exts {
-			if d.length == 0 || next+int64(d.length) > pos+n {
+		for i, d := range cl.exts {
+			// Only the last descriptor may extend past the request.
+			if d.length == 0 || (next+int64(d.length) > pos+n && i < len(cl.exts)-1) || next >= pos+n {
 				return nil, fmt.Errorf("%s: %w: block status descriptor of %d bytes at %d outside the request %d+%d", c.name, ErrProtocol, d.length, next, pos, n)
 			}
+			d.length = uint32(min(int64(d.length), pos+n-next))
 			kind := formats.Data
 			if d.flags&stateZero != 0 {
 				kind = formats.Zero

@@ -27,6 +27,28 @@ type Job struct {
 	Command string              // recorded in the mapfile's heading
 	Open    formats.OpenOptions // references of the output (backing files)
 	Options Options
+	// OpenRemote, when set, opens a Source that is not a local path (an
+	// NBD URL) read-only: it returns the File, or nil to open a local file.
+	OpenRemote func(name string, writable bool) (formats.File, error)
+}
+
+// openSource opens the job's source, through OpenRemote when it claims it.
+func (job Job) openSource() (*Source, error) {
+	if job.OpenRemote != nil {
+		f, err := job.OpenRemote(job.Source, false)
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
+			size, err := f.Size()
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			return RemoteSource(f, size), nil
+		}
+	}
+	return OpenSource(job.Source, job.Direct)
 }
 
 // ErrNoMapfile: a target exists to resume into, but no mapfile says what
@@ -36,7 +58,7 @@ var ErrNoMapfile = errors.New("no mapfile")
 // RunJob performs the rescue and returns its final map (also when
 // interrupted: then with ctx's error).
 func RunJob(ctx context.Context, job Job) (*Map, error) {
-	src, err := OpenSource(job.Source, job.Direct)
+	src, err := job.openSource()
 	if err != nil {
 		return nil, err
 	}

@@ -9,9 +9,20 @@ import (
 // Source is a disk or file being rescued, opened read-only: never written,
 // never locked.
 type Source struct {
-	f    *os.File
+	f    sourceFile
 	size int64
 }
+
+// sourceFile is what a Source reads: an OS file, or a remote File (an NBD
+// export) from Job.OpenRemote.
+type sourceFile interface {
+	io.ReaderAt
+	Name() string
+	Close() error
+}
+
+// RemoteSource makes a Source of an open remote file of size bytes.
+func RemoteSource(f sourceFile, size int64) *Source { return &Source{f: f, size: size} }
 
 // OpenSource opens path (a block device or a file) read-only; direct asks
 // for O_DIRECT (uncached reads, where the OS has them: see openDirect), so

@@ -364,3 +364,31 @@ func TestNBDReferenceInsideImage(t *testing.T) {
 	}
 	requireSameBytes(t, out, want)
 }
+
+// TestRescueFromFailingExport: vdisk rescue reads an NBD export whose reads
+// all fail (nbdkit's error filter): every byte is listed as unreadable, the
+// output is written (zeros), and the mapfile says so to ddrescuelog when
+// gddrescue is installed.
+func TestRescueFromFailingExport(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", src, "256k")
+	qemutest.IO(t, "raw", src, "write -P 0x5a 0 256k")
+	failing := nbdkit(t, "--filter=error", "file", src, "error-pread=EIO", "error-pread-rate=100%")
+	out, mapfile := filepath.Join(dir, "out.raw"), filepath.Join(dir, "map")
+	stdout, stderr, _ := vdisk(t, "rescue", "--retries", "0", "--mapfile", mapfile, failing, out)
+	if !strings.Contains(stdout, "not rescued: 262144 bytes") {
+		t.Errorf("rescue of a failing export: %s%s", stdout, stderr)
+	}
+	if _, err := exec.LookPath("ddrescuelog"); err == nil {
+		if r := qemutest.Exec(t, "ddrescuelog", "-t", mapfile); r.Code != 0 || !strings.Contains(r.Stdout, "bad-sector") {
+			t.Errorf("ddrescuelog -t: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	good := nbdkit(t, "file", src)
+	out2 := filepath.Join(dir, "out2.raw")
+	if stdout, stderr, code := vdisk(t, "rescue", good, out2); code != 0 || !strings.Contains(stdout, "not rescued: 0 bytes") {
+		t.Fatalf("rescue of a good export: exit %d: %s%s", code, stdout, stderr)
+	}
+	requireSameBytes(t, out2, src)
+}

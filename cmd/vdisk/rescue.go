@@ -83,6 +83,7 @@ func runRescue(cmd *cobra.Command, g *globals, job rescue.Job, progress bool) er
 		return err
 	}
 	job.Open = open
+	job.OpenRemote = openRemote
 	job.Command = "vdisk " + strings.TrimPrefix(commandLine(cmd, []string{job.Source, job.Target}), cmd.Root().Name()+" ")
 	if progress && !g.quiet {
 		bar := newProgressBar(cmd.ErrOrStderr())
