@@ -24,8 +24,8 @@ type Job struct {
 	// with the image it returns, which then owns the source: a view that
 	// hides free file-system blocks (fsys.UsedOnly), say.
 	SourceFilter func(formats.Image) (formats.Image, error)
-	Target    string // output path; "-" writes to Stdout
-	Format    string // output format (-O); default raw
+	Target       string // output path; "-" writes to Stdout
+	Format       string // output format (-O); default raw
 	// CreateOptions is the -o text (k=v,...).
 	CreateOptions string
 	// Backing and BackingFormat make the output an overlay (-B/-F): only
