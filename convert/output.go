@@ -391,6 +391,7 @@ func (t *tempFile) unlock() {
 func (o *output) commit(sync bool) error {
 	for _, t := range o.files {
 		if err := o.sources.Check(t.dest); err != nil {
+			o.remove() // nothing is renamed: the output never appears
 			return err
 		}
 	}

@@ -172,7 +172,11 @@ func create(ctx context.Context, job Job, size int64) (formats.Writable, *conver
 	if err := opts.Set("size", fmt.Sprint(size)); err != nil {
 		return nil, nil, err
 	}
-	dst, out, err := convert.CreateOutput(ctx, job.Target, drv, size, opts, job.Open, convert.OutputOptions{})
+	// No output file (extra files of a multi-file format included) may be
+	// the source.
+	sources := &convert.FileSet{}
+	sources.Add(job.Source)
+	dst, out, err := convert.CreateOutput(ctx, job.Target, drv, size, opts, job.Open, convert.OutputOptions{Sources: sources})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,7 +10,8 @@ import (
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
-// TestOutputIsNoSourceFile: every command that writes refuses a
+// TestOutputIsNoSourceFile: every command that writes (convert, dd,
+// create, rescue) refuses a
 // destination that is any file the input uses (the image, a hard link to
 // it, its extents, its backing chain), extra files of multi-file outputs
 // included, with one line, exit 1, and every source unchanged.
@@ -53,6 +54,7 @@ func TestOutputIsNoSourceFile(t *testing.T) {
 		{"convert", "-n", "-O", "raw", top, base},
 		{"dd", "-O", "raw", "bs=64k", "count=1", "if=" + top, "of=" + base},
 		{"create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", base},
+		{"rescue", "-O", "vmdk", "-o", "subformat=monolithicFlat", flat, filepath.Join(dir, "disk.vmdk")},
 	} {
 		_, stderr, code := vdisk(t, args...)
 		if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "the input uses") && !strings.Contains(stderr, "backing loop") {
