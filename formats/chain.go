@@ -1,5 +1,7 @@
 package formats
 
+import "context"
+
 // ChainExtents reports the status of [off, off+length) through img's backing
 // chain: a range Unallocated in one layer is asked of the layer below, with
 // Depth counting layers. Ranges no layer allocates stay Unallocated (they
@@ -49,4 +51,25 @@ func appendExtent(out []Extent, e Extent) []Extent {
 		return out
 	}
 	return append(out, e)
+}
+
+// SectorBytes is the unit qemu sizes disks in.
+const SectorBytes = 512
+
+// RoundSize rounds a requested virtual size up to whole sectors, as qemu
+// does for every new image.
+func RoundSize(size int64) int64 {
+	return (size + SectorBytes - 1) / SectorBytes * SectorBytes
+}
+
+// BackingSize is the virtual size of the backing image ref that a new
+// image at from would name (create -b without a size takes it), opened
+// through opts' Resolver as format ("" probes).
+func BackingSize(ctx context.Context, from, ref, format string, opts OpenOptions) (int64, error) {
+	img, err := OpenReference(ctx, from, ref, format, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer img.Close()
+	return img.Size(), nil
 }

@@ -208,13 +208,16 @@ func (img *Image) load(ctx context.Context, opts formats.OpenOptions, cluster0 [
 	if err := img.readBackingName(cluster0); err != nil {
 		return err
 	}
+	if img.backingName != "" {
+		// info without --backing-chain shows the resolved path too.
+		img.backingPath, _ = opts.References().Resolve(img.name, img.backingName)
+	}
 	if img.backingName != "" && !opts.NoBacking {
 		b, err := formats.OpenReference(ctx, img.name, img.backingName, img.ext.BackingFormat, opts)
 		if err != nil {
 			return err
 		}
 		img.backing = b
-		img.backingPath, _ = opts.References().Resolve(img.name, img.backingName)
 		if img.backingFmt == "" {
 			img.backingFmt = b.Format()
 		}

@@ -48,7 +48,7 @@ func newCreateCommand(g *globals) *cobra.Command {
 			if err := opts.Set("size", fmt.Sprint(size)); err != nil {
 				return err
 			}
-			size = (size + 511) / 512 * 512 // qemu rounds up to a sector; the line shows the request
+			size = formats.RoundSize(size) // the line above shows the request
 			if !g.quiet {
 				fmt.Fprintf(cmd.OutOrStdout(), "Formatting '%s', fmt=%s%s\n", args[0], drv.Name, describeOptions(opts))
 			}
@@ -115,12 +115,11 @@ func createSize(ctx context.Context, args []string, opts formats.Options, open f
 		if backing == "" || unsafe {
 			return 0, fmt.Errorf("image creation needs a size parameter")
 		}
-		img, err := formats.OpenReference(ctx, args[0], backing, opts.String("backing_fmt"), open)
+		n, err := formats.BackingSize(ctx, args[0], backing, opts.String("backing_fmt"), open)
 		if err != nil {
 			return 0, err
 		}
-		defer img.Close()
-		size = img.Size()
+		size = n
 	}
 	if err := open.Limits.CheckVirtualSize(args[0], size); err != nil {
 		return 0, err

@@ -8,7 +8,6 @@ import (
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // ddArgs are qemu-img dd's operands.
@@ -130,7 +129,7 @@ func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length 
 	if err != nil {
 		return err
 	}
-	section := &sectionImage{Image: src, start: start, size: length}
+	section := convert.Section(src, start, length)
 	copyOpts.TargetIsZero = output.TargetIsZero()
 	err = convert.Copy(cmd.Context(), dst, section, copyOpts)
 	if err == nil {
@@ -144,32 +143,4 @@ func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length 
 		return err
 	}
 	return output.Commit(false)
-}
-
-// sectionImage is [start, start+size) of an image, with its allocation seen
-// through the backing chain.
-type sectionImage struct {
-	formats.Image
-	start, size int64
-}
-
-func (s *sectionImage) Size() int64 { return s.size }
-
-func (s *sectionImage) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := imageio.ClipRead(p, off, s.size)
-	if n == 0 {
-		return 0, eof
-	}
-	if got, err := s.Image.ReadAt(p[:n], s.start+off); got < n {
-		return got, err
-	}
-	return n, eof
-}
-
-func (s *sectionImage) Extents(off, length int64) ([]formats.Extent, error) {
-	exts, err := formats.ChainExtents(s.Image, s.start+off, min(length, s.size-off))
-	for i := range exts {
-		exts[i].Offset -= s.start
-	}
-	return exts, err
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
-	"github.com/vdiskio/vdisk/internal/sparse"
+	"github.com/vdiskio/vdisk/imageinfo"
 )
 
 func newInfoCommand(g *globals) *cobra.Command {
@@ -29,15 +29,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer img.Close()
-			infos := []formats.Object{imageInfo(g.imageName(args[0]), img)}
-			for layer := img; chain; {
-				b, ok := layer.(formats.Backer)
-				if !ok || b.Backing() == nil {
-					break
-				}
-				layer = b.Backing()
-				infos = append(infos, imageInfo(b.BackingPath(), layer))
-			}
+			infos := imageinfo.Chain(g.imageName(args[0]), img, chain)
 			// What is inside the disk (vdisk's own; qemu-img shows none).
 			var inside *diskContents
 			if cmd.Root().Use != "qemu-img" && (chain || !hasBacking(img)) {
@@ -66,80 +58,6 @@ func checkOutput(output string) error {
 		return fmt.Errorf("--output must be human or json, not %q", output)
 	}
 	return nil
-}
-
-// blockLayerFormat is the format info reports: qemu's block layer sees a
-// raw-compatible image (an ISO 9660 file system, whose bytes are the disk)
-// as raw, and clients (CDI, Lima) accept only qemu's format names; its
-// own details stay in format-specific under their type ("iso").
-func blockLayerFormat(img formats.Image) (name string, asRaw bool) {
-	if d, err := formats.Lookup(img.Format()); err == nil && d.RawCompatible {
-		return "raw", true
-	}
-	return img.Format(), false
-}
-
-// imageInfo builds qemu's ImageInfo object, in qemu's key order.
-func imageInfo(path string, img formats.Image) formats.Object {
-	var info formats.Info
-	if in, ok := img.(formats.Informer); ok {
-		info = in.Info()
-	}
-	var obj formats.Object
-	add := func(k string, v any) { obj = append(obj, formats.Field{Key: k, Value: v}) }
-	b, hasBacking := img.(formats.Backer)
-	hasBacking = hasBacking && b.BackingName() != ""
-	if hasBacking && b.BackingFormat() != "" {
-		add("backing-filename-format", b.BackingFormat())
-	}
-	if len(info.Snapshots) > 0 {
-		add("snapshots", snapshotObjects(info.Snapshots))
-	}
-	add("virtual-size", img.Size())
-	add("filename", path)
-	format, asRaw := blockLayerFormat(img)
-	if info.ClusterSize > 0 && !asRaw {
-		add("cluster-size", info.ClusterSize)
-	}
-	add("format", format)
-	actual := info.ActualSize
-	if actual == 0 {
-		actual, _ = sparse.AllocatedPath(path)
-	}
-	add("actual-size", actual)
-	if info.Specific != nil {
-		add("format-specific", formats.Object{{Key: "type", Value: img.Format()}, {Key: "data", Value: info.Specific}})
-	}
-	if info.Encrypted {
-		add("encrypted", true)
-	}
-	if hasBacking {
-		full := b.BackingPath()
-		if full == "" {
-			full = b.BackingName()
-		}
-		add("full-backing-filename", full)
-		add("backing-filename", b.BackingName())
-	}
-	add("dirty-flag", info.DirtyFlag)
-	return obj
-}
-
-func snapshotObjects(snaps []formats.Snapshot) []any {
-	var out []any
-	for _, s := range snaps {
-		out = append(out, formats.Object{
-			{Key: "icount", Value: s.ICount},
-			{Key: "vm-clock-nsec", Value: s.VMClockNsec % 1e9},
-			{Key: "name", Value: s.Name},
-			{Key: "date-sec", Value: s.DateSec},
-			{Key: "date-nsec", Value: s.DateNsec},
-			{Key: "vm-clock-sec", Value: s.VMClockNsec / 1e9},
-			{Key: "id", Value: s.ID},
-			{Key: "vm-state-size", Value: s.VMStateSize},
-		})
-	}
-	return out
 }
 
 func printInfos(w io.Writer, output string, chain bool, infos []formats.Object) error {

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 )
 
 func newSnapshotCommand(g *globals) *cobra.Command {
@@ -34,7 +35,7 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 				snaps = in.Info().Snapshots
 			}
 			if len(snaps) > 0 {
-				printSnapshots(cmd.OutOrStdout(), snapshotObjects(snaps))
+				printSnapshots(cmd.OutOrStdout(), imageinfo.Snapshots(snaps))
 			}
 			return nil
 		},
