@@ -48,7 +48,9 @@
 // segment_size named as ewfacquire names them. The writer is sequential
 // (formats.SequentialWriter): chunks are compressed by a pool of workers,
 // hashed in order by two goroutines and placed by one. Flush completes the
-// image; Close without Flush leaves it unfinished.
+// image, and so does Close once the last byte is written; an image left
+// partway by a failed or interrupted copy stays unfinished (no done
+// section), rather than hashing and storing the rest of the disk.
 //
 // Refused by name: EWF2 (Ex01/Lx01, whose samples this ewfacquire cannot
 // make), EWF-L01 logical evidence files, images with an "incomplete"

@@ -15,6 +15,7 @@ import (
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
 // sectionsOf lists the sections of a single segment file.
@@ -462,3 +463,46 @@ func TestGapsAndUnalignedWrites(t *testing.T) {
 }
 
 func hexs(b []byte) string { return hex.EncodeToString(b) }
+
+// TestCloseWithoutFlush: Close completes an image written to its last byte
+// (ewfverify passes); one written partway is left without a done section,
+// which both vdisk and ewfverify refuse.
+func TestCloseWithoutFlush(t *testing.T) {
+	data := source(1<<20, 14)
+	o, _ := formats.ParseOptions(createOptions, "")
+	for _, c := range []struct {
+		name    string
+		written int
+	}{{"whole", len(data)}, {"partway", len(data) / 2}} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.E01")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: int64(len(data)), Options: o,
+				Siblings: func(string) (formats.File, error) { return nil, errors.New("none") }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteAt(data[:c.written], 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			r := qemutest.Exec(t, "ewfverify", "-q", path)
+			_, err = formats.Open(context.Background(), path, formats.OpenOptions{})
+			if c.written == len(data) {
+				if r.Code != 0 || err != nil {
+					t.Fatalf("complete image: ewfverify exit %d, open %v", r.Code, err)
+				}
+				equalBytes(t, "closed image", readAll(t, path, formats.OpenOptions{}), data)
+				return
+			}
+			if r.Code == 0 || !errors.Is(err, formats.ErrCorrupt) {
+				t.Fatalf("unfinished image: ewfverify exit %d, open %v", r.Code, err)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package ewf
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -123,8 +124,10 @@ func newWriter(req formats.CreateRequest) (*Writer, error) {
 	if name == "-" || req.Siblings == nil {
 		return nil, formats.Unsupportedf(name, "writing EWF to a stream (its segment files and section sizes need a file)")
 	}
+	// libewf opens only files named as segments (ewfinfo x.img: "invalid
+	// filenames"), and the further segments are named after the first.
 	if ext := filepath.Ext(name); len(ext) != 4 || (ext[1] != 'E' && ext[1] != 'e') || ext[2:] != "01" {
-		return nil, fmt.Errorf("%w: %s: an EWF image is named NAME.E01 (its further segment files are NAME.E02, ...)", formats.ErrInvalidOption, name)
+		return nil, fmt.Errorf("%w: %s: an EWF image is named NAME.E01 (its further segment files are NAME.E02, ...; ewf-tools open no other name)", formats.ErrInvalidOption, name)
 	}
 	if err := req.Open.Limits.CheckVirtualSize(name, req.Size); err != nil {
 		return nil, err
@@ -470,6 +473,10 @@ func (w *Writer) stop() {
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.flush()
+}
+
+func (w *Writer) flush() error {
 	if w.done {
 		return w.failed()
 	}
@@ -491,16 +498,23 @@ func (w *Writer) Flush() error {
 	return nil
 }
 
-// Close closes the segment files. Without a Flush first the image is left
-// unfinished (no done section: readers refuse it).
+// Close closes the segment files. An image written up to its last byte is
+// completed first, as Flush does; one written only partway without a Flush
+// (a conversion that failed or was interrupted) is left unfinished, with no
+// done section, which readers refuse: completing it would mean hashing and
+// storing the whole rest of the disk.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.stop()
 	var err error
+	if !w.done && !w.stopped && w.pos == w.size && w.failed() == nil {
+		err = w.flush()
+	}
+	w.stop()
 	for _, s := range w.segs {
+		ferr := s.flush()
 		if cerr := s.f.Close(); err == nil {
-			err = cerr
+			err = cmp.Or(ferr, cerr)
 		}
 	}
 	w.segs = nil
