@@ -260,6 +260,20 @@ func TestDestinationStdoutFile(t *testing.T) {
 		t.Fatalf("the redirected file was replaced (inode %d -> %d, %v)", before.Ino, after.Ino, err)
 	}
 	qemutest.RequireSame(t, "raw", src, "raw", out)
+
+	// /dev/stdout that is a pipe takes a sequential format, in order.
+	cmd = exec.Command(os.Args[0], "convert", "-O", "vpc", "-o", "subformat=fixed", src, "/dev/stdout")
+	cmd.Env = append(os.Environ(), "VDISK_TEST_MAIN=1")
+	var piped bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &piped, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("convert to /dev/stdout as a pipe: %v: %s", err, stderr.String())
+	}
+	vhd := filepath.Join(dir, "piped.vhd")
+	if err := os.WriteFile(vhd, piped.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qemutest.RequireSame(t, "raw", src, "vpc", vhd)
 }
 
 // TestDestinationRegularFileKept: an existing regular file keeps its owner,
