@@ -218,6 +218,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 		newServeCommand(g),
 		newLsCommand(g), newCatCommand(g), newExtractCommand(g), newTarCommand(g),
 	)
+	applyNewcomerAids(root)
 	return root, g
 }
 
@@ -252,6 +253,9 @@ func runAs(prog string, args []string, stdout, stderr io.Writer) int {
 		return 130
 	}
 	if msg := err.Error(); msg != "" {
+		if prog != "qemu-img" {
+			msg = hint(msg, root)
+		}
 		fmt.Fprintln(stderr, prog+": "+oneLine(msg))
 	}
 	return code
