@@ -161,8 +161,9 @@ func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error 
 
 // Preallocate allocates [off, off+length) of the file (resize
 // --preallocation): falloc reserves blocks, full writes zeros, metadata
-// (which raw has none of) does nothing, as qemu treats it.
-func (img *Image) Preallocate(off, length int64, mode string) error {
+// (which raw has none of) does nothing, as qemu treats it. Writing zeros
+// stops with ctx's error once ctx is done.
+func (img *Image) Preallocate(ctx context.Context, off, length int64, mode string) error {
 	switch mode {
 	case "falloc":
 		pa, ok := img.f.(formats.Preallocator)
@@ -171,7 +172,7 @@ func (img *Image) Preallocate(off, length int64, mode string) error {
 		}
 		return pa.Allocate(off, length)
 	case "full":
-		return fileio.WriteZeros(img.f, off, length)
+		return fileio.ZeroFill(ctx, img.f, off, length)
 	case "metadata", "off":
 		return nil
 	}

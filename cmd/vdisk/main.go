@@ -231,9 +231,10 @@ func run(args []string, stdout, stderr io.Writer) int { return runAs("vdisk", ar
 
 // runAs executes the CLI under the name prog ("vdisk" or "qemu-img", see
 // identity.go) and returns the exit code; SIGINT and SIGTERM cancel the
-// context, so conversions clean up their temporary files.
+// context (see interrupts), so every command stops at its next I/O and
+// conversions clean up their temporary files.
 func runAs(prog string, args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupts(prog, stderr)
 	defer stop()
 	root, g := newRootCommand(stdout, stderr)
 	defer g.locks.Release()
@@ -249,8 +250,7 @@ func runAs(prog string, args []string, stdout, stderr io.Writer) int {
 		code = ee.code
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, prog+": interrupted")
-		return 130
+		return 130 // "interrupted" is said when the signal came
 	}
 	if msg := err.Error(); msg != "" {
 		if prog != "qemu-img" {
@@ -259,6 +259,31 @@ func runAs(prog string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, prog+": "+oneLine(msg))
 	}
 	return code
+}
+
+// interrupts returns a context that the first SIGINT or SIGTERM cancels.
+// The signal is acknowledged at once on stderr ("vdisk: interrupted"), while
+// the command stops at its next I/O and removes what it was writing; a
+// second signal is no longer caught and ends the process at once.
+func interrupts(prog string, stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			cancel() // before saying so: whoever hears it finds ctx done
+			fmt.Fprintln(stderr, prog+": interrupted")
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 func oneLine(s string) string {

@@ -90,7 +90,7 @@ func resizeArgs(args []string, shrink *bool) ([]string, error) {
 
 // preallocator is an image that can allocate a range of its file (raw).
 type preallocator interface {
-	Preallocate(off, length int64, mode string) error
+	Preallocate(ctx context.Context, off, length int64, mode string) error
 }
 
 // resizeWith resizes img, preallocating the new part when asked (raw:
@@ -108,7 +108,15 @@ func resizeWith(ctx context.Context, r formats.Resizer, img formats.Image, newSi
 	if err := r.Resize(ctx, newSize, shrink); err != nil {
 		return err
 	}
-	return p.Preallocate(old, newSize-old, prealloc)
+	if err := p.Preallocate(ctx, old, newSize-old, prealloc); err != nil {
+		// Interrupted or failed: the image goes back to its size, so that
+		// nothing half-grown is left behind.
+		if rerr := r.Resize(context.WithoutCancel(ctx), old, true); rerr != nil {
+			return fmt.Errorf("%w (and restoring the size %d: %v)", err, old, rerr)
+		}
+		return err
+	}
+	return nil
 }
 
 // resizeTarget parses "N", "+N" or "-N" relative to the current size.
