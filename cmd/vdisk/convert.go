@@ -40,6 +40,10 @@ func newConvertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			job.Direct = direct
+			// Without the page cache (none, directsync) or with write-through
+			// (writethrough) the data is on the disk when qemu-img exits;
+			// a file destination, written buffered, is fsynced to match.
+			job.Sync = job.Sync || direct || cacheDst == "writethrough"
 			if err := convertFlags(cmd, &job, sparseSize); err != nil {
 				return err
 			}

@@ -356,3 +356,37 @@ func TestDestinationDeviceZeroing(t *testing.T) {
 	requireMode(t, node, os.ModeDevice)
 	qemutest.RequireSame(t, "raw", src, "raw", node)
 }
+
+// TestDestinationDirect: -t none writes a device with O_DIRECT (aligned
+// writes; the rest buffered, as qemu falls back), and a file destination
+// is fsynced before the command ends; both read as the source.
+func TestDestinationDirect(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("strace not installed")
+	}
+	dir := t.TempDir()
+	src := sparseRaw(t, dir)
+	node, _ := loopNode(t, dir, 64<<20, false)
+	file := filepath.Join(dir, "direct.qcow2")
+	for _, dest := range []string{node, file} {
+		log := filepath.Join(dir, "strace-"+filepath.Base(dest)+".log")
+		cmd := exec.Command(strace, "-f", "-e", "trace=openat,fsync,fdatasync", "-o", log, os.Args[0], "convert", "-t", "none", "-O", "qcow2", src, dest)
+		cmd.Env = append(os.Environ(), "VDISK_TEST_MAIN=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("convert -t none to %s: %v: %s", dest, err, out)
+		}
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dest == node && !regexp.MustCompile(`openat\([^)]*`+regexp.QuoteMeta(node)+`", [^)]*O_DIRECT`).Match(b) {
+			t.Errorf("the device was not opened with O_DIRECT:\n%s", b)
+		}
+		if !regexp.MustCompile(`(fsync|fdatasync)\(\d+\) += 0`).Match(b) {
+			t.Errorf("-t none to %s: no fsync:\n%s", dest, b)
+		}
+		qemutest.RequireClean(t, "qcow2", dest)
+		qemutest.RequireSame(t, "raw", src, "qcow2", dest)
+	}
+}
