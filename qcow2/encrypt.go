@@ -307,3 +307,16 @@ func (img *Image) setUpEncryption(req formats.CreateRequest, p params) error {
 	img.crypt = &crypt{method: cryptLUKS, vol: vol, cipher: cs}
 	return img.writeCluster0(p.backingFile)
 }
+
+// encryptHeaderBytes is the room the LUKS header of a new image takes, in
+// whole clusters (qemu's measure counts it).
+func encryptHeaderBytes(o formats.Options, cs int64) (int64, error) {
+	if o.String("encrypt.format") != "luks" {
+		return 0, nil
+	}
+	p, err := lukshdr.CipherFromOptions("measure", "encrypt.", o)
+	if err != nil {
+		return 0, err
+	}
+	return roundUp(lukshdr.HeaderSize1(p), cs), nil
+}

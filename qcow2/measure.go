@@ -29,6 +29,11 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 		}
 	}
 	full := preallocSize(virtual, cs, p.refcountOrder, p.extL2)
+	crypto, err := encryptHeaderBytes(req.Options, cs)
+	if err != nil {
+		return formats.Measurement{}, err
+	}
+	full += crypto
 	m := formats.Measurement{Required: full - virtual + required, FullyAllocated: full, Bitmaps: -1}
 	if p.version >= 3 && req.Source != nil && req.Source.Format() == Name {
 		m.Bitmaps = 0

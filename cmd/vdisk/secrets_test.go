@@ -202,3 +202,23 @@ func TestEncryptedCLIErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMeasureEncryptedMatchesQemu: measure counts the LUKS header as
+// qemu-img measure does (qcow2 with encrypt.format=luks, and luks).
+// iter-time=10: qemu's measure builds a whole LUKS header, PBKDF included.
+func TestMeasureEncryptedMatchesQemu(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src.raw")
+	data := make([]byte, 3<<20)
+	rand.Read(data[:1<<20])
+	os.WriteFile(src, data, 0o644)
+	for _, args := range [][]string{
+		{"measure", "--output=json", "--object", cliSecret, "-O", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,cluster_size=4096", src},
+		{"measure", "--output=json", "--object", cliSecret, "-O", "luks", "-o", "key-secret=sec0,iter-time=10", src},
+	} {
+		want := qemutest.Img(t, args...)
+		got, stderr, code := vdisk(t, args...)
+		if code != 0 || got != want {
+			t.Errorf("vdisk %s: exit %d %s\n got: %s\nwant: %s", strings.Join(args, " "), code, stderr, got, want)
+		}
+	}
+}
