@@ -234,3 +234,32 @@ func TestLegacyAESReadOnly(t *testing.T) {
 		t.Fatalf("creating AES: %v", err)
 	}
 }
+
+// TestEncryptedOverlay: an encrypted overlay of a plain backing file, with
+// partial writes (copy-on-write of the backing bytes, encrypted) and an
+// extended-L2 layout, reads in qemu as vdisk wrote it.
+func TestEncryptedOverlay(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", base, "2M")
+	qemutest.IO(t, "qcow2", base, "write -P 0x33 0 2M")
+	want := bytes.Repeat([]byte{0x33}, 2*mib)
+	for _, opts := range []string{"", ",extended_l2=on,cluster_size=128k"} {
+		path := filepath.Join(dir, "top.qcow2")
+		img := createEncrypted(t, path, 0, encOptionSets[0]+",backing_file=base.qcow2,backing_fmt=qcow2"+opts)
+		w := append([]byte(nil), want...)
+		for _, off := range []int64{1000, 65536 + 4096, 300000} {
+			p := bytes.Repeat([]byte{byte(off)}, 5000)
+			mustWrite(t, img, p, off)
+			copy(w[off:], p)
+		}
+		if err := img.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if r := qemutest.Exec(t, "qemu-img", "compare", "--object", encSecret, "--image-opts", qemuImageOpts(path),
+			"driver=raw,file.filename="+writeTemp(t, w)); r.Code != 0 {
+			t.Fatalf("%q: qemu-img compare: %s%s", opts, r.Stdout, r.Stderr)
+		}
+		os.Remove(path)
+	}
+}

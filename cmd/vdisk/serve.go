@@ -92,6 +92,9 @@ func openExport(ctx context.Context, g *globals, path, format string, writable b
 		return nil, nil, err
 	}
 	opts.Writable = writable
+	if path, err = g.applyKeys(path, &opts); err != nil {
+		return nil, nil, err
+	}
 	f, err := formats.OpenOSFile(path, writable)
 	if err != nil {
 		return nil, nil, err
