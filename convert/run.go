@@ -221,7 +221,10 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	if drv.Create == nil {
 		return fmt.Errorf("%w: format %s cannot be created", formats.ErrUnsupported, drv.Name)
 	}
-	out := fileio.NewStream(job.Stdout, "-")
+	// Nothing reaches the writer until the new image says it is written
+	// in order: a format that is not fails with the writer untouched.
+	gate := &gateWriter{w: job.Stdout}
+	out := fileio.NewStream(gate, "-")
 	dst, err := drv.Create(ctx, formats.CreateRequest{File: out, Name: "-", Size: src.Size(), Options: opts,
 		Siblings: func(name string) (formats.File, error) {
 			return nil, fmt.Errorf("%w: format %s needs extra files (%s); it cannot go to a stream", formats.ErrUnsupported, drv.Name, name)
@@ -233,6 +236,10 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	if sw, ok := dst.(formats.SequentialWriter); !ok || !sw.Sequential() {
 		dst.Close()
 		return fmt.Errorf("%w: this %s subformat cannot be written to a stream (use a file)", formats.ErrUnsupported, drv.Name)
+	}
+	if err := gate.open(); err != nil {
+		dst.Close()
+		return err
 	}
 	job.Copy.TargetIsZero = true
 	if err := copyAndFlush(ctx, dst, src, job.Copy); err != nil {
@@ -335,4 +342,37 @@ func openExisting(ctx context.Context, path string, open formats.OpenOptions, di
 		return nil, err
 	}
 	return img, nil
+}
+
+// gateWriter holds what is written (up to gateBytes) until open: the
+// headers a driver writes at Create never reach the output when the
+// driver then turns out not to write in order.
+type gateWriter struct {
+	w      io.Writer
+	held   []byte
+	opened bool
+}
+
+const gateBytes = 8 << 20
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	if !g.opened && len(g.held)+len(p) <= gateBytes {
+		g.held = append(g.held, p...)
+		return len(p), nil
+	}
+	if err := g.open(); err != nil {
+		return 0, err
+	}
+	return g.w.Write(p)
+}
+
+// open writes what was held and lets later writes through.
+func (g *gateWriter) open() error {
+	if g.opened {
+		return nil
+	}
+	g.opened = true
+	_, err := g.w.Write(g.held)
+	g.held = nil
+	return err
 }
