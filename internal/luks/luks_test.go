@@ -281,3 +281,30 @@ func TestHostileStructure(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedCiphers: ciphers vdisk does not implement are refused by
+// name, when reading cryptsetup's volumes and when creating.
+func TestRefusedCiphers(t *testing.T) {
+	// cryptsetup cannot format these without device-mapper (it asks the
+	// kernel for the cipher): the headers are vdisk's with the name changed.
+	for _, name := range []string{"serpent", "twofish", "cast5"} {
+		v, r := hostileHeader(t, func(h *header1) { h.CipherName = name })
+		err := v.Check()
+		if !errors.Is(err, formats.ErrUnsupported) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if _, err := v.Unlock(r, testPass, Limits{}); !errors.Is(err, formats.ErrUnsupported) {
+			t.Errorf("%s unlock: %v", name, err)
+		}
+	}
+	for _, alg := range []string{"twofish-256", "serpent-128", "cast5-128", "sm4"} {
+		o, err := formats.ParseOptions(OptionSpecs("", ""), "cipher-alg="+alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, _, _ := strings.Cut(alg, "-")
+		if _, err := CipherFromOptions("new.luks", "", o); !errors.Is(err, formats.ErrInvalidOption) || !strings.Contains(err.Error(), name) {
+			t.Errorf("create with %s: %v", alg, err)
+		}
+	}
+}
