@@ -19,7 +19,19 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	if err := req.Open.Limits.CheckVirtualSize(req.Name, size); err != nil {
 		return nil, err
 	}
-	area, vol, c, err := lukshdr.Create1(req.Name, p)
+	create := lukshdr.Create1
+	switch o := req.Options; o.String("luks-type") {
+	case "luks2":
+		p2 := lukshdr.Params2{KDF: o.String("pbkdf"), MemoryKiB: uint32(o.Int("pbkdf-memory")), Time: uint32(o.Int("pbkdf-time"))}
+		create = func(name string, p lukshdr.CreateParams) ([]byte, *lukshdr.Volume, *lukshdr.SectorCipher, error) {
+			return lukshdr.Create2(name, p, p2)
+		}
+	default:
+		if o.IsSet("pbkdf") || o.IsSet("pbkdf-memory") || o.IsSet("pbkdf-time") {
+			return nil, fmt.Errorf("%s: %w: pbkdf, pbkdf-memory and pbkdf-time need luks-type=luks2", req.Name, formats.ErrInvalidOption)
+		}
+	}
+	area, vol, c, err := create(req.Name, p)
 	if err != nil {
 		return nil, err
 	}
@@ -39,6 +51,19 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 		return formats.Measurement{}, err
 	}
 	header := lukshdr.HeaderSize1(p)
+	if req.Options.String("luks-type") == "luks2" {
+		header = lukshdr.HeaderSize2
+	}
 	size := (req.Size + 511) / 512 * 512
 	return formats.Measurement{Required: header + size, FullyAllocated: header + size, Bitmaps: -1}, nil
+}
+
+// luks2Options are vdisk's own create options (qemu 7.2 writes LUKS1 only).
+var luks2Options = []formats.OptionSpec{
+	{Name: "luks-type", Type: formats.OptString, Default: "luks1", Values: []string{"luks1", "luks2"},
+		Help: "LUKS version of the new volume (vdisk; qemu reads luks1 only)"},
+	{Name: "pbkdf", Type: formats.OptString, Values: []string{"pbkdf2", "argon2i", "argon2id"},
+		Help: "LUKS2 key slot KDF, default argon2id (vdisk)"},
+	{Name: "pbkdf-memory", Type: formats.OptInt, Help: "LUKS2 Argon2 memory in KiB, default 1048576 (vdisk)"},
+	{Name: "pbkdf-time", Type: formats.OptInt, Help: "LUKS2 Argon2 passes, default 4 (vdisk)"},
 }

@@ -11,7 +11,8 @@
 // sectors are read, merged and rewritten. Create writes a LUKS1 header as
 // qemu does (options key-secret, cipher-alg, cipher-mode, ivgen-alg,
 // ivgen-hash-alg, hash-alg, iter-time), with the key from
-// formats.OpenOptions.Secrets. The payload of a new volume is not
+// formats.OpenOptions.Secrets; vdisk's luks-type=luks2 (with pbkdf,
+// pbkdf-memory, pbkdf-time) writes a LUKS2 header as cryptsetup lays it out. The payload of a new volume is not
 // initialised (as qemu), so it does not read as zeros: ZeroInit is false
 // and conversions write their zeros. The header format itself is
 // internal/luks.

@@ -227,3 +227,51 @@ func TestWrongKey(t *testing.T) {
 		t.Fatal("a failed open changed the file")
 	}
 }
+
+// TestCreateLUKS2JudgedByCryptsetup: vdisk's LUKS2 volumes (luks-type=luks2,
+// Argon2id and PBKDF2 key slots) are what cryptsetup luksDump shows and
+// opens with the passphrase; vdisk reads back what it wrote.
+func TestCreateLUKS2JudgedByCryptsetup(t *testing.T) {
+	for _, c := range []struct{ opts, kdf string }{
+		{"key-secret=sec0,luks-type=luks2,pbkdf=argon2id,pbkdf-memory=8192,pbkdf-time=4", "argon2id"},
+		{"key-secret=sec0,luks-type=luks2,pbkdf=pbkdf2,iter-time=10,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv", "pbkdf2"},
+	} {
+		path := filepath.Join(t.TempDir(), "v2.luks")
+		img := create(t, path, 2<<20, c.opts)
+		want := pattern(2 << 20)
+		mustWriteAt(t, img, want, 0)
+		img.Close()
+		r := qemutest.Exec(t, "cryptsetup", "luksDump", path)
+		if r.Code != 0 {
+			t.Fatalf("luksDump: %s", r.Stderr)
+		}
+		for _, s := range []string{"Version:       \t2", "0: luks2", "PBKDF:      " + c.kdf, "0: pbkdf2", "offset: 16777216 [bytes]", "AF stripes: 4000"} {
+			if !strings.Contains(r.Stdout, s) {
+				t.Errorf("%s: luksDump lacks %q:\n%s", c.opts, s, r.Stdout)
+			}
+		}
+		kf := writeFile(t, "key", pass)
+		if r := qemutest.Exec(t, "cryptsetup", "open", "--test-passphrase", "--key-file", kf, path); r.Code != 0 {
+			t.Fatalf("%s: cryptsetup refuses the passphrase: %s", c.opts, r.Stderr)
+		}
+		kf = writeFile(t, "bad", []byte("bad"))
+		if r := qemutest.Exec(t, "cryptsetup", "open", "--test-passphrase", "--key-file", kf, path); r.Code == 0 {
+			t.Fatalf("%s: cryptsetup accepts a wrong passphrase", c.opts)
+		}
+		re, err := formats.Open(context.Background(), path, formats.OpenOptions{Key: pass})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, re); !bytes.Equal(got, want) {
+			t.Fatalf("%s: vdisk rereads other bytes", c.opts)
+		}
+		re.Close()
+	}
+}
+
+func mustWriteAt(t *testing.T, img formats.Writable, p []byte, off int64) {
+	t.Helper()
+	if _, err := img.WriteAt(p, off); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,7 +3,6 @@ package luks
 import (
 	"crypto/rand"
 	"fmt"
-	"hash"
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -142,7 +141,8 @@ func Create1(name string, p CreateParams) ([]byte, *Volume, *SectorCipher, error
 	digest := KDF{Type: KDFPBKDF2, Hash: p.Hash, Iterations: digestIters, Salt: h.MKDigestSalt[:]}.derive(mk, digestSize1)
 	copy(h.MKDigest[:], digest)
 	area := make([]byte, int64(h.PayloadOffset)*sectorSize)
-	if err := writeSlot(area, h.Slots[0], p, hf, mk); err != nil {
+	slotKDF := KDF{Type: KDFPBKDF2, Hash: p.Hash, Iterations: h.Slots[0].Iterations, Salt: h.Slots[0].Salt[:]}
+	if err := writeSlotKDF(area, h.Slots[0], p, slotKDF, hf, mk); err != nil {
 		return nil, nil, nil, err
 	}
 	hdr, err := h.encode()
@@ -159,27 +159,6 @@ func Create1(name string, p CreateParams) ([]byte, *Volume, *SectorCipher, error
 		return nil, nil, nil, err
 	}
 	return area, v, c, nil
-}
-
-// writeSlot stores mk in key slot s of area: derived key, AF split, encrypted.
-func writeSlot(area []byte, s slot1, p CreateParams, hf func() hash.Hash, mk []byte) error {
-	slotKey := KDF{Type: KDFPBKDF2, Hash: p.Hash, Iterations: s.Iterations, Salt: s.Salt[:]}.derive(p.Passphrase, p.KeyBytes)
-	defer clear(slotKey)
-	split, err := afSplit(hf, mk, int(s.Stripes))
-	if err != nil {
-		return err
-	}
-	defer clear(split)
-	padded := make([]byte, roundUp(int64(len(split)), sectorSize))
-	copy(padded, split)
-	c, err := NewSectorCipher(p.Spec, slotKey, sectorSize)
-	if err != nil {
-		return err
-	}
-	c.Encrypt(padded, 0)
-	copy(area[int64(s.KeyOffset)*sectorSize:], padded[:len(split)])
-	clear(padded)
-	return nil
 }
 
 // HeaderSize1 is the bytes before the payload of a LUKS1 volume made with p.
