@@ -25,18 +25,27 @@ import (
 
 const imageArgHelp = "IMAGE is any disk image vdisk reads; IMAGE:N reads partition N (see `vdisk info`)."
 
-// openVolume opens the file system an IMAGE[:N] argument names.
-func (g *globals) openVolume(ctx context.Context, arg, format string) (*fsys.Volume, func(), error) {
-	img, err := g.open(ctx, arg, format, nil)
+// withVolume opens the file system an IMAGE[:N] argument names, runs fn
+// on it and closes the image.
+func (g *globals) withVolume(cmd *cobra.Command, arg, format string, fn func(*fsys.Volume) error) error {
+	img, err := g.open(cmd.Context(), arg, format, nil)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
+	defer img.Close()
 	v, err := fsys.OpenImage(img, 0)
 	if err != nil {
-		img.Close()
-		return nil, nil, fmt.Errorf("%s: %w", arg, err)
+		return fmt.Errorf("%s: %w", arg, err)
 	}
-	return v, func() { img.Close() }, nil
+	return fn(v)
+}
+
+// optionalPath is the PATH argument at args[i], "." when absent.
+func optionalPath(args []string, i int) string {
+	if len(args) > i {
+		return cleanPath(args[i])
+	}
+	return "."
 }
 
 // cleanPath turns a user's path inside the image into an io/fs path.
@@ -59,16 +68,9 @@ func newLsCommand(g *globals) *cobra.Command {
   vdisk ls -R disk.vmdk`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, done, err := g.openVolume(cmd.Context(), args[0], format)
-			if err != nil {
-				return err
-			}
-			defer done()
-			dir := "."
-			if len(args) == 2 {
-				dir = cleanPath(args[1])
-			}
-			return listFiles(cmd.Context(), cmd.OutOrStdout(), v, dir, long, recursive)
+			return g.withVolume(cmd, args[0], format, func(v *fsys.Volume) error {
+				return listFiles(cmd.Context(), cmd.OutOrStdout(), v, optionalPath(args, 1), long, recursive)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -147,17 +149,14 @@ func newCatCommand(g *globals) *cobra.Command {
 		Example: `  vdisk cat disk.qcow2:1 /etc/fstab`,
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, done, err := g.openVolume(cmd.Context(), args[0], format)
-			if err != nil {
+			return g.withVolume(cmd, args[0], format, func(v *fsys.Volume) error {
+				r, err := openFileOrStream(v, args[1])
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(cmd.OutOrStdout(), r)
 				return err
-			}
-			defer done()
-			r, err := openFileOrStream(v, args[1])
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(cmd.OutOrStdout(), r)
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
@@ -198,23 +197,17 @@ func newExtractCommand(g *globals) *cobra.Command {
 		Example: `  vdisk extract disk.vhdx:2 /home/user/docs ./rescued`,
 		Args:    cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, done, err := g.openVolume(cmd.Context(), args[0], format)
-			if err != nil {
+			return g.withVolume(cmd, args[0], format, func(v *fsys.Volume) error {
+				st, err := fsys.Extract(cmd.Context(), v, cleanPath(args[1]), args[2])
+				for _, s := range st.Skipped {
+					fmt.Fprintf(cmd.ErrOrStderr(), "vdisk: note: skipped %s (not a file, directory or link)\n", s)
+				}
+				if err == nil && !g.quiet {
+					fmt.Fprintf(cmd.ErrOrStderr(), "extracted %d files (%d bytes), %d directories, %d links, %d hard links\n",
+						st.Files, st.Bytes, st.Dirs, st.Links, st.HardLinks)
+				}
 				return err
-			}
-			defer done()
-			st, err := fsys.Extract(cmd.Context(), v, cleanPath(args[1]), args[2])
-			for _, s := range st.Skipped {
-				fmt.Fprintf(cmd.ErrOrStderr(), "vdisk: note: skipped %s (not a file, directory or link)\n", s)
-			}
-			if err != nil {
-				return err
-			}
-			if !g.quiet {
-				fmt.Fprintf(cmd.ErrOrStderr(), "extracted %d files (%d bytes), %d directories, %d links, %d hard links\n",
-					st.Files, st.Bytes, st.Dirs, st.Links, st.HardLinks)
-			}
-			return nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
@@ -230,20 +223,13 @@ func newTarCommand(g *globals) *cobra.Command {
 		Example: `  vdisk tar disk.qcow2:1 /var/log | tar -tvf -`,
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, done, err := g.openVolume(cmd.Context(), args[0], format)
-			if err != nil {
+			return g.withVolume(cmd, args[0], format, func(v *fsys.Volume) error {
+				skipped, err := fsys.Tar(cmd.Context(), v, optionalPath(args, 1), cmd.OutOrStdout())
+				for _, s := range skipped {
+					fmt.Fprintf(cmd.ErrOrStderr(), "vdisk: note: skipped %s (a device node or socket)\n", s)
+				}
 				return err
-			}
-			defer done()
-			src := "."
-			if len(args) == 2 {
-				src = cleanPath(args[1])
-			}
-			skipped, err := fsys.Tar(cmd.Context(), v, src, cmd.OutOrStdout())
-			for _, s := range skipped {
-				fmt.Fprintf(cmd.ErrOrStderr(), "vdisk: note: skipped %s (a device node or socket)\n", s)
-			}
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
