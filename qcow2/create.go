@@ -9,21 +9,24 @@ import (
 	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
-// createOptions are qemu's qcow2 create options (names, defaults, help).
-var createOptions = append([]formats.OptionSpec{
-	{Name: "backing_file", Type: formats.OptString, Help: "File name of a base image"},
-	{Name: "backing_fmt", Type: formats.OptString, Help: "Image format of the base image"},
-	{Name: "cluster_size", Type: formats.OptSize, Default: "65536", Help: "qcow2 cluster size"},
-	{Name: "compat", Type: formats.OptString, Default: "1.1", Values: []string{"0.10", "1.1", "v2", "v3"},
-		Help: "Compatibility level (v2 [0.10] or v3 [1.1])"},
-	{Name: "compression_type", Type: formats.OptString, Default: "zlib", Values: []string{"zlib", "zstd"},
-		Help: "Compression method used for image cluster compression"},
-	{Name: "extended_l2", Type: formats.OptBool, Default: "off", Help: "Extended L2 tables"},
-	{Name: "lazy_refcounts", Type: formats.OptBool, Default: "off", Help: "Postpone refcount updates"},
-	{Name: "preallocation", Type: formats.OptString, Default: "off", Values: []string{"off", "metadata", "falloc", "full"},
-		Help: "Preallocation mode (allowed values: off, metadata, falloc, full)"},
-	{Name: "refcount_bits", Type: formats.OptInt, Default: "16", Help: "Width of a reference count entry in bits"},
-}, encryptOptions...)
+// CreateOptions are qemu's qcow2 create options, typed: the zero value is
+// qemu-img's defaults. They are the one source of the -o names, defaults
+// and help (createOptions); library callers pass them through
+// formats.OptionsOf(driver.CreateOptions, qcow2.CreateOptions{...}).
+type CreateOptions struct {
+	BackingFile     string `opt:"backing_file" help:"File name of a base image"`
+	BackingFmt      string `opt:"backing_fmt" help:"Image format of the base image"`
+	ClusterSize     int64  `opt:"cluster_size,size" default:"65536" help:"qcow2 cluster size"`
+	Compat          string `opt:"compat" default:"1.1" values:"0.10,1.1,v2,v3" help:"Compatibility level (v2 [0.10] or v3 [1.1])"`
+	CompressionType string `opt:"compression_type" default:"zlib" values:"zlib,zstd" help:"Compression method used for image cluster compression"`
+	ExtendedL2      bool   `opt:"extended_l2" default:"off" help:"Extended L2 tables"`
+	LazyRefcounts   bool   `opt:"lazy_refcounts" default:"off" help:"Postpone refcount updates"`
+	Preallocation   string `opt:"preallocation" default:"off" values:"off,metadata,falloc,full" help:"Preallocation mode (allowed values: off, metadata, falloc, full)"`
+	RefcountBits    int64  `opt:"refcount_bits" default:"16" help:"Width of a reference count entry in bits"`
+}
+
+// createOptions are the -o table: CreateOptions and the encryption options.
+var createOptions = append(formats.OptionSpecsOf(CreateOptions{}), encryptOptions...)
 
 // params are validated create options.
 type params struct {

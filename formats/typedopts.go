@@ -1,0 +1,124 @@
+package formats
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// Typed create options: a driver declares its -o options once, as a struct
+// whose fields carry tags, and derives from it the OptionSpec table (what
+// ParseOptions checks and OptionsHelp prints) with OptionSpecsOf; library
+// callers fill the struct and turn it into Options with OptionsOf, a zero
+// field meaning the option's default.
+//
+//	type CreateOptions struct {
+//		ClusterSize int64  `opt:"cluster_size,size" default:"65536" help:"qcow2 cluster size"`
+//		Compat      string `opt:"compat" default:"1.1" values:"0.10,1.1" help:"Compatibility level"`
+//		LazyRefcounts bool `opt:"lazy_refcounts" default:"off" help:"Postpone refcount updates"`
+//	}
+//
+// Field types: string (OptString), bool (OptBool), int and int64 (OptInt,
+// or OptSize with ",size" after the name).
+
+// OptionSpecsOf returns the option table of the tagged struct v (a value
+// or a pointer); it panics on a field type it cannot map, which is a
+// programming error found by the driver's first test.
+func OptionSpecsOf(v any) []OptionSpec {
+	t := reflect.TypeOf(v)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var specs []OptionSpec
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, ok := f.Tag.Lookup("opt")
+		if !ok {
+			continue
+		}
+		name, kind, _ := strings.Cut(tag, ",")
+		s := OptionSpec{Name: name, Help: f.Tag.Get("help"), Default: f.Tag.Get("default")}
+		if vals := f.Tag.Get("values"); vals != "" {
+			s.Values = strings.Split(vals, ",")
+		}
+		switch f.Type.Kind() {
+		case reflect.String:
+			s.Type = OptString
+		case reflect.Bool:
+			s.Type = OptBool
+		case reflect.Int, reflect.Int64:
+			s.Type = OptInt
+			if kind == "size" {
+				s.Type = OptSize
+			}
+		default:
+			panic(fmt.Sprintf("formats: option %s: field type %v has no option type", name, f.Type))
+		}
+		specs = append(specs, s)
+	}
+	return specs
+}
+
+// OptionsOf turns the tagged struct v into Options checked against specs
+// (a driver's CreateOptions): every non-zero field is set, zero fields keep
+// their defaults.
+func OptionsOf(specs []OptionSpec, v any) (Options, error) {
+	o, err := ParseOptions(specs, "")
+	if err != nil {
+		return o, err
+	}
+	rv := reflect.Indirect(reflect.ValueOf(v))
+	t := rv.Type()
+	for i := range t.NumField() {
+		tag, ok := t.Field(i).Tag.Lookup("opt")
+		if !ok || rv.Field(i).IsZero() {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		var text string
+		switch fv := rv.Field(i); fv.Kind() {
+		case reflect.String:
+			text = fv.String()
+		case reflect.Bool:
+			text = "on"
+		case reflect.Int, reflect.Int64:
+			text = strconv.FormatInt(fv.Int(), 10)
+		}
+		if err := o.Set(name, text); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// Decode fills the tagged struct pointed to by v from o: set options and
+// defaults alike.
+func (o Options) Decode(v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("formats: Decode needs a pointer to a struct, not %T", v)
+	}
+	rv = rv.Elem()
+	t := rv.Type()
+	for i := range t.NumField() {
+		tag, ok := t.Field(i).Tag.Lookup("opt")
+		if !ok {
+			continue
+		}
+		name, kind, _ := strings.Cut(tag, ",")
+		switch fv := rv.Field(i); fv.Kind() {
+		case reflect.String:
+			fv.SetString(o.String(name))
+		case reflect.Bool:
+			fv.SetBool(o.Bool(name))
+		case reflect.Int, reflect.Int64:
+			if kind == "size" {
+				fv.SetInt(o.Size(name))
+			} else {
+				fv.SetInt(o.Int(name))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+package formats
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+type testTyped struct {
+	Subformat   string `opt:"subformat" default:"dynamic" values:"dynamic,fixed" help:"Type"`
+	ClusterSize int64  `opt:"cluster_size,size" default:"65536" help:"Cluster size"`
+	Lazy        bool   `opt:"lazy_refcounts" default:"off" help:"Lazy"`
+	Bits        int64  `opt:"refcount_bits" default:"16" help:"Bits"`
+	Backing     string `opt:"backing_file" help:"Backing"`
+	notAnOption int
+}
+
+// TestTypedOptions: the table derived from tags is the hand-written one of
+// TestParseOptions, and a typed value survives OptionsOf then Decode.
+func TestTypedOptions(t *testing.T) {
+	if d := cmp.Diff(testSpecs, OptionSpecsOf(testTyped{})); d != "" {
+		t.Fatalf("specs (-hand +derived):\n%s", d)
+	}
+	in := testTyped{Subformat: "fixed", ClusterSize: 2 << 20, Lazy: true, Backing: "a,b.img"}
+	o, err := OptionsOf(testSpecs, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"subformat", "cluster_size", "lazy_refcounts", "backing_file"}, o.Keys()); d != "" {
+		t.Errorf("set keys (-want +got):\n%s", d)
+	}
+	var out testTyped
+	if err := o.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	in.Bits = 16 // the default, filled in
+	if d := cmp.Diff(in, out, cmp.AllowUnexported(testTyped{})); d != "" {
+		t.Errorf("round trip (-want +got):\n%s", d)
+	}
+	if _, err := OptionsOf(testSpecs, testTyped{Subformat: "sparse"}); err == nil {
+		t.Error("a value outside values was accepted")
+	}
+}

@@ -1,0 +1,77 @@
+package qcow2
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/qemutest"
+)
+
+// TestTypedCreateOptions: an image made from typed options (non-default
+// cluster size, compat, lazy refcounts, refcount width) has what qemu-img
+// info reports for them, and the zero CreateOptions gives qemu's defaults.
+func TestTypedCreateOptions(t *testing.T) {
+	for _, c := range []struct {
+		opts CreateOptions
+		want map[string]any // qemu-img info fields
+	}{
+		{CreateOptions{}, map[string]any{"cluster-size": 65536.0, "compat": "1.1", "refcount-bits": 16.0, "lazy-refcounts": false}},
+		{CreateOptions{ClusterSize: 1 << 20, Compat: "0.10"}, map[string]any{"cluster-size": 1048576.0, "compat": "0.10", "refcount-bits": 16.0}},
+		{CreateOptions{LazyRefcounts: true, RefcountBits: 64, ExtendedL2: true}, map[string]any{"cluster-size": 65536.0, "lazy-refcounts": true, "refcount-bits": 64.0, "extended-l2": true}},
+	} {
+		drv, err := formats.Lookup(Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := formats.OptionsOf(drv.CreateOptions, c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "typed.qcow2")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := drv.Create(context.Background(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: 16 << 20, Options: o})
+		if err != nil {
+			t.Fatalf("%+v: %v", c.opts, err)
+		}
+		if err := img.Close(); err != nil {
+			t.Fatal(err)
+		}
+		info := qemutest.Info(t, "qcow2", path)
+		data := info["format-specific"].(map[string]any)["data"].(map[string]any)
+		for k, v := range c.want {
+			got := data[k]
+			if k == "cluster-size" {
+				got = info[k]
+			}
+			if got != v {
+				t.Errorf("%+v: qemu-img info %s = %v, want %v", c.opts, k, got, v)
+			}
+		}
+		qemutest.RequireClean(t, "qcow2", path)
+		var back CreateOptions
+		if err := o.Decode(&back); err != nil {
+			t.Fatal(err)
+		}
+		if c.opts.ClusterSize != 0 && back.ClusterSize != c.opts.ClusterSize {
+			t.Errorf("Decode: cluster size %d, want %d", back.ClusterSize, c.opts.ClusterSize)
+		}
+	}
+}
+
+// TestOptionsHelpMatchesQemu: every line of the -o help generated from
+// CreateOptions is a line of `qemu-img create -f qcow2 -o help`.
+func TestOptionsHelpMatchesQemu(t *testing.T) {
+	want := qemutest.Exec(t, "qemu-img", "create", "-f", "qcow2", "-o", "help").Stdout
+	for _, line := range strings.Split(strings.TrimSpace(formats.OptionsHelp(Name, formats.OptionSpecsOf(CreateOptions{}))), "\n") {
+		if !strings.Contains(want, line+"\n") {
+			t.Errorf("line %q is not in qemu-img's help:\n%s", line, want)
+		}
+	}
+}
