@@ -32,7 +32,6 @@ func startConvert(t *testing.T, src, dst string) (*exec.Cmd, io.ReadCloser) {
 	return cmd, stdout
 }
 
-
 func TestSignalLeavesNoOutput(t *testing.T) {
 	srcDir := t.TempDir()
 	src := manyExtents(t, srcDir)
