@@ -208,6 +208,14 @@ func TestWriteVerifiedByEwfTools(t *testing.T) {
 					t.Errorf("ewfinfo %s: %q, want %q", k, got, want)
 				}
 			}
+			img, err := formats.Open(context.Background(), dst, formats.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			if got, want := fmt.Sprint(img.(formats.Informer).Info().Specific[8]), "{set-identifier "+ewfinfoField(info, "Set identifier")+"}"; got != want {
+				t.Errorf("info %s, ewfinfo %s", got, want)
+			}
 			equalBytes(t, "ewfexport of vdisk's image", export(t, dst), data)
 			equalBytes(t, "vdisk reading its own image", readAll(t, dst, formats.OpenOptions{}), data)
 		})

@@ -2,7 +2,9 @@ package ewf
 
 import (
 	"container/list"
+	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"sync"
 
 	"github.com/vdiskio/vdisk/internal/sparse"
@@ -130,6 +132,9 @@ func (img *Image) Info() formats.Info {
 		{Key: "chunks", Value: int64(v.ChunkCount)},
 		{Key: "compression", Value: img.compressionName()},
 	}
+	if v.SetID != ([16]byte{}) {
+		spec = append(spec, formats.Field{Key: "set-identifier", Value: guidString(v.SetID)})
+	}
 	add := func(k, val string) {
 		if val != "" {
 			spec = append(spec, formats.Field{Key: k, Value: val})
@@ -159,4 +164,11 @@ func (img *Image) Info() formats.Info {
 		actual += n
 	}
 	return formats.Info{ClusterSize: img.chunkBytes, Specific: spec, ActualSize: actual}
+}
+
+// guidString formats the segment file set GUID as ewfinfo does (Microsoft
+// layout: the first three fields little-endian).
+func guidString(g [16]byte) string {
+	return fmt.Sprintf("%08x-%04x-%04x-%x-%x", binary.LittleEndian.Uint32(g[0:]), binary.LittleEndian.Uint16(g[4:]),
+		binary.LittleEndian.Uint16(g[6:]), g[8:10], g[10:])
 }
