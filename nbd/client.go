@@ -39,8 +39,9 @@ type Client struct {
 	flags    uint16
 	writable bool
 	// structured replies negotiated; metaID is base:allocation's context
-	// (0: the server has no block status).
+	// id when hasMeta (qemu-nbd numbers it 0).
 	structured bool
+	hasMeta    bool
 	metaID     uint32
 	minBlock   uint32
 	prefBlock  uint32
@@ -192,7 +193,7 @@ func (c *Client) setMeta() error {
 			return protoErr("meta context reply of %d bytes", len(data))
 		}
 		if string(data[4:]) == metaBaseAllocation {
-			c.metaID = binary.BigEndian.Uint32(data)
+			c.metaID, c.hasMeta = binary.BigEndian.Uint32(data), true
 		}
 		return nil
 	})
@@ -200,7 +201,7 @@ func (c *Client) setMeta() error {
 		return err
 	}
 	if typ != repAck {
-		c.metaID = 0 // no block status: everything reads as data
+		c.hasMeta = false // no block status: everything reads as data
 	}
 	_ = msg
 	return nil
@@ -343,7 +344,7 @@ func (c *Client) BlockSizes() (minimum, preferred, maxPayload uint32) {
 }
 
 // CanBlockStatus reports whether the server answers base:allocation.
-func (c *Client) CanBlockStatus() bool { return c.metaID != 0 }
+func (c *Client) CanBlockStatus() bool { return c.hasMeta }
 
 // Name is the URL the client was opened with.
 func (c *Client) Name() string { return c.name }

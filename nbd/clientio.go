@@ -155,7 +155,7 @@ func (c *Client) Extents(off, length int64) ([]formats.Extent, error) {
 	if length <= 0 || off < 0 {
 		return nil, nil
 	}
-	if c.metaID == 0 {
+	if !c.hasMeta {
 		return []formats.Extent{{Offset: off, Length: length, Kind: formats.Data, HostOffset: off}}, nil
 	}
 	var out []formats.Extent
