@@ -155,4 +155,3 @@ func TestClientQemuNBD(t *testing.T) {
 	qemutest.RequireClean(t, "qcow2", path)
 	qemutest.RequireSame(t, "qcow2", path, "qcow2", ref)
 }
-
