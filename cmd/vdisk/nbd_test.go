@@ -2,7 +2,15 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +27,7 @@ import (
 // listens on sock, and waits (at most 20 s) until it prints readyLine on
 // stderr or, when readyLine is "", until the socket accepts an NBD client.
 // The server is stopped with SIGTERM when the test ends.
-func startServer(t *testing.T, sock string, cmd *exec.Cmd, readyLine string) *exec.Cmd {
+func startServer(t *testing.T, sock string, cmd *exec.Cmd, readyLine string) string {
 	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -59,7 +67,7 @@ func startServer(t *testing.T, sock string, cmd *exec.Cmd, readyLine string) *ex
 	defer tick.Stop()
 	for {
 		if readyLine == "" && exec.Command("nbdinfo", "--can", "connect", "nbd+unix:///?socket="+sock).Run() == nil {
-			return cmd
+			return ""
 		}
 		select {
 		case line, ok := <-lines:
@@ -68,7 +76,7 @@ func startServer(t *testing.T, sock string, cmd *exec.Cmd, readyLine string) *ex
 			}
 			t.Logf("%s: %s", filepath.Base(cmd.Path), line)
 			if readyLine != "" && strings.Contains(line, readyLine) {
-				return cmd
+				return line
 			}
 		case <-tick.C:
 		case <-deadline:
@@ -391,4 +399,65 @@ func TestRescueFromFailingExport(t *testing.T) {
 		t.Fatalf("rescue of a good export: exit %d: %s%s", code, stdout, stderr)
 	}
 	requireSameBytes(t, out2, src)
+}
+
+// TestServeTLSOverTCP: `vdisk serve --bind 127.0.0.1:0 --tls-cert --tls-key`
+// prints the port it got; nbdinfo connects with nbds:// and the CA file, and
+// a plain nbd:// client is refused.
+func TestServeTLSOverTCP(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSignedPEM(t)
+	cert, key := filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem")
+	for name, data := range map[string][]byte{cert: certPEM, key: keyPEM, filepath.Join(dir, "ca-cert.pem"): certPEM} {
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "a.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", img, "4M")
+	qemutest.IO(t, "qcow2", img, "write -P 0x5a 0 1M")
+	qemutest.Tool(t, "nbdinfo")
+	cmd := exec.Command(os.Args[0], "serve", "--persistent", "-r", "--bind", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, img)
+	cmd.Env = append(os.Environ(), "VDISK_TEST_MAIN=1")
+	line := startServer(t, "", cmd, "vdisk: serving")
+	i := strings.Index(line, "nbds://127.0.0.1:")
+	if i < 0 {
+		t.Fatalf("no nbds:// URL in %q", line)
+	}
+	url := strings.TrimSuffix(line[i:], "/") + "/"
+	r := qemutest.Exec(t, "nbdinfo", "--json", url+"?tls-certificates="+dir)
+	if r.Code != 0 || !strings.Contains(r.Stdout, `"TLS": true`) || !strings.Contains(r.Stdout, `"export-size": 4194304`) {
+		t.Errorf("nbdinfo over TLS: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	plain := "nbd://" + strings.TrimPrefix(url, "nbds://")
+	if r := qemutest.Exec(t, "nbdinfo", "--size", plain); r.Code == 0 {
+		t.Errorf("a plain client read the TLS export: %s", r.Stdout)
+	}
+}
+
+// selfSignedPEM makes a self-signed certificate for 127.0.0.1 and
+// localhost, and its key, in PEM.
+func selfSignedPEM(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
