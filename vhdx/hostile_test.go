@@ -455,6 +455,23 @@ func TestParentReferences(t *testing.T) {
 			}
 		})
 	}
+	// Every locator tried is named, with the policy: a relative path to a
+	// missing file, then an absolute one that safe refuses and local allows.
+	both := withLocator("parent_linkage", linkage, "relative_path", `missing.vhdx`,
+		"absolute_win32_path", `C:`+strings.ReplaceAll(basePath, "/", `\`))
+	_, err = formats.Open(context.Background(), both, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicySafe}})
+	for _, want := range []string{`relative_path "missing.vhdx"`, `absolute_win32_path "` + basePath + `"`,
+		"under the safe reference policy", "--references=local"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parent error %v does not say %q", err, want)
+		}
+	}
+	if err != nil && (strings.Contains(err.Error(), "\n") || !errors.Is(err, formats.ErrReferenceDenied)) {
+		t.Errorf("parent error is not one ErrReferenceDenied line: %v", err)
+	}
+	if _, err := formats.Open(context.Background(), both, formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyLocal}}); err != nil {
+		t.Errorf("under local the absolute locator opens the parent: %v", err)
+	}
 }
 
 // TestBitmapSlots: in a disk with more payload blocks than the chunk ratio,
