@@ -11,11 +11,18 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/fuzzpatch"
 )
 
 // fuzzParent is the parent every differencing seed resolves to.
 func fuzzParent(tb testing.TB) []byte {
-	return memImage(tb, 256<<10, "subformat=fixed,force_size=on", write{0, []byte("parent")})
+	return memImage(tb, 8<<10, "subformat=fixed,force_size=on", write{0, []byte("parent")})
+}
+
+// fuzzDynamic is a small dynamic disk (4 KiB blocks, two allocated): a
+// seed of a few KiB, so the fuzzer mutates rather than minimises.
+func fuzzDynamic(tb testing.TB) []byte {
+	return memImage(tb, 16<<10, "force_size=on,block_size=4K", write{0, []byte("first block")}, write{12 << 10, []byte("another block")})
 }
 
 // diffSeed is a differencing disk over fuzzParent, built in memory.
@@ -25,12 +32,12 @@ func diffSeed(tb testing.TB, parent []byte) []byte {
 		tb.Fatal(err)
 	}
 	m := fileio.NewMem("child.vhd", nil)
-	o, _ := formats.ParseOptions(createOptions, "block_size=64K")
+	o, _ := formats.ParseOptions(createOptions, "block_size=4K")
 	img, err := newDifferencing(formats.CreateRequest{File: m, Name: "child.vhd", Options: o}, p.(*Image), "parent.vhd")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	apply(tb, img, []write{{100, []byte("child")}, {200 << 10, []byte("more")}})
+	apply(tb, img, []write{{100, []byte("child")}, {6 << 10, []byte("more")}})
 	finish(tb, img)
 	return m.Bytes()
 }
@@ -55,14 +62,19 @@ func exercise(img formats.Image) {
 }
 
 func FuzzOpen(f *testing.F) {
+	// Inputs are patches over small valid disks (fuzzpatch): a whole image
+	// as the input is minimised for a minute each time the fuzzer finds
+	// new coverage.
 	parent := fuzzParent(f)
-	f.Add(smallDynamic(f))
-	f.Add(parent)
-	f.Add(diffSeed(f, parent))
-	f.Add(memImage(f, 64<<10, "force_size=on,block_size=4K", write{5000, []byte("x")}))
-	f.Add(memImage(f, 100<<10, "subformat=fixed"))
+	bases := [][]byte{fuzzDynamic(f), parent, diffSeed(f, parent),
+		memImage(f, 8<<10, "force_size=on,block_size=512", write{5000, []byte("x")}),
+		memImage(f, 4<<10, "subformat=fixed,force_size=on")}
+	for _, s := range fuzzpatch.Seeds(bases) {
+		f.Add(s)
+	}
 	res := memResolver{parent}
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(func(t *testing.T, input []byte) {
+		data := fuzzpatch.Apply(bases, input)
 		m := fileio.NewMem("fuzz.vhd", data)
 		m.ReadOnly = true
 		img, err := Open(context.Background(), m, formats.OpenOptions{Resolver: res, Limits: formats.Limits{MaxTableBytes: 1 << 20}})
@@ -76,9 +88,9 @@ func FuzzOpen(f *testing.F) {
 
 func FuzzFooter(f *testing.F) {
 	f.Add(smallDynamic(f)[:footerSize])
-	fixed := memImage(f, 100<<10, "subformat=fixed")
+	fixed := memImage(f, 4<<10, "subformat=fixed,force_size=on")
 	f.Add(fixed[len(fixed)-footerSize:])
-	legacy := memImage(f, 100<<10, "subformat=fixed")
+	legacy := memImage(f, 4<<10, "subformat=fixed,force_size=on")
 	f.Add(legacy[len(legacy)-footerSize : len(legacy)-1])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		probe(formats.ProbeInput{Header: b, Tail: b, Size: int64(len(b))})
