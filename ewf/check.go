@@ -125,8 +125,9 @@ type scanBatch struct {
 // disk bytes to sink (when not nil) in order. Damaged chunks are returned
 // as problems (and read as zeros); other errors stop the scan.
 func (img *Image) scan(ctx context.Context, sink func([]byte)) ([]string, error) {
-	perBatch := max(1, scanBatchBytes/img.chunkBytes)
-	workers := max(1, runtime.GOMAXPROCS(0))
+	perBatch := max(1, min(scanBatchBytes/img.chunkBytes, img.chunks))
+	batches := (img.chunks + perBatch - 1) / perBatch
+	workers := int(max(1, min(int64(runtime.GOMAXPROCS(0)), batches)))
 	g, ctx := errgroup.WithContext(ctx)
 	bufs := make(chan []byte, workers+2)
 	for range cap(bufs) {
