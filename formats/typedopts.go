@@ -19,8 +19,9 @@ import (
 //		LazyRefcounts bool `opt:"lazy_refcounts" default:"off" help:"Postpone refcount updates"`
 //	}
 //
-// Field types: string (OptString), bool (OptBool), int and int64 (OptInt,
-// or OptSize with ",size" after the name).
+// Field types: string (OptString), bool (OptBool; *bool for an option
+// whose default is on, nil meaning the default), int and int64 (OptInt, or
+// OptSize with ",size" after the name).
 
 // OptionSpecsOf returns the option table of the tagged struct v (a value
 // or a pointer); it panics on a field type it cannot map, which is a
@@ -46,6 +47,11 @@ func OptionSpecsOf(v any) []OptionSpec {
 		case reflect.String:
 			s.Type = OptString
 		case reflect.Bool:
+			s.Type = OptBool
+		case reflect.Pointer:
+			if f.Type.Elem().Kind() != reflect.Bool {
+				panic(fmt.Sprintf("formats: option %s: only *bool pointers are options", name))
+			}
 			s.Type = OptBool
 		case reflect.Int, reflect.Int64:
 			s.Type = OptInt
@@ -82,6 +88,11 @@ func OptionsOf(specs []OptionSpec, v any) (Options, error) {
 			text = fv.String()
 		case reflect.Bool:
 			text = "on"
+		case reflect.Pointer: // *bool: nil is the default, else explicit
+			text = "off"
+			if fv.Elem().Bool() {
+				text = "on"
+			}
 		case reflect.Int, reflect.Int64:
 			text = strconv.FormatInt(fv.Int(), 10)
 		}
@@ -112,6 +123,9 @@ func (o Options) Decode(v any) error {
 			fv.SetString(o.String(name))
 		case reflect.Bool:
 			fv.SetBool(o.Bool(name))
+		case reflect.Pointer:
+			b := o.Bool(name)
+			fv.Set(reflect.ValueOf(&b))
 		case reflect.Int, reflect.Int64:
 			if kind == "size" {
 				fv.SetInt(o.Size(name))

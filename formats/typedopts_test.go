@@ -41,3 +41,26 @@ func TestTypedOptions(t *testing.T) {
 		t.Error("a value outside values was accepted")
 	}
 }
+
+// TestTypedOptionsPointerBool: a *bool option (default on) is unset when
+// nil and explicit otherwise.
+func TestTypedOptionsPointerBool(t *testing.T) {
+	type withOn struct {
+		Zero *bool `opt:"block_state_zero" default:"on" help:"Zero"`
+	}
+	specs := OptionSpecsOf(withOn{})
+	off := false
+	for _, c := range []struct {
+		in   withOn
+		want bool
+		set  bool
+	}{{withOn{}, true, false}, {withOn{Zero: &off}, false, true}} {
+		o, err := OptionsOf(specs, c.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Bool("block_state_zero") != c.want || o.IsSet("block_state_zero") != c.set {
+			t.Errorf("%+v: value %v set %v", c.in, o.Bool("block_state_zero"), o.IsSet("block_state_zero"))
+		}
+	}
+}

@@ -21,13 +21,15 @@ func init() {
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
 			return imageio.Created(Create(ctx, req))
 		},
-		CreateOptions: []formats.OptionSpec{
-			{Name: "preallocation", Type: formats.OptString, Default: "off",
-				Values: []string{"off", "falloc", "full"},
-				Help:   "Preallocation mode (allowed values: off, falloc, full)"},
-		},
-		Measure: measure,
+		CreateOptions: formats.OptionSpecsOf(CreateOptions{}),
+		Measure:       measure,
 	})
+}
+
+// CreateOptions are qemu's raw create options, typed: the zero value is
+// qemu-img's defaults.
+type CreateOptions struct {
+	Preallocation string `opt:"preallocation" default:"off" values:"off,falloc,full" help:"Preallocation mode (allowed values: off, falloc, full)"`
 }
 
 // Image is an open raw image.

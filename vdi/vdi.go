@@ -28,11 +28,14 @@ func init() {
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
 			return imageio.Created(Create(ctx, req))
 		},
-		CreateOptions: []formats.OptionSpec{
-			{Name: "static", Type: formats.OptBool, Default: "off",
-				Help: "VDI static (pre-allocated) image"},
-		},
+		CreateOptions: formats.OptionSpecsOf(CreateOptions{}),
 	})
+}
+
+// CreateOptions are qemu's vdi create options, typed: the zero value is
+// qemu-img's default (a dynamic image).
+type CreateOptions struct {
+	Static bool `opt:"static" default:"off" help:"VDI static (pre-allocated) image"`
 }
 
 // probe recognises the signature at offset 64 with a known version.

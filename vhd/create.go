@@ -26,22 +26,20 @@ const (
 	mib          = 1 << 20
 )
 
-var createOptions = []formats.OptionSpec{
-	{Name: "subformat", Type: formats.OptString, Default: "dynamic", Values: []string{"dynamic", "fixed"},
-		Help: "Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} "},
-	{Name: "force_size", Type: formats.OptBool, Default: "off",
-		Help: "Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation"},
-	{Name: "block_size", Type: formats.OptSize, Default: "2M",
-		Help: "Block size of a dynamic or differencing disk (a power of two, 512 bytes to 256 MiB; vdisk)"},
-	{Name: "azure", Type: formats.OptBool, Default: "off",
-		Help: "Make an Azure-ready disk: fixed, exact size, refused unless the size is a whole MiB (vdisk)"},
-	{Name: "azure_round_up", Type: formats.OptBool, Default: "off",
-		Help: "With azure=on, round the size up to the next whole MiB instead of refusing it (vdisk)"},
-	{Name: "backing_file", Type: formats.OptString,
-		Help: "File name of the parent VHD: creates a differencing disk (vdisk)"},
-	{Name: "backing_fmt", Type: formats.OptString,
-		Help: "Image format of the parent (vpc) (vdisk)"},
+// CreateOptions are the vpc create options, typed: the zero value is
+// qemu-img's defaults (a dynamic disk). They are the one source of the -o
+// names, defaults and help.
+type CreateOptions struct {
+	Subformat    string `opt:"subformat" default:"dynamic" values:"dynamic,fixed" help:"Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} "`
+	ForceSize    bool   `opt:"force_size" default:"off" help:"Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation"`
+	BlockSize    int64  `opt:"block_size,size" default:"2M" help:"Block size of a dynamic or differencing disk (a power of two, 512 bytes to 256 MiB; vdisk)"`
+	Azure        bool   `opt:"azure" default:"off" help:"Make an Azure-ready disk: fixed, exact size, refused unless the size is a whole MiB (vdisk)"`
+	AzureRoundUp bool   `opt:"azure_round_up" default:"off" help:"With azure=on, round the size up to the next whole MiB instead of refusing it (vdisk)"`
+	BackingFile  string `opt:"backing_file" help:"File name of the parent VHD: creates a differencing disk (vdisk)"`
+	BackingFmt   string `opt:"backing_fmt" help:"Image format of the parent (vpc) (vdisk)"`
 }
+
+var createOptions = formats.OptionSpecsOf(CreateOptions{})
 
 // plan is the layout of a new image.
 type plan struct {

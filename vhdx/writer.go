@@ -21,19 +21,19 @@ const diffBlockSize = 2 * mib
 // (qemu always writes 512).
 const LogicalSectorOption = "logical_sector_size"
 
-var createOptions = []formats.OptionSpec{
-	{Name: "subformat", Type: formats.OptString, Default: "dynamic", Values: []string{"dynamic", "fixed"},
-		Help: "VHDX format type, can be either 'dynamic' or 'fixed'. Default is 'dynamic'."},
-	{Name: "block_size", Type: formats.OptSize, Default: "0",
-		Help: "Block Size; min 1MB, max 256MB. 0 means auto-calculate based on image size."},
-	{Name: "log_size", Type: formats.OptSize, Default: "1M", Help: "Log size; min 1MB."},
-	{Name: "block_state_zero", Type: formats.OptBool, Default: "on",
-		Help: "Force use of payload blocks of type 'ZERO'. Non-standard, but default.  Do not set to 'off' when using 'qemu-img convert' with subformat=dynamic."},
-	{Name: LogicalSectorOption, Type: formats.OptInt, Default: "512", Values: nil,
-		Help: "Logical sector size in bytes, 512 or 4096 (vdisk only)"},
-	{Name: "backing_file", Type: formats.OptString, Help: "File name of the parent VHDX (differencing disk)"},
-	{Name: "backing_fmt", Type: formats.OptString, Help: "Image format of the parent (vhdx)"},
+// CreateOptions are the vhdx create options, typed: the zero value is
+// qemu-img's defaults. BlockStateZero is a *bool because its default is on.
+type CreateOptions struct {
+	Subformat         string `opt:"subformat" default:"dynamic" values:"dynamic,fixed" help:"VHDX format type, can be either 'dynamic' or 'fixed'. Default is 'dynamic'."`
+	BlockSize         int64  `opt:"block_size,size" default:"0" help:"Block Size; min 1MB, max 256MB. 0 means auto-calculate based on image size."`
+	LogSize           int64  `opt:"log_size,size" default:"1M" help:"Log size; min 1MB."`
+	BlockStateZero    *bool  `opt:"block_state_zero" default:"on" help:"Force use of payload blocks of type 'ZERO'. Non-standard, but default.  Do not set to 'off' when using 'qemu-img convert' with subformat=dynamic."`
+	LogicalSectorSize int64  `opt:"logical_sector_size" default:"512" help:"Logical sector size in bytes, 512 or 4096 (vdisk only)"`
+	BackingFile       string `opt:"backing_file" help:"File name of the parent VHDX (differencing disk)"`
+	BackingFmt        string `opt:"backing_fmt" help:"Image format of the parent (vhdx)"`
 }
+
+var createOptions = formats.OptionSpecsOf(CreateOptions{})
 
 // Writer is a VHDX image being written. WriteAt may be called concurrently
 // on disjoint ranges; Flush writes the BAT; Close flushes.

@@ -12,17 +12,17 @@ const (
 )
 
 // createOptions are qemu's vmdk create options, names, defaults and help.
-var createOptions = []formats.OptionSpec{
-	{Name: "adapter_type", Type: formats.OptString, Default: "ide",
-		Values: []string{"ide", "lsilogic", "buslogic", "legacyESX"},
-		Help:   "Virtual adapter type, can be one of ide (default), lsilogic, buslogic or legacyESX"},
-	{Name: "backing_file", Type: formats.OptString, Help: "File name of a base image"},
-	{Name: "backing_fmt", Type: formats.OptString, Values: []string{"vmdk"}, Help: "Must be 'vmdk' if present"},
-	{Name: "compat6", Type: formats.OptBool, Default: "off", Help: "VMDK version 6 image"},
-	{Name: "hwversion", Type: formats.OptString, Default: "undefined", Help: "VMDK hardware version"},
-	{Name: "subformat", Type: formats.OptString, Default: subMonolithicSparse,
-		Values: []string{subMonolithicSparse, subMonolithicFlat, subTwoGbSparse, subTwoGbFlat, subStreamOptimized},
-		Help:   "VMDK flat extent format, can be one of {monolithicSparse (default) | monolithicFlat | twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} "},
-	{Name: "toolsversion", Type: formats.OptString, Help: "VMware guest tools version"},
-	{Name: "zeroed_grain", Type: formats.OptBool, Default: "off", Help: "Enable efficient zero writes using the zeroed-grain GTE feature"},
+// CreateOptions are qemu's vmdk create options, typed: the zero value is
+// qemu-img's defaults (monolithicSparse, ide).
+type CreateOptions struct {
+	AdapterType  string `opt:"adapter_type" default:"ide" values:"ide,lsilogic,buslogic,legacyESX" help:"Virtual adapter type, can be one of ide (default), lsilogic, buslogic or legacyESX"`
+	BackingFile  string `opt:"backing_file" help:"File name of a base image"`
+	BackingFmt   string `opt:"backing_fmt" values:"vmdk" help:"Must be 'vmdk' if present"`
+	Compat6      bool   `opt:"compat6" default:"off" help:"VMDK version 6 image"`
+	HWVersion    string `opt:"hwversion" default:"undefined" help:"VMDK hardware version"`
+	Subformat    string `opt:"subformat" default:"monolithicSparse" values:"monolithicSparse,monolithicFlat,twoGbMaxExtentSparse,twoGbMaxExtentFlat,streamOptimized" help:"VMDK flat extent format, can be one of {monolithicSparse (default) | monolithicFlat | twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} "`
+	ToolsVersion string `opt:"toolsversion" help:"VMware guest tools version"`
+	ZeroedGrain  bool   `opt:"zeroed_grain" default:"off" help:"Enable efficient zero writes using the zeroed-grain GTE feature"`
 }
+
+var createOptions = formats.OptionSpecsOf(CreateOptions{})
