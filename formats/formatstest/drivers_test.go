@@ -1,8 +1,15 @@
 package formatstest_test
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/formats"
 
 	"github.com/vdiskio/vdisk/formats/formatstest"
 	"github.com/vdiskio/vdisk/internal/qemutest"
@@ -50,5 +57,39 @@ func TestDrivers(t *testing.T) {
 					Backing: c.backing && o == "", Judge: qemuJudge(c.qemu), Skip: c.skip})
 			})
 		}
+	}
+}
+
+// TestCancelledCreate: a create that writes the whole disk
+// (preallocation=full) stops at the next write once its context is
+// cancelled, and convert's output leaves nothing at the path.
+func TestCancelledCreate(t *testing.T) {
+	for _, format := range []string{"raw", "qcow2"} {
+		t.Run(format, func(t *testing.T) {
+			drv, err := formats.Lookup(format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, err := formats.ParseOptions(drv.CreateOptions, "preallocation=full")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "full."+format)
+			img, out, err := convert.CreateOutput(ctx, path, drv, 64<<20, opts, formats.OpenOptions{}, convert.OutputOptions{})
+			if err == nil {
+				img.Close()
+				out.Abort()
+				t.Fatal("Create with a cancelled context succeeded")
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("error %v, want context.Canceled", err)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("a cancelled create left %v", ents)
+			}
+		})
 	}
 }
