@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"unicode/utf16"
+
+	"github.com/vdiskio/vdisk/internal/guid"
 )
 
 // GPT header fields (offsets in the header sector).
@@ -192,10 +194,7 @@ func allZero(b []byte) bool {
 
 // guidString formats a GPT GUID (first three fields little-endian) in the
 // canonical upper-case form.
-func guidString(b []byte) string {
-	return fmt.Sprintf("%08X-%04X-%04X-%X-%X", binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint16(b[4:]),
-		binary.LittleEndian.Uint16(b[6:]), b[8:10], b[10:16])
-}
+func guidString(b []byte) string { return guid.FromMixed(b).Upper() }
 
 // utf16Name decodes a NUL-terminated UTF-16LE name.
 func utf16Name(b []byte) string {

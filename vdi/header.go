@@ -1,12 +1,12 @@
 package vdi
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/guid"
 )
 
 // On-disk constants (VDICore.h).
@@ -74,33 +74,15 @@ type uuid [16]byte
 func (u uuid) isNull() bool { return u == uuid{} }
 
 // String renders the UUID in the usual text form.
-func (u uuid) String() string {
-	r := u.rfc()
-	return fmt.Sprintf("%x-%x-%x-%x-%x", r[0:4], r[4:6], r[6:8], r[8:10], r[10:16])
-}
+func (u uuid) String() string { return guid.FromMixed(u[:]).String() }
 
 // rfc returns the bytes in RFC 4122 (big-endian) order.
-func (u uuid) rfc() [16]byte {
-	r := [16]byte(u)
-	r[0], r[1], r[2], r[3] = u[3], u[2], u[1], u[0]
-	r[4], r[5] = u[5], u[4]
-	r[6], r[7] = u[7], u[6]
-	return r
-}
+func (u uuid) rfc() [16]byte { return guid.FromMixed(u[:]) }
 
 // newUUID returns a random (version 4) UUID in the on-disk layout.
 func newUUID() (uuid, error) {
-	var r [16]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		return uuid{}, err
-	}
-	r[6] = r[6]&0x0f | 0x40
-	r[8] = r[8]&0x3f | 0x80
-	u := uuid(r)
-	u[0], u[1], u[2], u[3] = r[3], r[2], r[1], r[0]
-	u[4], u[5] = r[5], r[4]
-	u[6], u[7] = r[7], r[6]
-	return u, nil
+	g, err := guid.New()
+	return uuid(g.Mixed()), err
 }
 
 // header is the pre-header and header, whatever the version, with the

@@ -2,7 +2,6 @@ package vhd
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/guid"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -143,12 +143,10 @@ func newFooter(p plan, t diskType, now time.Time) footer {
 	return ft
 }
 
-// newUUID returns a random (version 4) UUID.
+// newUUID returns a random (version 4) UUID; crypto/rand does not fail
+// (since Go 1.24 it ends the program instead), so there is no error.
 func newUUID() [16]byte {
-	var u [16]byte
-	rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
+	u, _ := guid.New()
 	return u
 }
 

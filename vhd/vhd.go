@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/guid"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -595,6 +596,5 @@ func (img *Image) Info() formats.Info {
 	return info
 }
 
-func formatUUID(u [16]byte) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
+// formatUUID renders a VHD UUID (stored in RFC 4122 order).
+func formatUUID(u [16]byte) string { return guid.GUID(u).String() }

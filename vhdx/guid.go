@@ -1,11 +1,10 @@
 package vhdx
 
 import (
-	"crypto/rand"
 	"encoding/binary"
-	"fmt"
 	"hash/crc32"
-	"strings"
+
+	uuid "github.com/vdiskio/vdisk/internal/guid"
 )
 
 // guid is a GUID in MS-VHDX on-disk byte order: Data1 (u32), Data2 and Data3
@@ -25,60 +24,20 @@ func mustGUID(s string) guid {
 // parseGUID parses "XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX", with or without
 // braces, into on-disk byte order.
 func parseGUID(s string) (guid, error) {
-	s = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "{"), "}")
-	var g guid
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return g, fmt.Errorf("malformed GUID %q", s)
-	}
-	hex := strings.ReplaceAll(s, "-", "")
-	var text [16]byte // RFC (big-endian) order as written
-	for i := range text {
-		hi, ok1 := hexVal(hex[2*i])
-		lo, ok2 := hexVal(hex[2*i+1])
-		if !ok1 || !ok2 {
-			return g, fmt.Errorf("malformed GUID %q", s)
-		}
-		text[i] = hi<<4 | lo
-	}
-	binary.LittleEndian.PutUint32(g[0:], binary.BigEndian.Uint32(text[0:]))
-	binary.LittleEndian.PutUint16(g[4:], binary.BigEndian.Uint16(text[4:]))
-	binary.LittleEndian.PutUint16(g[6:], binary.BigEndian.Uint16(text[6:]))
-	copy(g[8:], text[8:])
-	return g, nil
-}
-
-func hexVal(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	g, err := uuid.Parse(s)
+	return guid(g.Mixed()), err
 }
 
 // String formats g as uppercase "XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX".
-func (g guid) String() string {
-	return fmt.Sprintf("%08X-%04X-%04X-%X-%X",
-		binary.LittleEndian.Uint32(g[0:]), binary.LittleEndian.Uint16(g[4:]),
-		binary.LittleEndian.Uint16(g[6:]), g[8:10], g[10:16])
-}
+func (g guid) String() string { return uuid.FromMixed(g[:]).Upper() }
 
 // isZero reports whether g is the null GUID.
 func (g guid) isZero() bool { return g == guid{} }
 
 // newGUID returns a random (version 4) GUID.
 func newGUID() (guid, error) {
-	var g guid
-	if _, err := rand.Read(g[:]); err != nil {
-		return g, err
-	}
-	// Version 4 lives in the high nibble of Data3 (little-endian: byte 7).
-	g[7] = g[7]&0x0f | 0x40
-	g[8] = g[8]&0x3f | 0x80
-	return g, nil
+	g, err := uuid.New()
+	return guid(g.Mixed()), err
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/guid"
 )
 
 // CreateParams describe a new LUKS1 header as qemu makes it (its defaults:
@@ -74,13 +75,8 @@ func iterationsFor(hash string, keyLen int, d time.Duration) (uint32, error) {
 }
 
 func randomUUID() (string, error) {
-	var u [16]byte
-	if _, err := rand.Read(u[:]); err != nil {
-		return "", err
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]), nil
+	u, err := guid.New()
+	return u.String(), err
 }
 
 // Create1 makes a LUKS1 header with a new random master key in slot 0, laid
