@@ -341,6 +341,14 @@ func openExisting(ctx context.Context, path string, open formats.OpenOptions, di
 		dev.Close()
 		return nil, err
 	}
+	if img.Format() != "raw" {
+		// A container format's writer allocates at the end of its file,
+		// which on a device is the device's end: refused before anything
+		// is written rather than failing at the first new cluster.
+		img.Close()
+		return nil, fmt.Errorf("%s: %w: writing into an existing %s image on a block device (-n) is not supported (vdisk allocates new clusters at the end of the file, here the end of the device); convert without -n to write a new %s image onto the device",
+			path, formats.ErrUnsupported, img.Format(), img.Format())
+	}
 	return img, nil
 }
 

@@ -99,6 +99,14 @@ func TestDestinationBlockDevice(t *testing.T) {
 	requireMode(t, node, os.ModeDevice)
 	qemutest.RequireClean(t, "qcow2", node)
 	qemutest.RequireSame(t, "raw", src, "qcow2", node)
+	// -n into that qcow2 is refused by name before anything is written.
+	before := fileSum(t, node)
+	if _, stderr, code := vdisk(t, "convert", "-n", "-O", "qcow2", src, node); code != 1 || !strings.Contains(stderr, "not supported") {
+		t.Errorf("convert -n -O qcow2 into a qcow2 on a device: exit %d: %s", code, stderr)
+	}
+	if fileSum(t, node) != before {
+		t.Errorf("a refused -n changed the device")
+	}
 
 	// dd and create write through too.
 	if _, stderr, code := vdisk(t, "dd", "-O", "raw", "bs=1M", "count=2", "if="+src, "of="+node); code != 0 {
@@ -125,7 +133,7 @@ func TestDestinationBlockDevice(t *testing.T) {
 	if err := unix.Mknod(twin, unix.S_IFBLK|0o600, int(st.Rdev)); err != nil {
 		t.Fatal(err)
 	}
-	before := fileSum(t, node)
+	before = fileSum(t, node)
 	if _, stderr, code := vdisk(t, "convert", "-O", "raw", node, twin); code != 1 || !strings.Contains(stderr, "the input uses") {
 		t.Errorf("convert from a device to another node of it: exit %d: %s", code, stderr)
 	}
