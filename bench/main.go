@@ -123,7 +123,10 @@ func main() {
 		benchLUKS(vdisk, *work, base, *runs)
 	}
 	if integrityCase(*only, "checksum") {
-		benchChecksum(vdisk, *work, base, *runs, *sparseBig)
+		benchChecksum(vdisk, *work, base, *runs)
+	}
+	if *sparseBig && (integrityCase(*only, "checksum") || integrityCase(*only, "checksum-sparse")) {
+		benchChecksumSparse(vdisk, *work, *runs)
 	}
 	if integrityCase(*only, "hash") {
 		benchHash(vdisk, *work, base, *runs)
