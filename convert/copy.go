@@ -119,9 +119,10 @@ func Copy(ctx context.Context, dst formats.Writable, src formats.Image, opts Opt
 		return err
 	}
 	if err := c.run(ctx); err != nil {
+		c.hash.stop()
 		return err
 	}
-	return c.hash.zerosTo(src.Size())
+	return c.hash.finish(src.Size())
 }
 
 func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, error) {
@@ -151,7 +152,7 @@ func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, 
 	_, allocating := dst.(formats.ClusterSizer)
 	c.ordered = seq || opts.Compress || (allocating && !opts.OutOfOrder) || opts.Hash != nil
 	var err error
-	if c.hash, err = newHasher(opts.Hash, opts); err != nil {
+	if c.hash, err = newHasher(opts.Hash, opts, c.release); err != nil {
 		return nil, err
 	}
 	c.grainBytes, c.chunkBytes = c.geometry()
@@ -275,17 +276,20 @@ func (c *copier) commitInOrder(ctx context.Context, order <-chan *task) error {
 // commit performs a task's writes (or returns its error) and returns its
 // buffers to the pool.
 func (c *copier) commit(t *task, res *result) error {
-	defer c.release(res)
 	if res.err != nil {
+		c.release(res)
 		return res.err
 	}
 	for _, o := range res.ops {
 		if err := c.write(o); err != nil {
+			c.release(res)
 			return err
 		}
 	}
-	if err := c.hash.task(t, res.buf); err != nil {
-		return err
+	if c.hash != nil {
+		c.hash.task(t, res) // hashed, then released, by the hasher
+	} else {
+		c.release(res)
 	}
 	c.progress.add(t.length)
 	return nil

@@ -13,59 +13,69 @@ type zeroWriter interface {
 	WriteZeros(n int64)
 }
 
-// hasher feeds Options.Hash the guest bytes in offset order, from the
-// ordered committer: each committed task's bytes, and zeros for the ranges
-// the plan skipped (zero and unallocated extents on a zero target).
+// hasher feeds Options.Hash the guest bytes in offset order. The ordered
+// committer hands it each committed task (after its writes) and the ranges
+// the plan skipped (zero and unallocated extents on a zero target); a
+// goroutine of its own hashes them, so hashing overlaps the copy, and
+// returns each chunk buffer to the pool once hashed.
 type hasher struct {
-	w     io.Writer
-	pos   int64 // bytes hashed so far
-	zeros []byte
+	w       io.Writer
+	pos     int64 // bytes handed over so far (committer side)
+	jobs    chan hashJob
+	done    chan error
+	release func(*result)
+	zeros   []byte
 }
 
-func newHasher(w io.Writer, opts Options) (*hasher, error) {
+// hashJob is n zero bytes (buf nil) or buf; res is released after.
+type hashJob struct {
+	n   int64
+	buf []byte
+	res *result
+}
+
+func newHasher(w io.Writer, opts Options, release func(*result)) (*hasher, error) {
 	if w == nil {
 		return nil, nil
 	}
 	if opts.TopLayerOnly {
 		return nil, fmt.Errorf("%w: hashing the guest bytes needs the whole disk, not only the top layer (-B)", formats.ErrUnsupported)
 	}
-	return &hasher{w: w}, nil
+	h := &hasher{w: w, jobs: make(chan hashJob, 4), done: make(chan error, 1), release: release}
+	go h.loop()
+	return h, nil
 }
 
-// task hashes a committed task: zeros up to its start, then its bytes
-// (buf for data, zeros for a zero range).
-func (h *hasher) task(t *task, buf []byte) error {
-	if h == nil {
-		return nil
-	}
-	if err := h.zerosTo(t.off); err != nil {
-		return err
-	}
-	if t.data {
-		if _, err := h.w.Write(buf[:t.length]); err != nil {
-			return fmt.Errorf("hashing at offset %d: %w", t.off, err)
+// loop hashes jobs in order until jobs is closed; after an error it only
+// releases buffers.
+func (h *hasher) loop() {
+	var err error
+	for j := range h.jobs {
+		if err == nil {
+			err = h.hash(j)
 		}
-		h.pos = t.off + t.length
-		return nil
+		if j.res != nil {
+			h.release(j.res)
+		}
 	}
-	return h.zerosTo(t.off + t.length)
+	h.done <- err
 }
 
-// zerosTo hashes zeros from the current position to end.
-func (h *hasher) zerosTo(end int64) error {
-	if h == nil || end <= h.pos {
+func (h *hasher) hash(j hashJob) error {
+	if j.buf != nil {
+		if _, err := h.w.Write(j.buf); err != nil {
+			return fmt.Errorf("hashing: %w", err)
+		}
 		return nil
 	}
-	n := end - h.pos
-	h.pos = end
 	if zw, ok := h.w.(zeroWriter); ok {
-		zw.WriteZeros(n)
+		zw.WriteZeros(j.n)
 		return nil
 	}
 	if h.zeros == nil {
 		h.zeros = make([]byte, 1<<20)
 	}
-	for n > 0 {
+	for n := j.n; n > 0; {
 		k := min(n, int64(len(h.zeros)))
 		if _, err := h.w.Write(h.zeros[:k]); err != nil {
 			return fmt.Errorf("hashing zeros: %w", err)
@@ -73,4 +83,42 @@ func (h *hasher) zerosTo(end int64) error {
 		n -= k
 	}
 	return nil
+}
+
+// task hands over a committed task: zeros up to its start, then its bytes
+// (res.buf for data, zeros for a zero range). The hasher releases res.
+func (h *hasher) task(t *task, res *result) {
+	h.zerosTo(t.off)
+	if t.data {
+		h.jobs <- hashJob{buf: res.buf[:t.length], res: res}
+	} else {
+		h.jobs <- hashJob{n: t.length, res: res}
+	}
+	h.pos = t.off + t.length
+}
+
+// zerosTo hands over zeros from the current position to end.
+func (h *hasher) zerosTo(end int64) {
+	if end > h.pos {
+		h.jobs <- hashJob{n: end - h.pos}
+		h.pos = end
+	}
+}
+
+// finish hashes zeros to size and waits for the hashing to end.
+func (h *hasher) finish(size int64) error {
+	if h == nil {
+		return nil
+	}
+	h.zerosTo(size)
+	close(h.jobs)
+	return <-h.done
+}
+
+// stop ends the hashing after a failed copy (releasing what it holds).
+func (h *hasher) stop() {
+	if h != nil {
+		close(h.jobs)
+		<-h.done
+	}
 }
