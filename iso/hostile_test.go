@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/fuzzpatch"
 )
 
 // smallISO builds an image of a small tree with vdisk's writer and returns
@@ -262,11 +263,18 @@ func TestFormatConfusion(t *testing.T) {
 }
 
 func FuzzOpen(f *testing.F) {
-	f.Add(smallISO(f, CreateOptions{}, nil))
-	f.Add(smallISO(f, CreateOptions{Joliet: true, RockRidge: true}, func(dir string) {
-		os.Symlink("../x/y", filepath.Join(dir, "ln"))
-	}))
-	f.Fuzz(func(t *testing.T, data []byte) {
+	// Inputs are patches over small valid images (fuzzpatch): a whole image
+	// as the input is minimised for a minute each time the fuzzer finds
+	// new coverage.
+	bases := [][]byte{smallISO(f, CreateOptions{}, nil),
+		smallISO(f, CreateOptions{Joliet: true, RockRidge: true}, func(dir string) {
+			os.Symlink("../x/y", filepath.Join(dir, "ln"))
+		})}
+	for _, s := range fuzzpatch.Seeds(bases) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		data := fuzzpatch.Apply(bases, input)
 		if d, err := Describe(bytes.NewReader(data), int64(len(data)), "fuzz.iso"); err == nil {
 			d.Object()
 		}
@@ -282,8 +290,12 @@ func FuzzOpen(f *testing.F) {
 func FuzzRecords(f *testing.F) {
 	base := smallISO(f, CreateOptions{RockRidge: true, Joliet: true}, nil)
 	rootOff := int(binary.LittleEndian.Uint32(base[rootRecordOff+drExtent:])) * blockBytes
-	f.Add(base[rootOff : rootOff+blockBytes])
-	f.Fuzz(func(t *testing.T, dir []byte) {
+	// Inputs are patches over the root directory's block (fuzzpatch), so
+	// that they stay a few bytes long.
+	root := [][]byte{base[rootOff : rootOff+blockBytes]}
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, input []byte) {
+		dir := fuzzpatch.Apply(root, input)
 		if len(dir) > blockBytes {
 			dir = dir[:blockBytes]
 		}

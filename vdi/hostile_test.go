@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/fuzzpatch"
 )
 
 // seedImage is a small valid dynamic image with two allocated blocks.
@@ -173,20 +174,24 @@ func TestCorpusSeedsOpen(t *testing.T) {
 }
 
 func FuzzOpen(f *testing.F) {
-	f.Add(seedImage(f))
-	static, m := createMem(f, 2*mib+100, "static=on")
-	static.WriteAt([]byte("hello"), 5)
-	static.Close()
-	f.Add(m.Bytes())
-	f.Add(buildV0([]uint32{1, blockFree, 0}, map[uint32][]byte{0: {1}, 1: {2}}, 3*512, 512))
+	// Inputs are patches over small valid images (fuzzpatch): a whole image
+	// as the input is minimised for a minute each time the fuzzer finds
+	// new coverage.
+	bases := [][]byte{
+		buildV0([]uint32{1, blockFree, 0}, map[uint32][]byte{0: {1}, 1: {2}}, 3*512, 512),
+		mapImage([]byte{0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff}, 2)}
 	paths, _ := filepath.Glob("testdata/*.vdi")
 	for _, p := range paths {
-		if data, err := os.ReadFile(p); err == nil {
-			f.Add(data)
+		if data, err := os.ReadFile(p); err == nil && len(data) <= 64<<10 {
+			bases = append(bases, data)
 		}
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		lim := formats.Limits{MaxVirtualSize: 64 << 20, MaxTableBytes: 1 << 20}
+	for _, s := range fuzzpatch.Seeds(bases) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		data := fuzzpatch.Apply(bases, input)
+		lim := formats.Limits{MaxVirtualSize: 8 << 20, MaxTableBytes: 1 << 20}
 		img, err := Open(context.Background(), fileio.NewMem("fuzz.vdi", data), formats.OpenOptions{Limits: lim, Parents: []string{"/nonexistent"}})
 		if err != nil {
 			return

@@ -6,7 +6,7 @@
 // every byte of every base stays reachable.
 //
 // An input is: one byte choosing the base (modulo their number), then
-// records of a 2-byte little-endian offset, a 1-byte length n and n bytes,
+// records of an offset (unsigned varint), a 1-byte length n and n bytes,
 // copied over the base at that offset (growing it when past the end). A
 // record cut short by the end of the input is applied as far as it goes.
 package fuzzpatch
@@ -24,14 +24,18 @@ func Apply(bases [][]byte, input []byte) []byte {
 	}
 	base := bases[int(input[0])%len(bases)]
 	out := append(make([]byte, 0, len(base)), base...)
-	for rec := input[1:]; len(rec) >= 3; {
-		off := int(binary.LittleEndian.Uint16(rec))
-		n := min(int(rec[2]), len(rec)-3)
-		data := rec[3 : 3+n]
-		rec = rec[3+n:]
-		if off+n > MaxBytes {
+	for rec := input[1:]; len(rec) >= 2; {
+		off64, k := binary.Uvarint(rec)
+		if k <= 0 || len(rec) < k+1 {
+			break
+		}
+		n := min(int(rec[k]), len(rec)-k-1)
+		data := rec[k+1 : k+1+n]
+		rec = rec[k+1+n:]
+		if n == 0 || off64 > MaxBytes-uint64(n) {
 			continue
 		}
+		off := int(off64)
 		if off+n > len(out) {
 			out = append(out, make([]byte, off+n-len(out))...)
 		}
