@@ -112,9 +112,14 @@ func FuzzFooter(f *testing.F) {
 }
 
 func FuzzHeader(f *testing.F) {
-	f.Add(smallDynamic(f)[footerSize : footerSize+headerSize])
-	f.Add(diffSeed(f, fuzzParent(f))[footerSize : footerSize+headerSize])
-	f.Fuzz(func(t *testing.T, b []byte) {
+	// Inputs are patches over two real headers (fuzzpatch): 1 KiB inputs
+	// are minimised at length each time the fuzzer finds new coverage.
+	bases := [][]byte{fuzzDynamic(f)[footerSize : footerSize+headerSize], diffSeed(f, fuzzParent(f))[footerSize : footerSize+headerSize]}
+	for _, s := range fuzzpatch.Seeds(bases) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		b := fuzzpatch.Apply(bases, input)
 		if len(b) < headerSize {
 			return
 		}
