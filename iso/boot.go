@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // El Torito boot catalog (El Torito 1.0 §2): 32-byte entries.
@@ -66,7 +67,7 @@ func readBootCatalog(r readerAt, name string, size, lba int64) ([]BootEntry, err
 	}
 	n := min(int64(maxCatalogBlocks*blockBytes), size-off)
 	buf := make([]byte, n/catEntryBytes*catEntryBytes)
-	if err := readFull(r, buf, off); err != nil {
+	if err := fileio.ReadFull(r, buf, off); err != nil {
 		return nil, fmt.Errorf("%s: reading boot catalog: %w", name, err)
 	}
 	v := buf[:catEntryBytes]

@@ -12,18 +12,6 @@ import (
 
 type readerAt = io.ReaderAt
 
-// readFull reads len(p) bytes at off; a short read is io.ErrUnexpectedEOF.
-func readFull(r readerAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
-
 // Directory record layout (ECMA-119 §9.1).
 const (
 	drLength      = 0  // record length

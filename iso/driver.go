@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -89,7 +90,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, eof
 	}
-	if err := readFull(img.f, p[:n], off); err != nil {
+	if err := fileio.ReadFull(img.f, p[:n], off); err != nil {
 		return 0, fmt.Errorf("%s: reading at %d: %w", img.f.Name(), off, err)
 	}
 	return n, eof
@@ -153,7 +154,7 @@ func describeSet(r io.ReaderAt, name string, size int64, vs *volumeSet, fsys *FS
 		d.Boot = boot
 	}
 	sys := make([]byte, systemAreaBytes)
-	if err := readFull(r, sys, 0); err == nil {
+	if err := fileio.ReadFull(r, sys, 0); err == nil {
 		h := detectHybrid(sys)
 		d.HybridMBR, d.HybridGPT = h.mbr, h.gpt
 	}
@@ -166,7 +167,7 @@ func hasUDF(r io.ReaderAt, after, size int64) bool {
 	buf := make([]byte, 6)
 	for i := int64(1); i <= 8; i++ {
 		off := after + i*blockBytes
-		if off+6 > size || readFull(r, buf, off) != nil {
+		if off+6 > size || fileio.ReadFull(r, buf, off) != nil {
 			return false
 		}
 		if id := string(buf[1:6]); id == "NSR02" || id == "NSR03" {
@@ -249,7 +250,7 @@ func (c *copyImage) ReadAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, eof
 	}
-	if err := readFull(c.f, p[:n], off); err != nil {
+	if err := fileio.ReadFull(c.f, p[:n], off); err != nil {
 		return 0, err
 	}
 	return n, eof

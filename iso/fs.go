@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // Limits on what a directory tree read from an image may make us do.
@@ -123,7 +124,7 @@ func (f *FS) detectRockRidge(root record) error {
 		return err
 	}
 	buf := make([]byte, blockBytes)
-	if err := readFull(f.r, buf, off); err != nil {
+	if err := fileio.ReadFull(f.r, buf, off); err != nil {
 		return fmt.Errorf("%s: reading root directory: %w", f.name, err)
 	}
 	dot, n, err := parseRecord(f.name, buf, off)
@@ -179,7 +180,7 @@ func (f *FS) readDir(dir *Entry) ([]Entry, error) {
 	for blk := int64(0); blk*blockBytes < ext.length; blk++ {
 		off := ext.off + blk*blockBytes
 		n := min(blockBytes, ext.length-blk*blockBytes)
-		if err := readFull(f.r, buf[:n], off); err != nil {
+		if err := fileio.ReadFull(f.r, buf[:n], off); err != nil {
 			return nil, fmt.Errorf("%s: reading directory %s: %w", f.name, dir.Path, err)
 		}
 		for pos := 0; pos < int(n); {
@@ -279,7 +280,7 @@ func (f *FS) applyRockRidge(e *Entry, rec record) (skip bool, err error) {
 			return false, err
 		}
 		buf := make([]byte, blockBytes)
-		if err := readFull(f.r, buf, off); err != nil {
+		if err := fileio.ReadFull(f.r, buf, off); err != nil {
 			return false, err
 		}
 		dot, n, err := parseRecord(f.name, buf, off)

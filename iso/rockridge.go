@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // SUSP / Rock Ridge limits: continuation areas may chain, but only so far.
@@ -69,7 +70,7 @@ func (f *FS) parseRockRidge(su []byte, recOff int64) (rrInfo, error) {
 			return info, formats.Corruptf(f.name, "Rock Ridge continuation", recOff, "area %d+%d is past the end of the image", next.off, next.length)
 		}
 		su = make([]byte, next.length)
-		if err := readFull(f.r, su, next.off); err != nil {
+		if err := fileio.ReadFull(f.r, su, next.off); err != nil {
 			return info, err
 		}
 		recOff = next.off

@@ -10,6 +10,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // ECMA-119 constants.
@@ -148,7 +149,7 @@ func readVolumeSet(r readerAt, name string, size int64) (*volumeSet, error) {
 		if off+blockBytes > size {
 			return nil, formats.Corruptf(name, "volume descriptor set", off, "the image ends before the set terminator")
 		}
-		if err := readFull(r, buf, off); err != nil {
+		if err := fileio.ReadFull(r, buf, off); err != nil {
 			return nil, fmt.Errorf("%s: reading volume descriptor at %d: %w", name, off, err)
 		}
 		if string(buf[1:6]) != standardID {

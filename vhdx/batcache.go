@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
 // batPageEntries is how many BAT entries one cached page holds (64 KiB).
@@ -59,7 +60,7 @@ func (c *batCache) load(pg int64) ([]uint64, error) {
 	first := pg * batPageEntries
 	n := min(batPageEntries, img.batEntries()-first)
 	raw := make([]byte, n*batEntrySize)
-	if err := readFull(img.r, raw, img.batOff+first*batEntrySize); err != nil {
+	if err := fileio.ReadPadded(img.r, raw, img.batOff+first*batEntrySize); err != nil {
 		return nil, err
 	}
 	p := make([]uint64, n)
@@ -74,7 +75,7 @@ func (c *batCache) load(pg int64) ([]uint64, error) {
 			return p[j-first], nil
 		}
 		var b [batEntrySize]byte
-		if err := readFull(img.r, b[:], img.batOff+j*batEntrySize); err != nil {
+		if err := fileio.ReadPadded(img.r, b[:], img.batOff+j*batEntrySize); err != nil {
 			return 0, err
 		}
 		return binary.LittleEndian.Uint64(b[:]), nil

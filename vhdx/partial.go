@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -91,7 +92,7 @@ func (w *Writer) bitPos(blk, sector int64) (bitmapOff, bit int64) {
 func (w *Writer) bitSet(blk, sector int64) (bool, error) {
 	bm, bit := w.bitPos(blk, sector)
 	var b [1]byte
-	if err := readFull(w.f, b[:], bm+bit/8); err != nil {
+	if err := fileio.ReadPadded(w.f, b[:], bm+bit/8); err != nil {
 		return false, err
 	}
 	return b[0]>>(bit%8)&1 != 0, nil
@@ -108,7 +109,7 @@ func (w *Writer) setBitsLocked(blk, first, count int64) error {
 	bm, bit0 := w.bitPos(blk, first)
 	bitN := bit0 + count
 	buf := make([]byte, (bitN-1)/8-bit0/8+1)
-	if err := readFull(w.f, buf, bm+bit0/8); err != nil {
+	if err := fileio.ReadPadded(w.f, buf, bm+bit0/8); err != nil {
 		return err
 	}
 	for b := bit0; b < bitN; b++ {

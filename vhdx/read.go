@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -60,7 +61,7 @@ func (img *Image) read(p []byte, off int64) error {
 				blk++
 				n = min(int64(len(p)), n+img.blockSize)
 			}
-			err = readFull(img.r, p[:n], host)
+			err = fileio.ReadPadded(img.r, p[:n], host)
 		case payloadPartial:
 			err = img.readPartial(p[:n], blk, in, e)
 		case payloadNotPres:
@@ -96,7 +97,7 @@ func (img *Image) sectorRuns(blk, in, n int64, fn func(start, length int64, pres
 	bit0 := (blk%img.chunkRatio)*img.sectorsPerBlk + first
 	bitN := (blk%img.chunkRatio)*img.sectorsPerBlk + last
 	bitmap := make([]byte, bitN/8-bit0/8+1)
-	if err := readFull(img.r, bitmap, batOffset(bm)+bit0/8); err != nil {
+	if err := fileio.ReadPadded(img.r, bitmap, batOffset(bm)+bit0/8); err != nil {
 		return err
 	}
 	bitAt := func(s int64) bool {
@@ -123,7 +124,7 @@ func (img *Image) readPartial(p []byte, blk, in int64, e uint64) error {
 	return img.sectorRuns(blk, in, int64(len(p)), func(start, length int64, present bool) error {
 		dst := p[start-in : start-in+length]
 		if present {
-			return readFull(img.r, dst, batOffset(e)+start)
+			return fileio.ReadPadded(img.r, dst, batOffset(e)+start)
 		}
 		return imageio.ReadBacking(img.Backing(), dst, base+start)
 	})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math/bits"
 	"sync"
 
@@ -122,23 +121,12 @@ func (img *Image) load(opts formats.OpenOptions) error {
 	return img.readBAT(opts.Limits)
 }
 
-// readFull reads len(p) bytes at off of r; bytes past the end of the file
-// read as zeros (a last block may be cut short).
-func readFull(r formats.File, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if err != nil && err != io.EOF {
-		return err
-	}
-	clear(p[n:])
-	return nil
-}
-
 func (img *Image) readHeaders() error {
 	if img.fileSize < headerSection {
 		return formats.Corruptf(img.name, "header section", 0, "file of %d bytes is shorter than the 1 MiB header section", img.fileSize)
 	}
 	buf := make([]byte, 3*64*kib)
-	if err := readFull(img.r, buf, 0); err != nil {
+	if err := fileio.ReadPadded(img.r, buf, 0); err != nil {
 		return err
 	}
 	if [8]byte(buf[0:8]) != sigFile {
@@ -200,7 +188,7 @@ func (img *Image) readRegions() error {
 	var rs []region
 	var firstErr error
 	for _, at := range []int64{region1Offset, region2Offset} {
-		if err := readFull(img.r, buf, at); err != nil {
+		if err := fileio.ReadPadded(img.r, buf, at); err != nil {
 			return err
 		}
 		var err error
@@ -263,7 +251,7 @@ func (img *Image) addSpan(s fileSpan) error {
 
 func (img *Image) readMetadata(lim formats.Limits) error {
 	table := make([]byte, metaTableSize)
-	if err := readFull(img.r, table, img.metaOff); err != nil {
+	if err := fileio.ReadPadded(img.r, table, img.metaOff); err != nil {
 		return err
 	}
 	es, err := decodeMetaTable(table)
@@ -318,7 +306,7 @@ func (img *Image) readItem(e metaEntry, metaLen int64, read bool) ([]byte, error
 		return []byte{}, nil
 	}
 	data := make([]byte, e.Length)
-	if err := readFull(img.r, data, img.metaOff+int64(e.Offset)); err != nil {
+	if err := fileio.ReadPadded(img.r, data, img.metaOff+int64(e.Offset)); err != nil {
 		return nil, err
 	}
 	return data, nil
