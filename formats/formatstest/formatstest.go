@@ -211,6 +211,9 @@ func checkContent(t *testing.T, path string, ref []byte) {
 }
 
 func firstDiff(a, b []byte) int {
+	if bytes.Equal(a, b) { // fast, and not instrumented under -race
+		return -1
+	}
 	for i := range a {
 		if a[i] != b[i] {
 			return i
@@ -230,7 +233,7 @@ func checkConcurrent(t *testing.T, path string, ref []byte) {
 			defer wg.Done()
 			r := rand.New(rand.NewSource(int64(g)))
 			buf := make([]byte, 80000)
-			for range 100 {
+			for range 50 {
 				off := r.Int63n(size)
 				n := min(int64(1+r.Intn(len(buf))), size-off)
 				if _, err := img.ReadAt(buf[:n], off); err != nil && err != io.EOF {
