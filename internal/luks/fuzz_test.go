@@ -73,6 +73,12 @@ func FuzzParse(f *testing.F) {
 	f.Add(small[:8192])
 	two := append(luks2Copy([]byte(seedJSON2), 16384, 0), luks2Copy([]byte(seedJSON2), 16384, 16384)...)
 	f.Add(two)
+	made, _, _, err := Create2("seed.luks", CreateParams{Passphrase: []byte("pass"), SlotIterations: 1000, DigestIterations: 1000},
+		Params2{KDF: KDFPBKDF2})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(made[:2*hdrSize2])
 	f.Add(two[16384:])
 	f.Fuzz(func(t *testing.T, b []byte) { exerciseHeader(b) })
 }
