@@ -333,6 +333,10 @@ func (v *Volume) digests2(j *json2) error {
 		}
 		v.Digests = append(v.Digests, d)
 	}
+	if len(v.Digests) > 0 {
+		// For info: the first digest stands for LUKS1's master key digest.
+		v.Hash, v.MKIterations = v.Digests[0].KDF.Hash, v.Digests[0].KDF.Iterations
+	}
 	return nil
 }
 
