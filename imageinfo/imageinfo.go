@@ -67,10 +67,13 @@ func Image(path string, img formats.Image) formats.Object {
 	}
 	add("format", format)
 	actual := info.ActualSize
+	var err error
 	if actual == 0 {
-		actual, _ = sparse.AllocatedPath(path)
+		actual, err = sparse.AllocatedPath(path)
 	}
-	add("actual-size", actual)
+	if err == nil { // qemu omits it when unknown (an NBD export)
+		add("actual-size", actual)
+	}
 	if info.Specific != nil {
 		add("format-specific", formats.Object{{Key: "type", Value: img.Format()}, {Key: "data", Value: info.Specific}})
 	}

@@ -92,7 +92,11 @@ func printHumanInfo(w io.Writer, info formats.Object) {
 	fmt.Fprintf(w, "image: %v\n", get("filename"))
 	fmt.Fprintf(w, "file format: %v\n", get("format"))
 	fmt.Fprintf(w, "virtual size: %s (%d bytes)\n", humanSize(size), size)
-	fmt.Fprintf(w, "disk size: %s\n", humanSize(get("actual-size").(int64)))
+	if actual, ok := get("actual-size").(int64); ok {
+		fmt.Fprintf(w, "disk size: %s\n", humanSize(actual))
+	} else {
+		fmt.Fprintln(w, "disk size: unavailable")
+	}
 	if v, ok := field(info, "encrypted"); ok {
 		fmt.Fprintf(w, "encrypted: %v\n", map[bool]string{true: "yes", false: "no"}[v.(bool)])
 	}

@@ -266,6 +266,16 @@ func TestNBDSourcesAndTarget(t *testing.T) {
 	if code != 0 || !strings.Contains(info, `"virtual-size": 50331648`) {
 		t.Errorf("vdisk info %s: exit %d %s\n%s", mem, code, stderr, info)
 	}
+	// The human form is qemu-img's but for the image line (qemu rewrites
+	// the URL).
+	dropImage := func(s string) string { return s[strings.Index(s, "\n")+1:] }
+	human, stderr, code := vdisk(t, "info", mem)
+	if code != 0 {
+		t.Fatalf("vdisk info %s: %s", mem, stderr)
+	}
+	if got, want := dropImage(human), dropImage(qemutest.Img(t, "info", mem)); got != want {
+		t.Errorf("vdisk info of an export:\n%s\nqemu-img info:\n%s", got, want)
+	}
 	if out, stderr, code := vdisk(t, "compare", top, mem); code != 0 {
 		t.Errorf("vdisk compare file and export: exit %d: %s%s", code, out, stderr)
 	}
