@@ -3,6 +3,7 @@ package vhdx
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fuzzpatch"
 )
 
 // The fuzz targets splice the fuzzer's bytes into one structure of a small
@@ -171,17 +173,47 @@ func FuzzLog(f *testing.F) {
 	b, _ := logImage(f)
 	h, _ := decodeHeader(b[header2Offset:])
 	log := b[h.LogOffset : h.LogOffset+uint64(h.LogLength)]
-	f.Add(append([]byte(nil), log[len(log)-logSectorSize:]...), append([]byte(nil), log[:2*logSectorSize]...))
-	f.Add(encodeLogEntry(1, 0, testLogGUID, 8<<20, 8<<20, []logDesc{{fileOff: 4 << 20, zeroLen: 4096}}), []byte{})
-	f.Fuzz(func(t *testing.T, head, tail []byte) {
+	// Inputs are patches (fuzzpatch) over 12 KiB: the log's first 8 KiB and
+	// its last 4 KiB (where the seed's active sequence wraps around). An
+	// input of odd length gets every entry's checksum recomputed, so that
+	// the descriptors behind it are reached.
+	const headBytes, tailBytes = 2 * logSectorSize, logSectorSize
+	wrap := append(append([]byte(nil), log[:headBytes]...), log[len(log)-tailBytes:]...)
+	single := make([]byte, headBytes+tailBytes)
+	copy(single, encodeLogEntry(1, 0, testLogGUID, 8<<20, 8<<20, []logDesc{{fileOff: 4 << 20, zeroLen: 4096}}))
+	bases := [][]byte{wrap, single}
+	for _, s := range fuzzpatch.Seeds(bases) {
+		f.Add(s)
+		f.Add(append(s, 0))
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		parts := fuzzpatch.Apply(bases, input)
 		l := make([]byte, h.LogLength)
-		copy(l[len(l)-min(len(l), len(head)):], head)
-		copy(l, tail)
+		copy(l, parts[:min(len(parts), headBytes)])
+		if len(parts) > headBytes {
+			copy(l[len(l)-tailBytes:], parts[headBytes:min(len(parts), headBytes+tailBytes)])
+		}
+		if len(input)%2 == 1 {
+			fixLogChecksums(l)
+		}
 		activeSequence(l, testLogGUID)
 		pf := &patchFile{base: b}
 		pf.add(int64(h.LogOffset), l)
 		exercise(t, pf)
 	})
+}
+
+// fixLogChecksums recomputes the checksum of every entry header in log
+// whose length fits.
+func fixLogChecksums(log []byte) {
+	for pos := int64(0); pos+logSectorSize <= int64(len(log)); pos += logSectorSize {
+		s := log[pos : pos+logSectorSize]
+		n := int64(binary.LittleEndian.Uint32(s[8:]))
+		if [4]byte(s[0:4]) != sigLogEntry || n <= 0 || n%logSectorSize != 0 || n > int64(len(log)) {
+			continue
+		}
+		binary.LittleEndian.PutUint32(s[4:], ring{log: log, start: pos}.checksum(n))
+	}
 }
 
 // FuzzBAT fuzzes the BAT entries.
