@@ -172,7 +172,7 @@ func newImage(f formats.File, name string, size int64, p params, lim formats.Lim
 	}
 	img.w = newWriter(img, p.refcountOrder)
 	img.w.hdrDirty = true
-	img.cache.evict = img.evictL2
+	img.cache.OnEvict(img.evictL2)
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	if _, err := img.allocClusters(1); err != nil { // header; brings the refcount table and block

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/cache"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
@@ -89,8 +90,8 @@ type Image struct {
 
 	mu    sync.Mutex // guards l1, cache and the writer state
 	l1    []uint64
-	cache *l2Cache
-	w     *writer // nil for read-only images
+	cache *cache.Cache[int64, []uint64] // L2 tables by host offset
+	w     *writer                       // nil for read-only images
 }
 
 // Open opens f as a qcow2 image.

@@ -1,80 +1,25 @@
 package qcow2
 
 import (
-	"container/list"
 	"encoding/binary"
 	"fmt"
 	"io"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/cache"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
-// l2Cache keeps decoded L2 tables by host offset, dropping the least
-// recently used beyond limit tables. Every table it holds is charged to the
-// image's metadata budget; when the budget is spent it drops its own oldest
-// tables first, and a reader's table that still does not fit is used once
-// and not kept.
-type l2Cache struct {
-	limit      int64 // tables
-	tableBytes int64
-	budget     *formats.Budget
-	tables     map[int64]*list.Element
-	lru        *list.List
-	evict      func(t *l2Table)
+// newL2Cache keeps decoded L2 tables by host offset: at most limit tables
+// (at least 4) of tableBytes each, charged to the image's metadata budget.
+func newL2Cache(limit, tableBytes int64, budget *formats.Budget) *cache.Cache[int64, []uint64] {
+	return cache.New[int64, []uint64](int(max(limit, 4)), budget, func([]uint64) int64 { return tableBytes })
 }
 
-type l2Table struct {
-	off     int64
-	entries []uint64 // clusterSize/8 words (entry, bitmap pairs with extended L2)
-}
-
-func newL2Cache(limit, tableBytes int64, budget *formats.Budget) *l2Cache {
-	return &l2Cache{limit: max(limit, 4), tableBytes: tableBytes, budget: budget,
-		tables: map[int64]*list.Element{}, lru: list.New()}
-}
-
-func (c *l2Cache) get(off int64) []uint64 {
-	if e, ok := c.tables[off]; ok {
-		c.lru.MoveToFront(e)
-		return e.Value.(*l2Table).entries
-	}
-	return nil
-}
-
-// put keeps entries, the table at off. A table that does not fit the
-// budget is kept only when must (a writer's dirty table); put reports
-// whether it was kept.
-func (c *l2Cache) put(off int64, entries []uint64, must bool) bool {
-	for !c.budget.TryCharge(c.tableBytes) {
-		if c.lru.Len() == 0 {
-			if !must {
-				return false
-			}
-			break
-		}
-		c.drop(c.lru.Back())
-	}
-	c.tables[off] = c.lru.PushFront(&l2Table{off: off, entries: entries})
-	for int64(c.lru.Len()) > c.limit {
-		c.drop(c.lru.Back())
-	}
-	return true
-}
-
-func (c *l2Cache) drop(last *list.Element) {
-	c.lru.Remove(last)
-	t := last.Value.(*l2Table)
-	delete(c.tables, t.off)
-	c.budget.Refund(c.tableBytes)
-	if c.evict != nil {
-		c.evict(t)
-	}
-}
-
-// l2 returns the L2 table at host offset off (caller holds img.mu).
+// l2 returns the L2 table at host offset off (caller holds img.mu, unless
+// the image is read-only).
 func (img *Image) l2(off int64) ([]uint64, error) {
-	if t := img.cache.get(off); t != nil {
+	if t, ok := img.cache.Get(off); ok {
 		return t, nil
 	}
 	if off%img.clusterSize != 0 {
@@ -92,7 +37,7 @@ func (img *Image) l2(off int64) ([]uint64, error) {
 		}
 	}
 	t := decodeTable(buf)
-	img.cache.put(off, t, false)
+	img.cache.Put(off, t, false)
 	return t, nil
 }
 
@@ -113,7 +58,8 @@ type segment struct {
 }
 
 // lookup returns the L2 entry and subcluster bitmap of virtual cluster vc
-// (caller holds img.mu). A missing L2 table gives entry 0.
+// (caller holds img.mu, unless the image is read-only). A missing L2 table
+// gives entry 0.
 func (img *Image) lookup(vc int64) (entry, bitmap uint64, err error) {
 	l1i := vc >> img.l2Bits
 	if l1i >= int64(len(img.l1)) {
@@ -138,7 +84,8 @@ func (img *Image) lookup(vc int64) (entry, bitmap uint64, err error) {
 	return t[i], 0, nil
 }
 
-// mapRange resolves [off, off+length) into segments (caller holds img.mu).
+// mapRange resolves [off, off+length) into segments (caller holds img.mu,
+// unless the image is read-only: see mapping).
 func (img *Image) mapRange(off, length int64, out []segment) ([]segment, error) {
 	cs := img.clusterSize
 	end := off + length
@@ -271,10 +218,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	if n == 0 {
 		return 0, eof
 	}
-	img.mu.Lock()
-	segs, err := img.mapRange(off, int64(n), nil)
-	end := img.hostEnd()
-	img.mu.Unlock()
+	segs, end, err := img.mapping(off, int64(n))
 	if err != nil {
 		return 0, err
 	}
@@ -282,6 +226,23 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return n, eof
+}
+
+// mapping resolves [off, off+length) into segments and returns them with
+// the host end of file they were mapped against. A writable image maps
+// under img.mu (writers change the L1 table, the L2 tables and the end of
+// file); a read-only image never changes them and its L2 cache is safe for
+// concurrent use, so it maps without the image-wide lock: a reader waiting
+// for an L2 table from a slow backend does not stall the others.
+func (img *Image) mapping(off, length int64) ([]segment, int64, error) {
+	if img.w == nil {
+		segs, err := img.mapRange(off, length, nil)
+		return segs, img.fileEnd, err
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	segs, err := img.mapRange(off, length, nil)
+	return segs, img.hostEnd(), err
 }
 
 // readSegments fills p, the virtual bytes from off, from their mapping segs;
@@ -368,9 +329,7 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	if length <= 0 || off < 0 {
 		return nil, nil
 	}
-	img.mu.Lock()
-	segs, err := img.mapRange(off, length, nil)
-	img.mu.Unlock()
+	segs, _, err := img.mapping(off, length)
 	if err != nil {
 		return nil, err
 	}

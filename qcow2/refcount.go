@@ -52,7 +52,7 @@ func (img *Image) startWriter() error {
 		return formats.Unsupportedf(img.name, "writing to a qcow2 image with persistent dirty bitmaps (they would go stale)")
 	}
 	w := newWriter(img, img.hdr.RefcountOrder)
-	img.cache.evict = img.evictL2
+	img.cache.OnEvict(img.evictL2)
 	if unknown := img.hdr.AutoclearFeatures &^ (autoclearBitmaps | autoclearRawData); unknown != 0 && !img.corruptBit {
 		// The spec: a writer clears the autoclear bits it does not know.
 		img.hdr.AutoclearFeatures &^= unknown

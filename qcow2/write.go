@@ -230,7 +230,7 @@ func (img *Image) l2For(vc int64) ([]uint64, int64, error) {
 	if old != nil {
 		img.recomputeCopied(t)
 	}
-	img.cache.put(nOff, t, true)
+	img.cache.Put(nOff, t, true)
 	img.w.dirtyL2[nOff] = true
 	img.l1[l1i] = uint64(nOff) | oflagCopied
 	img.w.l1Dirty = true
@@ -378,7 +378,7 @@ func (img *Image) flushLocked() error {
 	}
 	buf := make([]byte, cs)
 	for off := range w.dirtyL2 {
-		if t := img.cache.get(off); t != nil {
+		if t, ok := img.cache.Get(off); ok {
 			if err := img.writeTable(t, off, buf); err != nil {
 				return err
 			}
@@ -414,13 +414,13 @@ func (img *Image) flushLocked() error {
 }
 
 // evictL2 writes a changed L2 table dropped from the cache.
-func (img *Image) evictL2(t *l2Table) {
+func (img *Image) evictL2(off int64, entries []uint64) {
 	w := img.w
-	if !w.dirtyL2[t.off] {
+	if !w.dirtyL2[off] {
 		return
 	}
-	delete(w.dirtyL2, t.off)
-	if err := img.writeTable(t.entries, t.off, nil); err != nil && w.err == nil {
+	delete(w.dirtyL2, off)
+	if err := img.writeTable(entries, off, nil); err != nil && w.err == nil {
 		w.err = err
 	}
 }
