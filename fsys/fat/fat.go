@@ -265,10 +265,30 @@ type node struct {
 	root    bool
 }
 
-func (n *node) Name() string       { return n.name }
+func (n *node) Name() string { return n.name }
+
+// ID identifies a directory by its first cluster (the root is 0), so its
+// listing is read once; files have no stable identity apart from it.
+func (n *node) ID() uint64 {
+	if n.root {
+		return 0
+	}
+	return uint64(n.cluster)
+}
 func (n *node) Size() int64        { return n.size }
 func (n *node) ModTime() time.Time { return n.mtime }
-func (n *node) Sys() any           { return nil }
+
+// Sys describes the entry's first cluster and DOS attributes.
+func (n *node) Sys() any { return &Stat{FirstCluster: n.ID(), Attributes: n.attr} }
+
+// Stat is what Sys returns for a FAT entry.
+type Stat struct {
+	FirstCluster uint64 // 0 for the root and for empty files
+	Attributes   byte   // DOS attributes (read-only, hidden, system, directory, archive)
+}
+
+// ID is the first cluster: a directory's identity, for loop detection.
+func (s *Stat) ID() uint64 { return s.FirstCluster }
 func (n *node) Readlink() (string, error) {
 	return "", errors.New("FAT has no symbolic links")
 }

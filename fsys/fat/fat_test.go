@@ -2,6 +2,7 @@ package fat_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/fsys"
 	"github.com/vdiskio/vdisk/fsys/fat"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
@@ -246,4 +248,35 @@ func FuzzOpen(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// A subdirectory whose cluster is its parent's makes a loop: walking it
+// with fsys.Walk ends in an error, not an endless (or exponential) descent.
+func TestDirectoryLoop(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "a", "b"), 0o755)
+	os.MkdirAll(filepath.Join(src, "a", "c"), 0o755)
+	img := makeFAT(t, 16, 32<<20, src)
+	b, _ := os.ReadFile(img)
+	// Point A's subdirectories B and C at A's own cluster.
+	aEntry := bytes.Index(b, []byte("A          \x10"))
+	if aEntry < 0 {
+		t.Fatal("no entry for A")
+	}
+	aCluster := b[aEntry+26 : aEntry+28]
+	for _, name := range []string{"B          \x10", "C          \x10"} {
+		i := bytes.Index(b, []byte(name))
+		if i < 0 {
+			t.Fatalf("no entry %q", name)
+		}
+		copy(b[i+26:i+28], aCluster)
+	}
+	v, err := fat.Open(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = fsys.Walk(context.Background(), v, ".", func(fsys.Entry) error { return nil })
+	if !errors.Is(err, fsys.ErrLoop) {
+		t.Errorf("walk of a looping tree: %v", err)
+	}
 }
