@@ -25,7 +25,7 @@ func dmSkip(t *testing.T) {
 		}
 	}
 	if out, err := exec.Command("dmsetup", "targets").CombinedOutput(); err != nil || !strings.Contains(string(out), "error") {
-		t.Skipf("device-mapper test: the kernel has no usable device-mapper here (dmsetup targets: %v: %s)", err, strings.TrimSpace(string(out)))
+		t.Skipf("device-mapper test: the kernel has no usable device-mapper here (dmsetup targets: %v: %s)", err, strings.Join(strings.Fields(string(out)), " "))
 	}
 }
 
