@@ -182,7 +182,7 @@ func (g *globals) applyKeys(name string, opts *formats.OpenOptions) (string, err
 	if keyID != "" {
 		key, ok := secrets[keyID]
 		if !ok {
-			return "", fmt.Errorf("No secret with id '%s' found", keyID)
+			return "", fmt.Errorf("%s: No secret with id '%s' found", path, keyID)
 		}
 		opts.Key = key
 	}
