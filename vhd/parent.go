@@ -9,9 +9,9 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/cache"
 )
 
 // maxLocatorBytes bounds the data of one parent locator (a Windows path is
@@ -177,67 +177,27 @@ func (img *Image) tryParent(ctx context.Context, c parentCandidate, opts formats
 }
 
 // bitmapCache holds the sector bitmaps of a differencing disk's blocks,
-// bounded in count. Entries are shared: readers hold the image's read lock
+// bounded in count (internal/cache: LRU, charged to the image's metadata
+// budget, nil: none). Entries are shared: readers hold the image's read lock
 // while using one, writers its write lock while changing one (and write it
 // through to the file), so evicting never loses data.
-//
-// Every bitmap it holds is charged to the image's metadata budget (nil: none);
-// when the budget is spent it drops its own oldest bitmaps first.
-type bitmapCache struct {
-	mu     sync.Mutex
-	limit  int
-	budget *formats.Budget
-	m      map[int][]byte
-	order  []int // insertion order, for FIFO eviction
-}
+type bitmapCache = cache.Cache[int, []byte]
 
 func newBitmapCache(cacheBytes, bitmapSize int64, budget *formats.Budget) *bitmapCache {
-	return &bitmapCache{limit: int(max(cacheBytes/max(bitmapSize, 1), 16)), budget: budget, m: map[int][]byte{}}
-}
-
-func (c *bitmapCache) dropOldest() {
-	old := c.order[0]
-	c.budget.Refund(int64(len(c.m[old])))
-	delete(c.m, old)
-	c.order = c.order[1:]
-}
-
-func (c *bitmapCache) get(blk int) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[blk]
-}
-
-func (c *bitmapCache) put(blk int, bm []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[blk]; ok {
-		c.m[blk] = bm
-		return
-	}
-	for len(c.m) >= c.limit && len(c.order) > 0 {
-		c.dropOldest()
-	}
-	for !c.budget.TryCharge(int64(len(bm))) {
-		if len(c.order) == 0 {
-			return // used once, not kept
-		}
-		c.dropOldest()
-	}
-	c.m[blk] = bm
-	c.order = append(c.order, blk)
+	return cache.New[int, []byte](int(max(cacheBytes/max(bitmapSize, 1), 16)), budget,
+		func(bm []byte) int64 { return int64(len(bm)) })
 }
 
 // bitmap returns the sector bitmap of block blk (BAT entry e); the caller
 // holds img.mu.
 func (img *Image) bitmap(blk int, e uint32) ([]byte, error) {
-	if bm := img.bitmaps.get(blk); bm != nil {
+	if bm, ok := img.bitmaps.Get(blk); ok {
 		return bm, nil
 	}
 	bm := make([]byte, img.bitmapSize)
 	if err := img.readFile(bm, int64(e)*sectorSize); err != nil {
 		return nil, err
 	}
-	img.bitmaps.put(blk, bm)
+	img.bitmaps.Put(blk, bm, false)
 	return bm, nil
 }

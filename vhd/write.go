@@ -135,7 +135,7 @@ func (img *Image) writeDiffLocked(p []byte, off int64) error {
 			if e, err = img.allocateLocked(int(blk), make([]byte, img.bitmapSize)); err != nil {
 				return err
 			}
-			img.bitmaps.put(int(blk), make([]byte, img.bitmapSize))
+			img.bitmaps.Put(int(blk), make([]byte, img.bitmapSize), false)
 		}
 		bm, err := img.bitmap(int(blk), e)
 		if err != nil {

@@ -2,9 +2,9 @@ package vhdx
 
 import (
 	"encoding/binary"
-	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/cache"
 	"github.com/vdiskio/vdisk/internal/fileio"
 )
 
@@ -12,39 +12,26 @@ import (
 const batPageEntries = 8192
 
 // batCache holds pages of a BAT too large to load whole (more than
-// Limits.MaxTableBytes), at most about cacheBytes of them, evicting the
-// oldest. Each page is validated when loaded, so a bad entry fails the
-// reads that need its page rather than the open. Every page it holds is
-// charged to the image's metadata budget; when the budget is spent it drops
-// its own oldest pages first, and a page that still does not fit is used
-// once, not kept.
+// Limits.MaxTableBytes), at most about cacheBytes of them, least recently
+// used dropped first (internal/cache). Each page is validated when loaded,
+// so a bad entry fails the reads that need its page rather than the open.
+// Every page it holds is charged to the image's metadata budget; when the
+// budget is spent it drops its own oldest pages first, and a page that
+// still does not fit is used once, not kept.
 type batCache struct {
-	img      *Image
-	budget   *formats.Budget
-	mu       sync.Mutex
-	pages    map[int64][]uint64
-	fifo     []int64
-	maxPages int
+	img   *Image
+	pages *cache.Cache[int64, []uint64]
 }
 
 func newBATCache(img *Image, cacheBytes int64, budget *formats.Budget) *batCache {
-	return &batCache{img: img, budget: budget, pages: map[int64][]uint64{},
-		maxPages: int(max(4, cacheBytes/(batPageEntries*batEntrySize)))}
-}
-
-// dropOldest evicts the oldest page (caller holds c.mu).
-func (c *batCache) dropOldest() {
-	c.budget.Refund(int64(len(c.pages[c.fifo[0]])) * batEntrySize)
-	delete(c.pages, c.fifo[0])
-	c.fifo = c.fifo[1:]
+	return &batCache{img: img, pages: cache.New[int64, []uint64](int(max(4, cacheBytes/(batPageEntries*batEntrySize))), budget,
+		func(p []uint64) int64 { return int64(len(p)) * batEntrySize })}
 }
 
 // get returns BAT entry i.
 func (c *batCache) get(i int64) (uint64, error) {
 	pg := i / batPageEntries
-	c.mu.Lock()
-	p, ok := c.pages[pg]
-	c.mu.Unlock()
+	p, ok := c.pages.Get(pg)
 	if !ok {
 		var err error
 		if p, err = c.load(pg); err != nil {
@@ -85,20 +72,6 @@ func (c *batCache) load(pg int64) ([]uint64, error) {
 			return nil, err
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.pages[pg]; !ok {
-		if len(c.fifo) >= c.maxPages {
-			c.dropOldest()
-		}
-		for !c.budget.TryCharge(int64(len(p)) * batEntrySize) {
-			if len(c.fifo) == 0 {
-				return p, nil
-			}
-			c.dropOldest()
-		}
-		c.pages[pg] = p
-		c.fifo = append(c.fifo, pg)
-	}
+	c.pages.Put(pg, p, false)
 	return p, nil
 }

@@ -2,7 +2,6 @@ package vmdk
 
 import (
 	"bytes"
-	"container/list"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/cache"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
@@ -159,7 +159,7 @@ func (s *sparseExtent) loadGD(lim formats.Limits) error {
 	if s.hdr.GDOffset == 0 && n > 0 {
 		return formats.Corruptf(s.name, "sparse header", 56, "grain directory offset is 0")
 	}
-	if err := s.cache.budget.Charge(s.name, "grain directory", gdOff, int64(n*gteBytes)); err != nil {
+	if err := s.cache.Budget().Charge(s.name, "grain directory", gdOff, int64(n*gteBytes)); err != nil {
 		return err
 	}
 	s.gd = make([]uint32, n)
@@ -231,7 +231,7 @@ func (s *sparseExtent) contiguous(off, chunk, host, limit int64) (int64, error) 
 // table returns grain table gdi, from the cache or the file.
 func (s *sparseExtent) table(gdi int64) ([]uint32, error) {
 	key := gtKey{s, gdi}
-	if gt := s.cache.get(key); gt != nil {
+	if gt, ok := s.cache.Get(key); ok {
 		return gt, nil
 	}
 	raw := make([]byte, s.gtEntries*gteBytes)
@@ -243,7 +243,7 @@ func (s *sparseExtent) table(gdi int64) ([]uint32, error) {
 	for i := range gt {
 		gt[i] = binary.LittleEndian.Uint32(raw[i*gteBytes:])
 	}
-	s.cache.put(key, gt)
+	s.cache.Put(key, gt, false)
 	return gt, nil
 }
 
@@ -351,62 +351,12 @@ type gtKey struct {
 	gdi int64
 }
 
-// gtCache is a bounded LRU cache of grain tables shared by an image's
-// extents; safe for concurrent use.
-//
-// Every table it holds is charged to the image's metadata budget (which the
-// whole chain shares); when the budget is spent it drops its own oldest
-// tables first, and a table that still does not fit is used once, not kept.
-type gtCache struct {
-	mu     sync.Mutex
-	max    int
-	budget *formats.Budget
-	lru    *list.List
-	items  map[gtKey]*list.Element
-}
-
-type gtItem struct {
-	key gtKey
-	gt  []uint32
-}
+// gtCache is the bounded cache of grain tables shared by an image's
+// extents (internal/cache: LRU, charged to the image's metadata budget,
+// which the whole chain shares).
+type gtCache = cache.Cache[gtKey, []uint32]
 
 func newGTCache(bytes int64, budget *formats.Budget) *gtCache {
-	return &gtCache{max: int(max(bytes/(defaultGTEs*gteBytes), 4)), budget: budget, lru: list.New(), items: map[gtKey]*list.Element{}}
-}
-
-func (c *gtCache) get(k gtKey) []uint32 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.items[k]; ok {
-		c.lru.MoveToFront(e)
-		return e.Value.(*gtItem).gt
-	}
-	return nil
-}
-
-func (c *gtCache) put(k gtKey, gt []uint32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.items[k]; ok {
-		e.Value.(*gtItem).gt = gt
-		c.lru.MoveToFront(e)
-		return
-	}
-	for !c.budget.TryCharge(int64(len(gt)) * gteBytes) {
-		if c.lru.Len() == 0 {
-			return
-		}
-		c.drop(c.lru.Back())
-	}
-	c.items[k] = c.lru.PushFront(&gtItem{k, gt})
-	for c.lru.Len() > c.max {
-		c.drop(c.lru.Back())
-	}
-}
-
-func (c *gtCache) drop(old *list.Element) {
-	c.lru.Remove(old)
-	it := old.Value.(*gtItem)
-	delete(c.items, it.key)
-	c.budget.Refund(int64(len(it.gt)) * gteBytes)
+	return cache.New[gtKey, []uint32](int(max(bytes/(defaultGTEs*gteBytes), 4)), budget,
+		func(gt []uint32) int64 { return int64(len(gt)) * gteBytes })
 }

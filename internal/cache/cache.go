@@ -86,6 +86,10 @@ func (c *Cache[K, V]) Put(k K, v V, must bool) bool {
 	return true
 }
 
+// Budget is the metadata budget the cache charges (the image's), for its
+// users to charge their other structures to the same account.
+func (c *Cache[K, V]) Budget() *formats.Budget { return c.budget }
+
 // Len is the number of values held.
 func (c *Cache[K, V]) Len() int {
 	c.mu.Lock()
