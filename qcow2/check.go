@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -279,28 +278,19 @@ func (s *scan) checkL2(t []uint64, active bool, l1i int64) {
 // checkBitmaps counts the bitmap directory, bitmap tables and their clusters.
 func (s *scan) checkBitmaps() {
 	img := s.img
+	dir := img.bitmapDir()
+	if dir == nil {
+		return
+	}
 	b := img.ext.Bitmaps
-	// Without the autoclear bit the bitmaps are stale and ignored (qemu).
-	if b == nil || img.hdr.AutoclearFeatures&autoclearBitmaps == 0 || b.DirectorySize == 0 || b.DirectorySize > maxBitmapDir {
-		return
-	}
 	s.inc(int64(b.DirectoryOff), int64(b.DirectorySize))
-	dir := make([]byte, b.DirectorySize)
-	if n, _ := img.f.ReadAt(dir, int64(b.DirectoryOff)); n < len(dir) {
-		return
-	}
-	be := binary.BigEndian
-	for off, i := 0, uint32(0); i < b.NbBitmaps && off+24 <= len(dir); i++ {
-		e := dir[off:]
-		tOff, tSize := int64(be.Uint64(e[0:])), int64(be.Uint32(e[8:]))
-		nameLen, extraLen := int(be.Uint16(e[18:])), int(be.Uint32(e[20:]))
-		s.inc(tOff, tSize*8)
-		for _, te := range s.readTable(tOff, tSize) {
+	for _, e := range dir {
+		s.inc(e.tableOff, e.tableSize*8)
+		for _, te := range s.readTable(e.tableOff, e.tableSize) {
 			if o := int64(te & offsetMask); o != 0 {
 				s.inc(o, img.clusterSize)
 			}
 		}
-		off += (24 + extraLen + nameLen + 7) &^ 7
 	}
 }
 

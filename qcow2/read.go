@@ -1,7 +1,6 @@
 package qcow2
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -356,34 +355,20 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 
 // bitmapInfo lists the persistent dirty bitmaps as qemu's info does, or nil.
 func (img *Image) bitmapInfo() []any {
-	b := img.ext.Bitmaps
-	if b == nil || img.hdr.AutoclearFeatures&autoclearBitmaps == 0 || b.DirectorySize == 0 {
-		return nil
-	}
-	dir := make([]byte, b.DirectorySize)
-	if n, _ := img.f.ReadAt(dir, int64(b.DirectoryOff)); n < len(dir) {
-		return nil
-	}
-	be := binary.BigEndian
 	var out []any
-	for off, i := 0, uint32(0); i < b.NbBitmaps && off+24 <= len(dir); i++ {
-		e := dir[off:]
-		flags, gbits := be.Uint32(e[12:]), e[17]
-		nameLen, extraLen := int(be.Uint16(e[18:])), int(be.Uint32(e[20:]))
-		if 24+extraLen+nameLen > len(e) {
+	for _, e := range img.bitmapDir() {
+		if !e.whole {
 			break
 		}
 		fl := []any{}
-		if flags&1 != 0 {
+		if e.flags&1 != 0 {
 			fl = append(fl, "in-use")
 		}
-		if flags&2 != 0 {
+		if e.flags&2 != 0 {
 			fl = append(fl, "auto")
 		}
-		name := string(e[24+extraLen : 24+extraLen+nameLen])
-		out = append(out, formats.Object{{Key: "flags", Value: fl}, {Key: "name", Value: name},
-			{Key: "granularity", Value: int64(1) << gbits}})
-		off += (24 + extraLen + nameLen + 7) &^ 7
+		out = append(out, formats.Object{{Key: "flags", Value: fl}, {Key: "name", Value: e.name},
+			{Key: "granularity", Value: int64(1) << e.granBits}})
 	}
 	return out
 }
