@@ -71,7 +71,8 @@ func (c *Client) readAligned(p []byte, off int64) error {
 }
 
 // WriteAt writes p at off (within the export; it cannot grow). Writes not
-// aligned to the server's minimum block are read, merged and written back.
+// aligned to the server's minimum block are read, merged and written back
+// (not atomic against a concurrent write to the same block).
 func (c *Client) WriteAt(p []byte, off int64) (int, error) {
 	if err := c.checkWrite(off, int64(len(p))); err != nil {
 		return 0, err

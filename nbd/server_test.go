@@ -187,6 +187,26 @@ func TestMapMatchesQemu(t *testing.T) {
 	if got := qemuMap(t, "-f", "raw", s.url); !equalSpans(got, want) {
 		t.Errorf("qemu-img map through vdisk's server:\n got %v\nwant %v (qemu-img map of the file)", got, want)
 	}
+	// Reads spanning holes come back as hole chunks: the Client reassembles
+	// the bytes qemu-img reads from the file.
+	flat, err := os.ReadFile(qemutest.ToRaw(t, "qcow2", top))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(context.Background(), s.url, DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := bytes.Repeat([]byte{0xff}, len(flat)) // holes must be cleared, not skipped
+	for off := 0; off < len(got); off += 8 << 20 {
+		if _, err := c.ReadAt(got[off:off+8<<20], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, flat) {
+		t.Error("the Client read other bytes than qemu-img converts")
+	}
 }
 
 func equalSpans(a, b []span) bool {
