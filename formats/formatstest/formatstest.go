@@ -16,7 +16,7 @@
 //   - a failed Open (an empty file, a truncated image, a size over the
 //     limit) returns a nil Image interface and an error matching one of the
 //     formats sentinels with errors.Is; a write to an image opened
-//     read-only matches ErrReadOnly;
+//     read-only matches ErrReadOnly; a failed Create returns a nil interface;
 //   - with Case.Backing, readers running while a child image (backing_file)
 //     is written see the parent's bytes or the new ones, never zeros from an
 //     allocation published before its data.
@@ -108,6 +108,7 @@ func Test(t *testing.T, c Case) {
 	run("Extents", func(t *testing.T) { checkExtents(t, path, ref) })
 	run("PastEnd", func(t *testing.T) { checkPastEnd(t, path, int64(len(ref))) })
 	run("FailedOpen", func(t *testing.T) { checkFailedOpen(t, drv, path) })
+	run("FailedCreate", func(t *testing.T) { checkFailedCreate(t, drv, c, dir) })
 	run("ReadOnly", func(t *testing.T) { checkReadOnly(t, path) })
 	if c.Judge != nil {
 		run("Judge", func(t *testing.T) { c.Judge(t, path, rawFile(t, ref)) })
@@ -352,6 +353,28 @@ func checkFailedOpen(t *testing.T, drv *formats.Driver, path string) {
 		if !matchesSentinel(err) {
 			t.Errorf("%s: error %q matches no formats sentinel", c.name, err)
 		}
+	}
+}
+
+// checkFailedCreate: a Create on storage that refuses writes fails with a
+// nil Writable interface.
+func checkFailedCreate(t *testing.T, drv *formats.Driver, c Case, dir string) {
+	path := filepath.Join(dir, "refused."+c.Format)
+	req, f := createRequest(t, drv, c, path, "")
+	f.Close()
+	ro, err := formats.OpenOSFile(path, false) // every write fails with ErrReadOnly
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	req.File = ro
+	img, err := drv.Create(context.Background(), req)
+	if err == nil {
+		img.Close()
+		t.Skip("the driver wrote nothing at Create (nothing to refuse)")
+	}
+	if img != nil {
+		t.Errorf("failed Create returned a non-nil Writable (%T) with %v", img, err)
 	}
 }
 
