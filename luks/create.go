@@ -35,7 +35,18 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := req.File.WriteAt(area, 0); err != nil {
+	// Only the header and the active key material: the unused slot areas
+	// stay holes, as qemu leaves them.
+	used := int64(4096)
+	if vol.Version == 2 {
+		used = 2 * vol.HeaderSize
+	}
+	for _, s := range vol.Slots {
+		if s.Active {
+			used = max(used, s.Area+s.AreaSize)
+		}
+	}
+	if _, err := req.File.WriteAt(area[:min(used, int64(len(area)))], 0); err != nil {
 		return nil, fmt.Errorf("%s: writing the LUKS header: %w", req.Name, err)
 	}
 	if err := req.File.Truncate(vol.PayloadOffset + size); err != nil {
