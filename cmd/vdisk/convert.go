@@ -52,6 +52,9 @@ func newConvertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			open.Snapshot = snapshot
+			if err := g.spooled(cmd.Context(), &open, args[1]); err != nil {
+				return err
+			}
 			src, err := g.applyKeys(args[0], &open)
 			if err != nil {
 				return err

@@ -56,6 +56,7 @@ type globals struct {
 	forceShare  bool          // -U: no image locks on images opened read-only
 	locks       convert.Locks // qemu image locks held until the command ends
 	maxMetadata string        // --max-metadata: the metadata budget of each open image
+	spool       spoolFlags    // --spool-limit: compressed and stdin sources
 }
 
 // openOptions are the options to open images with; userNamed are the
@@ -162,6 +163,9 @@ func (g *globals) openWhole(ctx context.Context, path, format string, role conve
 	if edit != nil {
 		edit(&opts)
 	}
+	if err := g.spooled(ctx, &opts, ""); err != nil {
+		return nil, err
+	}
 	open, remote := formats.Open, nbd.IsURL(path)
 	if remote {
 		open = openNBDImage // an export: no local file to lock
@@ -208,6 +212,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	root.PersistentFlags().BoolVar(&g.forceFormat, "force-format", false,
 		"open images as -f says even when their content looks like another format")
 	addCryptoFlags(root, g)
+	addSpoolFlags(root, g)
 	root.PersistentFlags().BoolVarP(&g.forceShare, "force-share", "U", false,
 		"take no qemu image locks on images opened read-only (read an image a running VM uses)")
 	root.AddCommand(

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/nbd"
+	"github.com/vdiskio/vdisk/source/compressed"
+)
+
+// spoolFlags are the flags of compressed and stdin sources.
+type spoolFlags struct {
+	limit string // --spool-limit: the most a source may decompress to
+}
+
+func addSpoolFlags(root *cobra.Command, g *globals) {
+	root.PersistentFlags().StringVar(&g.spool.limit, "spool-limit", "",
+		fmt.Sprintf("the largest size a compressed (xz, zstd, gzip, bzip2) or stdin source may expand to in its temporary spool (default %dG)", compressed.DefaultLimitBytes>>30))
+}
+
+// spooled makes opts read compressed files and stdin ("-") through a
+// sparse spool in outDir ("" or a URL: beside the input).
+func (g *globals) spooled(ctx context.Context, opts *formats.OpenOptions, outDir string) error {
+	s := &compressed.Spooler{Ctx: ctx, Open: opts.OpenFile}
+	if g.spool.limit != "" {
+		n, err := formats.ParseSize(g.spool.limit)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%w: --spool-limit %q (want a size such as 64G)", formats.ErrInvalidOption, g.spool.limit)
+		}
+		s.LimitBytes = n
+	}
+	if outDir != "" && outDir != "-" && !nbd.IsURL(outDir) {
+		s.Dir = filepath.Dir(outDir)
+	}
+	opts.OpenFile = s.OpenPath
+	return nil
+}

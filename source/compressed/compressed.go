@@ -1,0 +1,321 @@
+package compressed
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Kind names a compression ("" for none).
+type Kind string
+
+// The compressions recognised.
+const (
+	None  Kind = ""
+	Xz    Kind = "xz"
+	Zstd  Kind = "zstd"
+	Gzip  Kind = "gzip"
+	Bzip2 Kind = "bzip2"
+)
+
+// MagicBytes is how many leading bytes Detect needs at most.
+const MagicBytes = 6
+
+// DefaultLimitBytes bounds a spool when Spooler.LimitBytes is zero: 1 TiB
+// of decompressed stream.
+const DefaultLimitBytes int64 = 1 << 40
+
+// StdinName is the source name that means standard input.
+const StdinName = "-"
+
+// Detect names the compression whose magic starts head, or None.
+func Detect(head []byte) Kind {
+	switch {
+	case bytes.HasPrefix(head, []byte{0xFD, '7', 'z', 'X', 'Z', 0x00}):
+		return Xz
+	case bytes.HasPrefix(head, []byte{0x28, 0xB5, 0x2F, 0xFD}):
+		return Zstd
+	case bytes.HasPrefix(head, []byte{0x1F, 0x8B}):
+		return Gzip
+	case len(head) >= 4 && string(head[:3]) == "BZh" && head[3] >= '1' && head[3] <= '9':
+		return Bzip2
+	}
+	return None
+}
+
+// Reader returns a reader of the decompressed stream r; close it when done.
+func Reader(kind Kind, r io.Reader) (io.ReadCloser, error) {
+	switch kind {
+	case Xz:
+		zr, err := xz.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(zr), nil
+	case Zstd:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(1<<31))
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	case Gzip:
+		return gzip.NewReader(r)
+	case Bzip2:
+		return io.NopCloser(bzip2.NewReader(r)), nil
+	}
+	return nil, fmt.Errorf("%w: compression %q", formats.ErrUnsupported, kind)
+}
+
+// Spooler opens sources that may be compressed or stdin, decompressing
+// them into a sparse temporary file.
+type Spooler struct {
+	// Ctx stops a decompression in progress; nil means context.Background.
+	Ctx context.Context
+	// Dir is where spools are created; "" means the directory of the
+	// input (the OS temporary directory for stdin).
+	Dir string
+	// LimitBytes bounds the decompressed size; 0 means DefaultLimitBytes.
+	LimitBytes int64
+	// Open opens a path that is not stdin; nil means formats.OpenOSFile.
+	Open func(path string, writable bool) (formats.File, error)
+	// Stdin is read for StdinName; nil means os.Stdin.
+	Stdin io.Reader
+}
+
+// File is a decompressed spool: a formats.File named as its source.
+type File struct {
+	formats.File
+	name string
+	kind Kind
+}
+
+// Name is the source's name (references resolve beside it).
+func (f *File) Name() string { return f.name }
+
+// Compression names the compression of the source (None for plain stdin).
+func (f *File) Compression() Kind { return f.kind }
+
+// CompressionOf names the compression f was decompressed from, or None.
+func CompressionOf(f formats.File) Kind {
+	if s, ok := f.(*File); ok {
+		return s.kind
+	}
+	return None
+}
+
+// OpenPath opens path: stdin and compressed files are spooled, anything
+// else is opened as s.Open does. It suits formats.OpenOptions.OpenFile.
+func (s *Spooler) OpenPath(path string, writable bool) (formats.File, error) {
+	if path == StdinName {
+		if writable {
+			return nil, fmt.Errorf("%s: %w: stdin is read-only", path, formats.ErrReadOnly)
+		}
+		in := s.Stdin
+		if in == nil {
+			in = os.Stdin
+		}
+		br := bufio.NewReaderSize(in, 1<<16)
+		head, _ := br.Peek(MagicBytes)
+		return s.spool(path, Detect(head), br)
+	}
+	open := s.Open
+	if open == nil {
+		open = formats.OpenOSFile
+	}
+	f, err := open(path, writable)
+	if err != nil {
+		return nil, err
+	}
+	head := make([]byte, MagicBytes)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	kind := Detect(head[:n])
+	if kind == None {
+		return f, nil
+	}
+	defer f.Close()
+	if writable {
+		return nil, fmt.Errorf("%s: %w: a %s-compressed image is read-only (convert it to a new image)", path, formats.ErrReadOnly, kind)
+	}
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s.spool(path, kind, bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20))
+}
+
+// spool decompresses r (kind None: copies it) into a new spool.
+func (s *Spooler) spool(name string, kind Kind, r io.Reader) (formats.File, error) {
+	ctx := s.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	tmp, err := s.create(name)
+	if err != nil {
+		return nil, err
+	}
+	limit := s.LimitBytes
+	if limit <= 0 {
+		limit = DefaultLimitBytes
+	}
+	// The copy runs apart so that a cancellation ends the open even while
+	// a read of stdin blocks; once tmp is closed the copy fails at its next
+	// write and ends.
+	done := make(chan error, 1)
+	go func() { done <- decompress(ctx, tmp, r, limit, name, kind) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return &File{File: tmp, name: name, kind: kind}, nil
+}
+
+// decompress copies the stream r, decompressed as kind says, into dst.
+func decompress(ctx context.Context, dst formats.File, r io.Reader, limit int64, name string, kind Kind) error {
+	src := io.NopCloser(r)
+	if kind != None {
+		zr, err := Reader(kind, r)
+		if err != nil {
+			return fmt.Errorf("%s: %s stream at offset 0: %w: %v", name, kind, formats.ErrCorrupt, err)
+		}
+		src = zr
+	}
+	defer src.Close()
+	return copySparse(ctx, dst, src, limit, name, kind)
+}
+
+// spoolFile is the temporary file; Close removes it where it could not
+// be unlinked at creation (Windows).
+type spoolFile struct {
+	formats.File
+	path string // "" when already unlinked
+}
+
+func (f *spoolFile) Close() error {
+	err := f.File.Close()
+	if f.path != "" {
+		if rerr := os.Remove(f.path); err == nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// create makes the spool file for the source name.
+func (s *Spooler) create(name string) (*spoolFile, error) {
+	dir := s.Dir
+	if dir == "" {
+		dir = filepath.Dir(name)
+		if name == StdinName {
+			dir = os.TempDir()
+		}
+	}
+	osf, err := os.CreateTemp(dir, ".vdisk-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("%s: creating the decompression spool: %w", name, err)
+	}
+	f := &spoolFile{File: formats.NewOSFile(osf), path: osf.Name()}
+	if runtime.GOOS != "windows" && os.Remove(osf.Name()) == nil {
+		f.path = ""
+	}
+	return f, nil
+}
+
+// blockBytes is the unit of the sparse copy: an all-zero block is a hole.
+const blockBytes = 64 << 10
+
+// copySparse copies src into dst, leaving all-zero blocks as holes, and
+// fails once more than limit bytes come out.
+func copySparse(ctx context.Context, dst formats.File, src io.Reader, limit int64, name string, kind Kind) error {
+	buf := make([]byte, blockBytes)
+	var off int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := readBlock(src, buf)
+		if n > 0 {
+			if off+int64(n) > limit {
+				return formats.Limitf(name, string(kind)+" stream", off,
+					"decompresses past the spool limit of %d bytes (raise it with --spool-limit)", limit)
+			}
+			if !allZero(buf[:n]) {
+				if _, werr := dst.WriteAt(buf[:n], off); werr != nil {
+					return fmt.Errorf("%s: writing the decompression spool at offset %d: %w", name, off, werr)
+				}
+			}
+			off += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s stream: decompressed offset %d: %w: %v", name, streamName(kind), off, formats.ErrCorrupt, err)
+		}
+	}
+	if err := dst.Truncate(off); err != nil {
+		return fmt.Errorf("%s: sizing the decompression spool to %d bytes: %w", name, off, err)
+	}
+	return nil
+}
+
+// readBlock fills buf as io.ReadFull does, but reports only the stream's
+// own errors: io.EOF at its clean end, io.ErrUnexpectedEOF only when the
+// decompressor says the stream is truncated.
+func readBlock(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			if err == io.EOF && n == len(buf) {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func streamName(kind Kind) string {
+	if kind == None {
+		return "input"
+	}
+	return string(kind)
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
