@@ -38,8 +38,15 @@ func newInfoCommand(g *globals) *cobra.Command {
 			if inside != nil && output == "json" {
 				infos[0] = append(infos[0], formats.Field{Key: "vdisk-partitions", Value: inside.object()})
 			}
+			kind := g.spool.compression(args[0])
+			if kind != "" && output == "json" {
+				infos[0] = append(infos[0], formats.Field{Key: "vdisk-compression", Value: string(kind)})
+			}
 			if err := printInfos(cmd.OutOrStdout(), output, chain, infos); err != nil {
 				return err
+			}
+			if kind != "" && output != "json" {
+				fmt.Fprintf(cmd.OutOrStdout(), "source compression: %s\n", kind)
 			}
 			if inside != nil && output != "json" {
 				inside.print(cmd.OutOrStdout())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +16,25 @@ import (
 // spoolFlags are the flags of compressed and stdin sources.
 type spoolFlags struct {
 	limit string // --spool-limit: the most a source may decompress to
+	mu    sync.Mutex
+	kinds map[string]compressed.Kind // the sources spooled, by name
+}
+
+// compression names the compression of the source opened as name ("" if
+// none).
+func (f *spoolFlags) compression(name string) compressed.Kind {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.kinds[name]
+}
+
+func (f *spoolFlags) heard(name string, kind compressed.Kind) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.kinds == nil {
+		f.kinds = map[string]compressed.Kind{}
+	}
+	f.kinds[name] = kind
 }
 
 func addSpoolFlags(root *cobra.Command, g *globals) {
@@ -25,7 +45,7 @@ func addSpoolFlags(root *cobra.Command, g *globals) {
 // spooled makes opts read compressed files and stdin ("-") through a
 // sparse spool in outDir ("" or a URL: beside the input).
 func (g *globals) spooled(ctx context.Context, opts *formats.OpenOptions, outDir string) error {
-	s := &compressed.Spooler{Ctx: ctx, Open: opts.OpenFile}
+	s := &compressed.Spooler{Ctx: ctx, Open: opts.OpenFile, OnSpool: g.spool.heard}
 	if g.spool.limit != "" {
 		n, err := formats.ParseSize(g.spool.limit)
 		if err != nil || n <= 0 {

@@ -93,6 +93,9 @@ type Spooler struct {
 	Open func(path string, writable bool) (formats.File, error)
 	// Stdin is read for StdinName; nil means os.Stdin.
 	Stdin io.Reader
+	// OnSpool, when set, hears of each source spooled and its compression
+	// (None for plain stdin): `info` names the compression so.
+	OnSpool func(name string, kind Kind)
 }
 
 // File is a decompressed spool: a formats.File named as its source.
@@ -104,6 +107,10 @@ type File struct {
 
 // Name is the source's name (references resolve beside it).
 func (f *File) Name() string { return f.name }
+
+// Runs reports the spool's holes (the zero blocks of the stream), so that
+// a raw image inside converts sparsely.
+func (f *File) Runs(off, length int64) ([]formats.FileRun, error) { return runs(f.File, off, length) }
 
 // Compression names the compression of the source (None for plain stdin).
 func (f *File) Compression() Kind { return f.kind }
@@ -188,6 +195,9 @@ func (s *Spooler) spool(name string, kind Kind, r io.Reader) (formats.File, erro
 		tmp.Close()
 		return nil, err
 	}
+	if s.OnSpool != nil {
+		s.OnSpool(name, kind)
+	}
 	return &File{File: tmp, name: name, kind: kind}, nil
 }
 
@@ -220,6 +230,18 @@ func (f *spoolFile) Close() error {
 		}
 	}
 	return err
+}
+
+// Runs forwards to the OS file's hole finder.
+func (f *spoolFile) Runs(off, length int64) ([]formats.FileRun, error) {
+	return runs(f.File, off, length)
+}
+
+func runs(f formats.File, off, length int64) ([]formats.FileRun, error) {
+	if h, ok := f.(formats.HoleFinder); ok {
+		return h.Runs(off, length)
+	}
+	return []formats.FileRun{{Offset: off, Length: length}}, nil
 }
 
 // create makes the spool file for the source name.
