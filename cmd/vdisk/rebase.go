@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdiskio/vdisk/chain"
+	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/formats"
+)
+
+func newRebaseCommand(g *globals) *cobra.Command {
+	var format, backing, backingFmt string
+	var unsafe, progress bool
+	cmd := &cobra.Command{
+		Use:   "rebase [-f fmt] [-u] [-p] [-q] -b backing_file [-F backing_fmt] filename",
+		Short: "Change the backing file of an image (-b \"\" makes it standalone)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("backing") && !unsafe {
+				return errors.New("Must specify backing file (-b) or use unsafe mode (-u)")
+			}
+			if backing != "" && backingFmt == "" {
+				return fmt.Errorf("Could not change the backing file to '%s': backing format must be specified", backing)
+			}
+			ctx := cmd.Context()
+			img, err := g.openAs(ctx, args[0], format, convert.LockWrite, func(o *formats.OpenOptions) {
+				o.Writable, o.NoBacking = true, unsafe
+			})
+			if err != nil {
+				return err
+			}
+			closed := false
+			defer func() {
+				if !closed {
+					img.Close()
+				}
+			}()
+			w, ok := img.(formats.Writable)
+			if _, canSet := img.(formats.BackingSetter); !ok || !canSet {
+				return fmt.Errorf("Could not change the backing file to '%s': Operation not supported", backing)
+			}
+			var nb formats.Image
+			if backing != "" && !unsafe {
+				opts, err := g.openOptions(backingFmt, backing)
+				if err != nil {
+					return err
+				}
+				if nb, err = formats.OpenReference(ctx, args[0], backing, backingFmt, opts); err != nil {
+					return fmt.Errorf("Could not open new backing file '%s': %w", backing, err)
+				}
+			}
+			ro := chain.RebaseOptions{Name: backing, Format: backingFmt, Unsafe: unsafe}
+			var bar *progressBar
+			if progress && !g.quiet {
+				bar = newProgressBar(cmd.OutOrStdout())
+				ro.Progress = bar.update
+			}
+			if _, err := chain.Rebase(ctx, w, nb, ro); err != nil {
+				if nb != nil {
+					nb.Close()
+				}
+				return fmt.Errorf("Could not change the backing file to '%s': %w", backing, err)
+			}
+			if bar != nil {
+				bar.finish()
+			}
+			closed = true
+			return img.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
+	f.StringVarP(&backing, "backing", "b", "", "new backing file (\"\" flattens the image)")
+	f.StringVarP(&backingFmt, "backing-format", "F", "", "format of the new backing file")
+	f.BoolVarP(&unsafe, "unsafe", "u", false, "change only the link, not the content")
+	f.BoolVarP(&progress, "progress", "p", false, "show progress")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
+	return cmd
+}
