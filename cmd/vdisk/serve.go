@@ -63,6 +63,9 @@ Without --socket it listens on TCP, localhost:10809 unless --bind says otherwise
 					map[bool]string{true: "read-only", false: "writable"}[!exp.Writable], url)
 			}
 			err = srv.Serve(cmd.Context(), l)
+			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
+				err = nil // SIGINT/SIGTERM is how a server is stopped: exit 0, as qemu-nbd does
+			}
 			if cerr := closeImage(); err == nil {
 				err = cerr
 			}
