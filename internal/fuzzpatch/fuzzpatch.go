@@ -9,6 +9,8 @@
 // records of an offset (unsigned varint), a 1-byte length n and n bytes,
 // copied over the base at that offset (growing it when past the end). A
 // record cut short by the end of the input is applied as far as it goes.
+// An input longer than RawBytes is the image itself, so that whole-image
+// inputs kept in testdata/fuzz (crashers found before) keep their meaning.
 package fuzzpatch
 
 import "encoding/binary"
@@ -16,10 +18,13 @@ import "encoding/binary"
 // MaxBytes bounds the image an input can make (bases are small).
 const MaxBytes = 1 << 20
 
+// RawBytes is the input length above which an input is taken as an image.
+const RawBytes = 4 << 10
+
 // Apply returns the image input describes over bases (which it does not
 // modify). No bases, or an empty input, give the input itself.
 func Apply(bases [][]byte, input []byte) []byte {
-	if len(bases) == 0 || len(input) == 0 {
+	if len(bases) == 0 || len(input) == 0 || len(input) > RawBytes {
 		return input
 	}
 	base := bases[int(input[0])%len(bases)]

@@ -28,6 +28,10 @@ func TestApply(t *testing.T) {
 			t.Errorf("Apply(%q) = %q, want %q", tc.input, got, tc.want)
 		}
 	}
+	raw := bytes.Repeat([]byte{7}, RawBytes+1)
+	if got := Apply(bases, raw); !bytes.Equal(got, raw) {
+		t.Error("a long input is not taken as the image")
+	}
 	if !bytes.Equal(bases[0], []byte("aaaaaaaa")) {
 		t.Error("a base was modified")
 	}
