@@ -128,7 +128,10 @@ func overlay(ctx context.Context, backing string) []byte {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "overlay.qcow2")
+	if err := os.Mkdir(filepath.Join(dir, "vm"), 0o755); err != nil {
+		log.Fatal(err)
+	}
+	path := filepath.Join(dir, "vm", "overlay.qcow2")
 	f, err := os.Create(path)
 	if err != nil {
 		log.Fatal(err)
@@ -138,11 +141,16 @@ func overlay(ctx context.Context, backing string) []byte {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// The base is where the overlay will be: beside it.
-	if err := os.WriteFile(filepath.Join(dir, backing), mustRead("../testdata/example.qcow2"), 0o644); err != nil {
+	// The base is where it will be relative to the overlay.
+	basePath := filepath.Join(dir, "vm", backing)
+	if err := os.MkdirAll(filepath.Dir(basePath), 0o755); err != nil {
 		log.Fatal(err)
 	}
-	img, err := drv.Create(ctx, formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Options: opts})
+	if err := os.WriteFile(basePath, mustRead("../testdata/example.qcow2"), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	img, err := drv.Create(ctx, formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Options: opts,
+		Open: formats.OpenOptions{Resolver: &formats.DirResolver{Policy: formats.PolicyLocal}}})
 	if err != nil {
 		log.Fatal(err)
 	}
