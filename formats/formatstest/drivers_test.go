@@ -1,6 +1,7 @@
 package formatstest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/vdiskio/vdisk/formats/formatstest"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 
+	_ "github.com/vdiskio/vdisk/iso"
 	_ "github.com/vdiskio/vdisk/qcow2"
 	_ "github.com/vdiskio/vdisk/raw"
 	_ "github.com/vdiskio/vdisk/vdi"
@@ -92,4 +94,26 @@ func TestCancelledCreate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestISOReadOnly runs the reading half of the suite on an image xorriso
+// made (iso is a read-only disk of its file's bytes).
+func TestISOReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "data.bin"), bytes.Repeat([]byte("vdisk iso "), 50000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x.iso")
+	if r := qemutest.Exec(t, "xorriso", "-as", "mkisofs", "-quiet", "-R", "-o", path, tree); r.Code != 0 {
+		t.Fatalf("xorriso: exit %d: %s", r.Code, r.Stderr)
+	}
+	ref, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	formatstest.TestReadOnly(t, path, ref)
 }
