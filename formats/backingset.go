@@ -11,3 +11,10 @@ package formats
 type BackingSetter interface {
 	SetBacking(name, format string, backing Image) error
 }
+
+// Emptier is a writable image that can drop everything it stores, so that
+// it reads through to its backing image again (qemu-img commit empties the
+// committed top). The metadata change is flushed before MakeEmpty returns.
+type Emptier interface {
+	MakeEmpty() error
+}

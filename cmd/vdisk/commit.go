@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdiskio/vdisk/chain"
+	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/formats"
+)
+
+func newCommitCommand(g *globals) *cobra.Command {
+	var format, base string
+	var keep, progress bool
+	cmd := &cobra.Command{
+		Use:   "commit [-f fmt] [-b base] [-d] [-p] [-q] filename",
+		Short: "Merge an image into its backing file (or into BASE down the chain)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			empty := !keep && base == "" // -b implies -d, as in qemu-img
+			top, err := g.openAs(ctx, args[0], format, convert.LockRead, func(o *formats.OpenOptions) { o.Writable = empty })
+			if err != nil {
+				return err
+			}
+			defer top.Close()
+			basePath, baseFmt, depth, err := findBase(top, args[0], base)
+			if err != nil {
+				return err
+			}
+			bimg, err := g.openAs(ctx, basePath, baseFmt, convert.LockWrite, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+			if err != nil {
+				return err
+			}
+			bw, ok := bimg.(formats.Writable)
+			if !ok {
+				bimg.Close()
+				return fmt.Errorf("%s: %w", basePath, formats.ErrReadOnly)
+			}
+			opts := chain.CommitOptions{Depth: depth, Empty: empty}
+			var bar *progressBar
+			if progress && !g.quiet {
+				bar = newProgressBar(cmd.OutOrStdout())
+				opts.Progress = bar.update
+			}
+			_, err = chain.Commit(ctx, top, bw, opts)
+			if cerr := bimg.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			if bar != nil {
+				bar.finish()
+			}
+			if !g.quiet {
+				fmt.Fprintln(cmd.OutOrStdout(), "Image committed.")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
+	f.StringVarP(&base, "base", "b", "", "commit into this image of the backing chain (implies -d)")
+	f.BoolVarP(&keep, "drop", "d", false, "do not empty the image after the commit")
+	f.BoolVarP(&progress, "progress", "p", false, "show progress")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
+	return cmd
+}
+
+// findBase walks top's backing chain to the layer named base (its direct
+// backing when base is ""): its path, format and how many layers lie above
+// it. base is matched as a file, as given or relative to top's directory.
+func findBase(top formats.Image, topPath, base string) (string, string, int, error) {
+	var want os.FileInfo
+	if base != "" {
+		fi, err := os.Stat(base)
+		if err != nil && !filepath.IsAbs(base) {
+			fi, err = os.Stat(filepath.Join(filepath.Dir(topPath), base))
+		}
+		if err != nil {
+			return "", "", 0, fmt.Errorf("Did not find '%s' in the backing chain of '%s'", base, topPath)
+		}
+		want = fi
+	}
+	layer := top
+	for depth := 1; ; depth++ {
+		b, ok := layer.(formats.Backer)
+		if !ok || b.Backing() == nil {
+			if depth == 1 {
+				return "", "", 0, errors.New("Image does not have a backing file")
+			}
+			return "", "", 0, fmt.Errorf("Did not find '%s' in the backing chain of '%s'", base, topPath)
+		}
+		path := b.BackingPath()
+		if want == nil {
+			return path, b.Backing().Format(), depth, nil
+		}
+		if fi, err := os.Stat(path); err == nil && os.SameFile(fi, want) {
+			return path, b.Backing().Format(), depth, nil
+		}
+		layer = b.Backing()
+	}
+}
