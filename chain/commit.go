@@ -27,7 +27,8 @@ type CommitStats struct {
 
 // Commit writes every range allocated in the Depth layers from top down
 // (data as read through top, zeros as zeros) into base, which must be
-// opened separately, writable, and be the layer below them. A base smaller
+// opened separately, writable (with its own backing chain, so that zeros
+// over it are recorded as zeros), and be the layer below them. A base smaller
 // than top is grown first, as qemu does. The base is flushed before the top
 // is emptied (opts.Empty).
 func Commit(ctx context.Context, top formats.Image, base formats.Writable, opts CommitOptions) (CommitStats, error) {

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/chain"
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 )
 
@@ -23,18 +22,39 @@ func newCommitCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			empty := !keep && base == "" // -b implies -d, as in qemu-img
-			top, err := g.openAs(ctx, args[0], format, convert.LockRead, func(o *formats.OpenOptions) { o.Writable = empty })
+			// Locks: the top (a writer's when it is emptied) and the base (a
+			// writer's); the chain's own read locks would exclude the base's.
+			topOpts, err := g.openOptions(format)
 			if err != nil {
 				return err
 			}
+			topOpts.Writable = empty
+			top, err := formats.Open(ctx, args[0], topOpts)
+			if err != nil {
+				return couldNotOpen(args[0], err)
+			}
 			defer top.Close()
+			if empty {
+				if err := g.locks.LockPath(args[0], top.Format()); err != nil {
+					return couldNotOpen(args[0], err)
+				}
+			}
 			basePath, baseFmt, depth, err := findBase(top, args[0], base)
 			if err != nil {
 				return err
 			}
-			bimg, err := g.openAs(ctx, basePath, baseFmt, convert.LockWrite, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+			baseOpts, err := g.openOptions(baseFmt)
 			if err != nil {
 				return err
+			}
+			baseOpts.Writable = true // with its backing: zeros over it must be recorded as zeros
+			bimg, err := formats.Open(ctx, basePath, baseOpts)
+			if err != nil {
+				return couldNotOpen(basePath, err)
+			}
+			if err := g.locks.LockPath(basePath, bimg.Format()); err != nil {
+				bimg.Close()
+				return couldNotOpen(basePath, err)
 			}
 			bw, ok := bimg.(formats.Writable)
 			if !ok {
