@@ -102,6 +102,18 @@ func TestConvertCompressedInputs(t *testing.T) {
 					t.Errorf("info %s: format %v, virtual-size %v, vdisk-compression %v", path, info["format"], info["virtual-size"], info["vdisk-compression"])
 				}
 				if variant == "zstd" {
+					// map, compare and checksum read the image inside as
+					// they read the decompressed file.
+					for _, args := range [][]string{{"map", "--output=json"}, {"checksum"}} {
+						want, _, _ := vdisk(t, append(args, orig)...)
+						got, stderr, code := vdisk(t, append(args, path)...)
+						if code != 0 || strings.ReplaceAll(got, path, orig) != want {
+							t.Errorf("vdisk %v %s: exit %d %s\n got %q\nwant %q", args, path, code, stderr, got, want)
+						}
+					}
+					if _, stderr, code := vdisk(t, "compare", path, orig); code != 0 {
+						t.Errorf("vdisk compare %s %s: exit %d %s", path, orig, code, stderr)
+					}
 					human, _, _ := vdisk(t, "info", path)
 					if !strings.Contains(human, "\nsource compression: "+kind+"\n") {
 						t.Errorf("human info of %s does not name %s:\n%s", path, kind, human)

@@ -264,7 +264,7 @@ func (s *Spooler) create(name string) (*spoolFile, error) {
 	return f, nil
 }
 
-// blockBytes is the unit of the sparse copy: an all-zero block is a hole.
+// blockBytes is the unit of the sparse copy's reads.
 const blockBytes = 64 << 10
 
 // copySparse copies src into dst, leaving all-zero blocks as holes, and
@@ -282,10 +282,8 @@ func copySparse(ctx context.Context, dst formats.File, src io.Reader, limit int6
 				return formats.Limitf(name, string(kind)+" stream", off,
 					"decompresses past the spool limit of %d bytes (raise it with --spool-limit)", limit)
 			}
-			if !allZero(buf[:n]) {
-				if _, werr := dst.WriteAt(buf[:n], off); werr != nil {
-					return fmt.Errorf("%s: writing the decompression spool at offset %d: %w", name, off, werr)
-				}
+			if werr := writeNonZero(dst, buf[:n], off); werr != nil {
+				return fmt.Errorf("%s: writing the decompression spool at offset %d: %w", name, off, werr)
 			}
 			off += int64(n)
 		}
@@ -298,6 +296,34 @@ func copySparse(ctx context.Context, dst formats.File, src io.Reader, limit int6
 	}
 	if err := dst.Truncate(off); err != nil {
 		return fmt.Errorf("%s: sizing the decompression spool to %d bytes: %w", name, off, err)
+	}
+	return nil
+}
+
+// holeBytes is the granularity of the spool's holes: a file system's
+// block, as the holes of a sparse raw file made by qemu-img or cp.
+const holeBytes = 4 << 10
+
+// writeNonZero writes the runs of b that are not all-zero holeBytes units
+// at off, leaving the zero units as holes.
+func writeNonZero(dst formats.File, b []byte, off int64) error {
+	start := -1 // start of the pending data run in b
+	for i := 0; i < len(b); i += holeBytes {
+		end := min(i+holeBytes, len(b))
+		if allZero(b[i:end]) {
+			if start >= 0 {
+				if _, err := dst.WriteAt(b[start:i], off+int64(start)); err != nil {
+					return err
+				}
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		_, err := dst.WriteAt(b[start:], off+int64(start))
+		return err
 	}
 	return nil
 }

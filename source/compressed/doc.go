@@ -14,7 +14,7 @@
 // block index or seekable-zstd frames would give some; they are not used
 // yet). So a compressed input is decompressed once into a spool: a
 // temporary file in a caller-given directory (the CLI puts it next to the
-// output, or beside the input when there is none). Blocks of zeros are not
+// output, or beside the input when there is none). 4 KiB blocks of zeros are not
 // written, so the spool is sparse and holes stay holes in the output's
 // extents. On Unix the spool is unlinked as soon as it is created: it
 // disappears when the process ends, however it ends (success, failure,
