@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -76,7 +77,12 @@ func newConvertCommand(g *globals) *cobra.Command {
 			if nbd.IsURL(job.Target) {
 				job.Existing = true // an NBD export exists; it is written in place
 			}
-			job.Warn = func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "vdisk: warning: "+msg) }
+			var warnMu sync.Mutex // workers report read errors concurrently
+			job.Warn = func(msg string) {
+				warnMu.Lock()
+				defer warnMu.Unlock()
+				fmt.Fprintln(cmd.ErrOrStderr(), "vdisk: warning: "+msg)
+			}
 			job.Copy.OnReadError = func(off, length int64, err error) {
 				job.Warn(fmt.Sprintf("error while reading offset %d (%d bytes written as zeros): %s", off, length, oneLine(err.Error())))
 			}
