@@ -12,6 +12,7 @@ type testTyped struct {
 	Lazy        bool   `opt:"lazy_refcounts" default:"off" help:"Lazy"`
 	Bits        int64  `opt:"refcount_bits" default:"16" help:"Bits"`
 	Backing     string `opt:"backing_file" help:"Backing"`
+	//lint:ignore U1000 an untagged field: the derived table must skip it
 	notAnOption int
 }
 

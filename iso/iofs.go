@@ -303,4 +303,4 @@ type dirEntry struct{ e Entry }
 func (d dirEntry) Name() string               { return d.e.Name }
 func (d dirEntry) IsDir() bool                { return d.e.IsDir() }
 func (d dirEntry) Type() fs.FileMode          { return d.e.Mode.Type() }
-func (d dirEntry) Info() (fs.FileInfo, error) { return fileInfo{d.e}, nil }
+func (d dirEntry) Info() (fs.FileInfo, error) { return fileInfo(d), nil }

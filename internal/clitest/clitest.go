@@ -30,9 +30,9 @@ type Result struct {
 // path.
 func Binary(t testing.TB) string {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := exec.LookPath(goTool); err != nil {
-		goTool = "go"
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build vdisk: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "vdisk")
 	if runtime.GOOS == "windows" {

@@ -133,7 +133,7 @@ func (v *Volume) Unlock(r io.ReaderAt, passphrase []byte, lim Limits) (*SectorCi
 		return nil, err
 	}
 	lim = lim.WithDefaults()
-	var budget uint64 = lim.MaxTotalIterations
+	budget := lim.MaxTotalIterations
 	order := v.slotOrder()
 	tried := 0
 	for _, i := range order {
