@@ -19,6 +19,8 @@ var examples = map[string]string{
 	"check":       "  vdisk check disk.qcow2\n  vdisk check -r leaks disk.qcow2",
 	"resize":      "  vdisk resize disk.qcow2 +10G\n  vdisk resize --shrink disk.raw 8G",
 	"dd":          "  vdisk dd -O raw bs=1M count=64 if=disk.qcow2 of=head.raw",
+	"rebase":      "  vdisk rebase -b new-base.qcow2 -F qcow2 overlay.qcow2\n  vdisk rebase -u -b moved/base.qcow2 overlay.qcow2",
+	"commit":      "  vdisk commit overlay.qcow2\n  vdisk commit -d -b base.qcow2 top.qcow2",
 	"snapshot":    "  vdisk snapshot -l disk.qcow2",
 	"checksum":    "  vdisk checksum disk.qcow2\n  vdisk checksum --linear -a sha256 disk.vmdk",
 	"verify":      "  vdisk verify --hash-log copy.log copy.qcow2\n  vdisk verify evidence.E01",
