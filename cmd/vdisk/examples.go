@@ -18,8 +18,6 @@ var examples = map[string]string{
 	"measure":     "  vdisk measure -O qcow2 disk.raw\n  vdisk measure -O qcow2 --size 100G",
 	"check":       "  vdisk check disk.qcow2\n  vdisk check -r leaks disk.qcow2",
 	"resize":      "  vdisk resize disk.qcow2 +10G\n  vdisk resize --shrink disk.raw 8G",
-	"rebase":      "  vdisk rebase -b new-base.qcow2 -F qcow2 top.qcow2\n  vdisk rebase -u -b moved/base.qcow2 -F qcow2 top.qcow2\n  vdisk rebase -b \"\" top.qcow2",
-	"commit":      "  vdisk commit top.qcow2\n  vdisk commit -d -p top.qcow2\n  vdisk commit -b base.raw top.qcow2",
 	"dd":          "  vdisk dd -O raw bs=1M count=64 if=disk.qcow2 of=head.raw",
 	"rebase":      "  vdisk rebase -b new-base.qcow2 -F qcow2 overlay.qcow2\n  vdisk rebase -u -b moved/base.qcow2 overlay.qcow2",
 	"commit":      "  vdisk commit overlay.qcow2\n  vdisk commit -d -b base.qcow2 top.qcow2",
