@@ -281,7 +281,10 @@ func parsePiece(val string) (Piece, error) {
 
 // parseReadError parses "offset N length N: message".
 func parseReadError(val string) (ReadError, error) {
-	head, msg, _ := strings.Cut(val, ": ")
+	// The message may be empty, and the line's trailing space trimmed: cut
+	// at the first colon (the numbers before it have none).
+	head, msg, _ := strings.Cut(val, ":")
+	msg = strings.TrimSpace(msg)
 	f := strings.Fields(head)
 	if len(f) != 4 || f[0] != "offset" || f[2] != "length" {
 		return ReadError{}, fmt.Errorf("want \"offset N length N: message\"")
