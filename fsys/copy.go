@@ -14,7 +14,6 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/fsys/ext4"
 	"github.com/vdiskio/vdisk/fsys/fsnode"
-	"github.com/vdiskio/vdisk/fsys/ntfs"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -81,12 +80,7 @@ func walk(ctx context.Context, fsys FS, e Entry, fn func(Entry) error, open map[
 
 // identity is a file's inode or record number, when its file system has one.
 func identity(info fs.FileInfo) (uint64, bool) {
-	switch s := info.Sys().(type) {
-	case *ext4.Stat:
-		return uint64(s.Inode), true
-	case *ntfs.Stat:
-		return uint64(s.Record), true
-	case fsnode.Identifier:
+	if s, ok := info.Sys().(fsnode.Identifier); ok {
 		return s.ID(), true
 	}
 	return 0, false

@@ -549,3 +549,7 @@ func (n *inode) parseEntries(b []byte, block bool) ([]fsnode.Node, error) {
 	}
 	return out, nil
 }
+
+// ID is the inode number: the file's identity for loop and hard-link
+// detection.
+func (s *Stat) ID() uint64 { return uint64(s.Inode) }

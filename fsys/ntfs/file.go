@@ -637,3 +637,6 @@ func (v *Volume) OpenStream(name, stream string) (io.Reader, error) {
 	a := f.attr(typeData, stream)
 	return io.NewSectionReader(r, 0, a.dataSize), nil
 }
+
+// ID is the MFT record number: the file's identity for loop detection.
+func (s *Stat) ID() uint64 { return uint64(s.Record) }
