@@ -79,6 +79,9 @@ func hint(msg string, root *cobra.Command) string {
 	return msg
 }
 
+// bareNumber is a size written without a unit.
+var bareNumber = regexp.MustCompile(`^[0-9]+$`)
+
 // warnLikelyMistakes notes command lines that run but are probably not what
 // was meant: convert without -O to a file named like another format, and a
 // size without a unit so small it is surely not bytes.
@@ -96,7 +99,7 @@ func warnLikelyMistakes(cmd *cobra.Command, args []string) {
 			}
 		}
 	case "create":
-		if len(args) == 2 && regexp.MustCompile(`^[0-9]+$`).MatchString(args[1]) && len(args[1]) <= 5 {
+		if len(args) == 2 && bareNumber.MatchString(args[1]) && len(args[1]) <= 5 {
 			warn(fmt.Sprintf("size %s has no unit, so it is %s bytes; for gigabytes write %sG", args[1], args[1], args[1]))
 		}
 	}
