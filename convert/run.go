@@ -276,7 +276,7 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 			out.Abort()
 		}
 	}()
-	job.Copy.TargetIsZero = out.TargetIsZero() && formats.ReadsZeroWhenNew(dst)
+	job.Copy.TargetIsZero = out.TargetIsZero() && readsZeroWhenNew(dst)
 	if err := copyAndFlush(ctx, dst, src, job.Copy); err != nil {
 		dst.Close()
 		return err
@@ -383,4 +383,14 @@ func (g *gateWriter) open() error {
 	_, err := g.w.Write(g.held)
 	g.held = nil
 	return err
+}
+
+// readsZeroWhenNew reports whether the unwritten ranges of img, a newly
+// created image, read as zeros (a raw LUKS volume's do not: zero bytes on
+// disk decrypt to noise).
+func readsZeroWhenNew(img formats.Image) bool {
+	if z, ok := img.(formats.ZeroIniter); ok {
+		return z.ZeroInit()
+	}
+	return true
 }

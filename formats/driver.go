@@ -198,8 +198,8 @@ func names() []string {
 	return ns
 }
 
-// ReadProbeInput reads the header and tail of f for probing.
-func ReadProbeInput(f File) (ProbeInput, error) {
+// readProbeInput reads the header and tail of f for probing.
+func readProbeInput(f File) (ProbeInput, error) {
 	size, err := f.Size()
 	if err != nil {
 		return ProbeInput{}, err
@@ -221,7 +221,7 @@ func ReadProbeInput(f File) (ProbeInput, error) {
 // drivers equally and strongly confident is an ErrFormatMismatch (an image
 // crafted to look like two formats).
 func Detect(f File) (*Driver, error) {
-	in, err := ReadProbeInput(f)
+	in, err := readProbeInput(f)
 	if err != nil {
 		return nil, err
 	}

@@ -101,15 +101,6 @@ type ZeroIniter interface {
 	ZeroInit() bool
 }
 
-// ReadsZeroWhenNew reports whether the unwritten ranges of img, a newly
-// created image, read as zeros.
-func ReadsZeroWhenNew(img Image) bool {
-	if z, ok := img.(ZeroIniter); ok {
-		return z.ZeroInit()
-	}
-	return true
-}
-
 // SequentialWriter is implemented by targets that must be written in
 // increasing offset order (streamOptimized VMDK, a fixed VHD going to a pipe).
 // Sequential reports whether this open image has that constraint. Skipped

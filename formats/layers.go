@@ -74,12 +74,6 @@ func (a FileID) Same(b FileID) bool {
 	return a.info == nil && b.info == nil && a.name == b.name
 }
 
-// SameFile reports whether a and b are the same storage: the same device
-// and inode for OS files (whatever names they were opened by), the same
-// name for other files. Drivers use it to open an extent file named twice
-// only once.
-func SameFile(a, b File) bool { return identify(a).Same(identify(b)) }
-
 // chainState is shared by every layer of one open (the top image's
 // OpenFile makes it): the layers that failed to open, so that a driver
 // trying several locators of the same parent does not open it again.
@@ -123,25 +117,6 @@ type chainError struct{ err error }
 
 func (e *chainError) Error() string { return e.err.Error() }
 func (e *chainError) Unwrap() error { return e.err }
-
-// IsChainError reports whether err came from opening a layer below (a
-// backing file or parent that failed, a loop, the depth limit). Drivers
-// that try several locators for one parent stop at a loop or a limit.
-func IsChainError(err error) bool {
-	var ce *chainError
-	return errors.As(err, &ce)
-}
-
-// isChainWide reports whether err ends the whole open, whichever locator is
-// tried next: a loop or a limit (depth, metadata budget).
-func isChainWide(err error) bool {
-	return errors.Is(err, ErrLimit) || errors.Is(err, ErrBackingLoop)
-}
-
-// StopTrying reports whether a driver trying the locators of one parent in
-// turn should give up after err instead of trying the next: a backing loop
-// or a limit, which no other name of the parent can cure.
-func StopTrying(err error) bool { return isChainWide(err) }
 
 // ErrBackingLoop is the Kind of the error for a chain that names a file
 // already in it; errors.Is(err, ErrCorrupt) holds for it too.

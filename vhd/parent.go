@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/cache"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // maxLocatorBytes bounds the data of one parent locator (a Windows path is
@@ -141,7 +142,7 @@ func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) erro
 		if err == nil {
 			return nil
 		}
-		if formats.StopTrying(err) {
+		if imageio.StopTrying(err) {
 			return err // a loop or a limit: no other locator helps
 		}
 		errs = append(errs, fmt.Errorf("%s %q: %w", c.from, c.ref, err))

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
 // Differencing disks: the parent named by the locator, opened through the
@@ -24,7 +25,7 @@ func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) erro
 		ref := loc.ref
 		p, err := formats.OpenReference(ctx, img.name, ref, Name, opts)
 		if err != nil {
-			if formats.StopTrying(err) {
+			if imageio.StopTrying(err) {
 				return err // a loop or a limit: no other locator helps
 			}
 			tried = append(tried, fmt.Errorf("%s %q: %w", loc.key, ref, err))

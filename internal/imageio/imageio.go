@@ -7,6 +7,7 @@ package imageio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -185,4 +186,12 @@ func Created[T formats.Writable](img T, err error) (formats.Writable, error) {
 		return nil, err
 	}
 	return img, nil
+}
+
+// StopTrying reports whether a driver trying the locators of one parent in
+// turn should give up after err instead of trying the next: a backing loop
+// or a limit (depth, metadata budget), which no other name of the parent
+// can cure.
+func StopTrying(err error) bool {
+	return errors.Is(err, formats.ErrLimit) || errors.Is(err, formats.ErrBackingLoop)
 }
