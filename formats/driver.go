@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/vdiskio/vdisk/internal/fileid"
 )
 
 // ProbeInput is what a driver's probe sees: the start and the end of the file.
@@ -299,7 +301,7 @@ func OpenFile(ctx context.Context, f File, opts OpenOptions) (Image, error) {
 		opts.chain = &chainState{}
 	}
 	if len(opts.layers) == 0 {
-		opts.layers = []chainLayer{{name: f.Name(), id: identify(f)}}
+		opts.layers = []chainLayer{{name: f.Name(), id: fileid.Of(f)}}
 	}
 	img, err := d.Open(ctx, f, opts)
 	if err != nil {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/vdiskio/vdisk/internal/fileid"
 )
 
 // Backing chains are opened one layer at a time through OpenReference (or
@@ -22,56 +22,7 @@ import (
 // chainLayer is one image of the chain being opened.
 type chainLayer struct {
 	name string
-	id   FileID
-}
-
-// FileID identifies an open file: by os.FileInfo for OS files (device and
-// inode), by its cleaned absolute name for the others (memory files,
-// remote backends). Compare two with Same.
-type FileID struct {
-	info os.FileInfo
-	name string
-}
-
-// statter is a File that can describe itself (OS files).
-type statter interface {
-	Stat() (os.FileInfo, error)
-}
-
-// IdentifyFile returns f's identity.
-func IdentifyFile(f File) FileID { return identify(f) }
-
-func identify(f File) FileID {
-	if s, ok := f.(statter); ok {
-		if fi, err := s.Stat(); err == nil {
-			return FileID{info: fi}
-		}
-	}
-	return FileID{name: absName(f.Name())}
-}
-
-// identifyPath identifies a file by path (the naming image of a driver
-// opened directly, without formats.OpenFile).
-func identifyPath(path string) FileID {
-	if fi, err := os.Stat(path); err == nil {
-		return FileID{info: fi}
-	}
-	return FileID{name: absName(path)}
-}
-
-func absName(name string) string {
-	if abs, err := filepath.Abs(name); err == nil {
-		return abs
-	}
-	return filepath.Clean(name)
-}
-
-// Same reports whether a and b identify the same file.
-func (a FileID) Same(b FileID) bool {
-	if a.info != nil && b.info != nil {
-		return os.SameFile(a.info, b.info)
-	}
-	return a.info == nil && b.info == nil && a.name == b.name
+	id   fileid.ID
 }
 
 // chainState is shared by every layer of one open (the top image's
@@ -83,12 +34,12 @@ type chainState struct {
 }
 
 type failedLayer struct {
-	id    FileID
+	id    fileid.ID
 	depth int
 	err   error
 }
 
-func (s *chainState) failure(id FileID, depth int) error {
+func (s *chainState) failure(id fileid.ID, depth int) error {
 	if s == nil {
 		return nil
 	}
@@ -102,7 +53,7 @@ func (s *chainState) failure(id FileID, depth int) error {
 	return nil
 }
 
-func (s *chainState) remember(id FileID, depth int, err error) {
+func (s *chainState) remember(id fileid.ID, depth int, err error) {
 	if s == nil {
 		return
 	}
@@ -143,9 +94,9 @@ func loopError(from string, loop []chainLayer, again string) error {
 func openLayer(ctx context.Context, from, ref string, f File, opts OpenOptions) (Image, error) {
 	layers := opts.layers
 	if len(layers) == 0 {
-		layers = []chainLayer{{name: from, id: identifyPath(from)}}
+		layers = []chainLayer{{name: from, id: fileid.OfPath(from)}}
 	}
-	id := identify(f)
+	id := fileid.Of(f)
 	for i, l := range layers {
 		if l.id.Same(id) {
 			f.Close()

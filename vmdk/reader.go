@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileid"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -73,7 +74,7 @@ type Image struct {
 	exts        []*extent
 	size        int64
 	owned       []formats.File // extent files opened through the resolver
-	ownedIDs    []formats.FileID
+	ownedIDs    []fileid.ID
 	byName      map[string]formats.File
 	sparseBy    map[formats.File]*sparseExtent // each sparse extent file, opened once
 	backing     formats.Image
@@ -319,7 +320,7 @@ func (img *Image) openFile(name string, opts formats.OpenOptions) (formats.File,
 	if img.byName == nil {
 		img.byName = map[string]formats.File{}
 	}
-	id := formats.IdentifyFile(f)
+	id := fileid.Of(f)
 	for i, o := range img.ownedIDs {
 		if o.Same(id) {
 			f.Close()
