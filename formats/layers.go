@@ -11,9 +11,8 @@ import (
 	"github.com/vdiskio/vdisk/internal/fileid"
 )
 
-// Backing chains are opened one layer at a time through OpenReference (or
-// OpenParentFile). Before a layer's driver loads any table, the layer's file
-// is compared by identity (os.SameFile: device and inode, or the volume and
+// Backing chains are opened one layer at a time through OpenReference.
+// Before a layer's driver loads any table, the layer's file is compared by identity (os.SameFile: device and inode, or the volume and
 // file index on Windows) with every layer above it: a file that is already
 // in the chain is a loop, refused with one line naming it. The depth limit
 // is checked first, and an error from any layer reaches the top unwrapped,
@@ -135,20 +134,4 @@ func childOptions(opts OpenOptions, format string) OpenOptions {
 		child.chain = &chainState{}
 	}
 	return child
-}
-
-// OpenParentFile opens the image at path, which the user supplied (VDI's
-// --parent), as the layer below the image at from: the depth limit, loop
-// detection and the metadata budget apply as for OpenReference, the
-// reference policy does not (the user chose the file).
-func OpenParentFile(ctx context.Context, from, path, format string, opts OpenOptions) (Image, error) {
-	child := childOptions(opts, format)
-	if err := checkDepth(from, child); err != nil {
-		return nil, err
-	}
-	f, err := OpenOSFile(path, false)
-	if err != nil {
-		return nil, err
-	}
-	return openLayer(ctx, from, path, f, child)
 }

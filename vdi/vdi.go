@@ -191,7 +191,8 @@ func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) erro
 		// bounds the recursion even for images that link to themselves;
 		// the chain's depth limit, loop detection and budget apply.
 		child.Parents = append(append([]string(nil), opts.Parents[:i]...), opts.Parents[i+1:]...)
-		p, err := formats.OpenParentFile(ctx, img.name, path, "", child)
+		child.Resolver = imageio.UserFiles(opts.References(), path)
+		p, err := formats.OpenReference(ctx, img.name, path, "", child)
 		if err != nil {
 			if errors.Is(err, formats.ErrLimit) {
 				return err // depth or metadata budget: no other candidate helps

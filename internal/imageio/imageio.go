@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/vdiskio/vdisk/formats"
 )
@@ -195,3 +196,35 @@ func Created[T formats.Writable](img T, err error) (formats.Writable, error) {
 func StopTrying(err error) bool {
 	return errors.Is(err, formats.ErrLimit) || errors.Is(err, formats.ErrBackingLoop)
 }
+
+// UserFiles returns a Resolver that opens the OS files in paths, which the
+// user supplied (VDI's --parent), whatever the policy of base, and leaves
+// every other reference to base. A driver passes it in the options of
+// formats.OpenReference so that a user-chosen parent is opened as a layer of
+// the chain: the depth limit, loop detection and the metadata budget apply,
+// the reference policy does not.
+func UserFiles(base formats.Resolver, paths ...string) formats.Resolver {
+	return &userFiles{base: base, paths: paths}
+}
+
+type userFiles struct {
+	base  formats.Resolver
+	paths []string
+}
+
+func (u *userFiles) Resolve(from, ref string) (string, error) {
+	if slices.Contains(u.paths, ref) {
+		return ref, nil
+	}
+	return u.base.Resolve(from, ref)
+}
+
+func (u *userFiles) Open(from, ref string, writable bool) (formats.File, error) {
+	if slices.Contains(u.paths, ref) {
+		return formats.OpenOSFile(ref, writable)
+	}
+	return u.base.Open(from, ref, writable)
+}
+
+// Unwrap is the resolver under the user's files (formats.PolicyName).
+func (u *userFiles) Unwrap() formats.Resolver { return u.base }
