@@ -34,11 +34,7 @@ func (f *failingWrites) WriteAt(p []byte, off int64) (int, error) {
 // emptied), and the base opens and reads to its end under qemu-img (whose
 // check may report leaked clusters, which check -r leaks repairs, but no
 // corruption).
-//
-// Known defect, not covered here: a failure after about 130 KiB of writes
-// into this fixture's base leaves L2 entries pointing at clusters whose
-// refcounts were never written (qemu-img check exit 2): the qcow2 writer's
-// flush does not order refcounts before the L2 tables that use them.
+// (TestCommitIntoQcow2FailsAtEveryWrite fails the base at every write.)
 func TestCommitWriteFailureLeavesBaseReadable(t *testing.T) {
 	for _, budget := range []int64{4 << 10, 64 << 10} {
 		dir := chainFixture(t)

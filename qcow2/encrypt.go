@@ -216,7 +216,7 @@ func (img *Image) writeEncrypted(p []byte, off int64) (int, error) {
 	}
 	copy(buf[off-start:], p)
 	img.mu.Lock()
-	writes, err := img.planWrite(buf, start)
+	writes, tables, err := img.planWrite(buf, start)
 	img.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -224,10 +224,8 @@ func (img *Image) writeEncrypted(p []byte, off int64) (int, error) {
 	for _, hw := range writes {
 		img.encryptHost(hw.buf, hw.host)
 	}
-	for _, hw := range coalesce(writes) {
-		if _, err := img.f.WriteAt(hw.buf, hw.host); err != nil {
-			return 0, err
-		}
+	if err := img.writeData(writes, tables); err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }

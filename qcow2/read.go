@@ -21,6 +21,14 @@ func (img *Image) l2(off int64) ([]uint64, error) {
 	if t, ok := img.cache.Get(off); ok {
 		return t, nil
 	}
+	if img.w != nil {
+		if t, ok := img.w.pending[off]; ok {
+			// Evicted but not yet written: it goes back to the cache, dirty.
+			delete(img.w.pending, off)
+			img.cache.Put(off, t, true)
+			return t, nil
+		}
+	}
 	if off%img.clusterSize != 0 {
 		return nil, formats.Corruptf(img.name, "L2 table", off, "offset is not cluster aligned")
 	}

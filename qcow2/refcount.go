@@ -12,6 +12,16 @@ import (
 // Flush (L2 tables still cached, L1, refcount blocks and table, header) is
 // written at Flush. Allocation only appends at fileEnd, so it never has to search for
 // free clusters; clusters freed by rewrites stay in the file with refcount 0.
+//
+// Metadata reaches the file in qemu's order, so that an interruption at
+// any write leaves an image whose refcounts are never below its references
+// (at worst leaked clusters): refcount blocks with every increase (and no
+// decrease yet), the refcount table and its header fields, then L2 tables,
+// the L1 table and the header, and last the refcount blocks with the
+// decreases. An L2 table is written only once the data of every cluster it
+// newly maps is written (inflight), and a failed write stops all later
+// metadata writes (err). Existing images get a sync barrier between the
+// steps; a new image (a temporary output until it is complete) does not.
 type writer struct {
 	refcounts   refStore // per host cluster
 	refBits     uint     // refcount_bits
@@ -27,7 +37,17 @@ type writer struct {
 	startEnd    int64 // fileEnd when writing started
 	compOff     int64 // next free byte of the cluster being packed with compressed data; 0: none
 	tailBytes   int64 // bytes used of the last cluster when it holds compressed data; 0: full
-	err         error // a failed write-back of an evicted L2 table, reported by Flush
+	err         error // the first failed write; no metadata is written after it
+	barriers    bool  // sync between the ordered steps of a flush
+	// preDec holds, for each cluster whose refcount dropped since the last
+	// flush, its refcount before the first drop: the value the refcount
+	// blocks keep until the L2 and L1 tables that dropped the references
+	// are written.
+	preDec   map[int64]uint64
+	inflight map[int64]int      // L2 table offset -> writes whose data is not yet written
+	pending  map[int64][]uint64 // evicted dirty L2 tables waiting for their in-flight data
+	// diskReftable is the refcount table offset the header on disk names.
+	diskReftable uint64
 }
 
 // newWriter returns an empty writer for refcount_order order.
@@ -38,7 +58,8 @@ func newWriter(img *Image, order uint32) *writer {
 		maxRef = 1<<bits - 1
 	}
 	return &writer{refBits: bits, maxRef: maxRef, rcPerBlock: img.clusterSize * 8 / int64(bits),
-		dirtyBlocks: map[int64]bool{}, dirtyL2: map[int64]bool{}}
+		dirtyBlocks: map[int64]bool{}, dirtyL2: map[int64]bool{}, preDec: map[int64]uint64{},
+		inflight: map[int64]int{}, pending: map[int64][]uint64{}, diskReftable: img.hdr.RefcountTableOffset}
 }
 
 // startWriter prepares an existing image for writing: it loads the refcount
@@ -52,6 +73,7 @@ func (img *Image) startWriter() error {
 		return formats.Unsupportedf(img.name, "writing to a qcow2 image with persistent dirty bitmaps (they would go stale)")
 	}
 	w := newWriter(img, img.hdr.RefcountOrder)
+	w.barriers = true
 	img.cache.OnEvict(img.evictL2)
 	if unknown := img.hdr.AutoclearFeatures &^ (autoclearBitmaps | autoclearRawData); unknown != 0 && !img.corruptBit {
 		// The spec: a writer clears the autoclear bits it does not know.
@@ -182,6 +204,9 @@ func (img *Image) addRef(cl, delta int64) error {
 	case delta > 0 && w.maxRef-v < uint64(delta):
 		return formats.Limitf(img.name, "refcount", cl*img.clusterSize, "refcount of cluster %d would exceed %d", cl, w.maxRef)
 	}
+	if _, seen := w.preDec[cl]; delta < 0 && !seen {
+		w.preDec[cl] = v
+	}
 	w.refcounts.set(cl, uint64(int64(v)+delta))
 	blk := cl / w.rcPerBlock
 	w.dirtyBlocks[blk] = true
@@ -245,13 +270,18 @@ func (w *writer) refcount(cl int64) uint64 {
 	return w.refcounts.get(cl)
 }
 
-// encodeBlock renders refcount block blk.
-func (img *Image) encodeBlock(blk int64, buf []byte) {
+// encodeBlock renders refcount block blk; with keepDropped, a refcount that
+// dropped since the last flush keeps its value from before the drop.
+func (img *Image) encodeBlock(blk int64, buf []byte, keepDropped bool) {
 	w := img.w
 	clear(buf)
 	first := blk * w.rcPerBlock
 	for i := int64(0); i < w.rcPerBlock && first+i < w.refcounts.len(); i++ {
-		if v := w.refcounts.get(first + i); v != 0 {
+		v := w.refcounts.get(first + i)
+		if pre, ok := w.preDec[first+i]; keepDropped && ok && pre > v {
+			v = pre
+		}
+		if v != 0 {
 			setRefcount(buf, i, w.refBits, v)
 		}
 	}

@@ -39,17 +39,27 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 		return img.writeEncrypted(p, off)
 	}
 	img.mu.Lock()
-	writes, err := img.planWrite(p, off)
+	writes, tables, err := img.planWrite(p, off)
 	img.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	for _, hw := range coalesce(writes) {
-		if _, err := img.f.WriteAt(hw.buf, hw.host); err != nil {
-			return 0, err
-		}
+	if err := img.writeData(writes, tables); err != nil {
+		return 0, err
 	}
 	return len(p), nil
+}
+
+// writeData writes planned data, then lets the L2 tables that map it go.
+func (img *Image) writeData(writes []hostWrite, tables []int64) error {
+	var werr error
+	for _, hw := range coalesce(writes) {
+		if _, werr = img.f.WriteAt(hw.buf, hw.host); werr != nil {
+			break
+		}
+	}
+	img.landData(tables, werr)
+	return werr
 }
 
 // coalesce merges writes contiguous both on the host and in memory.
@@ -69,8 +79,10 @@ func coalesce(ws []hostWrite) []hostWrite {
 	return out
 }
 
-// planWrite maps p at off onto host clusters (caller holds img.mu).
-func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
+// planWrite maps p at off onto host clusters (caller holds img.mu). It
+// returns the writes and, for each newly mapped cluster, its L2 table
+// (in flight until the data is written: see landData).
+func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, []int64, error) {
 	cs := img.clusterSize
 	var writes []hostWrite
 	var fresh []int64 // virtual clusters fully covered that need a new cluster
@@ -82,12 +94,12 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 		chunk := p[pos-off : cEnd-off]
 		entry, bitmap, err := img.lookup(vc)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch {
 		case img.inPlace(entry, bitmap):
 			if err := img.checkHost(vc, int64(entry&offsetMask)); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			writes = append(writes, hostWrite{host: int64(entry&offsetMask) + pos - base, buf: chunk})
 		case pos == base && cEnd == min(base+cs, img.size) || img.crypt == nil && img.readsZero(entry, bitmap):
@@ -97,31 +109,34 @@ func (img *Image) planWrite(p []byte, off int64) ([]hostWrite, error) {
 			fresh = append(fresh, vc)
 		default:
 			if err := img.rewriteCluster(vc, entry, chunk, pos-base); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		pos = cEnd
 	}
 	if len(fresh) == 0 {
-		return writes, nil
+		return writes, nil, nil
 	}
 	// Allocate the fully written clusters as one contiguous run (the
 	// refcount blocks and L2 tables they need are appended after it).
 	host, err := img.allocClusters(int64(len(fresh)))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	tables := make([]int64, 0, len(fresh))
 	for i, vc := range fresh {
 		h := host + int64(i)*cs
 		if err := img.setEntry(vc, uint64(h)|oflagCopied, subAllocMask); err != nil {
-			return nil, err
+			img.dropInflight(tables)
+			return nil, nil, err
 		}
+		tables = append(tables, img.startData(vc))
 		from := max(vc*cs, off)
 		to := min(vc*cs+cs, end)
 		writes = append(writes, hostWrite{host: h + from - vc*cs, buf: p[from-off : to-off]})
 	}
 	sortWrites(writes)
-	return writes, nil
+	return writes, tables, nil
 }
 
 func sortWrites(ws []hostWrite) {
@@ -178,6 +193,9 @@ func (img *Image) rewriteCluster(vc int64, entry uint64, data []byte, inOff int6
 	}
 	img.encryptHost(buf, host)
 	if _, err := img.f.WriteAt(buf, host); err != nil {
+		if img.w.err == nil {
+			img.w.err = fmt.Errorf("%s: an earlier data write failed, qcow2 metadata is no longer written: %w", img.name, err)
+		}
 		return err
 	}
 	return img.setEntry(vc, uint64(host)|oflagCopied, subAllocMask)
@@ -372,56 +390,216 @@ func (img *Image) Flush() error {
 
 func (img *Image) flushLocked() error {
 	w := img.w
-	cs := img.clusterSize
 	if w.err != nil {
 		return w.err
 	}
-	buf := make([]byte, cs)
-	for off := range w.dirtyL2 {
-		if t, ok := img.cache.Get(off); ok {
-			if err := img.writeTable(t, off, buf); err != nil {
-				return err
+	if err := img.flushOrdered(); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+// flushOrdered writes the changed metadata in the order the writer's doc
+// gives, with barriers between the steps.
+func (img *Image) flushOrdered() error {
+	w := img.w
+	if err := img.flushRefcountIncreases(); err != nil {
+		return err
+	}
+	if len(w.dirtyL2) > 0 {
+		buf := make([]byte, img.clusterSize)
+		for off := range w.dirtyL2 {
+			t, ok := img.cache.Get(off)
+			if !ok {
+				t, ok = w.pending[off]
+			}
+			if ok {
+				if err := img.writeTable(t, off, buf); err != nil {
+					return err
+				}
 			}
 		}
+		clear(w.dirtyL2)
+		clear(w.pending)
+		if err := img.barrier(); err != nil {
+			return err
+		}
 	}
-	clear(w.dirtyL2)
 	if w.l1Dirty {
 		if err := img.writeTable(img.l1, int64(img.hdr.L1TableOffset), nil); err != nil {
 			return err
 		}
 		w.l1Dirty = false
-	}
-	for blk := range w.dirtyBlocks {
-		img.encodeBlock(blk, buf)
-		if _, err := img.f.WriteAt(buf, int64(w.reftable[blk]&offsetMask)); err != nil {
+		if err := img.barrier(); err != nil {
 			return err
 		}
-	}
-	clear(w.dirtyBlocks)
-	if w.reftableDty {
-		if err := img.writeTable(w.reftable, int64(img.hdr.RefcountTableOffset), nil); err != nil {
-			return err
-		}
-		w.reftableDty = false
 	}
 	if w.hdrDirty {
 		if _, err := img.f.WriteAt(img.hdr.encode(), 0); err != nil {
 			return err
 		}
 		w.hdrDirty = false
+		if err := img.barrier(); err != nil {
+			return err
+		}
+	}
+	if err := img.flushRefcountDecreases(); err != nil {
+		return err
 	}
 	return img.fixFileSize()
 }
 
-// evictL2 writes a changed L2 table dropped from the cache.
+// flushRefcountIncreases writes the changed refcount blocks with every
+// increase but no decrease since the last flush, then the refcount table
+// and, when the table moved, the header fields that name it (as qemu
+// does, before anything that needs the new refcounts).
+func (img *Image) flushRefcountIncreases() error {
+	w := img.w
+	if len(w.dirtyBlocks) == 0 && !w.reftableDty {
+		return nil
+	}
+	buf := make([]byte, img.clusterSize)
+	for blk := range w.dirtyBlocks {
+		img.encodeBlock(blk, buf, true)
+		if _, err := img.f.WriteAt(buf, int64(w.reftable[blk]&offsetMask)); err != nil {
+			return err
+		}
+	}
+	clear(w.dirtyBlocks)
+	if !w.reftableDty {
+		return img.barrier()
+	}
+	if err := img.barrier(); err != nil {
+		return err
+	}
+	if err := img.writeTable(w.reftable, int64(img.hdr.RefcountTableOffset), nil); err != nil {
+		return err
+	}
+	w.reftableDty = false
+	if err := img.barrier(); err != nil {
+		return err
+	}
+	if w.diskReftable == img.hdr.RefcountTableOffset {
+		return nil
+	}
+	var fields [12]byte // refcount_table_offset (48), refcount_table_clusters (56)
+	binary.BigEndian.PutUint64(fields[0:], img.hdr.RefcountTableOffset)
+	binary.BigEndian.PutUint32(fields[8:], img.hdr.RefcountTableClusters)
+	if _, err := img.f.WriteAt(fields[:], 48); err != nil {
+		return err
+	}
+	w.diskReftable = img.hdr.RefcountTableOffset
+	return img.barrier()
+}
+
+// flushRefcountDecreases rewrites the refcount blocks holding a refcount
+// that dropped, once nothing on disk references what was freed.
+func (img *Image) flushRefcountDecreases() error {
+	w := img.w
+	if len(w.preDec) == 0 {
+		return nil
+	}
+	blocks := map[int64]bool{}
+	for cl := range w.preDec {
+		blocks[cl/w.rcPerBlock] = true
+	}
+	buf := make([]byte, img.clusterSize)
+	for blk := range blocks {
+		img.encodeBlock(blk, buf, false)
+		if _, err := img.f.WriteAt(buf, int64(w.reftable[blk]&offsetMask)); err != nil {
+			return err
+		}
+	}
+	clear(w.preDec)
+	return img.barrier()
+}
+
+// barrier syncs the file between ordered metadata steps (existing images).
+func (img *Image) barrier() error {
+	if !img.w.barriers {
+		return nil
+	}
+	if err := formats.Sync(img.f); err != nil {
+		return fmt.Errorf("%s: syncing qcow2 metadata: %w", img.name, err)
+	}
+	return nil
+}
+
+// evictL2 writes a changed L2 table dropped from the cache, after the
+// refcounts of what it maps; a table that maps a cluster whose data is not
+// written yet waits in pending until that write lands.
 func (img *Image) evictL2(off int64, entries []uint64) {
 	w := img.w
 	if !w.dirtyL2[off] {
 		return
 	}
+	if w.inflight[off] > 0 {
+		w.pending[off] = entries
+		return
+	}
+	img.writeBack(off, entries)
+}
+
+// writeBack writes dirty L2 table off ahead of a flush (caller holds img.mu).
+func (img *Image) writeBack(off int64, entries []uint64) {
+	w := img.w
 	delete(w.dirtyL2, off)
-	if err := img.writeTable(entries, off, nil); err != nil && w.err == nil {
+	delete(w.pending, off)
+	if w.err != nil {
+		return
+	}
+	if err := img.flushRefcountIncreases(); err != nil {
 		w.err = err
+		return
+	}
+	if err := img.writeTable(entries, off, nil); err != nil {
+		w.err = err
+	}
+}
+
+// dropInflight undoes startData for writes that will not happen (caller
+// holds img.mu): the image stops writing metadata, as after a failed write.
+func (img *Image) dropInflight(tables []int64) {
+	for _, off := range tables {
+		if img.w.inflight[off]--; img.w.inflight[off] <= 0 {
+			delete(img.w.inflight, off)
+		}
+	}
+	if len(tables) > 0 && img.w.err == nil {
+		img.w.err = fmt.Errorf("%s: a write failed half planned, qcow2 metadata is no longer written", img.name)
+	}
+}
+
+// startData records that the data of a cluster newly mapped by L2 table
+// off is about to be written (caller holds img.mu).
+func (img *Image) startData(vc int64) int64 {
+	off := int64(img.l1[vc>>img.l2Bits] & offsetMask)
+	img.w.inflight[off]++
+	return off
+}
+
+// landData records the end of the data writes started for tables; a
+// failed write stops every later metadata write (the tables would map
+// clusters that hold no data).
+func (img *Image) landData(tables []int64, werr error) {
+	if len(tables) == 0 && werr == nil {
+		return
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	w := img.w
+	if werr != nil && w.err == nil {
+		w.err = fmt.Errorf("%s: an earlier data write failed, qcow2 metadata is no longer written: %w", img.name, werr)
+	}
+	for _, off := range tables {
+		if w.inflight[off]--; w.inflight[off] > 0 {
+			continue
+		}
+		delete(w.inflight, off)
+		if t, ok := w.pending[off]; ok {
+			img.writeBack(off, t)
+		}
 	}
 }
 
@@ -494,17 +672,20 @@ func (img *Image) WriteCompressed(off int64, compressed []byte) error {
 	}
 	img.mu.Lock()
 	host, err := img.allocBytes(n)
+	var tables []int64
 	if err == nil {
 		x := img.sectorsShift
 		extra := uint64((host+n-1)>>9 - host>>9)
 		err = img.setEntry(off/cs, uint64(host)|extra<<x|oflagCompressed, 0)
+		if err == nil {
+			tables = append(tables, img.startData(off/cs))
+		}
 	}
 	img.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	_, err = img.f.WriteAt(compressed, host)
-	return err
+	return img.writeData([]hostWrite{{host: host, buf: compressed}}, tables)
 }
 
 // allocBytes reserves n bytes (n < cluster size) for compressed data.
