@@ -93,9 +93,19 @@ type Spooler struct {
 	Open func(path string, writable bool) (formats.File, error)
 	// Stdin is read for StdinName; nil means os.Stdin.
 	Stdin io.Reader
-	// OnSpool, when set, hears of each source spooled and its compression
-	// (None for plain stdin): `info` names the compression so.
+	// OnSpool, when set, hears of each source spooled or read in place and
+	// its compression (None for plain stdin): `info` names the compression
+	// so.
 	OnSpool func(name string, kind Kind)
+	// MaxBlockBytes is the largest decompressed block a seekable file (xz
+	// with a block index, zstd frames) may have to be read in place
+	// without a spool; 0 means DefaultMaxBlockBytes.
+	MaxBlockBytes int64
+	// CacheBytes bounds the decoded blocks an in-place file keeps; 0 means
+	// DefaultCacheBytes.
+	CacheBytes int64
+	// NoInPlace spools every compressed file, seekable or not.
+	NoInPlace bool
 }
 
 // File is a decompressed spool: a formats.File named as its source.
@@ -117,8 +127,8 @@ func (f *File) Compression() Kind { return f.kind }
 
 // CompressionOf names the compression f was decompressed from, or None.
 func CompressionOf(f formats.File) Kind {
-	if s, ok := f.(*File); ok {
-		return s.kind
+	if s, ok := f.(interface{ Compression() Kind }); ok {
+		return s.Compression()
 	}
 	return None
 }
@@ -156,15 +166,38 @@ func (s *Spooler) OpenPath(path string, writable bool) (formats.File, error) {
 	if kind == None {
 		return f, nil
 	}
-	defer f.Close()
 	if writable {
+		f.Close()
 		return nil, fmt.Errorf("%s: %w: a %s-compressed image is read-only (convert it to a new image)", path, formats.ErrReadOnly, kind)
 	}
 	size, err := f.Size()
 	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if !s.NoInPlace {
+		in, err := s.openInPlace(f, path, kind, size, s.limit())
+		if err == nil {
+			if s.OnSpool != nil {
+				s.OnSpool(path, kind)
+			}
+			return in, nil
+		}
+		if !errors.Is(err, errNotIndexable) {
+			f.Close()
+			return nil, err
+		}
+	}
+	defer f.Close()
 	return s.spool(path, kind, bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20))
+}
+
+// limit is the most a source may decompress to.
+func (s *Spooler) limit() int64 {
+	if s.LimitBytes > 0 {
+		return s.LimitBytes
+	}
+	return DefaultLimitBytes
 }
 
 // spool decompresses r (kind None: copies it) into a new spool.
@@ -177,15 +210,12 @@ func (s *Spooler) spool(name string, kind Kind, r io.Reader) (formats.File, erro
 	if err != nil {
 		return nil, err
 	}
-	limit := s.LimitBytes
-	if limit <= 0 {
-		limit = DefaultLimitBytes
-	}
+	limit := s.limit()
 	// The copy runs apart so that a cancellation ends the open even while
 	// a read of stdin blocks; once tmp is closed the copy fails at its next
 	// write and ends.
 	done := make(chan error, 1)
-	go func() { done <- decompress(ctx, tmp, r, limit, name, kind) }()
+	go func() { done <- decompress(ctx, tmp, r, limit, s.LimitBytes > 0, name, kind) }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -202,7 +232,10 @@ func (s *Spooler) spool(name string, kind Kind, r io.Reader) (formats.File, erro
 }
 
 // decompress copies the stream r, decompressed as kind says, into dst.
-func decompress(ctx context.Context, dst formats.File, r io.Reader, limit int64, name string, kind Kind) error {
+// Unless the limit is explicit it is tightened to what the image inside
+// declares (declaredSize).
+func decompress(ctx context.Context, dst formats.File, r io.Reader, limit int64, explicit bool, name string, kind Kind) error {
+	why := fmt.Sprintf("the spool limit of %d bytes (raise it with --spool-limit)", limit)
 	src := io.NopCloser(r)
 	if kind != None {
 		zr, err := Reader(kind, r)
@@ -212,7 +245,16 @@ func decompress(ctx context.Context, dst formats.File, r io.Reader, limit int64,
 		src = zr
 	}
 	defer src.Close()
-	return copySparse(ctx, dst, src, limit, name, kind)
+	if !explicit {
+		br := bufio.NewReaderSize(src, 64<<10)
+		head, _ := br.Peek(declaredHeadBytes)
+		if virtual, format, ok := declaredSize(head); ok && virtual+declaredSlackBytes(virtual) < limit {
+			limit = virtual + declaredSlackBytes(virtual)
+			why = fmt.Sprintf("its %s image declares %d bytes; with room for metadata the limit is %d bytes (raise it with --spool-limit)", format, virtual, limit)
+		}
+		return copySparse(ctx, dst, br, limit, name, kind, why)
+	}
+	return copySparse(ctx, dst, src, limit, name, kind, why)
 }
 
 // spoolFile is the temporary file; Close removes it where it could not
@@ -269,7 +311,7 @@ const blockBytes = 64 << 10
 
 // copySparse copies src into dst, leaving all-zero blocks as holes, and
 // fails once more than limit bytes come out.
-func copySparse(ctx context.Context, dst formats.File, src io.Reader, limit int64, name string, kind Kind) error {
+func copySparse(ctx context.Context, dst formats.File, src io.Reader, limit int64, name string, kind Kind, why string) error {
 	buf := make([]byte, blockBytes)
 	var off int64
 	for {
@@ -279,8 +321,7 @@ func copySparse(ctx context.Context, dst formats.File, src io.Reader, limit int6
 		n, err := readBlock(src, buf)
 		if n > 0 {
 			if off+int64(n) > limit {
-				return formats.Limitf(name, string(kind)+" stream", off,
-					"decompresses past the spool limit of %d bytes (raise it with --spool-limit)", limit)
+				return formats.Limitf(name, streamName(kind)+" stream", off, "decompresses past %s", why)
 			}
 			if werr := writeNonZero(dst, buf[:n], off); werr != nil {
 				return fmt.Errorf("%s: writing the decompression spool at offset %d: %w", name, off, werr)

@@ -1,0 +1,383 @@
+package compressed
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/vdiskio/vdisk/formats"
+)
+
+// Defaults for reading in place.
+const (
+	// DefaultMaxBlockBytes is the largest decompressed block (xz block,
+	// zstd frame) read in place; a file with a larger one is spooled.
+	DefaultMaxBlockBytes int64 = 64 << 20
+	// DefaultCacheBytes bounds the decoded blocks kept (at least two
+	// blocks are kept, whatever their size).
+	DefaultCacheBytes int64 = 32 << 20
+	// readAheadBlocks is how many blocks past the one read are decoded
+	// ahead, in parallel, while the cache has room.
+	readAheadBlocks = 2
+)
+
+// InPlace is a compressed file read in place through its block index:
+// each block is decoded when read, and a bounded cache keeps the last
+// ones. It is a read-only formats.File of the decompressed size.
+type InPlace struct {
+	src    formats.File // the compressed file, owned
+	name   string
+	kind   Kind
+	blocks []block
+	size   int64
+	decode func(b block, stored []byte) ([]byte, error)
+	closer func()
+	cache  blockCache
+	wg     sync.WaitGroup // read-ahead decodes
+
+	zerosMu sync.Mutex
+	zeros   map[int][]uint64 // per decoded block, a bit per all-zero holeBytes unit
+}
+
+// openInPlace indexes src; errNotIndexable when it has no usable index
+// (the caller spools it).
+func (s *Spooler) openInPlace(src formats.File, name string, kind Kind, size, limit int64) (*InPlace, error) {
+	maxBlock := s.MaxBlockBytes
+	if maxBlock <= 0 {
+		maxBlock = DefaultMaxBlockBytes
+	}
+	var blocks []block
+	var err error
+	f := &InPlace{src: src, name: name, kind: kind}
+	switch kind {
+	case Xz:
+		blocks, err = xzBlocks(src, size, name)
+		f.decode = f.decodeXz
+	case Zstd:
+		blocks, err = zstdBlocks(src, size, name, maxBlock)
+		dec, derr := zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(uint64(maxBlock)),
+			zstd.WithDecoderMaxWindow(1<<31))
+		if derr != nil {
+			return nil, derr
+		}
+		f.closer = dec.Close
+		f.decode = func(b block, stored []byte) ([]byte, error) {
+			return dec.DecodeAll(stored, make([]byte, 0, b.virtBytes))
+		}
+	default:
+		return nil, errNotIndexable
+	}
+	if err != nil || len(blocks) == 0 {
+		f.close()
+		if err == nil || errors.Is(err, formats.ErrCorrupt) {
+			err = errNotIndexable // the stream decoder gives its own verdict
+		}
+		return nil, err
+	}
+	for _, b := range blocks {
+		if b.virtBytes > maxBlock {
+			f.close()
+			return nil, errNotIndexable
+		}
+	}
+	last := blocks[len(blocks)-1]
+	f.blocks, f.size = blocks, last.virtOff+last.virtBytes
+	if f.size > limit {
+		f.close()
+		return nil, formats.Limitf(name, string(kind)+" index", -1,
+			"declares %d decompressed bytes, past the limit of %d bytes (raise it with --spool-limit)", f.size, limit)
+	}
+	f.cache.budget = max(s.CacheBytes, 0)
+	if f.cache.budget == 0 {
+		f.cache.budget = DefaultCacheBytes
+	}
+	return f, nil
+}
+
+func (f *InPlace) close() {
+	if f.closer != nil {
+		f.closer()
+	}
+}
+
+// decodeXz decodes one xz block, verifying its check and sizes.
+func (f *InPlace) decodeXz(b block, stored []byte) ([]byte, error) {
+	zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(bytes.NewReader(xzBlockStream(b, stored)))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, b.virtBytes)
+	if _, err := io.ReadFull(zr, out); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if n, err := zr.Read(one[:]); n != 0 || err != io.EOF {
+		return nil, fmt.Errorf("block decodes past its %d bytes (%v)", b.virtBytes, err)
+	}
+	return out, nil
+}
+
+// Name is the compressed file's name (references resolve beside it).
+func (f *InPlace) Name() string { return f.name }
+
+// Compression names the compression.
+func (f *InPlace) Compression() Kind { return f.kind }
+
+// Blocks is how many independently decoded blocks the file has.
+func (f *InPlace) Blocks() int { return len(f.blocks) }
+
+// Size is the decompressed size.
+func (f *InPlace) Size() (int64, error) { return f.size, nil }
+
+func (f *InPlace) WriteAt([]byte, int64) (int, error) {
+	return 0, fmt.Errorf("%s: %w: a %s-compressed image is read-only (convert it to a new image)", f.name, formats.ErrReadOnly, f.kind)
+}
+
+func (f *InPlace) Truncate(int64) error { _, err := f.WriteAt(nil, 0); return err }
+
+// Close waits for read-ahead decodes and closes the compressed file.
+func (f *InPlace) Close() error {
+	f.wg.Wait()
+	f.close()
+	return f.src.Close()
+}
+
+// ReadAt reads decompressed bytes; safe for concurrent use.
+func (f *InPlace) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%s: negative offset %d", f.name, off)
+	}
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		if at >= f.size {
+			return n, io.EOF
+		}
+		i := sort.Search(len(f.blocks), func(i int) bool { return f.blocks[i].virtOff+f.blocks[i].virtBytes > at })
+		data, err := f.block(i)
+		if err != nil {
+			return n, err
+		}
+		f.readAhead(i)
+		n += copy(p[n:], data[at-f.blocks[i].virtOff:])
+	}
+	return n, nil
+}
+
+// block returns block i decoded, from the cache or decoding it.
+func (f *InPlace) block(i int) ([]byte, error) {
+	e, owner := f.cache.claim(i, f.blocks[i].virtBytes, false)
+	if owner {
+		f.load(i, e)
+	}
+	<-e.done
+	return e.data, e.err
+}
+
+// readAhead starts decoding the blocks after i while the cache has room.
+func (f *InPlace) readAhead(i int) {
+	for j := i + 1; j <= i+readAheadBlocks && j < len(f.blocks); j++ {
+		e, owner := f.cache.claim(j, f.blocks[j].virtBytes, true)
+		if e == nil {
+			return // no room
+		}
+		if owner {
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				f.load(j, e)
+			}()
+		}
+	}
+}
+
+// load decodes block i into e and publishes it.
+func (f *InPlace) load(i int, e *cacheEntry) {
+	b := f.blocks[i]
+	data, err := f.readBlock(b)
+	if err == nil && int64(len(data)) != b.virtBytes {
+		err = fmt.Errorf("decodes to %d bytes, the index says %d", len(data), b.virtBytes)
+	}
+	if err != nil {
+		err = formats.Corruptf(f.name, string(f.kind)+" block", b.fileOff, "block %d (decompressed offset %d): %v", i, b.virtOff, err)
+	}
+	if err == nil {
+		f.noteZeros(i, data)
+	}
+	f.cache.publish(i, e, data, err)
+}
+
+// noteZeros records which holeBytes units of block i are all zeros.
+func (f *InPlace) noteZeros(i int, data []byte) {
+	units := (len(data) + holeBytes - 1) / holeBytes
+	bits := make([]uint64, (units+63)/64)
+	for u := range units {
+		if allZero(data[u*holeBytes : min(len(data), (u+1)*holeBytes)]) {
+			bits[u/64] |= 1 << (u % 64)
+		}
+	}
+	f.zerosMu.Lock()
+	defer f.zerosMu.Unlock()
+	if f.zeros == nil {
+		f.zeros = map[int][]uint64{}
+	}
+	f.zeros[i] = bits
+}
+
+// zeroBits returns block i's zero map, decoding the block if it never was.
+func (f *InPlace) zeroBits(i int) ([]uint64, error) {
+	f.zerosMu.Lock()
+	bits, ok := f.zeros[i]
+	f.zerosMu.Unlock()
+	if ok {
+		return bits, nil
+	}
+	if _, err := f.block(i); err != nil {
+		return nil, err
+	}
+	f.zerosMu.Lock()
+	defer f.zerosMu.Unlock()
+	return f.zeros[i], nil
+}
+
+// Runs reports the all-zero 4 KiB units of the decompressed bytes as
+// holes (the same holes a spool of them would have), so that map and
+// compare see a compressed raw image as they see the file. It decodes
+// every block of the range once (each block's zero map is kept, a bit per
+// 4 KiB); a later read decodes a data block again unless it is cached.
+func (f *InPlace) Runs(off, length int64) ([]formats.FileRun, error) {
+	var out []formats.FileRun
+	add := func(o, n int64, hole bool) {
+		if k := len(out); k > 0 && out[k-1].Hole == hole && out[k-1].Offset+out[k-1].Length == o {
+			out[k-1].Length += n
+			return
+		}
+		out = append(out, formats.FileRun{Offset: o, Length: n, Hole: hole})
+	}
+	end := min(off+length, f.size)
+	for at := off; at < end; {
+		i := sort.Search(len(f.blocks), func(i int) bool { return f.blocks[i].virtOff+f.blocks[i].virtBytes > at })
+		bits, err := f.zeroBits(i)
+		if err != nil {
+			return nil, err
+		}
+		f.readAhead(i)
+		b := f.blocks[i]
+		for at < end && at < b.virtOff+b.virtBytes {
+			u := (at - b.virtOff) / holeBytes
+			next := min(end, b.virtOff+(u+1)*holeBytes, b.virtOff+b.virtBytes)
+			add(at, next-at, bits[u/64]&(1<<(u%64)) != 0)
+			at = next
+		}
+	}
+	if end < off+length {
+		add(end, off+length-end, false)
+	}
+	return out, nil
+}
+
+func (f *InPlace) readBlock(b block) ([]byte, error) {
+	stored := make([]byte, b.fileBytes)
+	if f.kind == Xz {
+		stored = make([]byte, pad4(b.fileBytes))
+	}
+	if n, err := f.src.ReadAt(stored, b.fileOff); n < len(stored) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return f.decode(b, stored)
+}
+
+// blockCache keeps decoded blocks within a byte budget, least recently
+// used first out; a block being decoded is claimed once and waited for by
+// the other readers.
+type blockCache struct {
+	mu      sync.Mutex
+	budget  int64
+	held    int64 // bytes of the entries, loading ones included
+	tick    uint64
+	entries map[int]*cacheEntry
+}
+
+type cacheEntry struct {
+	done    chan struct{}
+	data    []byte
+	err     error
+	bytes   int64
+	lastUse uint64
+}
+
+// claim returns block i's entry and whether the caller must load it. With
+// onlyIfRoom (read-ahead), a block not cached is claimed only when it fits
+// the budget without evicting, else claim returns nil.
+func (c *blockCache) claim(i int, bytes int64, onlyIfRoom bool) (*cacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[int]*cacheEntry{}
+	}
+	c.tick++
+	if e, ok := c.entries[i]; ok {
+		e.lastUse = c.tick
+		return e, false
+	}
+	if onlyIfRoom && c.held+bytes > c.budget {
+		return nil, false
+	}
+	e := &cacheEntry{done: make(chan struct{}), bytes: bytes, lastUse: c.tick}
+	c.entries[i] = e
+	c.held += bytes
+	c.evict(i)
+	return e, true
+}
+
+// publish stores the result of a load; a failed block leaves the cache so
+// that a later read tries again.
+func (c *blockCache) publish(i int, e *cacheEntry, data []byte, err error) {
+	c.mu.Lock()
+	e.data, e.err = data, err
+	if err != nil && c.entries[i] == e {
+		delete(c.entries, i)
+		c.held -= e.bytes
+	}
+	c.mu.Unlock()
+	close(e.done)
+}
+
+// evict drops least recently used, loaded entries other than keep until
+// the budget holds or only two entries remain.
+func (c *blockCache) evict(keep int) {
+	for c.held > c.budget && len(c.entries) > 2 {
+		victim, oldest := -1, ^uint64(0)
+		for i, e := range c.entries {
+			if i == keep || !isDone(e) {
+				continue
+			}
+			if e.lastUse < oldest {
+				victim, oldest = i, e.lastUse
+			}
+		}
+		if victim < 0 {
+			return
+		}
+		c.held -= c.entries[victim].bytes
+		delete(c.entries, victim)
+	}
+}
+
+func isDone(e *cacheEntry) bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}
