@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/vdiskio/vdisk/chain"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/partition"
@@ -277,6 +278,15 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 		}
 	}()
 	job.Copy.TargetIsZero = out.TargetIsZero() && readsZeroWhenNew(dst)
+	if job.Backing != "" {
+		view, closeBase, err := differenceFromBacking(ctx, job, dst, src)
+		if err != nil {
+			dst.Close()
+			return err
+		}
+		defer closeBase()
+		src = view
+	}
 	if err := copyAndFlush(ctx, dst, src, job.Copy); err != nil {
 		dst.Close()
 		return err
@@ -292,6 +302,28 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	}
 	committed = true
 	return nil
+}
+
+// differenceFromBacking is src seen against the new overlay's backing
+// file (-B): only what differs from it is copied (chain.Difference). The
+// backing is the one the overlay opened, or opened here when the overlay
+// does not show it; closeBase closes what was opened here.
+func differenceFromBacking(ctx context.Context, job Job, dst formats.Writable, src formats.Image) (formats.Image, func(), error) {
+	grain := int64(chain.DefaultGrainBytes)
+	if cs, ok := dst.(formats.ClusterSizer); ok && cs.ClusterSize() >= formats.SectorBytes && cs.ClusterSize() < grain {
+		grain = cs.ClusterSize()
+	}
+	if b, ok := dst.(formats.Backer); ok && b.Backing() != nil {
+		return chain.NewDifference(src, b.Backing(), b.BackingPath(), grain), func() {}, nil
+	}
+	open := job.SourceOpen
+	open.Writable, open.Snapshot = false, ""
+	base, err := formats.OpenReference(ctx, job.Target, job.Backing, job.BackingFormat, open)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the backing file %q to compare with: %w", job.Backing, err)
+	}
+	path, _ := open.References().Resolve(job.Target, job.Backing)
+	return chain.NewDifference(src, base, path, grain), func() { base.Close() }, nil
 }
 
 // CouldNotOpen words a failure to open path as qemu-img does ("Could not

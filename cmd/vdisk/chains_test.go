@@ -1,0 +1,187 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vdiskio/vdisk/internal/qemutest"
+)
+
+// chainFormats are the formats whose images can be overlays of a base of
+// the same format, with how the CLI names them, the extension, and whether
+// qemu-img reads their differencing images (qemu's vpc and vhdx drivers
+// refuse differencing disks; vdi is found only through --parent).
+var chainFormats = []struct {
+	name, ext  string
+	qemuReads  bool
+	parentFlag bool
+}{
+	{"qcow2", "qcow2", true, false},
+	{"vmdk", "vmdk", true, false},
+	{"vpc", "vhd", false, false},
+	{"vhdx", "vhdx", false, false},
+}
+
+// vdiskOK runs vdisk and fails the test on a non-zero exit.
+func vdiskOK(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errs, code := vdisk(t, args...)
+	if code != 0 {
+		t.Fatalf("vdisk %s: exit %d: %s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// requireSameContent compares img (format f) with the raw file raw: with
+// qemu-img where it reads the format, else with vdisk compare (the reader
+// of these formats is judged against qemu and libvhdi in its own package).
+func requireSameContent(t *testing.T, f string, qemuReads bool, img, raw string, extra ...string) {
+	t.Helper()
+	if qemuReads {
+		qemutest.RequireSame(t, f, img, "raw", raw)
+		return
+	}
+	args := append(append([]string{"compare"}, extra...), "-f", f, "-F", "raw", img, raw)
+	vdiskOK(t, args...)
+}
+
+// incrementFixture writes the full image s0.raw and s1.raw..sN.raw, each
+// the previous one with a few changes made by qemu-io: new data, zeros
+// over data, data in a hole, a change at the unaligned end.
+func incrementFixture(t *testing.T, dir string, n int) []string {
+	t.Helper()
+	p := func(s string) string { return filepath.Join(dir, s) }
+	qemutest.Img(t, "create", "-q", "-f", "raw", p("s0.raw"), "6M")
+	qemutest.IO(t, "raw", p("s0.raw"), "write -P 0x11 0 2M", "write -P 0x12 3M 1M", "write -P 0x13 5M 4k")
+	raws := []string{p("s0.raw")}
+	for i := 1; i <= n; i++ {
+		cur := p(fmt.Sprintf("s%d.raw", i))
+		copyFile(t, raws[i-1], cur)
+		off := int64(i) * 448 << 10 % (6 << 20)
+		qemutest.IO(t, "raw", cur,
+			fmt.Sprintf("write -P %d %d 64k", 0x40+i, off),
+			fmt.Sprintf("write -z %d 64k", (off+(3<<20))%(6<<20)),
+			fmt.Sprintf("write -P %d %d 512", 0x80+i, 6<<20-512))
+		raws = append(raws, cur)
+	}
+	return raws
+}
+
+// TestConvertBackingWritesOnlyDifferences converts s1.raw with -B over a
+// full image of s0.raw in each chain format: the overlay reads as s1.raw
+// over its base, and (qemu-img map for qcow2, vdisk map for the others) it
+// stores only the clusters where s1 differs from s0.
+func TestConvertBackingWritesOnlyDifferences(t *testing.T) {
+	for _, cf := range chainFormats {
+		t.Run(cf.name, func(t *testing.T) {
+			dir := t.TempDir()
+			raws := incrementFixture(t, dir, 1)
+			base, top := filepath.Join(dir, "base."+cf.ext), filepath.Join(dir, "top."+cf.ext)
+			vdiskOK(t, "convert", "-q", "-f", "raw", "-O", cf.name, raws[0], base)
+			vdiskOK(t, "convert", "-q", "-f", "raw", "-O", cf.name, "-B", "base."+cf.ext, "-F", cf.name, raws[1], top)
+			requireSameContent(t, cf.name, cf.qemuReads, top, raws[1])
+			own := ownBytes(t, cf.name, top)
+			// s1 changes 64 KiB of data, 64 KiB of zeros and the last
+			// sector: at most three blocks of the format (VHD, VHDX write
+			// whole 2 MiB differencing blocks), at least the 64 KiB grains.
+			if own < 128<<10 || own > 6<<20 {
+				t.Errorf("overlay stores %d bytes of its own; s1 differs from s0 in 3 clusters", own)
+			}
+			if cf.name == "qcow2" && own != 3*64<<10 {
+				t.Errorf("qcow2 overlay allocates %d bytes, want the 3 differing clusters (%d)", own, 3*64<<10)
+			}
+		})
+	}
+}
+
+// ownBytes is how much of img's virtual disk its own layer allocates (data
+// or zeros), by qemu-img map for qcow2 and vmdk, by vdisk map otherwise.
+func ownBytes(t *testing.T, f, img string) int64 {
+	t.Helper()
+	var out string
+	if f == "qcow2" || f == "vmdk" {
+		out = qemutest.Img(t, "map", "--output=json", "-f", f, img)
+	} else {
+		out = vdiskOK(t, "map", "--output=json", "-f", f, img)
+	}
+	var exts []struct {
+		Length int64 `json:"length"`
+		Depth  int   `json:"depth"`
+	}
+	if err := json.Unmarshal([]byte(out), &exts); err != nil {
+		t.Fatalf("map of %s: %v\n%s", img, err, out)
+	}
+	var n int64
+	for _, e := range exts {
+		if e.Depth == 0 {
+			n += e.Length
+		}
+	}
+	return n
+}
+
+// TestIncrementalChainRestores makes a full image of s0 and ten increments
+// (convert -B over the previous increment) in each format, and a mixed
+// chain (vhdx full and increments, then qcow2 increments over them): each
+// increment reads as its raw state, and the last restores to s10 bit-exact
+// (converted to raw, qemu-img compare or vdisk compare).
+func TestIncrementalChainRestores(t *testing.T) {
+	type layer struct{ name, ext string }
+	chains := map[string][]layer{}
+	for _, cf := range chainFormats {
+		l := make([]layer, 11)
+		for i := range l {
+			l[i] = layer{cf.name, cf.ext}
+		}
+		chains[cf.name] = l
+	}
+	mixed := make([]layer, 11)
+	for i := range mixed {
+		mixed[i] = layer{"vhdx", "vhdx"}
+		if i > 5 {
+			mixed[i] = layer{"qcow2", "qcow2"}
+		}
+	}
+	chains["mixed"] = mixed
+	for name, layers := range chains {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			raws := incrementFixture(t, dir, 10)
+			prev := ""
+			for i, l := range layers {
+				img := fmt.Sprintf("inc%d.%s", i, l.ext)
+				args := []string{"convert", "-q", "-f", "raw", "-O", l.name}
+				if prev != "" {
+					args = append(args, "-B", prev, "-F", layers[i-1].name)
+				}
+				vdiskOK(t, append(args, raws[i], filepath.Join(dir, img))...)
+				prev = img
+			}
+			last := filepath.Join(dir, prev)
+			restored := filepath.Join(dir, "restored.raw")
+			vdiskOK(t, "convert", "-q", "-O", "raw", last, restored)
+			qemutest.RequireSame(t, "raw", restored, "raw", raws[10])
+			if name == "qcow2" || name == "vmdk" {
+				qemutest.RequireSame(t, name, last, "raw", raws[10])
+				qemutest.RequireClean(t, name, last)
+			}
+			out := vdiskOK(t, "info", "--backing-chain", last)
+			if got := strings.Count(out, "image: "); got != 11 {
+				t.Errorf("info --backing-chain shows %d images, want 11:\n%s", got, out)
+			}
+		})
+	}
+}
+
+// copyFile copies src to dst with cp, keeping holes.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "--sparse=always", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s: %v: %s", src, dst, err, out)
+	}
+}
