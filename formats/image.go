@@ -159,8 +159,13 @@ type Info struct {
 	ClusterSize int64 // "cluster-size"
 	DirtyFlag   bool  // "dirty-flag"
 	Encrypted   bool  // "encrypted"
-	// Specific is qemu's "format-specific" "data" object, in qemu's key order;
-	// nil when the format has none.
+	// Details is qemu's "format-specific" "data": the driver's typed
+	// Details struct (qcow2.Details, vmdk.Details, ...), whose json tags give
+	// qemu's keys in qemu's order (package imageinfo marshals it); nil when
+	// the format has none.
+	Details any
+	// Specific is the same as an ordered object, for drivers not yet
+	// describing themselves with a Details struct; Details wins.
 	Specific Object
 	// Snapshots lists internal snapshots, for "snapshots".
 	Snapshots []Snapshot

@@ -74,7 +74,9 @@ func Image(path string, img formats.Image) formats.Object {
 	if err == nil { // qemu omits it when unknown (an NBD export)
 		add("actual-size", actual)
 	}
-	if info.Specific != nil {
+	if info.Details != nil {
+		add("format-specific", formats.Object{{Key: "type", Value: img.Format()}, {Key: "data", Value: Ordered(info.Details)}})
+	} else if info.Specific != nil {
 		add("format-specific", formats.Object{{Key: "type", Value: img.Format()}, {Key: "data", Value: info.Specific}})
 	}
 	if info.Encrypted {
@@ -115,7 +117,7 @@ func Snapshots(snaps []formats.Snapshot) []any {
 // a []formats.Object or a scalar.
 func WriteJSON(w io.Writer, v any) error {
 	var b strings.Builder
-	encodeValue(&b, v, 0)
+	encodeValue(&b, Ordered(v), 0)
 	b.WriteByte('\n')
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -370,24 +370,35 @@ func (img *Image) Info() formats.Info {
 	allocated := img.allocated
 	img.mu.RUnlock()
 	h := &img.hdr
-	spec := formats.Object{
-		{Key: "image-type", Value: typeName(h.Type)},
-		{Key: "version", Value: h.versionString()},
-		{Key: "uuid", Value: h.UUIDCreate.String()},
-		{Key: "modification-uuid", Value: h.UUIDModify.String()},
+	d := &Details{
+		ImageType:        typeName(h.Type),
+		Version:          h.versionString(),
+		UUID:             h.UUIDCreate.String(),
+		ModificationUUID: h.UUIDModify.String(),
+		BlockSize:        int64(h.BlockBytes),
+		Blocks:           int64(h.Blocks),
+		AllocatedBlocks:  int64(allocated),
+		Comment:          cString(h.Comment[:]),
 	}
 	if !h.UUIDLinkage.isNull() {
-		spec = append(spec, formats.Field{Key: "parent-uuid", Value: h.UUIDLinkage.String()},
-			formats.Field{Key: "parent-modification-uuid", Value: h.UUIDParentModify.String()})
+		d.ParentUUID, d.ParentModificationUUID = h.UUIDLinkage.String(), h.UUIDParentModify.String()
 	}
-	spec = append(spec,
-		formats.Field{Key: "block-size", Value: int64(h.BlockBytes)},
-		formats.Field{Key: "blocks", Value: int64(h.Blocks)},
-		formats.Field{Key: "allocated-blocks", Value: int64(allocated)})
-	if c := cString(h.Comment[:]); c != "" {
-		spec = append(spec, formats.Field{Key: "comment", Value: c})
-	}
-	return formats.Info{ClusterSize: img.blockBytes, Specific: spec}
+	return formats.Info{ClusterSize: img.blockBytes, Details: d}
+}
+
+// Details are what `info` reports of a VDI image under format-specific
+// (qemu reports none for VDI: these are vdisk's), in this order.
+type Details struct {
+	ImageType              string `json:"image-type"` // "dynamic" or "static"
+	Version                string `json:"version"`    // header version, "1.1"
+	UUID                   string `json:"uuid"`
+	ModificationUUID       string `json:"modification-uuid"`
+	ParentUUID             string `json:"parent-uuid,omitempty"` // differencing images only
+	ParentModificationUUID string `json:"parent-modification-uuid,omitempty"`
+	BlockSize              int64  `json:"block-size"` // bytes
+	Blocks                 int64  `json:"blocks"`
+	AllocatedBlocks        int64  `json:"allocated-blocks"`
+	Comment                string `json:"comment,omitempty"`
 }
 
 func cString(b []byte) string {

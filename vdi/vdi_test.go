@@ -138,8 +138,8 @@ func TestReadQemuImages(t *testing.T) {
 				t.Errorf("cluster size %d", info.ClusterSize)
 			}
 			wantType := map[bool]string{false: "dynamic", true: "static"}[c.static]
-			if info.Specific[0].Value != wantType {
-				t.Errorf("image-type %v, want %s", info.Specific[0].Value, wantType)
+			if got := info.Details.(*Details).ImageType; got != wantType {
+				t.Errorf("image-type %v, want %s", got, wantType)
 			}
 		})
 	}
@@ -393,7 +393,7 @@ func TestReadVersion0(t *testing.T) {
 	if got := readAll(t, img); !bytes.Equal(got, want) {
 		t.Fatal("version 0 content differs")
 	}
-	if got := img.(*Image).Info().Specific[1].Value; got != "0.1" {
+	if got := img.(*Image).Info().Details.(*Details).Version; got != "0.1" {
 		t.Errorf("version %v", got)
 	}
 }
@@ -591,7 +591,7 @@ func TestZeroSizeAndVersion10(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := img.(*Image).Info().Specific[1].Value; v != "1.0" {
+	if v := img.(*Image).Info().Details.(*Details).Version; v != "1.0" {
 		t.Fatalf("version %v", v)
 	}
 	want := make([]byte, 4096)
