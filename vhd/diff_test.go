@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
@@ -107,7 +108,7 @@ func TestDifferencing(t *testing.T) {
 				t.Errorf("extents %+v", exts)
 			}
 			info := child.Info()
-			if v := fieldOf(info.Specific, "parent-timestamp-match"); v != true {
+			if v := fieldOf(info.Details, "parent-timestamp-match"); v != true {
 				t.Errorf("parent timestamp match %v", v)
 			}
 			requireVhdiinfo(t, filepath.Join(dir, "child.vhd"))
@@ -115,8 +116,9 @@ func TestDifferencing(t *testing.T) {
 	}
 }
 
-func fieldOf(o formats.Object, key string) any {
-	for _, f := range o {
+// fieldOf is the value of key in the info details d, as info reports it.
+func fieldOf(d any, key string) any {
+	for _, f := range imageinfo.Ordered(d).(formats.Object) {
 		if f.Key == key {
 			return f.Value
 		}
@@ -273,7 +275,7 @@ func TestParentMismatch(t *testing.T) {
 	// Timestamp mismatch: opens, and info says so.
 	editHeader(t, child, func(h *dynHeader) { h.ParentTimestamp -= 1e6 })
 	img := openPath(t, child, formats.OpenOptions{})
-	if v := fieldOf(img.Info().Specific, "parent-timestamp-match"); v != false {
+	if v := fieldOf(img.Info().Details, "parent-timestamp-match"); v != false {
 		t.Errorf("timestamp mismatch not reported: %v", v)
 	}
 	// A different parent (another UUID) is refused.

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
@@ -210,7 +211,7 @@ func TestCorpus(t *testing.T) {
 			if covered != img.Size() {
 				t.Errorf("extents cover %d of %d bytes", covered, img.Size())
 			}
-			spec := fmt.Sprint(img.Info().Specific)
+			spec := fmt.Sprint(imageinfo.Ordered(img.Info().Details))
 			if !strings.Contains(spec, "d2v") || !strings.Contains(spec, "current-size") {
 				t.Errorf("info %s", spec)
 			}

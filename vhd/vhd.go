@@ -563,37 +563,62 @@ func (img *Image) Info() formats.Info {
 	if ft.usesCurrentSize() {
 		source = "current-size"
 	}
-	obj := formats.Object{
-		{Key: "subformat", Value: ft.DiskType.String()},
-		{Key: "creator-app", Value: printable(ft.CreatorApp[:])},
-		{Key: "creator-version", Value: fmt.Sprintf("%d.%d", ft.CreatorVersion>>16, ft.CreatorVersion&0xffff)},
-		{Key: "creator-os", Value: printable(ft.CreatorOS[:])},
-		{Key: "geometry", Value: fmt.Sprintf("%d/%d/%d", g.Cylinders, g.Heads, g.SectorsPerTrack)},
-		{Key: "geometry-size", Value: g.sectors() * sectorSize},
-		{Key: "current-size", Value: int64(ft.CurrentSize)},
-		{Key: "original-size", Value: int64(ft.OriginalSize)},
-		{Key: "size-source", Value: source},
-		{Key: "uuid", Value: formatUUID(ft.UniqueID)},
-		{Key: "timestamp", Value: timeOf(ft.Timestamp).Format("2006-01-02T15:04:05Z")},
+	d := &Details{
+		Subformat:      ft.DiskType.String(),
+		CreatorApp:     printable(ft.CreatorApp[:]),
+		CreatorVersion: fmt.Sprintf("%d.%d", ft.CreatorVersion>>16, ft.CreatorVersion&0xffff),
+		CreatorOS:      printable(ft.CreatorOS[:]),
+		Geometry:       fmt.Sprintf("%d/%d/%d", g.Cylinders, g.Heads, g.SectorsPerTrack),
+		GeometrySize:   g.sectors() * sectorSize,
+		CurrentSize:    int64(ft.CurrentSize),
+		OriginalSize:   int64(ft.OriginalSize),
+		SizeSource:     source,
+		UUID:           formatUUID(ft.UniqueID),
+		Timestamp:      timeOf(ft.Timestamp).Format("2006-01-02T15:04:05Z"),
+		LegacyFooter:   img.footerLen == legacyFooterSize,
 	}
-	if img.footerLen == legacyFooterSize {
-		obj = append(obj, formats.Field{Key: "legacy-footer", Value: true})
-	}
-	info := formats.Info{Specific: obj}
+	info := formats.Info{Details: d}
 	if img.dynamic() {
 		info.ClusterSize = img.blockSize
-		info.Specific = append(info.Specific, formats.Field{Key: "block-size", Value: img.blockSize})
+		d.BlockSize = img.blockSize
 	}
 	if img.differencing() {
-		info.Specific = append(info.Specific,
-			formats.Field{Key: "parent-uuid", Value: formatUUID(img.hdr.ParentUniqueID)},
-			formats.Field{Key: "parent-name", Value: img.hdr.parentName()},
-			formats.Field{Key: "parent-timestamp", Value: timeOf(img.hdr.ParentTimestamp).Format("2006-01-02T15:04:05Z")})
+		d.ParentUUID = formatUUID(img.hdr.ParentUniqueID)
+		d.ParentName = img.hdr.parentName()
+		d.ParentTimestamp = timeOf(img.hdr.ParentTimestamp).Format("2006-01-02T15:04:05Z")
 		if img.parent != nil {
-			info.Specific = append(info.Specific, formats.Field{Key: "parent-timestamp-match", Value: img.parentTSMatch})
+			match := img.parentTSMatch
+			d.ParentTimestampMatch = &match
 		}
 	}
 	return info
+}
+
+// Details are what `info` reports of a VHD under format-specific (qemu
+// reports none for vpc: these are vdisk's), in this order.
+type Details struct {
+	Subformat      string `json:"subformat"` // "fixed", "dynamic" or "differencing"
+	CreatorApp     string `json:"creator-app"`
+	CreatorVersion string `json:"creator-version"` // "major.minor"
+	CreatorOS      string `json:"creator-os"`
+	Geometry       string `json:"geometry"`      // "cylinders/heads/sectors"
+	GeometrySize   int64  `json:"geometry-size"` // bytes the CHS geometry covers
+	CurrentSize    int64  `json:"current-size"`
+	OriginalSize   int64  `json:"original-size"`
+	// SizeSource says which of geometry-size and current-size is the
+	// virtual size: "geometry" or "current-size".
+	SizeSource   string `json:"size-source"`
+	UUID         string `json:"uuid"`
+	Timestamp    string `json:"timestamp"`               // RFC 3339, UTC
+	LegacyFooter bool   `json:"legacy-footer,omitempty"` // a 511-byte footer (Virtual PC before 2004)
+	BlockSize    int64  `json:"block-size,omitempty"`    // dynamic and differencing disks
+	// The parent of a differencing disk, as its header names it.
+	ParentUUID      string `json:"parent-uuid,omitempty"`
+	ParentName      string `json:"parent-name,omitempty"`
+	ParentTimestamp string `json:"parent-timestamp,omitempty"`
+	// ParentTimestampMatch is whether the opened parent's timestamp is the
+	// one recorded; nil when the parent was not opened.
+	ParentTimestampMatch *bool `json:"parent-timestamp-match"`
 }
 
 // formatUUID renders a VHD UUID (stored in RFC 4122 order).

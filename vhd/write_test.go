@@ -419,7 +419,7 @@ func TestInfoOfQemuImage(t *testing.T) {
 		"geometry": "302/4/17", "geometry-size": int64(10514432), "current-size": int64(10514432),
 		"size-source": "geometry", "block-size": int64(2 << 20),
 	} {
-		if got := fieldOf(info.Specific, key); got != want {
+		if got := fieldOf(info.Details, key); got != want {
 			t.Errorf("%s = %v, want %v", key, got, want)
 		}
 	}
