@@ -35,7 +35,9 @@ func init() {
 // CreateOptions are qemu's vdi create options, typed: the zero value is
 // qemu-img's default (a dynamic image).
 type CreateOptions struct {
-	Static bool `opt:"static" default:"off" help:"VDI static (pre-allocated) image"`
+	Static      bool   `opt:"static" default:"off" help:"VDI static (pre-allocated) image"`
+	BackingFile string `opt:"backing_file" help:"Parent VDI image: creates a differencing image linked to it by UUID (vdisk)"`
+	BackingFmt  string `opt:"backing_fmt" values:"vdi" help:"Image format of the parent (vdi) (vdisk)"`
 }
 
 // probe recognises the signature at offset 64 with a known version.
@@ -156,7 +158,7 @@ func (img *Image) loadMap() error {
 
 // checkWritable refuses to write to images vdisk could damage further.
 func (img *Image) checkWritable() error {
-	if !img.hdr.UUIDLinkage.isNull() || img.hdr.Type == typeDiff || img.hdr.Type == typeUndo {
+	if img.hdr.Type == typeUndo || (img.hdr.Type != typeDiff && !img.hdr.UUIDLinkage.isNull()) {
 		return formats.Unsupportedf(img.name, "writing to a VDI %s image", typeName(img.hdr.Type))
 	}
 	if img.hdr.major() != 1 {

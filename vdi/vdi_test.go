@@ -466,8 +466,27 @@ func TestDifferencing(t *testing.T) {
 	if !errors.Is(err, formats.ErrUnsupported) || !strings.Contains(err.Error(), "not among") {
 		t.Fatalf("open with the wrong parent: %v", err)
 	}
-	if _, err := formats.Open(context.Background(), childPath, formats.OpenOptions{Parents: []string{basePath}, Writable: true}); !errors.Is(err, formats.ErrUnsupported) {
+	// Written in part, a block the parent showed keeps the parent's bytes
+	// around the write; zeros over part of such a block are written.
+	w, err := formats.Open(context.Background(), childPath, formats.OpenOptions{Parents: []string{basePath}, Writable: true})
+	if err != nil {
 		t.Fatalf("writable differencing: %v", err)
+	}
+	for i, off := range []int64{0, 2*mib + 4096} {
+		if _, err := w.(formats.Writable).WriteAt(bytes.Repeat([]byte{0xe0 + byte(i)}, 512), off+512); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[off+512:off+1024], bytes.Repeat([]byte{0xe0 + byte(i)}, 512))
+	}
+	if err := w.(formats.ZeroWriter).WriteZeroes(4096, 4096); err != nil {
+		t.Fatal(err)
+	}
+	clear(want[4096:8192])
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, openPath(t, childPath, formats.OpenOptions{Parents: []string{basePath}})); !bytes.Equal(got, want) {
+		t.Fatal("differencing content after partial writes differs")
 	}
 	// An image that names itself as its parent does not recurse forever.
 	self := filepath.Join(dir, "self.vdi")

@@ -21,9 +21,57 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 		return nil, err
 	}
 	static := req.Options.Bool("static")
+	parent, parentPath, err := openCreateParent(ctx, req, static)
+	if err != nil {
+		return nil, err
+	}
+	img, err := create(req, static, parent)
+	if err != nil {
+		if parent != nil {
+			parent.Close()
+		}
+		return nil, err
+	}
+	img.parentPath = parentPath
+	return img, nil
+}
+
+// openCreateParent opens the backing_file of a new differencing image
+// (nil without one): a VDI image, through the resolver.
+func openCreateParent(ctx context.Context, req formats.CreateRequest, static bool) (*Image, string, error) {
+	ref := req.Options.String("backing_file")
+	if ref == "" {
+		return nil, "", nil
+	}
+	if f := req.Options.String("backing_fmt"); f != "" && f != Name {
+		return nil, "", formats.Unsupportedf(req.Name, "a differencing VDI needs a VDI parent, not backing_fmt=%s", f)
+	}
+	if static {
+		return nil, "", formats.Unsupportedf(req.Name, "a differencing VDI cannot be static")
+	}
+	p, err := formats.OpenReference(ctx, req.Name, ref, Name, req.Open)
+	if err != nil {
+		return nil, "", err
+	}
+	pv, ok := p.(*Image)
+	if !ok {
+		p.Close()
+		return nil, "", formats.Unsupportedf(req.Name, "parent %q is %s, not a VDI image", ref, p.Format())
+	}
+	path, _ := req.Open.References().Resolve(req.Name, ref)
+	return pv, path, nil
+}
+
+func create(req formats.CreateRequest, static bool, parent *Image) (*Image, error) {
+	if req.Size == 0 && parent != nil {
+		req.Size = parent.Size()
+	}
 	h, err := newHeader(req.Size, static)
 	if err != nil {
 		return nil, err
+	}
+	if parent != nil {
+		h.Type, h.UUIDLinkage, h.UUIDParentModify = typeDiff, parent.hdr.UUIDCreate, parent.hdr.UUIDModify
 	}
 	if err := req.Open.Limits.CheckTable(req.Name, "VDI block map", int64(h.BlocksOff), uint64(h.Blocks), 4); err != nil {
 		return nil, err
@@ -34,6 +82,9 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 		allocated: h.BlocksAllocated, pending: map[uint32]chan struct{}{},
 		bmap: make([]uint32, h.Blocks), dirtyHi: int(h.Blocks), hdrDirty: true,
 		virginFrom: int64(h.DataOff),
+	}
+	if parent != nil {
+		img.parent = parent
 	}
 	for i := range img.bmap {
 		img.bmap[i] = blockFree
@@ -158,6 +209,9 @@ func (img *Image) writeNewBlocks(p []byte, b, inBlock, count int64, idx uint32) 
 		return int(n), nil
 	}
 	n := min(int64(len(p)), img.blockBytes-inBlock)
+	if img.isDiff() {
+		return img.writeOverParent(p[:n], b, inBlock, fileOff)
+	}
 	if fileOff-int64(img.hdr.BlockExtraBytes) >= img.virginFrom {
 		// The block lies where the file has never held anything: the
 		// rest of it reads as zeros without being written (Flush extends
@@ -175,6 +229,29 @@ func (img *Image) writeNewBlocks(p []byte, b, inBlock, count int64, idx uint32) 
 	}
 	return int(n), nil
 }
+
+// writeOverParent writes the new block b of a differencing image holding
+// p at inBlock: the rest of the block is what the parent shows there (a
+// block is either wholly the parent's or wholly this image's).
+func (img *Image) writeOverParent(p []byte, b, inBlock, fileOff int64) (int, error) {
+	if img.parent == nil {
+		return 0, formats.Unsupportedf(img.name, "writing part of block %d of a VDI differencing image opened without its parent", b)
+	}
+	buf, put := img.blockBuf(img.blockBytes)
+	defer put()
+	start := b * img.blockBytes
+	if err := imageio.ReadBacking(img.parent, buf[:min(img.blockBytes, img.size-start)], start); err != nil {
+		return 0, err
+	}
+	copy(buf[inBlock:], p)
+	if _, err := img.f.WriteAt(buf, fileOff); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// isDiff reports whether free blocks read through to a parent.
+func (img *Image) isDiff() bool { return img.hdr.Type == typeDiff || !img.hdr.UUIDLinkage.isNull() }
 
 // publish records blocks [b, b+count) at data indexes from idx (or, after
 // a failed write, poisons the image) and wakes waiting writers.
@@ -251,8 +328,12 @@ func (img *Image) zeroBlock(b, inBlock, n int64) error {
 			img.bmap[b] = blockZero
 			img.markDirty(int(b), int(b+1))
 		}
-		img.mu.Unlock()
-		return nil
+		if e == blockZero || whole || !img.isDiff() {
+			img.mu.Unlock()
+			return nil
+		}
+		// Part of a free block of a differencing image: the parent shows
+		// there, so the zeros are written (the block is allocated).
 	}
 	img.mu.Unlock()
 	if fresh {

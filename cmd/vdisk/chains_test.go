@@ -24,6 +24,7 @@ var chainFormats = []struct {
 	{"vmdk", "vmdk", true, false},
 	{"vpc", "vhd", false, false},
 	{"vhdx", "vhdx", false, false},
+	{"vdi", "vdi", false, true},
 }
 
 // vdiskOK runs vdisk and fails the test on a non-zero exit.
@@ -83,11 +84,16 @@ func TestConvertBackingWritesOnlyDifferences(t *testing.T) {
 			base, top := filepath.Join(dir, "base."+cf.ext), filepath.Join(dir, "top."+cf.ext)
 			vdiskOK(t, "convert", "-q", "-f", "raw", "-O", cf.name, raws[0], base)
 			vdiskOK(t, "convert", "-q", "-f", "raw", "-O", cf.name, "-B", "base."+cf.ext, "-F", cf.name, raws[1], top)
-			requireSameContent(t, cf.name, cf.qemuReads, top, raws[1])
-			own := ownBytes(t, cf.name, top)
+			var parents []string
+			if cf.parentFlag {
+				parents = []string{"--parent", base}
+			}
+			requireSameContent(t, cf.name, cf.qemuReads, top, raws[1], parents...)
+			own := ownBytes(t, cf.name, top, parents...)
 			// s1 changes 64 KiB of data, 64 KiB of zeros and the last
 			// sector: at most three blocks of the format (VHD, VHDX write
-			// whole 2 MiB differencing blocks), at least the 64 KiB grains.
+			// whole 2 MiB differencing blocks, VDI 1 MiB ones), at least
+			// the 64 KiB grains.
 			if own < 128<<10 || own > 6<<20 {
 				t.Errorf("overlay stores %d bytes of its own; s1 differs from s0 in 3 clusters", own)
 			}
@@ -100,13 +106,13 @@ func TestConvertBackingWritesOnlyDifferences(t *testing.T) {
 
 // ownBytes is how much of img's virtual disk its own layer allocates (data
 // or zeros), by qemu-img map for qcow2 and vmdk, by vdisk map otherwise.
-func ownBytes(t *testing.T, f, img string) int64 {
+func ownBytes(t *testing.T, f, img string, extra ...string) int64 {
 	t.Helper()
 	var out string
 	if f == "qcow2" || f == "vmdk" {
 		out = qemutest.Img(t, "map", "--output=json", "-f", f, img)
 	} else {
-		out = vdiskOK(t, "map", "--output=json", "-f", f, img)
+		out = vdiskOK(t, append(append([]string{"map", "--output=json"}, extra...), "-f", f, img)...)
 	}
 	var exts []struct {
 		Length int64 `json:"length"`
@@ -153,24 +159,28 @@ func TestIncrementalChainRestores(t *testing.T) {
 			dir := t.TempDir()
 			raws := incrementFixture(t, dir, 10)
 			prev := ""
+			var parents []string // VDI layers are found by --parent
 			for i, l := range layers {
 				img := fmt.Sprintf("inc%d.%s", i, l.ext)
-				args := []string{"convert", "-q", "-f", "raw", "-O", l.name}
+				args := append([]string{"convert", "-q", "-f", "raw", "-O", l.name}, parents...)
 				if prev != "" {
 					args = append(args, "-B", prev, "-F", layers[i-1].name)
 				}
 				vdiskOK(t, append(args, raws[i], filepath.Join(dir, img))...)
 				prev = img
+				if l.name == "vdi" {
+					parents = append(parents, "--parent", filepath.Join(dir, img))
+				}
 			}
 			last := filepath.Join(dir, prev)
 			restored := filepath.Join(dir, "restored.raw")
-			vdiskOK(t, "convert", "-q", "-O", "raw", last, restored)
+			vdiskOK(t, append(append([]string{"convert", "-q"}, parents...), "-O", "raw", last, restored)...)
 			qemutest.RequireSame(t, "raw", restored, "raw", raws[10])
 			if name == "qcow2" || name == "vmdk" {
 				qemutest.RequireSame(t, name, last, "raw", raws[10])
 				qemutest.RequireClean(t, name, last)
 			}
-			out := vdiskOK(t, "info", "--backing-chain", last)
+			out := vdiskOK(t, append(append([]string{"info"}, parents...), "--backing-chain", last)...)
 			if got := strings.Count(out, "image: "); got != 11 {
 				t.Errorf("info --backing-chain shows %d images, want 11:\n%s", got, out)
 			}
