@@ -568,31 +568,39 @@ func (img *Image) Info() formats.Info {
 	if len(img.exts) == 1 && img.exts[0].sp != nil && img.exts[0].sp.compressed {
 		createType = "streamOptimized"
 	}
-	var exts []any
+	d := &Details{CID: int64(cid), ParentCID: int64(parentCID), CreateType: createType,
+		Extents: make([]ExtentDetails, 0, len(img.exts))}
 	for _, e := range img.exts {
-		name := e.path
-		if name == "" {
-			name = img.name
+		x := ExtentDetails{VirtualSize: e.length, Filename: e.path, Format: e.typ}
+		if x.Filename == "" {
+			x.Filename = img.name
 		}
-		var o formats.Object
-		if e.sp != nil && e.sp.compressed {
-			o = append(o, formats.Field{Key: "compressed", Value: true})
-		}
-		o = append(o, formats.Field{Key: "virtual-size", Value: e.length}, formats.Field{Key: "filename", Value: name})
 		if e.sp != nil {
-			o = append(o, formats.Field{Key: "cluster-size", Value: e.sp.grainBytes})
+			x.Compressed, x.ClusterSize = e.sp.compressed, e.sp.grainBytes
 		}
-		o = append(o, formats.Field{Key: "format", Value: e.typ})
-		exts = append(exts, o)
+		d.Extents = append(d.Extents, x)
 	}
 	info.ActualSize = img.actualSize()
-	info.Specific = formats.Object{
-		{Key: "cid", Value: int64(cid)},
-		{Key: "parent-cid", Value: int64(parentCID)},
-		{Key: "create-type", Value: createType},
-		{Key: "extents", Value: exts},
-	}
+	info.Details = d
 	return info
+}
+
+// Details are qemu's format-specific information of a VMDK image
+// (ImageInfoSpecificVmdk), in qemu's key order.
+type Details struct {
+	CID        int64           `json:"cid"`        // content ID of the descriptor
+	ParentCID  int64           `json:"parent-cid"` // 0xffffffff: no parent
+	CreateType string          `json:"create-type"`
+	Extents    []ExtentDetails `json:"extents"`
+}
+
+// ExtentDetails describe one extent (qemu's ImageInfo of the extent file).
+type ExtentDetails struct {
+	Compressed  bool   `json:"compressed,omitempty"` // streamOptimized grains
+	VirtualSize int64  `json:"virtual-size"`         // bytes of the disk it holds
+	Filename    string `json:"filename"`
+	ClusterSize int64  `json:"cluster-size,omitempty"` // grain bytes (sparse extents)
+	Format      string `json:"format"`                 // "SPARSE", "FLAT", "VMFS", ...
 }
 
 // flatMap reports a flat extent as data, or, on an OS file, its holes as

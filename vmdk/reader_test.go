@@ -151,42 +151,19 @@ func TestReadCorpus(t *testing.T) {
 	}
 }
 
-// requireQemuInfo compares Info().Specific with qemu-img info's
+// requireQemuInfo compares Info().Details with qemu-img info's
 // format-specific data (values; key order is checked by objectKeys).
 func requireQemuInfo(t *testing.T, img *Image, path string) {
 	t.Helper()
 	info := qemutest.Info(t, "vmdk", path)
 	want := info["format-specific"].(map[string]any)["data"]
-	got := toJSONValue(img.Info().Specific)
+	got := qemutest.DetailsJSON(t, img.Info().Details)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("format-specific differs from qemu-img (-qemu +vdisk):\n%s", diff)
 	}
 	if cs, ok := info["cluster-size"]; ok && int64(cs.(float64)) != img.Info().ClusterSize {
 		t.Errorf("cluster-size %v, vdisk %d", cs, img.Info().ClusterSize)
 	}
-}
-
-// toJSONValue converts an Info value to what encoding/json decodes.
-func toJSONValue(v any) any {
-	switch x := v.(type) {
-	case formats.Object:
-		m := map[string]any{}
-		for _, f := range x {
-			m[f.Key] = toJSONValue(f.Value)
-		}
-		return m
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = toJSONValue(e)
-		}
-		return out
-	case int64:
-		return float64(x)
-	case uint64:
-		return float64(x)
-	}
-	return v
 }
 
 func requireCheckClean(t *testing.T, img *Image) {

@@ -26,6 +26,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -298,4 +299,20 @@ func corpusDigest(t testing.TB, dir, name string) CorpusDigest {
 		}
 	}
 	return CorpusDigest{}
+}
+
+// DetailsJSON is a driver's info details (formats.Info.Details) as `info`
+// prints them, decoded by encoding/json, to compare with the
+// format-specific data of Info.
+func DetailsJSON(t testing.TB, details any) any {
+	t.Helper()
+	var b strings.Builder
+	if err := imageinfo.WriteJSON(&b, details); err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(b.String()), &v); err != nil {
+		t.Fatalf("details JSON: %v\n%s", err, b.String())
+	}
+	return v
 }
