@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/hostfile"
+	"github.com/vdiskio/vdisk/source/compressed"
 	"github.com/vdiskio/vdisk/source/split"
 )
 
@@ -39,6 +40,9 @@ type OutputOptions struct {
 	// package source/split): path.001, path.002, ... of this size and the
 	// manifest path.split, every one a temporary until Commit.
 	SplitBytes int64
+	// Compression, when set, writes the (raw) image as one compressed
+	// stream into the destination (see compressout.go).
+	Compression compressed.Kind
 }
 
 // Output is a new image being written: to temporary files renamed into
@@ -131,7 +135,17 @@ func CreateOutput(ctx context.Context, path string, drv *formats.Driver, size in
 		if file, err = openThrough(d, drv, size, oo); err != nil {
 			return nil, nil, err
 		}
+		if oo.Compression != compressed.None && d.kind == destDevice {
+			file.Close()
+			return nil, nil, fmt.Errorf("%w: %s is a block device; a compressed output goes to a file or a stream", formats.ErrUnsupported, path)
+		}
 		out.zeroed = !(d.kind == destDevice && drv.Name == "raw") || oo.TargetIsZero
+	}
+	if oo.Compression != compressed.None {
+		if file, err = compressInto(file, oo.Compression, path); err != nil {
+			out.Abort()
+			return nil, nil, err
+		}
 	}
 	open.Writable, open.Snapshot, open.Format = false, "", ""
 	img, err := drv.Create(ctx, formats.CreateRequest{File: file, Name: path, Size: size,

@@ -12,6 +12,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/partition"
+	"github.com/vdiskio/vdisk/source/compressed"
 )
 
 // Job is a file-to-file conversion, `vdisk convert`.
@@ -45,7 +46,10 @@ type Job struct {
 	// TARGET.split (package source/split), all committed together.
 	SplitBytes int64
 	Stdout     io.Writer
-	Copy       Options
+	// Compression, when set (xz, zstd or gzip), writes the raw output as
+	// one compressed stream, compressed in parallel (see compressout.go).
+	Compression compressed.Kind
+	Copy        Options
 	// Warn, when set, receives warnings (temporary files of an earlier
 	// conversion that was killed, removed).
 	Warn func(msg string)
@@ -83,6 +87,9 @@ func Run(ctx context.Context, job Job) error {
 	}
 	drv, err := formats.Lookup(job.Format)
 	if err != nil {
+		return err
+	}
+	if err := job.checkCompression(); err != nil {
 		return err
 	}
 	// Every file the input opens (extents, backing chain) is recorded: no
@@ -225,7 +232,14 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	// Nothing reaches the writer until the new image says it is written
 	// in order: a format that is not fails with the writer untouched.
 	gate := &gateWriter{w: job.Stdout}
-	out := fileio.NewStream(gate, "-")
+	var out formats.File = fileio.NewStream(gate, "-")
+	if job.Compression != compressed.None {
+		c, err := newCompressingFile(gate, nil, job.Compression, "-")
+		if err != nil {
+			return err
+		}
+		out = c
+	}
 	dst, err := drv.Create(ctx, formats.CreateRequest{File: out, Name: "-", Size: src.Size(), Options: opts,
 		Siblings: func(name string) (formats.File, error) {
 			return nil, fmt.Errorf("%w: format %s needs extra files (%s); it cannot go to a stream", formats.ErrUnsupported, drv.Name, name)
@@ -247,7 +261,10 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 		dst.Close()
 		return err
 	}
-	return dst.Close()
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	return out.Close() // a compressed stream's end; nothing for a plain one
 }
 
 // fsyncPath fsyncs a file or directory by path (the image has closed its
@@ -267,7 +284,7 @@ func fsyncPath(path string) error {
 func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *FileSet, locks *Locks) (err error) {
 	dst, out, err := CreateOutput(ctx, job.Target, drv, src.Size(), opts, job.SourceOpen,
 		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks,
-			SplitBytes: job.SplitBytes})
+			SplitBytes: job.SplitBytes, Compression: job.Compression})
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.StringVarP(&outFormat, "output-format", "O", "raw", "output format")
 	f.StringArrayVarP(&createOpts, "options", "o", nil, "output create options k=v[,k=v...]; -o help lists them")
 	f.BoolVarP(&job.Copy.Compress, "compress", "c", false, "compress the output (qcow2, vmdk streamOptimized)")
+	f.Var(compressionFlag{&job.Compression}, "compression", "write the raw output (-O raw) as one xz, zstd or gzip stream, compressed in parallel (xz and zstd ones read back in place)")
 	f.BoolVarP(&progress, "progress", "p", false, "show progress")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
 	f.BoolVarP(&job.Existing, "no-create", "n", false, "write into an existing output image")

@@ -59,3 +59,24 @@ func (g *globals) spooled(ctx context.Context, opts *formats.OpenOptions, outDir
 	opts.OpenFile = s.OpenPath
 	return nil
 }
+
+// compressionFlag is convert's --compression=xz|zstd|gzip.
+type compressionFlag struct{ kind *compressed.Kind }
+
+func (f compressionFlag) String() string {
+	if f.kind == nil {
+		return ""
+	}
+	return string(*f.kind)
+}
+
+func (f compressionFlag) Set(s string) error {
+	k, err := compressed.ParseKind(s)
+	if err != nil {
+		return err
+	}
+	*f.kind = k
+	return nil
+}
+
+func (compressionFlag) Type() string { return "xz|zstd|gzip" }

@@ -236,7 +236,7 @@ func FuzzXzIndex(f *testing.F) {
 				t.Fatalf("block %+v outside a %d-byte file", b, len(in))
 			}
 		}
-		s := &Spooler{Dir: t.TempDir(), LimitBytes: 1 << 20}
+		s := &Spooler{LimitBytes: 1 << 20}
 		file, err := s.openInPlace(formats.ReaderAtFile(bytes.NewReader(in), int64(len(in)), "fuzz"), "fuzz", Xz, int64(len(in)), 1<<20)
 		if err == nil {
 			io.Copy(io.Discard, io.NewSectionReader(file, 0, 1<<20))

@@ -1,0 +1,75 @@
+package convert
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/source/compressed"
+)
+
+// A raw output may be written as one compressed stream (Job.Compression:
+// xz, zstd or gzip, compressed in parallel by compressed.Writer). The raw
+// image is then written in order to a stream whose bytes go through the
+// compressor into the output's temporary file (renamed into place when
+// complete, as any output) or to stdout.
+
+// checkCompression refuses what a compressed output cannot be.
+func (job Job) checkCompression() error {
+	if job.Compression == compressed.None {
+		return nil
+	}
+	if _, err := compressed.ParseKind(string(job.Compression)); err != nil {
+		return err
+	}
+	switch {
+	case job.Format != "raw":
+		return fmt.Errorf("%w: --compression=%s writes a raw image as one compressed stream; -O %s has its own compression (-c)", formats.ErrInvalidOption, job.Compression, job.Format)
+	case job.Existing:
+		return fmt.Errorf("%w: --compression with -n: a compressed output is written new", formats.ErrInvalidOption)
+	case job.SplitBytes > 0:
+		return fmt.Errorf("%w: --compression with --split is not supported", formats.ErrInvalidOption)
+	case job.Backing != "":
+		return fmt.Errorf("%w: --compression with -B: a raw image has no backing file", formats.ErrInvalidOption)
+	}
+	return nil
+}
+
+// compressingFile is a sequential File whose bytes are compressed into
+// under; Close finishes the compressed stream, then closes under.
+type compressingFile struct {
+	*fileio.Stream
+	zw    *compressed.Writer
+	under io.Closer // nil for stdout
+}
+
+// newCompressingFile compresses into w (under, when not nil, is closed
+// after the compressed stream ends).
+func newCompressingFile(w io.Writer, under io.Closer, kind compressed.Kind, name string) (*compressingFile, error) {
+	zw, err := compressed.NewWriter(w, kind, compressed.WriterOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return &compressingFile{Stream: fileio.NewStream(zw, name), zw: zw, under: under}, nil
+}
+
+func (c *compressingFile) Close() error {
+	err := c.zw.Close()
+	if c.under != nil {
+		if cerr := c.under.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// compressInto wraps a destination file in a compressor.
+func compressInto(f formats.File, kind compressed.Kind, name string) (formats.File, error) {
+	c, err := newCompressingFile(io.NewOffsetWriter(f, 0), f, kind, name)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return c, nil
+}
