@@ -114,8 +114,16 @@ func (img *Image) Flush() error { return nil }
 
 // Info is qemu's luks block info.
 func (img *Image) Info() formats.Info {
-	return formats.Info{Encrypted: true, Specific: img.vol.QemuInfo(false)}
+	return formats.Info{Encrypted: true, Details: img.vol.Details(false)}
 }
+
+// Details are qemu's format-specific information of a LUKS volume
+// (QCryptoBlockInfoLUKS): its cipher, hash, key slots and payload offset,
+// in qemu's key order.
+type Details = lukshdr.Details
+
+// SlotDetails describe one key slot of Details.
+type SlotDetails = lukshdr.SlotDetails
 
 // Volume is the parsed LUKS header.
 func (img *Image) Volume() *lukshdr.Volume { return img.vol }

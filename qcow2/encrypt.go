@@ -235,14 +235,20 @@ func errCompressEncrypted(name string) error {
 }
 
 // encryptInfo is the "encrypt" member of qemu's qcow2 format-specific info.
-func (img *Image) encryptInfo() []formats.Field {
+func (img *Image) encryptInfo() any {
 	switch {
 	case img.crypt == nil:
 		return nil
 	case img.crypt.method == cryptAES:
-		return []formats.Field{{Key: "encrypt", Value: formats.Object{{Key: "format", Value: "aes"}}}}
+		return &AESDetails{Format: "aes"}
 	}
-	return []formats.Field{{Key: "encrypt", Value: img.crypt.vol.QemuInfo(true)}}
+	return img.crypt.vol.Details(true)
+}
+
+// AESDetails are the "encrypt" details of an image with qemu's legacy AES
+// encryption.
+type AESDetails struct {
+	Format string `json:"format"` // "aes"
 }
 
 // encryptOptions are qemu's qcow2 encryption create options.

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/fuzzpatch"
 )
@@ -87,7 +88,7 @@ func TestSeedImages(t *testing.T) {
 		}
 		if name == "v3.qcow2.gz" {
 			info := img.Info()
-			if len(info.Snapshots) != 1 || !strings.Contains(fmt.Sprint(info.Specific), "{name bm0}") {
+			if len(info.Snapshots) != 1 || !strings.Contains(fmt.Sprint(imageinfo.Ordered(info.Details)), "{name bm0}") {
 				t.Errorf("v3 info: %+v", info)
 			}
 			if err := exercise(b, "s1"); err != nil {

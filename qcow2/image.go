@@ -375,33 +375,53 @@ func (img *Image) Info() formats.Info {
 	}
 	info := formats.Info{ClusterSize: img.clusterSize, DirtyFlag: h.IncompatibleFeatures&incompatDirty != 0,
 		Encrypted: img.crypt != nil}
+	d := &Details{Compat: "1.1", CompressionType: comp, RefcountBits: int64(1) << h.RefcountOrder,
+		Encrypt: img.encryptInfo()}
 	if h.Version == 2 {
-		info.Specific = formats.Object{{Key: "compat", Value: "0.10"}, {Key: "compression-type", Value: comp},
-			{Key: "refcount-bits", Value: int64(1) << h.RefcountOrder}}
-		info.Specific = append(info.Specific, img.encryptInfo()...)
+		d.Compat = "0.10"
 	} else {
-		obj := formats.Object{{Key: "compat", Value: "1.1"}, {Key: "compression-type", Value: comp},
-			{Key: "lazy-refcounts", Value: h.CompatibleFeatures&compatLazyRefcounts != 0}}
-		if bms := img.bitmapInfo(); bms != nil {
-			obj = append(obj, formats.Field{Key: "bitmaps", Value: bms})
-		}
-		obj = append(obj, formats.Field{Key: "refcount-bits", Value: int64(1) << h.RefcountOrder})
+		d.LazyRefcounts = ptr(h.CompatibleFeatures&compatLazyRefcounts != 0)
+		d.Bitmaps = img.bitmapInfo()
 		if h.IncompatibleFeatures&incompatDataFile != 0 {
-			obj = append(obj, formats.Field{Key: "data-file", Value: img.ext.DataFile})
+			d.DataFile = ptr(img.ext.DataFile)
+			d.DataFileRaw = ptr(h.AutoclearFeatures&autoclearRawData != 0)
 		}
-		obj = append(obj, img.encryptInfo()...)
-		if h.IncompatibleFeatures&incompatDataFile != 0 {
-			obj = append(obj, formats.Field{Key: "data-file-raw", Value: h.AutoclearFeatures&autoclearRawData != 0})
-		}
-		obj = append(obj, formats.Field{Key: "corrupt", Value: img.corruptBit},
-			formats.Field{Key: "extended-l2", Value: img.extL2})
-		info.Specific = obj
+		d.Corrupt, d.ExtendedL2 = ptr(img.corruptBit), ptr(img.extL2)
 	}
+	info.Details = d
 	for _, s := range img.snapshots {
 		info.Snapshots = append(info.Snapshots, s.info())
 	}
 	return info
 }
+
+// Details are qemu's format-specific information of a qcow2 image
+// (ImageInfoSpecificQCow2), in qemu's key order. A nil field is not
+// reported: compat 0.10 images have only Compat, CompressionType,
+// RefcountBits and Encrypt.
+type Details struct {
+	Compat          string          `json:"compat"`           // "0.10" (version 2) or "1.1" (version 3)
+	CompressionType string          `json:"compression-type"` // "zlib" or "zstd"
+	LazyRefcounts   *bool           `json:"lazy-refcounts"`
+	Bitmaps         []BitmapDetails `json:"bitmaps"` // nil when the image has none
+	RefcountBits    int64           `json:"refcount-bits"`
+	DataFile        *string         `json:"data-file"` // the external data file's name
+	// Encrypt is *AESDetails or *luks.Details (Format "luks"); nil for a
+	// clear image.
+	Encrypt     any   `json:"encrypt"`
+	DataFileRaw *bool `json:"data-file-raw"`
+	Corrupt     *bool `json:"corrupt"`
+	ExtendedL2  *bool `json:"extended-l2"`
+}
+
+// BitmapDetails describe one persistent dirty bitmap.
+type BitmapDetails struct {
+	Flags       []string `json:"flags"` // "in-use", "auto"
+	Name        string   `json:"name"`
+	Granularity int64    `json:"granularity"` // bytes a bit covers
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // decodeTable decodes a table of big-endian 64-bit entries.
 func decodeTable(buf []byte) []uint64 {

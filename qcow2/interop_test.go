@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 	"github.com/vdiskio/vdisk/internal/zero"
 	_ "github.com/vdiskio/vdisk/raw" // backing files in raw format
@@ -232,7 +233,7 @@ func TestReadExternalDataFile(t *testing.T) {
 	qemutest.IO(t, "qcow2", path, "write -P 0x5a 64k 1M")
 	requireSameAsQemu(t, path, formats.OpenOptions{})
 	img := openPath(t, path, formats.OpenOptions{})
-	spec := img.(formats.Informer).Info().Specific
+	spec := imageinfo.Ordered(img.(formats.Informer).Info().Details)
 	if got := fmt.Sprint(spec); !strings.Contains(got, "{data-file e.data} {data-file-raw true}") {
 		t.Fatalf("info %s", got)
 	}
@@ -259,36 +260,13 @@ func TestInfoMatchesQemu(t *testing.T) {
 		img := openPath(t, path, formats.OpenOptions{})
 		info := img.(formats.Informer).Info()
 		wantData := want["format-specific"].(map[string]any)["data"]
-		if got := toJSONValue(info.Specific); !reflect.DeepEqual(got, wantData) {
+		if got := qemutest.DetailsJSON(t, info.Details); !reflect.DeepEqual(got, wantData) {
 			t.Errorf("%s: format-specific %v, qemu %v", opt, got, wantData)
 		}
 		if info.ClusterSize != int64(want["cluster-size"].(float64)) {
 			t.Errorf("%s: cluster size %d", opt, info.ClusterSize)
 		}
 	}
-}
-
-// toJSONValue turns an ordered object into what encoding/json decodes.
-func toJSONValue(v any) any {
-	switch v := v.(type) {
-	case formats.Object:
-		m := map[string]any{}
-		for _, f := range v {
-			m[f.Key] = toJSONValue(f.Value)
-		}
-		return m
-	case []any:
-		out := []any{}
-		for _, x := range v {
-			out = append(out, toJSONValue(x))
-		}
-		return out
-	case int64:
-		return float64(v)
-	case uint64:
-		return float64(v)
-	}
-	return v
 }
 
 func TestDirtyAndCorruptBits(t *testing.T) {

@@ -113,17 +113,7 @@ func refcountMetadataSize(clusters, cs int64, order uint32) int64 {
 func bitmapsSize(src *Image, cs int64) int64 {
 	var size, dir int64
 	for _, b := range src.bitmapInfo() {
-		obj := b.(formats.Object)
-		var name string
-		var gran int64
-		for _, f := range obj {
-			switch f.Key {
-			case "name":
-				name = f.Value.(string)
-			case "granularity":
-				gran = f.Value.(int64)
-			}
-		}
+		name, gran := b.Name, b.Granularity
 		if gran <= 0 {
 			continue
 		}

@@ -362,21 +362,20 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 }
 
 // bitmapInfo lists the persistent dirty bitmaps as qemu's info does, or nil.
-func (img *Image) bitmapInfo() []any {
-	var out []any
+func (img *Image) bitmapInfo() []BitmapDetails {
+	var out []BitmapDetails
 	for _, e := range img.bitmapDir() {
 		if !e.whole {
 			break
 		}
-		fl := []any{}
+		fl := []string{}
 		if e.flags&1 != 0 {
 			fl = append(fl, "in-use")
 		}
 		if e.flags&2 != 0 {
 			fl = append(fl, "auto")
 		}
-		out = append(out, formats.Object{{Key: "flags", Value: fl}, {Key: "name", Value: e.name},
-			{Key: "granularity", Value: int64(1) << e.granBits}})
+		out = append(out, BitmapDetails{Flags: fl, Name: e.name, Granularity: int64(1) << e.granBits})
 	}
 	return out
 }

@@ -50,7 +50,7 @@ func exerciseHeader(b []byte) {
 	if err != nil {
 		return
 	}
-	_ = v.QemuInfo(true)
+	_ = v.Details(true)
 	if v.Check() == nil {
 		v.Unlock(bytes.NewReader(b), []byte("pass"), fuzzLimits)
 	}
@@ -98,7 +98,7 @@ func FuzzLUKS2JSON(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = v.QemuInfo(false)
+		_ = v.Details(false)
 		if v.Check() == nil {
 			v.Unlock(bytes.NewReader(nil), []byte("pass"), fuzzLimits)
 		}

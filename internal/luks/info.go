@@ -1,32 +1,48 @@
 package luks
 
-import "github.com/vdiskio/vdisk/formats"
+// Details are qemu's QCryptoBlockInfoLUKS for `info`, in the key order qemu
+// prints (its QDict's): the format-specific details of a luks image, and the
+// "encrypt" object of a LUKS-encrypted qcow2 (which has Format "luks").
+type Details struct {
+	IVGenAlg       string        `json:"ivgen-alg"`
+	HashAlg        string        `json:"hash-alg"`
+	CipherAlg      string        `json:"cipher-alg"` // qemu's name: "aes-256", ...
+	UUID           string        `json:"uuid"`
+	IVGenHashAlg   string        `json:"ivgen-hash-alg,omitempty"` // essiv only
+	Format         string        `json:"format,omitempty"`         // "luks" inside qcow2
+	CipherMode     string        `json:"cipher-mode"`
+	Slots          []SlotDetails `json:"slots"`
+	PayloadOffset  int64         `json:"payload-offset"` // bytes
+	MasterKeyIters int64         `json:"master-key-iters"`
+}
 
-// QemuInfo is qemu's QCryptoBlockInfoLUKS for `info`, in the key order
-// qemu prints (its QDict's). withFormat adds "format": "luks", as the
-// qcow2 "encrypt" object has it; the luks driver's object has none.
-func (v *Volume) QemuInfo(withFormat bool) formats.Object {
-	obj := formats.Object{{Key: "ivgen-alg", Value: v.Spec.IVGen}, {Key: "hash-alg", Value: v.Hash},
-		{Key: "cipher-alg", Value: v.Spec.QemuAlg(v.KeyBytes)}, {Key: "uuid", Value: v.UUID}}
+// SlotDetails describe one key slot; iterations and stripes only for an
+// active slot.
+type SlotDetails struct {
+	Active    bool  `json:"active"`
+	Iters     int64 `json:"iters,omitempty"`
+	KeyOffset int64 `json:"key-offset"` // bytes
+	Stripes   int64 `json:"stripes,omitempty"`
+}
+
+// Details describes v for `info`. withFormat sets Format to "luks", as the
+// qcow2 "encrypt" object has it; the luks driver's details have none.
+func (v *Volume) Details(withFormat bool) *Details {
+	d := &Details{IVGenAlg: v.Spec.IVGen, HashAlg: v.Hash, CipherAlg: v.Spec.QemuAlg(v.KeyBytes), UUID: v.UUID,
+		CipherMode: v.Spec.Mode, Slots: make([]SlotDetails, 0, len(v.Slots)),
+		PayloadOffset: v.PayloadOffset, MasterKeyIters: int64(v.MKIterations)}
 	if v.Spec.IVGen == IVESSIV {
-		obj = append(obj, formats.Field{Key: "ivgen-hash-alg", Value: v.Spec.IVHash})
+		d.IVGenHashAlg = v.Spec.IVHash
 	}
 	if withFormat {
-		obj = append(obj, formats.Field{Key: "format", Value: "luks"})
+		d.Format = "luks"
 	}
-	var slots []any
 	for _, s := range v.Slots {
-		so := formats.Object{{Key: "active", Value: s.Active}}
+		sd := SlotDetails{Active: s.Active, KeyOffset: s.Area}
 		if s.Active {
-			so = append(so, formats.Field{Key: "iters", Value: int64(s.KDF.Iterations)})
+			sd.Iters, sd.Stripes = int64(s.KDF.Iterations), int64(s.Stripes)
 		}
-		so = append(so, formats.Field{Key: "key-offset", Value: s.Area})
-		if s.Active {
-			so = append(so, formats.Field{Key: "stripes", Value: int64(s.Stripes)})
-		}
-		slots = append(slots, so)
+		d.Slots = append(d.Slots, sd)
 	}
-	return append(obj, formats.Field{Key: "cipher-mode", Value: v.Spec.Mode}, formats.Field{Key: "slots", Value: slots},
-		formats.Field{Key: "payload-offset", Value: v.PayloadOffset},
-		formats.Field{Key: "master-key-iters", Value: int64(v.MKIterations)})
+	return d
 }
