@@ -302,10 +302,51 @@ func TestClientLima(t *testing.T) {
 	if q.Stdout != strings.ReplaceAll(v.Stdout, c.vdir, c.qdir) || !strings.Contains(v.Stdout, "snap1") {
 		t.Errorf("snapshot -l:\nqemu-img %q\nvdisk    %q", q.Stdout, v.Stdout)
 	}
+	// limactl snapshot create/apply/delete/list on a stopped instance run
+	// qemu-img snapshot -c/-a/-d/-l TAG diffdisk.
+	for _, dir := range []string{c.qdir, c.vdir} {
+		qemutest.IO(t, "qcow2", filepath.Join(dir, "diffdisk"), "write -P 0x71 0 2M", "write -P 0x72 50G 64k")
+	}
+	c.run(0, "snapshot", "-c", "lima1", "{}/diffdisk")
+	for _, dir := range []string{c.qdir, c.vdir} {
+		qemutest.IO(t, "qcow2", filepath.Join(dir, "diffdisk"), "write -P 0x73 1M 2M", "write -z 50G 4k")
+	}
+	c.run(0, "snapshot", "-c", "lima2", "{}/diffdisk")
+	q, v = c.run(0, "snapshot", "-l", "{}/diffdisk")
+	if snapshotTags(q.Stdout) != snapshotTags(v.Stdout) || !strings.Contains(v.Stdout, "lima2") {
+		t.Errorf("snapshot -l after -c:\nqemu-img %q\nvdisk    %q", q.Stdout, v.Stdout)
+	}
+	c.run(0, "snapshot", "-a", "lima1", "{}/diffdisk")
+	c.sameImage("qcow2", "diffdisk")
+	c.run(0, "snapshot", "-d", "lima1", "{}/diffdisk")
+	c.sameImage("qcow2", "diffdisk")
+	q, v = c.run(1, "snapshot", "-d", "lima1", "{}/diffdisk")
+	q2, v2 := c.run(1, "snapshot", "-a", "nope", "{}/diffdisk")
+	for _, p := range [][2]string{{q.Stderr, v.Stderr}, {q2.Stderr, v2.Stderr}} {
+		if p[0] != p[1] {
+			t.Errorf("snapshot error: qemu-img %q, vdisk %q", p[0], p[1])
+		}
+	}
+	q, v = c.run(0, "snapshot", "-l", "{}/diffdisk")
+	if snapshotTags(q.Stdout) != snapshotTags(v.Stdout) {
+		t.Errorf("snapshot -l after -d:\nqemu-img %q\nvdisk    %q", q.Stdout, v.Stdout)
+	}
 	// Data disks: created, then grown.
 	c.run(0, "create", "-f", "raw", "{}/datadisk", "10737418240")
 	c.run(0, "resize", "-f", "raw", "{}/datadisk", "21474836480")
 	c.sameImage("raw", "datadisk")
+}
+
+// snapshotTags keeps the ID, TAG and VM SIZE columns of snapshot -l (the
+// dates of two images snapshotted apart differ).
+func snapshotTags(out string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 4 {
+			b.WriteString(strings.Join(f[:4], " ") + "\n")
+		}
+	}
+	return b.String()
 }
 
 func TestClientNova(t *testing.T) {

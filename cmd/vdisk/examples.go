@@ -21,7 +21,7 @@ var examples = map[string]string{
 	"dd":          "  vdisk dd -O raw bs=1M count=64 if=disk.qcow2 of=head.raw",
 	"rebase":      "  vdisk rebase -b new-base.qcow2 -F qcow2 overlay.qcow2\n  vdisk rebase -u -b moved/base.qcow2 overlay.qcow2",
 	"commit":      "  vdisk commit overlay.qcow2\n  vdisk commit -d -b base.qcow2 top.qcow2",
-	"snapshot":    "  vdisk snapshot -l disk.qcow2",
+	"snapshot":    "  vdisk snapshot -l disk.qcow2\n  vdisk snapshot -c before-upgrade disk.qcow2\n  vdisk snapshot -a before-upgrade disk.qcow2\n  vdisk snapshot -d before-upgrade disk.qcow2",
 	"checksum":    "  vdisk checksum disk.qcow2\n  vdisk checksum --linear -a sha256 disk.vmdk",
 	"verify":      "  vdisk verify --hash-log copy.log copy.qcow2\n  vdisk verify evidence.E01",
 	"rescue":      "  vdisk rescue --mapfile disk.map /dev/sdb rescued.qcow2 -O qcow2",
