@@ -29,7 +29,8 @@ const DefaultGrainBytes = 64 << 10
 type Difference struct {
 	src, base  formats.Image
 	grainBytes int64
-	baseDepth  int // layer of src's chain that is base's file; 0: none
+	baseDepth  int  // layer of src's chain that is base's file; 0: none
+	keepOwn    bool // src's own allocations are reported as they are
 
 	mu           sync.Mutex // the buffers
 	bufSrc, bufB []byte
@@ -70,6 +71,14 @@ func layerOf(img formats.Image, path string) int {
 	return 0
 }
 
+// KeepOwnLayer makes the view report what src's own layer allocates as
+// allocated (Data or Zero), compared or not, as a safe rebase keeps the
+// top's clusters; only the rest is compared with base. It returns d.
+func (d *Difference) KeepOwnLayer() *Difference {
+	d.keepOwn = true
+	return d
+}
+
 // ReadBytes is how many bytes the view has read (from src and base
 // together) to compare them.
 func (d *Difference) ReadBytes() int64 { return d.readBytes.Load() }
@@ -100,10 +109,34 @@ func (d *Difference) Extents(off, length int64) ([]formats.Extent, error) {
 	return out, nil
 }
 
-// chunkExtents does one chunk: first the ranges known to be the same
-// without reading (zeros in both, or src reading base's own layer), then
-// the rest compared grain by grain.
+// chunkExtents does one chunk: src's own allocations when they are kept,
+// then the ranges known to be the same without reading (zeros in both, or
+// src reading base's own layer), then the rest compared grain by grain.
 func (d *Difference) chunkExtents(off, n int64) ([]formats.Extent, error) {
+	if !d.keepOwn {
+		return d.rangeExtents(off, n)
+	}
+	own, err := d.src.Extents(off, n)
+	if err != nil {
+		return nil, err
+	}
+	var out []formats.Extent
+	for _, e := range own {
+		if e.Kind != formats.Unallocated {
+			out = append(out, formats.Extent{Offset: e.Offset, Length: e.Length, Kind: e.Kind, HostOffset: -1})
+			continue
+		}
+		sub, err := d.rangeExtents(e.Offset, e.Length)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub...)
+	}
+	return out, nil
+}
+
+// rangeExtents classifies [off, off+n), within one chunk.
+func (d *Difference) rangeExtents(off, n int64) ([]formats.Extent, error) {
 	same := func(o, l int64) formats.Extent {
 		return formats.Extent{Offset: o, Length: l, Kind: formats.Unallocated, HostOffset: -1}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/chain"
+	"github.com/vdiskio/vdisk/chain/replace"
 	"github.com/vdiskio/vdisk/formats"
 )
 
@@ -30,6 +31,11 @@ func newCommitCommand(g *globals) *cobra.Command {
 			}
 			topOpts.Writable = empty
 			top, err := formats.Open(ctx, args[0], topOpts)
+			if empty && (errors.Is(err, formats.ErrUnsupported) || errors.Is(err, formats.ErrReadOnly)) {
+				// vmdk: emptied by replacing it, so it is read here.
+				topOpts.Writable = false
+				top, err = formats.Open(ctx, args[0], topOpts)
+			}
 			if err != nil {
 				return couldNotOpen(args[0], err)
 			}
@@ -49,8 +55,15 @@ func newCommitCommand(g *globals) *cobra.Command {
 			}
 			baseOpts.Writable = true // with its backing: zeros over it must be recorded as zeros
 			bimg, err := formats.Open(ctx, basePath, baseOpts)
+			if errors.Is(err, formats.ErrUnsupported) || errors.Is(err, formats.ErrReadOnly) {
+				return g.commitByRewrite(cmd, top, args[0], basePath, depth, empty, progress)
+			}
 			if err != nil {
 				return couldNotOpen(basePath, err)
+			}
+			if _, ok := bimg.(formats.Writable); !ok {
+				bimg.Close()
+				return g.commitByRewrite(cmd, top, args[0], basePath, depth, empty, progress)
 			}
 			if err := g.locks.LockPath(basePath, bimg.Format()); err != nil {
 				bimg.Close()
@@ -61,7 +74,8 @@ func newCommitCommand(g *globals) *cobra.Command {
 				bimg.Close()
 				return fmt.Errorf("%s: %w", basePath, formats.ErrReadOnly)
 			}
-			opts := chain.CommitOptions{Depth: depth, Empty: empty}
+			_, emptier := top.(formats.Emptier)
+			opts := chain.CommitOptions{Depth: depth, Empty: empty && emptier}
 			var bar *progressBar
 			if progress && !g.quiet {
 				bar = newProgressBar(cmd.OutOrStdout())
@@ -73,6 +87,13 @@ func newCommitCommand(g *globals) *cobra.Command {
 			}
 			if err != nil {
 				return err
+			}
+			if empty && !emptier {
+				// vmdk, vpc, vhdx: an empty image with the same link
+				// replaces the top.
+				if err := replace.Empty(ctx, args[0], top, topOpts); err != nil {
+					return err
+				}
 			}
 			if bar != nil {
 				bar.finish()
@@ -125,4 +146,40 @@ func findBase(top formats.Image, topPath, base string) (string, string, int, err
 		}
 		layer = b.Backing()
 	}
+}
+
+// commitByRewrite commits into a base whose driver cannot write an
+// existing image (vmdk, vhdx): a new base replaces it, then the layer
+// above it is relinked to it, or emptied when it is the top (chain/replace).
+func (g *globals) commitByRewrite(cmd *cobra.Command, top formats.Image, topPath, basePath string, depth int, empty, progress bool) error {
+	ctx := cmd.Context()
+	above, abovePath := top, topPath
+	for range depth - 1 {
+		b := above.(formats.Backer) // findBase walked these layers
+		above, abovePath = b.Backing(), b.BackingPath()
+	}
+	base := above.(formats.Backer).Backing()
+	if err := g.locks.LockPath(basePath, base.Format()); err != nil {
+		return couldNotOpen(basePath, err)
+	}
+	open, err := g.openOptions("")
+	if err != nil {
+		return err
+	}
+	opts := chain.CommitOptions{Depth: depth, Empty: empty}
+	var bar *progressBar
+	if progress && !g.quiet {
+		bar = newProgressBar(cmd.OutOrStdout())
+		opts.Progress = bar.update
+	}
+	if _, err := replace.Commit(ctx, top, topPath, base, basePath, above, abovePath, opts, open); err != nil {
+		return err
+	}
+	if bar != nil {
+		bar.finish()
+	}
+	if !g.quiet {
+		fmt.Fprintln(cmd.OutOrStdout(), "Image committed.")
+	}
+	return nil
 }

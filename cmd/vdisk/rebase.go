@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/chain"
+	"github.com/vdiskio/vdisk/chain/replace"
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 )
@@ -26,6 +28,13 @@ func newRebaseCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("Could not change the backing file to '%s': backing format must be specified", backing)
 			}
 			ctx := cmd.Context()
+			inPlace, err := g.relinksInPlace(ctx, args[0], format)
+			if err != nil {
+				return err
+			}
+			if !inPlace {
+				return g.rebaseByRewrite(cmd, args[0], format, backing, backingFmt, unsafe, progress)
+			}
 			img, err := g.openAs(ctx, args[0], format, convert.LockWrite, func(o *formats.OpenOptions) {
 				o.Writable, o.NoBacking = true, unsafe
 			})
@@ -43,12 +52,14 @@ func newRebaseCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("Could not change the backing file to '%s': Operation not supported", backing)
 			}
 			var nb formats.Image
-			if backing != "" && !unsafe {
+			if backing != "" {
 				opts, err := g.openOptions(backingFmt, backing)
 				if err != nil {
 					return err
 				}
-				if nb, err = formats.OpenReference(ctx, args[0], backing, backingFmt, opts); err != nil {
+				// -u needs no data, but VDI stores the new parent's UUIDs:
+				// it is opened too, and may be missing for the others.
+				if nb, err = formats.OpenReference(ctx, args[0], backing, backingFmt, opts); err != nil && (!unsafe || img.Format() == "vdi") {
 					return fmt.Errorf("Could not open new backing file '%s': %w", backing, err)
 				}
 			}
@@ -79,4 +90,62 @@ func newRebaseCommand(g *globals) *cobra.Command {
 	f.BoolVarP(&progress, "progress", "p", false, "show progress")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
 	return cmd
+}
+
+// relinksInPlace reports whether the image's driver rewrites its backing
+// link in place (formats.BackingSetter: qcow2, vdi); the others (vmdk, vpc,
+// vhdx) are rebased by writing a new image (package chain/replace).
+func (g *globals) relinksInPlace(ctx context.Context, path, format string) (bool, error) {
+	opts, err := g.openOptions(format)
+	if err != nil {
+		return false, err
+	}
+	opts.NoBacking = true // no locks taken: the real open below takes them
+	img, err := formats.Open(ctx, path, opts)
+	if err != nil {
+		return false, couldNotOpen(path, err)
+	}
+	defer img.Close()
+	_, ok := img.(formats.BackingSetter)
+	if !ok {
+		if _, has := img.(formats.Backer); !has {
+			return false, fmt.Errorf("Could not change the backing file of '%s': format %s has no backing files: Operation not supported", path, img.Format())
+		}
+	}
+	return ok, nil
+}
+
+// rebaseByRewrite rebases an image whose format cannot be relinked in
+// place: a new image over the new backing replaces it (chain/replace).
+func (g *globals) rebaseByRewrite(cmd *cobra.Command, path, format, backing, backingFmt string, unsafe, progress bool) error {
+	ctx := cmd.Context()
+	img, err := g.openAs(ctx, path, format, convert.LockWrite, func(o *formats.OpenOptions) { o.NoBacking = unsafe })
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	opts, err := g.openOptions(backingFmt, backing)
+	if err != nil {
+		return err
+	}
+	var nb formats.Image
+	if backing != "" && !unsafe {
+		if nb, err = formats.OpenReference(ctx, path, backing, backingFmt, opts); err != nil {
+			return fmt.Errorf("Could not open new backing file '%s': %w", backing, err)
+		}
+		defer nb.Close()
+	}
+	ro := chain.RebaseOptions{Name: backing, Format: backingFmt, Unsafe: unsafe}
+	var bar *progressBar
+	if progress && !g.quiet {
+		bar = newProgressBar(cmd.OutOrStdout())
+		ro.Progress = bar.update
+	}
+	if err := replace.Rebase(ctx, path, img, nb, ro, opts); err != nil {
+		return fmt.Errorf("Could not change the backing file to '%s': %w", backing, err)
+	}
+	if bar != nil {
+		bar.finish()
+	}
+	return nil
 }
