@@ -42,11 +42,17 @@ func newInfoCommand(g *globals) *cobra.Command {
 			if kind != "" && output == "json" {
 				infos[0] = append(infos[0], formats.Field{Key: "vdisk-compression", Value: string(kind)})
 			}
+			if a := g.archiveInfo(args[0]); a != nil && output == "json" {
+				infos[0] = append(infos[0], formats.Field{Key: "vdisk-archive", Value: a})
+			}
 			if err := printInfos(cmd.OutOrStdout(), output, chain, infos); err != nil {
 				return err
 			}
 			if kind != "" && output != "json" {
 				fmt.Fprintf(cmd.OutOrStdout(), "source compression: %s\n", kind)
+			}
+			if output != "json" {
+				g.printArchive(cmd.OutOrStdout(), args[0])
 			}
 			if inside != nil && output != "json" {
 				inside.print(cmd.OutOrStdout())

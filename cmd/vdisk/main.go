@@ -57,6 +57,7 @@ type globals struct {
 	locks       convert.Locks // qemu image locks held until the command ends
 	maxMetadata string        // --max-metadata: the metadata budget of each open image
 	spool       spoolFlags    // --spool-limit: compressed and stdin sources
+	archive     archiveFlags  // --disk, --member: tar sources (OVA, box, tar.gz)
 }
 
 // openOptions are the options to open images with; userNamed are the
@@ -213,6 +214,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 		"open images as -f says even when their content looks like another format")
 	addCryptoFlags(root, g)
 	addSpoolFlags(root, g)
+	addArchiveFlags(root, g)
 	root.PersistentFlags().BoolVarP(&g.forceShare, "force-share", "U", false,
 		"take no qemu image locks on images opened read-only (read an image a running VM uses)")
 	root.AddCommand(

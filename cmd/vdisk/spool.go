@@ -57,7 +57,7 @@ func (g *globals) spooled(ctx context.Context, opts *formats.OpenOptions, outDir
 		s.Dir = filepath.Dir(outDir)
 	}
 	opts.OpenFile = s.OpenPath
-	return nil
+	return g.archived(opts)
 }
 
 // compressionFlag is convert's --compression=xz|zstd|gzip.
