@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vdiskio/vdisk/convert"
+	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/qcow2"
+)
+
+func newAmendCommand(g *globals) *cobra.Command {
+	var format string
+	var options []string
+	var progress bool
+	cmd := &cobra.Command{
+		Use:   "amend [-f fmt] [-p] [-q] -o options filename",
+		Short: "Change options of an existing image (qcow2: compat, lazy_refcounts, refcount_bits, size)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			text := strings.Join(options, ",")
+			if text == "" {
+				return fmt.Errorf("Must specify options (-o)")
+			}
+			if text == "help" || text == "?" {
+				fmt.Fprintln(cmd.OutOrStdout(), "Amend options for 'qcow2':")
+				for _, k := range qcow2.AmendKeys {
+					fmt.Fprintf(cmd.OutOrStdout(), "  %-22s - %s\n", k[0]+"=", k[1])
+				}
+				return nil
+			}
+			opts, err := splitAmendOptions(text)
+			if err != nil {
+				return err
+			}
+			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+			if err != nil {
+				return err
+			}
+			q, ok := img.(*qcow2.Image)
+			if !ok {
+				img.Close()
+				return fmt.Errorf("Format driver '%s' does not support option amendment", img.Format())
+			}
+			err = q.Amend(cmd.Context(), opts)
+			if cerr := img.Close(); err == nil {
+				err = cerr
+			}
+			var ae *qcow2.AmendError
+			if errors.As(err, &ae) && ae.Hint != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n%s\n", cmd.Root().Name(), ae.Msg, ae.Hint)
+				return &exitError{code: 1}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&format, "format", "f", "", "image format (probed when omitted)")
+	f.StringArrayVarP(&options, "options", "o", nil, "options to change, key=value[,...] (-o help lists them)")
+	f.BoolVarP(&progress, "progress", "p", false, "show progress (accepted; amend is quick)")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
+	return cmd
+}
+
+// splitAmendOptions parses qemu's "k=v,k2=v2" (",," is a comma in a value;
+// a bare key is key=on).
+func splitAmendOptions(text string) (map[string]string, error) {
+	out := map[string]string{}
+	var cur strings.Builder
+	flush := func() {
+		item := cur.String()
+		cur.Reset()
+		if item == "" {
+			return
+		}
+		k, v, ok := strings.Cut(item, "=")
+		if !ok {
+			v = "on"
+		}
+		out[k] = v
+	}
+	for i := 0; i < len(text); i++ {
+		if text[i] == ',' {
+			if i+1 < len(text) && text[i+1] == ',' {
+				cur.WriteByte(',')
+				i++
+				continue
+			}
+			flush()
+			continue
+		}
+		cur.WriteByte(text[i])
+	}
+	flush()
+	return out, nil
+}
