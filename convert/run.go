@@ -13,6 +13,7 @@ import (
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/partition"
 	"github.com/vdiskio/vdisk/source/compressed"
+	"github.com/vdiskio/vdisk/source/remote"
 )
 
 // Job is a file-to-file conversion, `vdisk convert`.
@@ -348,6 +349,7 @@ func differenceFromBacking(ctx context.Context, job Job, dst formats.Writable, s
 // permission error ("No such file or directory"): clients match these
 // phrases on qemu-img's stderr (Nova tells a missing disk that way).
 func CouldNotOpen(path string, err error) error {
+	path = remote.Redact(path) // a presigned URL's query is never shown
 	var why string
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/checksum"
+	"github.com/vdiskio/vdisk/source/remote"
 )
 
 func newChecksumCommand(g *globals) *cobra.Command {
@@ -60,6 +61,7 @@ func checksumOne(cmd *cobra.Command, g *globals, path, format string, names []st
 		defer bar.finish()
 	}
 	out := cmd.OutOrStdout()
+	path = remote.Redact(path) // a presigned URL's query is not printed
 	if !linear {
 		opts.Algorithm = names[0]
 		d, err := checksum.Block(cmd.Context(), img, opts)

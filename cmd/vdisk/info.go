@@ -11,6 +11,7 @@ import (
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/imageinfo"
+	"github.com/vdiskio/vdisk/source/remote"
 )
 
 func newInfoCommand(g *globals) *cobra.Command {
@@ -29,7 +30,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer img.Close()
-			infos := imageinfo.Chain(g.imageName(args[0]), img, chain)
+			infos := imageinfo.Chain(remote.Redact(g.imageName(args[0])), img, chain)
 			// What is inside the disk (vdisk's own; qemu-img shows none).
 			var inside *diskContents
 			if cmd.Root().Use != "qemu-img" && (chain || !hasBacking(img)) {

@@ -11,6 +11,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/nbd"
 	"github.com/vdiskio/vdisk/source/compressed"
+	"github.com/vdiskio/vdisk/source/remote"
 )
 
 // spoolFlags are the flags of compressed and stdin sources.
@@ -53,11 +54,39 @@ func (g *globals) spooled(ctx context.Context, opts *formats.OpenOptions, outDir
 		}
 		s.LimitBytes = n
 	}
-	if outDir != "" && outDir != "-" && !nbd.IsURL(outDir) {
+	if outDir != "" && outDir != "-" && !nbd.IsURL(outDir) && !remote.IsURL(outDir) {
 		s.Dir = filepath.Dir(outDir)
 	}
+	pol, err := formats.ParseReferencePolicy(g.references)
+	if err != nil {
+		return err
+	}
+	s.Open = openURLs(ctx, s.Open)
 	opts.OpenFile = s.OpenPath
+	opts.Resolver = &remote.Resolver{Next: opts.Resolver, Policy: pol, OpenURL: s.OpenPath}
 	return g.archived(opts)
+}
+
+// openURLs makes open take http(s):// URLs (range requests, or a stream
+// when the server ignores Range) and file:// URLs (the local file); other
+// names go to next (nil: formats.OpenOSFile).
+func openURLs(ctx context.Context, next func(string, bool) (formats.File, error)) func(string, bool) (formats.File, error) {
+	if next == nil {
+		next = formats.OpenOSFile
+	}
+	return func(name string, writable bool) (formats.File, error) {
+		switch {
+		case remote.IsHTTP(name):
+			return remote.Open(ctx, name, writable, remote.Options{})
+		case remote.IsURL(name):
+			path, err := remote.FilePath(name)
+			if err != nil {
+				return nil, err
+			}
+			return next(path, writable)
+		}
+		return next(name, writable)
+	}
 }
 
 // compressionFlag is convert's --compression=xz|zstd|gzip.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -156,11 +157,25 @@ func (s *Spooler) OpenPath(path string, writable bool) (formats.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	name := f.Name() // a URL's, redacted: what messages show
+	if st, ok := f.(StreamSource); ok {
+		defer f.Close()
+		body, _ := st.Stream()
+		defer body.Close()
+		br := bufio.NewReaderSize(body, 1<<16)
+		head, _ := br.Peek(MagicBytes)
+		kind := Detect(head)
+		file, err := s.spool(name, kind, br)
+		if err == nil && s.OnSpool != nil && path != name {
+			s.OnSpool(path, kind)
+		}
+		return file, err
+	}
 	head := make([]byte, MagicBytes)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	kind := Detect(head[:n])
 	if kind == None {
@@ -168,15 +183,15 @@ func (s *Spooler) OpenPath(path string, writable bool) (formats.File, error) {
 	}
 	if writable {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w: a %s-compressed image is read-only (convert it to a new image)", path, formats.ErrReadOnly, kind)
+		return nil, fmt.Errorf("%s: %w: a %s-compressed image is read-only (convert it to a new image)", name, formats.ErrReadOnly, kind)
 	}
 	size, err := f.Size()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if !s.NoInPlace {
-		in, err := s.openInPlace(f, path, kind, size, s.limit())
+		in, err := s.openInPlace(f, name, kind, size, s.limit())
 		if err == nil {
 			if s.OnSpool != nil {
 				s.OnSpool(path, kind)
@@ -189,7 +204,18 @@ func (s *Spooler) OpenPath(path string, writable bool) (formats.File, error) {
 		}
 	}
 	defer f.Close()
-	return s.spool(path, kind, bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20))
+	file, err := s.spool(name, kind, bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20))
+	if err == nil && s.OnSpool != nil && path != name {
+		s.OnSpool(path, kind)
+	}
+	return file, err
+}
+
+// StreamSource is a File that can only be read once, in order (an HTTP
+// server that ignores Range requests): OpenPath spools what Stream
+// returns (its size, -1 when unknown, is the stream's to check).
+type StreamSource interface {
+	Stream() (io.ReadCloser, int64)
 }
 
 // limit is the most a source may decompress to.
@@ -291,8 +317,8 @@ func (s *Spooler) create(name string) (*spoolFile, error) {
 	dir := s.Dir
 	if dir == "" {
 		dir = filepath.Dir(name)
-		if name == StdinName {
-			dir = os.TempDir()
+		if name == StdinName || strings.Contains(name, "://") {
+			dir = os.TempDir() // stdin and URLs have no directory here
 		}
 	}
 	osf, err := os.CreateTemp(dir, ".vdisk-spool-*")

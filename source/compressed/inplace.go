@@ -12,6 +12,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/blockcache"
 )
 
 // Defaults for reading in place.
@@ -38,7 +39,7 @@ type InPlace struct {
 	size   int64
 	decode func(b block, stored []byte) ([]byte, error)
 	closer func()
-	cache  blockCache
+	cache  blockcache.Cache
 	wg     sync.WaitGroup // read-ahead decodes
 
 	zerosMu sync.Mutex
@@ -93,9 +94,9 @@ func (s *Spooler) openInPlace(src formats.File, name string, kind Kind, size, li
 		return nil, formats.Limitf(name, string(kind)+" index", -1,
 			"declares %d decompressed bytes, past the limit of %d bytes (raise it with --spool-limit)", f.size, limit)
 	}
-	f.cache.budget = max(s.CacheBytes, 0)
-	if f.cache.budget == 0 {
-		f.cache.budget = DefaultCacheBytes
+	f.cache.Budget = max(s.CacheBytes, 0)
+	if f.cache.Budget == 0 {
+		f.cache.Budget = DefaultCacheBytes
 	}
 	return f, nil
 }
@@ -172,18 +173,17 @@ func (f *InPlace) ReadAt(p []byte, off int64) (int, error) {
 
 // block returns block i decoded, from the cache or decoding it.
 func (f *InPlace) block(i int) ([]byte, error) {
-	e, owner := f.cache.claim(i, f.blocks[i].virtBytes, false)
+	e, owner := f.cache.Claim(i, f.blocks[i].virtBytes, false)
 	if owner {
 		f.load(i, e)
 	}
-	<-e.done
-	return e.data, e.err
+	return e.Wait()
 }
 
 // readAhead starts decoding the blocks after i while the cache has room.
 func (f *InPlace) readAhead(i int) {
 	for j := i + 1; j <= i+readAheadBlocks && j < len(f.blocks); j++ {
-		e, owner := f.cache.claim(j, f.blocks[j].virtBytes, true)
+		e, owner := f.cache.Claim(j, f.blocks[j].virtBytes, true)
 		if e == nil {
 			return // no room
 		}
@@ -198,7 +198,7 @@ func (f *InPlace) readAhead(i int) {
 }
 
 // load decodes block i into e and publishes it.
-func (f *InPlace) load(i int, e *cacheEntry) {
+func (f *InPlace) load(i int, e *blockcache.Entry) {
 	b := f.blocks[i]
 	data, err := f.readBlock(b)
 	if err == nil && int64(len(data)) != b.virtBytes {
@@ -210,7 +210,7 @@ func (f *InPlace) load(i int, e *cacheEntry) {
 	if err == nil {
 		f.noteZeros(i, data)
 	}
-	f.cache.publish(i, e, data, err)
+	f.cache.Publish(i, e, data, err)
 }
 
 // noteZeros records which holeBytes units of block i are all zeros.
@@ -294,90 +294,4 @@ func (f *InPlace) readBlock(b block) ([]byte, error) {
 		return nil, err
 	}
 	return f.decode(b, stored)
-}
-
-// blockCache keeps decoded blocks within a byte budget, least recently
-// used first out; a block being decoded is claimed once and waited for by
-// the other readers.
-type blockCache struct {
-	mu      sync.Mutex
-	budget  int64
-	held    int64 // bytes of the entries, loading ones included
-	tick    uint64
-	entries map[int]*cacheEntry
-}
-
-type cacheEntry struct {
-	done    chan struct{}
-	data    []byte
-	err     error
-	bytes   int64
-	lastUse uint64
-}
-
-// claim returns block i's entry and whether the caller must load it. With
-// onlyIfRoom (read-ahead), a block not cached is claimed only when it fits
-// the budget without evicting, else claim returns nil.
-func (c *blockCache) claim(i int, bytes int64, onlyIfRoom bool) (*cacheEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = map[int]*cacheEntry{}
-	}
-	c.tick++
-	if e, ok := c.entries[i]; ok {
-		e.lastUse = c.tick
-		return e, false
-	}
-	if onlyIfRoom && c.held+bytes > c.budget {
-		return nil, false
-	}
-	e := &cacheEntry{done: make(chan struct{}), bytes: bytes, lastUse: c.tick}
-	c.entries[i] = e
-	c.held += bytes
-	c.evict(i)
-	return e, true
-}
-
-// publish stores the result of a load; a failed block leaves the cache so
-// that a later read tries again.
-func (c *blockCache) publish(i int, e *cacheEntry, data []byte, err error) {
-	c.mu.Lock()
-	e.data, e.err = data, err
-	if err != nil && c.entries[i] == e {
-		delete(c.entries, i)
-		c.held -= e.bytes
-	}
-	c.mu.Unlock()
-	close(e.done)
-}
-
-// evict drops least recently used, loaded entries other than keep until
-// the budget holds or only two entries remain.
-func (c *blockCache) evict(keep int) {
-	for c.held > c.budget && len(c.entries) > 2 {
-		victim, oldest := -1, ^uint64(0)
-		for i, e := range c.entries {
-			if i == keep || !isDone(e) {
-				continue
-			}
-			if e.lastUse < oldest {
-				victim, oldest = i, e.lastUse
-			}
-		}
-		if victim < 0 {
-			return
-		}
-		c.held -= c.entries[victim].bytes
-		delete(c.entries, victim)
-	}
-}
-
-func isDone(e *cacheEntry) bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
-	}
 }
