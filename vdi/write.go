@@ -355,12 +355,10 @@ func (img *Image) Flush() error {
 	if img.failed != nil {
 		return img.failed
 	}
-	if img.dirtyLo < img.dirtyHi {
-		if err := img.writeMap(img.dirtyLo, img.dirtyHi); err != nil {
-			return err
-		}
-		img.dirtyLo, img.dirtyHi = 0, 0
-	}
+	// The header (with the allocated-block count) goes before the map
+	// entries that use the new blocks: an interruption between them leaves
+	// blocks counted that no entry uses yet (a leak, which check reports),
+	// never an entry beyond the count, which a later write would reuse.
 	if img.hdrDirty {
 		if err := img.extendFile(); err != nil {
 			return err
@@ -370,6 +368,12 @@ func (img *Image) Flush() error {
 			return err
 		}
 		img.hdrDirty = false
+	}
+	if img.dirtyLo < img.dirtyHi {
+		if err := img.writeMap(img.dirtyLo, img.dirtyHi); err != nil {
+			return err
+		}
+		img.dirtyLo, img.dirtyHi = 0, 0
 	}
 	return nil
 }
