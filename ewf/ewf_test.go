@@ -3,7 +3,6 @@ package ewf
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -104,8 +103,9 @@ func TestReadSegmentsAndChunkSizes(t *testing.T) {
 			}
 			defer img.Close()
 			info := img.(formats.Informer).Info()
-			want := formats.Object{{Key: "segments", Value: int64(len(segmentFiles(t, dir)))}, {Key: "chunk-size", Value: c.chunk}}
-			if got := info.Specific[1:3]; fmt.Sprint(got) != fmt.Sprint(want) || info.ClusterSize != c.chunk {
+			d := info.Details.(*Details)
+			want := [2]int64{int64(len(segmentFiles(t, dir))), c.chunk}
+			if got := [2]int64{d.Segments, d.ChunkSize}; got != want || info.ClusterSize != c.chunk {
 				t.Errorf("info %v, cluster size %d; want %v (the files ewfacquire wrote, its -b)", got, info.ClusterSize, want)
 			}
 		})
@@ -213,7 +213,7 @@ func TestWriteVerifiedByEwfTools(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer img.Close()
-			if got, want := fmt.Sprint(img.(formats.Informer).Info().Specific[8]), "{set-identifier "+ewfinfoField(info, "Set identifier")+"}"; got != want {
+			if got, want := img.(formats.Informer).Info().Details.(*Details).SetIdentifier, ewfinfoField(info, "Set identifier"); got != want {
 				t.Errorf("info %s, ewfinfo %s", got, want)
 			}
 			equalBytes(t, "ewfexport of vdisk's image", export(t, dst), data)

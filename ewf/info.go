@@ -122,48 +122,71 @@ func (img *Image) StoredSHA1() []byte { return img.digests.SHA1 }
 // the layout, segment count, geometry, case metadata and stored digests.
 func (img *Image) Info() formats.Info {
 	v := img.vol
-	spec := formats.Object{
-		{Key: "file-format", Value: img.FileFormat()},
-		{Key: "segments", Value: int64(len(img.segs))},
-		{Key: "chunk-size", Value: img.chunkBytes},
-		{Key: "sectors-per-chunk", Value: int64(v.SectorsPerChunk)},
-		{Key: "bytes-per-sector", Value: int64(v.BytesPerSector)},
-		{Key: "sectors", Value: int64(v.SectorCount)},
-		{Key: "chunks", Value: int64(v.ChunkCount)},
-		{Key: "compression", Value: img.compressionName()},
+	m := img.meta
+	d := &Details{
+		FileFormat:      img.FileFormat(),
+		Segments:        int64(len(img.segs)),
+		ChunkSize:       img.chunkBytes,
+		SectorsPerChunk: int64(v.SectorsPerChunk),
+		BytesPerSector:  int64(v.BytesPerSector),
+		Sectors:         int64(v.SectorCount),
+		Chunks:          int64(v.ChunkCount),
+		Compression:     img.compressionName(),
+		CaseNumber:      m.CaseNumber,
+		EvidenceNumber:  m.EvidenceNumber,
+		Description:     m.Description,
+		Examiner:        m.Examiner,
+		Notes:           m.Notes,
+		Model:           m.Model,
+		SerialNumber:    m.SerialNumber,
+		AcquisitionDate: humanDate(m.AcquisitionDate),
+		SystemDate:      humanDate(m.SystemDate),
+		SoftwareVersion: m.SoftwareVersion,
+		Platform:        m.Platform,
 	}
 	if v.SetID != ([16]byte{}) {
-		spec = append(spec, formats.Field{Key: "set-identifier", Value: guidString(v.SetID)})
+		d.SetIdentifier = guidString(v.SetID)
 	}
-	add := func(k, val string) {
-		if val != "" {
-			spec = append(spec, formats.Field{Key: k, Value: val})
-		}
-	}
-	m := img.meta
-	add("case-number", m.CaseNumber)
-	add("evidence-number", m.EvidenceNumber)
-	add("description", m.Description)
-	add("examiner", m.Examiner)
-	add("notes", m.Notes)
-	add("model", m.Model)
-	add("serial-number", m.SerialNumber)
-	add("acquisition-date", humanDate(m.AcquisitionDate))
-	add("system-date", humanDate(m.SystemDate))
-	add("software-version", m.SoftwareVersion)
-	add("platform", m.Platform)
 	if img.digests.MD5 != nil {
-		add("md5", hex.EncodeToString(img.digests.MD5))
+		d.MD5 = hex.EncodeToString(img.digests.MD5)
 	}
 	if img.digests.SHA1 != nil {
-		add("sha1", hex.EncodeToString(img.digests.SHA1))
+		d.SHA1 = hex.EncodeToString(img.digests.SHA1)
 	}
 	var actual int64
 	for _, s := range img.segs {
 		n, _ := sparse.AllocatedPath(s.name)
 		actual += n
 	}
-	return formats.Info{ClusterSize: img.chunkBytes, Specific: spec, ActualSize: actual}
+	return formats.Info{ClusterSize: img.chunkBytes, Details: d, ActualSize: actual}
+}
+
+// Details are what `info` reports of an EWF image under format-specific
+// (qemu reads no EWF: these are vdisk's), in this order; the case
+// metadata, dates and digests only when the image records them.
+type Details struct {
+	FileFormat      string `json:"file-format"` // "EWF-E01", "EWF-L01", "EWF2-Ex01", ...
+	Segments        int64  `json:"segments"`    // segment files of the set
+	ChunkSize       int64  `json:"chunk-size"`  // bytes
+	SectorsPerChunk int64  `json:"sectors-per-chunk"`
+	BytesPerSector  int64  `json:"bytes-per-sector"`
+	Sectors         int64  `json:"sectors"`
+	Chunks          int64  `json:"chunks"`
+	Compression     string `json:"compression"`
+	SetIdentifier   string `json:"set-identifier,omitempty"` // GUID of the segment set
+	CaseNumber      string `json:"case-number,omitempty"`
+	EvidenceNumber  string `json:"evidence-number,omitempty"`
+	Description     string `json:"description,omitempty"`
+	Examiner        string `json:"examiner,omitempty"`
+	Notes           string `json:"notes,omitempty"`
+	Model           string `json:"model,omitempty"`
+	SerialNumber    string `json:"serial-number,omitempty"`
+	AcquisitionDate string `json:"acquisition-date,omitempty"` // as ewfinfo prints it
+	SystemDate      string `json:"system-date,omitempty"`
+	SoftwareVersion string `json:"software-version,omitempty"`
+	Platform        string `json:"platform,omitempty"`
+	MD5             string `json:"md5,omitempty"`  // stored digest, hex
+	SHA1            string `json:"sha1,omitempty"` // stored digest, hex
 }
 
 // guidString formats the segment file set GUID as ewfinfo does (Microsoft

@@ -20,13 +20,13 @@ const (
 
 // BootEntry is one El Torito boot image.
 type BootEntry struct {
-	Platform    string // "x86", "PowerPC", "Mac", "UEFI" or a number
-	Bootable    bool
-	Emulation   string // "none", "1.2M floppy", "1.44M floppy", "2.88M floppy", "hard disk"
-	LoadSegment uint16
-	SystemType  byte
-	LoadSectors uint16 // 512-byte sectors loaded at boot ("load size")
-	LoadRBA     uint32 // 2048-byte block of the boot image
+	Platform    string `json:"platform"` // "x86", "PowerPC", "Mac", "UEFI" or a number
+	Bootable    bool   `json:"bootable"`
+	Emulation   string `json:"emulation"` // "none", "1.2M floppy", "1.44M floppy", "2.88M floppy", "hard disk"
+	LoadSegment uint16 `json:"load-segment"`
+	SystemType  byte   `json:"system-type"`
+	LoadSectors uint16 `json:"load-size"` // 512-byte sectors loaded at boot ("load size")
+	LoadRBA     uint32 `json:"load-rba"`  // 2048-byte block of the boot image
 }
 
 func platformName(id byte) string {

@@ -96,7 +96,7 @@ func TestCreateInterop(t *testing.T) {
 			}
 			defer img.Close()
 			d := specific(t, img)
-			if d["volume-id"] != c.opts.VolumeID || d["joliet"] != c.opts.Joliet || d["rock-ridge"] != c.opts.RockRidge {
+			if d.VolumeID != c.opts.VolumeID || d.Joliet != c.opts.Joliet || d.RockRidge != c.opts.RockRidge {
 				t.Errorf("info %v", d)
 			}
 		})

@@ -182,46 +182,44 @@ func describe(r io.ReaderAt, name string, size int64, vs *volumeSet, fsys *FS) (
 	if err != nil {
 		return formats.Info{}, err
 	}
-	return formats.Info{ClusterSize: blockBytes, Specific: d.Object()}, nil
+	return formats.Info{ClusterSize: blockBytes, Details: d.Details()}, nil
 }
 
-// Object renders the description as `info`'s format-specific data.
-func (d Description) Object() formats.Object {
+// Details are what `info` reports of an ISO 9660 image under
+// format-specific (qemu sees a raw disk: these are vdisk's), in this order.
+type Details struct {
+	VolumeID         string      `json:"volume-id"`
+	SystemID         string      `json:"system-id"`
+	PublisherID      string      `json:"publisher-id"`
+	PreparerID       string      `json:"data-preparer-id"`
+	ApplicationID    string      `json:"application-id"`
+	CreationDate     string      `json:"creation-date"` // RFC 3339; "" when unset
+	ModificationDate string      `json:"modification-date"`
+	VolumeSize       int64       `json:"volume-size"` // bytes
+	Joliet           bool        `json:"joliet"`
+	RockRidge        bool        `json:"rock-ridge"`
+	UDF              bool        `json:"udf"`
+	ElTorito         []BootEntry `json:"el-torito"` // boot catalog entries; empty when none
+	HybridMBR        bool        `json:"hybrid-mbr"`
+	HybridGPT        bool        `json:"hybrid-gpt"`
+}
+
+// Details is the description as `info`'s format-specific details.
+func (d Description) Details() *Details {
 	date := func(t time.Time) string {
 		if t.IsZero() {
 			return ""
 		}
 		return t.Format(time.RFC3339)
 	}
-	o := formats.Object{
-		{Key: "volume-id", Value: d.VolumeID},
-		{Key: "system-id", Value: d.SystemID},
-		{Key: "publisher-id", Value: d.PublisherID},
-		{Key: "data-preparer-id", Value: d.PreparerID},
-		{Key: "application-id", Value: d.ApplicationID},
-		{Key: "creation-date", Value: date(d.Created)},
-		{Key: "modification-date", Value: date(d.Modified)},
-		{Key: "volume-size", Value: d.VolumeBytes},
-		{Key: "joliet", Value: d.Joliet},
-		{Key: "rock-ridge", Value: d.RockRidge},
-		{Key: "udf", Value: d.UDF},
+	return &Details{
+		VolumeID: d.VolumeID, SystemID: d.SystemID, PublisherID: d.PublisherID,
+		PreparerID: d.PreparerID, ApplicationID: d.ApplicationID,
+		CreationDate: date(d.Created), ModificationDate: date(d.Modified),
+		VolumeSize: d.VolumeBytes, Joliet: d.Joliet, RockRidge: d.RockRidge, UDF: d.UDF,
+		ElTorito:  append([]BootEntry{}, d.Boot...),
+		HybridMBR: d.HybridMBR, HybridGPT: d.HybridGPT,
 	}
-	boot := []any{}
-	for _, b := range d.Boot {
-		boot = append(boot, formats.Object{
-			{Key: "platform", Value: b.Platform},
-			{Key: "bootable", Value: b.Bootable},
-			{Key: "emulation", Value: b.Emulation},
-			{Key: "load-segment", Value: int64(b.LoadSegment)},
-			{Key: "system-type", Value: int64(b.SystemType)},
-			{Key: "load-size", Value: int64(b.LoadSectors)},
-			{Key: "load-rba", Value: int64(b.LoadRBA)},
-		})
-	}
-	return append(o,
-		formats.Field{Key: "el-torito", Value: boot},
-		formats.Field{Key: "hybrid-mbr", Value: d.HybridMBR},
-		formats.Field{Key: "hybrid-gpt", Value: d.HybridGPT})
 }
 
 // copyImage is an "iso" conversion target: the bytes of the source, which

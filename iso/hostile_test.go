@@ -276,7 +276,7 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte) {
 		data := fuzzpatch.Apply(bases, input)
 		if d, err := Describe(bytes.NewReader(data), int64(len(data)), "fuzz.iso"); err == nil {
-			d.Object()
+			d.Details()
 		}
 		fsys, err := openBytes(data)
 		if err != nil {

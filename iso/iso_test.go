@@ -262,24 +262,20 @@ func TestXorrisoImages(t *testing.T) {
 				t.Fatalf("probed as %s", img.Format())
 			}
 			d := specific(t, img)
-			if d["volume-id"] != "CIDATA" || d["joliet"] != v.joliet || d["rock-ridge"] != v.rr {
+			if d.VolumeID != "CIDATA" || d.Joliet != v.joliet || d.RockRidge != v.rr {
 				t.Errorf("info %v", d)
 			}
 		})
 	}
 }
 
-func specific(t testing.TB, img formats.Image) map[string]any {
+func specific(t testing.TB, img formats.Image) *Details {
 	t.Helper()
 	inf, ok := img.(formats.Informer)
 	if !ok {
 		t.Fatal("no Info")
 	}
-	m := map[string]any{}
-	for _, f := range inf.Info().Specific {
-		m[f.Key] = f.Value
-	}
-	return m
+	return inf.Info().Details.(*Details)
 }
 
 func TestExtractOneFile(t *testing.T) {
@@ -351,22 +347,17 @@ func TestElToritoAndHybrid(t *testing.T) {
 				t.Fatalf("probed as %s", img.Format())
 			}
 			d := specific(t, img)
-			if d["volume-id"] != "BOOTME" || d["hybrid-mbr"] != c.mbr || d["hybrid-gpt"] != c.gpt {
-				t.Fatalf("info %v", d)
+			if d.VolumeID != "BOOTME" || d.HybridMBR != c.mbr || d.HybridGPT != c.gpt {
+				t.Fatalf("info %+v", d)
 			}
-			boots := d["el-torito"].([]any)
 			var platforms []string
-			for _, b := range boots {
-				m := map[string]any{}
-				for _, f := range b.(formats.Object) {
-					m[f.Key] = f.Value
+			for _, b := range d.ElTorito {
+				platforms = append(platforms, b.Platform)
+				if b.Emulation != c.emulation || !b.Bootable {
+					t.Errorf("boot entry %+v", b)
 				}
-				platforms = append(platforms, m["platform"].(string))
-				if m["emulation"] != c.emulation || m["bootable"] != true {
-					t.Errorf("boot entry %v", m)
-				}
-				if m["platform"] == "x86" && m["load-size"] != int64(4) {
-					t.Errorf("load size %v", m["load-size"])
+				if b.Platform == "x86" && b.LoadSectors != 4 {
+					t.Errorf("load size %v", b.LoadSectors)
 				}
 			}
 			if diff := cmp.Diff(c.platforms, platforms); diff != "" {
