@@ -164,9 +164,6 @@ type Info struct {
 	// qemu's keys in qemu's order (package imageinfo marshals it); nil when
 	// the format has none.
 	Details any
-	// Specific is the same as an ordered object, for drivers not yet
-	// describing themselves with a Details struct; Details wins.
-	Specific Object
 	// Snapshots lists internal snapshots, for "snapshots".
 	Snapshots []Snapshot
 	// ActualSize is the bytes allocated on the host for an image made of

@@ -1,8 +1,9 @@
 // Package imageinfo assembles what `qemu-img info` reports about an image
-// (qemu's ImageInfo: virtual and actual size, format, cluster size,
-// format-specific details, backing file, snapshots, dirty flag) as ordered
-// objects in qemu's key order, and prints them as qemu's JSON pretty
-// printer does, so that clients parsing qemu-img's output read vdisk's.
+// (qemu's ImageInfo: virtual and actual size, format, cluster size, the
+// driver's typed format-specific details, backing file, snapshots, dirty
+// flag) and prints it as qemu's JSON pretty printer does (WriteJSON), so
+// that clients parsing qemu-img's output read vdisk's, and as qemu-img's
+// human text (WriteHuman), both from the same typed values.
 package imageinfo
 
 import (
@@ -15,10 +16,59 @@ import (
 	"github.com/vdiskio/vdisk/internal/sparse"
 )
 
+// ImageInfo is qemu's ImageInfo, what `qemu-img info` reports of one
+// image; its json tags are qemu's keys in qemu's order, so WriteJSON prints
+// what qemu-img prints, and WriteHuman prints qemu-img's human text from
+// the same values.
+type ImageInfo struct {
+	BackingFilenameFormat string         `json:"backing-filename-format,omitempty"`
+	Snapshots             []SnapshotInfo `json:"snapshots,omitempty"`
+	VirtualSize           int64          `json:"virtual-size"`
+	Filename              string         `json:"filename"` // as the user named the image
+	ClusterSize           int64          `json:"cluster-size,omitempty"`
+	Format                string         `json:"format"` // the block layer's name (raw for an ISO)
+	// ActualSize is the host bytes allocated; nil when unknown (qemu omits
+	// it then).
+	ActualSize     *int64          `json:"actual-size"`
+	FormatSpecific *FormatSpecific `json:"format-specific"`
+	Encrypted      bool            `json:"encrypted,omitempty"`
+	// The backing file, as resolved and as the image names it.
+	FullBackingFilename string `json:"full-backing-filename,omitempty"`
+	BackingFilename     string `json:"backing-filename,omitempty"`
+	DirtyFlag           bool   `json:"dirty-flag"`
+	// Contents is what the disk holds (vdisk's own, after qemu's keys): an
+	// *fsys.Contents, set by the caller; nil for none.
+	Contents any `json:"vdisk-partitions"`
+	// Compression names the compression of the source file (vdisk's own).
+	Compression string `json:"vdisk-compression,omitempty"`
+	// Archive describes the archive the image is a member of (vdisk's
+	// own, set by the caller); nil for none.
+	Archive any `json:"vdisk-archive"`
+}
+
+// FormatSpecific is qemu's ImageInfoSpecific: the driver's name and its
+// typed details (formats.Info.Details).
+type FormatSpecific struct {
+	Type string `json:"type"`
+	Data any    `json:"data"`
+}
+
+// SnapshotInfo is qemu's SnapshotInfo.
+type SnapshotInfo struct {
+	ICount      uint64 `json:"icount"`
+	VMClockNsec uint64 `json:"vm-clock-nsec"` // below the second
+	Name        string `json:"name"`
+	DateSec     int64  `json:"date-sec"`
+	DateNsec    int64  `json:"date-nsec"`
+	VMClockSec  uint64 `json:"vm-clock-sec"`
+	ID          string `json:"id"`
+	VMStateSize uint64 `json:"vm-state-size"` // bytes
+}
+
 // Chain is Image for img and, when chain, for every image below it in its
 // backing chain (named by their resolved paths), top first.
-func Chain(name string, img formats.Image, chain bool) []formats.Object {
-	infos := []formats.Object{Image(name, img)}
+func Chain(name string, img formats.Image, chain bool) []*ImageInfo {
+	infos := []*ImageInfo{Image(name, img)}
 	for layer := img; chain; {
 		b, ok := layer.(formats.Backer)
 		if !ok || b.Backing() == nil {
@@ -41,73 +91,49 @@ func BlockLayerFormat(img formats.Image) (name string, asRaw bool) {
 	return img.Format(), false
 }
 
-// Image builds qemu's ImageInfo object for img, named name (the path the
-// user gave), in qemu's key order. actual-size is the host allocation of
-// name unless the image reports its own (several files).
-func Image(path string, img formats.Image) formats.Object {
+// Image describes img, named path (the path the user gave). actual-size is
+// the host allocation of path unless the image reports its own (several
+// files).
+func Image(path string, img formats.Image) *ImageInfo {
 	var info formats.Info
 	if in, ok := img.(formats.Informer); ok {
 		info = in.Info()
 	}
-	var obj formats.Object
-	add := func(k string, v any) { obj = append(obj, formats.Field{Key: k, Value: v}) }
-	b, hasBacking := img.(formats.Backer)
-	hasBacking = hasBacking && b.BackingName() != ""
-	if hasBacking && b.BackingFormat() != "" {
-		add("backing-filename-format", b.BackingFormat())
-	}
-	if len(info.Snapshots) > 0 {
-		add("snapshots", Snapshots(info.Snapshots))
-	}
-	add("virtual-size", img.Size())
-	add("filename", path)
+	out := &ImageInfo{VirtualSize: img.Size(), Filename: path, Snapshots: Snapshots(info.Snapshots),
+		Encrypted: info.Encrypted, DirtyFlag: info.DirtyFlag}
 	format, asRaw := BlockLayerFormat(img)
+	out.Format = format
 	if info.ClusterSize > 0 && !asRaw {
-		add("cluster-size", info.ClusterSize)
+		out.ClusterSize = info.ClusterSize
 	}
-	add("format", format)
 	actual := info.ActualSize
 	var err error
 	if actual == 0 {
 		actual, err = sparse.AllocatedPath(path)
 	}
 	if err == nil { // qemu omits it when unknown (an NBD export)
-		add("actual-size", actual)
+		out.ActualSize = &actual
 	}
 	if info.Details != nil {
-		add("format-specific", formats.Object{{Key: "type", Value: img.Format()}, {Key: "data", Value: Ordered(info.Details)}})
-	} else if info.Specific != nil {
-		add("format-specific", formats.Object{{Key: "type", Value: img.Format()}, {Key: "data", Value: info.Specific}})
+		out.FormatSpecific = &FormatSpecific{Type: img.Format(), Data: info.Details}
 	}
-	if info.Encrypted {
-		add("encrypted", true)
-	}
-	if hasBacking {
-		full := b.BackingPath()
-		if full == "" {
-			full = b.BackingName()
+	if b, ok := img.(formats.Backer); ok && b.BackingName() != "" {
+		out.BackingFilenameFormat = b.BackingFormat()
+		out.BackingFilename, out.FullBackingFilename = b.BackingName(), b.BackingPath()
+		if out.FullBackingFilename == "" {
+			out.FullBackingFilename = b.BackingName()
 		}
-		add("full-backing-filename", full)
-		add("backing-filename", b.BackingName())
 	}
-	add("dirty-flag", info.DirtyFlag)
-	return obj
+	return out
 }
 
-// Snapshots is qemu's list of SnapshotInfo objects.
-func Snapshots(snaps []formats.Snapshot) []any {
-	var out []any
+// Snapshots is qemu's list of SnapshotInfo; nil when there are none.
+func Snapshots(snaps []formats.Snapshot) []SnapshotInfo {
+	var out []SnapshotInfo
 	for _, s := range snaps {
-		out = append(out, formats.Object{
-			{Key: "icount", Value: s.ICount},
-			{Key: "vm-clock-nsec", Value: s.VMClockNsec % 1e9},
-			{Key: "name", Value: s.Name},
-			{Key: "date-sec", Value: s.DateSec},
-			{Key: "date-nsec", Value: s.DateNsec},
-			{Key: "vm-clock-sec", Value: s.VMClockNsec / 1e9},
-			{Key: "id", Value: s.ID},
-			{Key: "vm-state-size", Value: s.VMStateSize},
-		})
+		out = append(out, SnapshotInfo{ICount: s.ICount, VMClockNsec: s.VMClockNsec % 1e9, Name: s.Name,
+			DateSec: s.DateSec, DateNsec: s.DateNsec, VMClockSec: s.VMClockNsec / 1e9, ID: s.ID,
+			VMStateSize: s.VMStateSize})
 	}
 	return out
 }

@@ -90,7 +90,7 @@ func listSnapshots(g *globals, cmd *cobra.Command, path, format string) error {
 		snaps = in.Info().Snapshots
 	}
 	if len(snaps) > 0 {
-		printSnapshots(cmd.OutOrStdout(), imageinfo.Snapshots(snaps))
+		imageinfo.WriteSnapshots(cmd.OutOrStdout(), imageinfo.Snapshots(snaps))
 	}
 	return nil
 }
