@@ -10,17 +10,21 @@ import (
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
+	"github.com/vdiskio/vdisk/internal/deflate"
 )
 
 // deflateWindow is the window qemu inflates compressed clusters with
 // (inflateInit2 with windowBits -12): back-references must not reach
-// further than 4 KiB, so vdisk compresses with this window too.
+// further than 4 KiB, so vdisk compresses with this window too, using its
+// own encoder (internal/deflate): at level 6 it matches the size of
+// qemu's zlib (deflateInit2 level 6, windowBits -12) in less time.
 const deflateWindow = 4096
 
 // codec compresses and decompresses clusters of one image. It pools the
 // (expensive) encoder and decoder states; it is safe for concurrent use.
 type codec struct {
 	typ       uint8 // compressionZlib or compressionZstd
+	level     int   // compression_level, 0 for the method's default
 	inflaters sync.Pool
 	deflaters sync.Pool
 	zdecoders sync.Pool
@@ -72,9 +76,8 @@ func (c *codec) unzstd(dst, src []byte) error {
 // compress appends the compressed form of cluster to dst; ok is false when
 // the result is not smaller than the cluster.
 func (c *codec) compress(dst, cluster []byte) ([]byte, bool, error) {
-	start := len(dst)
-	buf := bytes.NewBuffer(dst)
 	if c.typ == compressionZstd {
+		start := len(dst)
 		enc, err := c.encoder()
 		if err != nil {
 			return dst, false, err
@@ -82,30 +85,38 @@ func (c *codec) compress(dst, cluster []byte) ([]byte, bool, error) {
 		out := enc.EncodeAll(cluster, dst)
 		return out, len(out)-start < len(cluster), nil
 	}
-	w, _ := c.deflaters.Get().(*flate.Writer)
-	if w == nil {
+	enc, _ := c.deflaters.Get().(*deflate.Encoder)
+	if enc == nil {
 		var err error
-		if w, err = flate.NewWriterWindow(buf, deflateWindow); err != nil {
+		if enc, err = deflate.NewEncoder(c.deflateLevel(), deflateWindow); err != nil {
 			return dst, false, err
 		}
-	} else {
-		w.Reset(buf)
 	}
-	defer c.deflaters.Put(w)
-	if _, err := w.Write(cluster); err != nil {
-		return dst, false, err
+	defer c.deflaters.Put(enc)
+	// qemu stores a cluster compressed only if it shrinks.
+	return enc.EncodeLimit(dst, cluster, len(cluster))
+}
+
+func (c *codec) deflateLevel() int {
+	if c.level == 0 {
+		return deflate.DefaultLevel
 	}
-	if err := w.Close(); err != nil {
-		return dst, false, err
+	return c.level
+}
+
+// zstdLevel maps compression_level to klauspost's zstd levels the way
+// zstd's own numbers map (1 fastest, 3 default, 6 and up better).
+func (c *codec) zstdLevel() zstd.EncoderLevel {
+	if c.level == 0 {
+		return zstd.SpeedDefault
 	}
-	out := buf.Bytes()
-	return out, len(out)-start < len(cluster), nil
+	return zstd.EncoderLevelFromZstd(c.level)
 }
 
 func (c *codec) encoder() (*zstd.Encoder, error) {
 	c.zencOnce.Do(func() {
 		c.zencoder, c.zencErr = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-			zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithZeroFrames(true),
+			zstd.WithEncoderLevel(c.zstdLevel()), zstd.WithZeroFrames(true),
 			zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
 	})
 	if c.zencErr != nil {

@@ -178,15 +178,18 @@ func TestDeflateWindowAllClusterSizes(t *testing.T) {
 	r := rand.New(rand.NewSource(5))
 	for _, cs := range []int{512, 4096, 65536, 2 << 20} {
 		data := testPattern(int64(cs), int64(cs))
+		for i := 256; i < len(data); i += 512 {
+			copy(data[i:i+256], bytes.Repeat([]byte("compressible "), 20))
+		}
 		// Repeat a random block at long distances too.
 		blk := make([]byte, 3000)
 		r.Read(blk)
 		for off := 0; off+len(blk) <= cs; off += 20000 {
 			copy(data[off:], blk)
 		}
-		out, _, err := c.compress(nil, data)
-		if err != nil {
-			t.Fatal(err)
+		out, ok, err := c.compress(nil, data)
+		if err != nil || !ok {
+			t.Fatalf("cluster %d: compress: ok %v, %v", cs, ok, err)
 		}
 		got, d := inflateMaxDistance(out)
 		if d > deflateWindow {

@@ -603,8 +603,10 @@ func (img *Image) landData(tables []int64, werr error) {
 	}
 }
 
-// fixFileSize extends the file to cover every allocated cluster (a trailing
-// cluster holding compressed data ends with its last byte).
+// fixFileSize extends the file to cover every allocated cluster. A trailing
+// cluster holding compressed data ends at the 512-byte sector after its
+// last byte, as qemu leaves it: a compressed cluster's descriptor counts
+// whole sectors, and readers (qemu's among them) read them all.
 func (img *Image) fixFileSize() error {
 	w := img.w
 	if w.fileEnd == w.startEnd {
@@ -612,7 +614,7 @@ func (img *Image) fixFileSize() error {
 	}
 	want := w.fileEnd
 	if w.tailBytes > 0 {
-		want = w.fileEnd - img.clusterSize + w.tailBytes
+		want = roundUp(w.fileEnd-img.clusterSize+w.tailBytes, compressedSector)
 	}
 	size, err := img.f.Size()
 	if err != nil {
