@@ -673,7 +673,13 @@ func (img *Image) WriteCompressed(off int64, compressed []byte) error {
 		return errCompressEncrypted(img.name)
 	}
 	img.mu.Lock()
-	host, err := img.allocBytes(n)
+	// The L2 table first, as qemu does: allocated after the data, it would
+	// end the host cluster the compressed stream is packed into.
+	_, _, err := img.l2For(off / cs)
+	var host int64
+	if err == nil {
+		host, err = img.allocBytes(n)
+	}
 	var tables []int64
 	if err == nil {
 		x := img.sectorsShift
