@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
@@ -17,6 +16,9 @@ type RebaseOptions struct {
 	// Name is the backing reference stored in the top ("" flattens: the top
 	// becomes a standalone image). Format is the stored backing format.
 	Name, Format string
+	// BackingPath is where the new backing file is, when known: ranges the
+	// old chain reads from that same file are not compared.
+	BackingPath string
 	// Unsafe changes only the link (-u): no data is read or written.
 	Unsafe bool
 	// Progress, when set, is called with bytes examined and the total.
@@ -50,7 +52,7 @@ func Rebase(ctx context.Context, top formats.Writable, newBacking formats.Image,
 			}
 		}
 		var err error
-		if st, err = copyDifferences(ctx, top, old, newBacking, opts.Progress); err != nil {
+		if st, err = copyDifferences(ctx, top, old, newBacking, opts.BackingPath, opts.Progress); err != nil {
 			return st, err
 		}
 	}
@@ -61,8 +63,12 @@ func Rebase(ctx context.Context, top formats.Writable, newBacking formats.Image,
 }
 
 // copyDifferences writes into top the ranges top does not allocate where
-// old and new differ, at top's cluster granularity.
-func copyDifferences(ctx context.Context, top formats.Writable, old, new formats.Image, progress func(int64, int64)) (RebaseStats, error) {
+// old and new differ, at top's cluster granularity: a chain.Difference of
+// old against new says which clusters differ (reading neither where both
+// read as zeros, nor where old reads new's own file, newPath, through its
+// chain, as qemu-img rebase skips what the old chain does not allocate
+// above the new backing), and those are copied from old.
+func copyDifferences(ctx context.Context, top formats.Writable, old, new formats.Image, newPath string, progress func(int64, int64)) (RebaseStats, error) {
 	var st RebaseStats
 	size := top.Size()
 	exts, err := top.Extents(0, size)
@@ -70,7 +76,13 @@ func copyDifferences(ctx context.Context, top formats.Writable, old, new formats
 		return st, err
 	}
 	cs := clusterSize(top)
-	bufOld, bufNew := make([]byte, chunkBytes), make([]byte, chunkBytes)
+	if old == nil {
+		old = zeroImage(size)
+	} else if old.Size() < size {
+		old = padded{old, size}
+	}
+	view := NewDifference(old, new, newPath, cs)
+	buf := make([]byte, chunkBytes)
 	for _, e := range exts {
 		if e.Kind != formats.Unallocated {
 			continue
@@ -83,25 +95,13 @@ func copyDifferences(ctx context.Context, top formats.Writable, old, new formats
 			if progress != nil {
 				progress(off, size)
 			}
-			zo, err := readsZero(old, off, n)
+			before := view.ReadBytes()
+			diff, err := view.Extents(off, n)
 			if err != nil {
 				return st, err
 			}
-			zn, err := readsZero(new, off, n)
-			if err != nil {
-				return st, err
-			}
-			if zo && zn {
-				continue
-			}
-			if err := readInto(old, bufOld[:n], off); err != nil {
-				return st, err
-			}
-			if err := readInto(new, bufNew[:n], off); err != nil {
-				return st, err
-			}
-			st.ComparedBytes += n
-			w, err := writeDiffering(top, bufOld[:n], bufNew[:n], off, cs)
+			st.ComparedBytes += (view.ReadBytes() - before) / 2
+			w, err := writeDiffering(top, old, new, diff, buf)
 			st.WrittenBytes += w
 			if err != nil {
 				return st, err
@@ -114,22 +114,41 @@ func copyDifferences(ctx context.Context, top formats.Writable, old, new formats
 	return st, nil
 }
 
-// writeDiffering writes the clusters of old (at off in top) that differ
-// from new.
-func writeDiffering(top formats.Writable, old, new []byte, off, cs int64) (int64, error) {
+// writeDiffering copies from old into top the extents of diff that are
+// not Unallocated (they differ from new), in chunks of buf, cut on top's
+// clusters by the view's grain.
+func writeDiffering(top formats.Writable, old, new formats.Image, diff []formats.Extent, buf []byte) (int64, error) {
 	var written int64
-	for i := int64(0); i < int64(len(old)); {
-		// Clusters of top, aligned to the image, not to off.
-		end := min(int64(len(old)), (off+i)/cs*cs+cs-off)
-		if !bytes.Equal(old[i:end], new[i:end]) {
-			if _, err := top.WriteAt(old[i:end], off+i); err != nil {
+	for _, d := range diff {
+		if d.Kind == formats.Unallocated {
+			continue
+		}
+		for off := d.Offset; off < d.End(); {
+			n := min(int64(len(buf)), d.End()-off)
+			if d.Kind == formats.Zero {
+				clear(buf[:n]) // zeros as data, as qemu-img rebase writes them
+			} else if err := readInto(old, buf[:n], off); err != nil {
 				return written, err
 			}
-			written += end - i
+			if _, err := top.WriteAt(buf[:n], off); err != nil {
+				return written, err
+			}
+			written += n
+			off += n
 		}
-		i = end
 	}
 	return written, nil
+}
+
+// zeroImage is an image of n bytes of zeros (no backing).
+type zeroImage int64
+
+func (z zeroImage) ReadAt(p []byte, off int64) (int, error) { clear(p); return len(p), nil }
+func (z zeroImage) Size() int64                              { return int64(z) }
+func (z zeroImage) Format() string                           { return "zero" }
+func (z zeroImage) Close() error                             { return nil }
+func (z zeroImage) Extents(off, length int64) ([]formats.Extent, error) {
+	return []formats.Extent{{Offset: off, Length: length, Kind: formats.Zero, HostOffset: -1}}, nil
 }
 
 // readsZero reports whether img (nil: no image) reads as zeros over
@@ -167,4 +186,37 @@ func imageName(img formats.Image) string {
 		return n.Name()
 	}
 	return img.Format() + " image"
+}
+
+// padded is an image read as size bytes: zeros past its own end (an old
+// backing smaller than the top).
+type padded struct {
+	formats.Image
+	size int64
+}
+
+func (p padded) Size() int64 { return p.size }
+
+func (p padded) ReadAt(b []byte, off int64) (int, error) {
+	if err := readInto(p.Image, b, off); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (p padded) Extents(off, length int64) ([]formats.Extent, error) {
+	inner := p.Image.Size()
+	var out []formats.Extent
+	if off < inner {
+		exts, err := formats.ChainExtents(p.Image, off, min(length, inner-off))
+		if err != nil {
+			return nil, err
+		}
+		out = exts
+	}
+	if end := off + length; end > inner {
+		start := max(off, inner)
+		out = append(out, formats.Extent{Offset: start, Length: end - start, Kind: formats.Zero, HostOffset: -1})
+	}
+	return out, nil
 }

@@ -64,6 +64,13 @@ func newRebaseCommand(g *globals) *cobra.Command {
 				}
 			}
 			ro := chain.RebaseOptions{Name: backing, Format: backingFmt, Unsafe: unsafe}
+			if backing != "" {
+				opts, err := g.openOptions(backingFmt, backing)
+				if err != nil {
+					return err
+				}
+				ro.BackingPath, _ = opts.References().Resolve(args[0], backing)
+			}
 			var bar *progressBar
 			if progress && !g.quiet {
 				bar = newProgressBar(cmd.OutOrStdout())
