@@ -144,9 +144,9 @@ func writeDiffering(top formats.Writable, old, new formats.Image, diff []formats
 type zeroImage int64
 
 func (z zeroImage) ReadAt(p []byte, off int64) (int, error) { clear(p); return len(p), nil }
-func (z zeroImage) Size() int64                              { return int64(z) }
-func (z zeroImage) Format() string                           { return "zero" }
-func (z zeroImage) Close() error                             { return nil }
+func (z zeroImage) Size() int64                             { return int64(z) }
+func (z zeroImage) Format() string                          { return "zero" }
+func (z zeroImage) Close() error                            { return nil }
 func (z zeroImage) Extents(off, length int64) ([]formats.Extent, error) {
 	return []formats.Extent{{Offset: off, Length: length, Kind: formats.Zero, HostOffset: -1}}, nil
 }
