@@ -17,6 +17,7 @@
 //	go run ./bench -pairs ewf -iso=false   (E01 against ewfacquire/ewfexport alone)
 //	go run ./bench -pairs luks -iso=false  (encrypted qcow2 and luks, both directions, alone)
 //	go run ./bench -pairs files -iso=false (extract vs debugfs/mcopy, convert --used-only, alone)
+//	go run ./bench -pairs sources -iso=false (.qcow2.xz, .raw.zst, HTTP; or sources-xz, sources-zst, sources-http)
 //	go run ./bench -pairs chains -iso=false (convert -B, commit, rebase; or one: convert-B, commit, rebase)
 package main
 
@@ -137,6 +138,9 @@ func main() {
 	}
 	if nbdCase(*only) {
 		benchNBD(vdisk, *work, base, *runs)
+	}
+	if sourcesCase(*only, "sources-xz") || sourcesCase(*only, "sources-zst") || sourcesCase(*only, "sources-http") {
+		benchSources(vdisk, *work, base, *runs, *only)
 	}
 	if chainsCase(*only, "convert-B") || chainsCase(*only, "commit") || chainsCase(*only, "rebase") {
 		benchChains(vdisk, *work, base, sizeBytes, *runs, *only)

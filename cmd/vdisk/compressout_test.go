@@ -91,3 +91,30 @@ func TestConvertRawAndStreamOptimizedToStdout(t *testing.T) {
 		qemutest.RequireSame(t, "qcow2", src, c.format, path)
 	}
 }
+
+// TestMultiBlockXzLikeQemu: a qcow2 compressed by `xz -T2 --block-size`
+// (read in place) converts to the raw bytes qemu-img makes of the
+// decompressed file.
+func TestMultiBlockXzLikeQemu(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", src, "12M")
+	qemutest.IO(t, "qcow2", src, "write -P 0x5a 0 64k", "write -P 0xa5 5M 3M", "write -P 0x11 11M 3k")
+	qemutest.Tool(t, "xz")
+	script := `xz -c -T2 --block-size=512KiB "$0" > "$0.xz" && xz -dc "$0.xz" > "$0.dec" && qemu-img convert -f qcow2 -O raw "$0.dec" "$0.qemu.raw"`
+	if b, err := exec.Command("sh", "-c", script, src).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, b)
+	}
+	out := filepath.Join(dir, "vdisk.raw")
+	if _, stderr, code := vdisk(t, "convert", "-O", "raw", src+".xz", out); code != 0 {
+		t.Fatal(stderr)
+	}
+	want, err := os.ReadFile(src + ".qemu.raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil || string(got) != string(want) {
+		t.Errorf("vdisk's raw of the .xz differs from qemu-img's of the decompressed file (%v)", err)
+	}
+}

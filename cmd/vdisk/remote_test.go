@@ -92,6 +92,19 @@ func TestRemoteSources(t *testing.T) {
 			qemutest.RequireSame(t, "qcow2", top, "qcow2", flat)
 		})
 	}
+	// The file-system commands and check read a URL as a file.
+	example, err := filepath.Abs("../../testdata/example.qcow2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exRoot := remoteServer(t, filepath.Dir(example), false)
+	for _, args := range [][]string{{"ls", "-R"}, {"check"}} {
+		want, _, _ := vdisk(t, append(args, example)...)
+		got, stderr, code := vdisk(t, append(args, exRoot+"/example.qcow2?sig=s3cr3t")...)
+		if code != 0 || got != want {
+			t.Errorf("vdisk %v over HTTP: exit %d %s\n got %q\nwant %q", args, code, stderr, got, want)
+		}
+	}
 	_, stderr, code := vdisk(t, "info", remoteServer(t, dir, false)+"/missing.qcow2?sig=s3cr3t")
 	if code == 0 || !strings.Contains(stderr, "No such file or directory") || strings.Contains(stderr, "s3cr3t") {
 		t.Errorf("a missing object: exit %d %q", code, stderr)
