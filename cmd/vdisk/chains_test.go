@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -115,15 +116,17 @@ func ownBytes(t *testing.T, f, img string, extra ...string) int64 {
 		out = vdiskOK(t, append(append([]string{"map", "--output=json"}, extra...), "-f", f, img)...)
 	}
 	var exts []struct {
-		Length int64 `json:"length"`
-		Depth  int   `json:"depth"`
+		Length  int64 `json:"length"`
+		Depth   int   `json:"depth"`
+		Present *bool `json:"present"`
 	}
 	if err := json.Unmarshal([]byte(out), &exts); err != nil {
 		t.Fatalf("map of %s: %v\n%s", img, err, out)
 	}
 	var n int64
 	for _, e := range exts {
-		if e.Depth == 0 {
+		// Past a shorter backing's end qemu reports depth 0, not present.
+		if e.Depth == 0 && (e.Present == nil || *e.Present) {
 			n += e.Length
 		}
 	}
@@ -437,5 +440,114 @@ func requireCleanAlone(t *testing.T, path string) {
 	spec := fmt.Sprintf(`json:{"driver":"qcow2","backing":null,"file":{"driver":"file","filename":%q}}`, path)
 	if r := qemutest.Exec(t, "qemu-img", "check", spec); r.Code != 0 {
 		t.Fatalf("qemu-img check %s: exit %d: %s%s", path, r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// vdiskFails runs vdisk, requires a non-zero exit with a one-line error
+// that contains every want, and returns it.
+func vdiskFails(t *testing.T, want []string, args ...string) string {
+	t.Helper()
+	out, errs, code := vdisk(t, args...)
+	if code == 0 {
+		t.Fatalf("vdisk %s succeeded: %s", strings.Join(args, " "), out)
+	}
+	if n := strings.Count(strings.TrimSpace(errs), "\n"); n > 0 {
+		t.Errorf("error is %d lines:\n%s", n+1, errs)
+	}
+	for _, w := range want {
+		if !strings.Contains(errs, w) {
+			t.Errorf("error does not say %q:\n%s", w, errs)
+		}
+	}
+	return errs
+}
+
+// TestBadLinks: a missing parent, a parent replaced by another image of
+// the same name (a new VMDK CID, VHD unique id, VHDX DataWriteGuid, VDI
+// UUID), a loop and a chain deeper than the limit (64) are each one line
+// naming the link, for info, convert and rebase alike; nothing is written.
+func TestBadLinks(t *testing.T) {
+	changed := map[string]string{"vmdk": "parentCID", "vpc": "UUID", "vhdx": "DataWriteGuid", "vdi": "not among the supplied parents", "qcow2": ""}
+	for _, cf := range append(chainFormats[1:], chainFormats[0]) {
+		t.Run(cf.name, func(t *testing.T) {
+			dir := t.TempDir()
+			raws, parents := chainFiles(t, dir, cf.name, cf.ext)
+			base, top := filepath.Join(dir, "base."+cf.ext), filepath.Join(dir, "top."+cf.ext)
+			if cf.name == "vdi" {
+				parents = []string{"--parent", filepath.Join(dir, "new.vdi")} // not top's parent
+			}
+			if want := changed[cf.name]; want != "" {
+				// Replaced by another image under the same name.
+				vdiskOK(t, "convert", "-q", "-f", "raw", "-O", cf.name, raws[1], base+".other")
+				if err := os.Rename(base+".other", base); err != nil {
+					t.Fatal(err)
+				}
+				if cf.name == "vdi" {
+					parents = []string{"--parent", base}
+				}
+				vdiskFails(t, []string{want}, append(append([]string{"info"}, parents...), "--backing-chain", top)...)
+				vdiskFails(t, []string{want}, append(append([]string{"convert"}, parents...), "-O", "raw", top, filepath.Join(dir, "out.raw"))...)
+				if _, err := os.Stat(filepath.Join(dir, "out.raw")); err == nil {
+					t.Error("a failed convert left its output")
+				}
+			}
+			if err := os.Remove(base); err != nil {
+				t.Fatal(err)
+			}
+			name := "base." + cf.ext
+			if cf.name == "vdi" {
+				name = "--parent" // VDI names its parent by UUID only
+			}
+			vdiskFails(t, []string{name}, "info", "--backing-chain", top)
+			vdiskFails(t, []string{name}, "compare", top, raws[1])
+			vdiskFails(t, []string{name}, "rebase", "-b", "", top)
+			vdiskFails(t, []string{name}, "commit", top)
+		})
+	}
+	t.Run("loop", func(t *testing.T) {
+		dir := t.TempDir()
+		p := func(n string) string { return filepath.Join(dir, n) }
+		qemutest.Img(t, "create", "-q", "-f", "qcow2", "-u", "-b", "b.qcow2", "-F", "vmdk", p("a.qcow2"), "1M")
+		qemutest.Img(t, "create", "-q", "-f", "vmdk", p("c.vmdk"), "1M")
+		qemutest.Img(t, "create", "-q", "-f", "qcow2", "-u", "-b", "a.qcow2", "-F", "qcow2", p("b.qcow2"), "1M")
+		qemutest.Img(t, "rebase", "-q", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", p("a.qcow2"))
+		vdiskFails(t, []string{"backing loop", "a.qcow2", "b.qcow2"}, "info", "--backing-chain", p("a.qcow2"))
+		vdiskFails(t, []string{"backing loop"}, "convert", "-O", "raw", p("a.qcow2"), p("out.raw"))
+	})
+	t.Run("too-deep", func(t *testing.T) {
+		dir := t.TempDir()
+		p := func(i int) string { return filepath.Join(dir, fmt.Sprintf("l%d.qcow2", i)) }
+		qemutest.Img(t, "create", "-q", "-f", "qcow2", p(0), "1M")
+		for i := 1; i <= 70; i++ {
+			qemutest.Img(t, "create", "-q", "-f", "qcow2", "-u", "-b", filepath.Base(p(i-1)), "-F", "qcow2", p(i), "1M")
+		}
+		vdiskOK(t, "info", "--backing-chain", p(60))
+		vdiskFails(t, []string{"64"}, "info", "--backing-chain", p(70))
+		vdiskFails(t, []string{"64"}, "compare", p(70), p(0))
+	})
+}
+
+// TestBackingOfAnotherSize: an overlay larger than its backing file reads
+// zeros past the backing's end and one smaller reads its own size, as
+// qemu reads them (qcow2 over vmdk); convert -B over a smaller base writes
+// the part past its end.
+func TestBackingOfAnotherSize(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	qemutest.Img(t, "create", "-q", "-f", "vmdk", p("small.vmdk"), "2M")
+	qemutest.IO(t, "vmdk", p("small.vmdk"), "write -P 0x31 0 2M")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", "-b", "small.vmdk", "-F", "vmdk", p("big.qcow2"), "4M")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", "-b", "small.vmdk", "-F", "vmdk", p("tiny.qcow2"), "1M")
+	for _, n := range []string{"big.qcow2", "tiny.qcow2"} {
+		vdiskOK(t, "convert", "-q", "-O", "raw", p(n), p(n+".v.raw"))
+		qemutest.Img(t, "convert", "-O", "raw", p(n), p(n+".q.raw"))
+		qemutest.RequireSame(t, "raw", p(n+".v.raw"), "raw", p(n+".q.raw"))
+	}
+	qemutest.Img(t, "create", "-q", "-f", "raw", p("s.raw"), "4M")
+	qemutest.IO(t, "raw", p("s.raw"), "write -P 0x31 0 2M", "write -P 0x32 3M 64k")
+	vdiskOK(t, "convert", "-q", "-f", "raw", "-O", "qcow2", "-B", "small.vmdk", "-F", "vmdk", p("s.raw"), p("d.qcow2"))
+	qemutest.RequireSame(t, "qcow2", p("d.qcow2"), "raw", p("s.raw"))
+	if own := ownBytes(t, "qcow2", p("d.qcow2")); own != 64<<10 {
+		t.Errorf("overlay over the smaller base allocates %d bytes, want the one differing cluster", own)
 	}
 }
