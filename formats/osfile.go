@@ -119,11 +119,28 @@ func (o *osFile) checkSize(end int64) error {
 	return nil
 }
 
+// maxWriteBytes caps one write(2) call. Larger writes into the page cache
+// ask the kernel for large folios (Linux 6.x ext4, XFS), which on a guest
+// whose free memory is reported to the host (virtio-balloon free page
+// reporting) come from pageblocks the host must fault in again: measured
+// on such a VM, 1.5 GiB written in 2 MiB calls took 5-15x the time of the
+// same bytes in 256 KiB calls, with 4x the system time; smaller calls cost
+// nothing measurable elsewhere (a few thousand more syscalls per GiB).
+const maxWriteBytes = 256 << 10
+
 func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 	if !o.writable {
 		return 0, fmt.Errorf("%s: %w", o.f.Name(), ErrReadOnly)
 	}
-	return o.f.WriteAt(p, off)
+	done := 0
+	for done < len(p) {
+		n, err := o.f.WriteAt(p[done:min(len(p), done+maxWriteBytes)], off+int64(done))
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 func (o *osFile) Size() (int64, error) {
