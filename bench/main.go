@@ -4,7 +4,15 @@
 // the outputs and the peak RSS of each tool.
 //
 // "ratio" is wall time, vdisk/qemu-img; "cpu" is the same for user+system
-// CPU time (the steadier figure on a busy machine).
+// CPU time (the steadier figure on a busy machine). "cp s" is the floor of
+// a local copy: `cp --sparse=always` of the same source file, timed in the
+// same interleaved runs; "/cp" is vdisk's wall time over it. RSS is the
+// largest peak resident set (getrusage of the child) over the runs.
+//
+// -cold drops the page cache (sync, then echo 3 > /proc/sys/vm/drop_caches)
+// before every timed run, or refuses to run when it may not. -scaling
+// prints dense zlib -c throughput for -m 1, 2, 4, 8. -huge 1T converts a
+// sparse image of that size holding 1% data (1 MiB every 100 MiB).
 //
 // The workload is an ext4 file system image made with `mkfs.ext4 -d` from a
 // generated tree of random, text-like and all-zero files, plus a run of
@@ -19,6 +27,9 @@
 //	go run ./bench -pairs files -iso=false (extract vs debugfs/mcopy, convert --used-only, alone)
 //	go run ./bench -pairs sources -iso=false (.qcow2.xz, .raw.zst, HTTP; or sources-xz, sources-zst, sources-http)
 //	go run ./bench -pairs chains -iso=false (convert -B, commit, rebase; or one: convert-B, commit, rebase)
+//	go run ./bench -runs 5 -cold -pairs raw:raw,raw:vdi -iso=false
+//	go run ./bench -scaling -pairs none -iso=false
+//	go run ./bench -huge 1T -runs 1 -pairs none -iso=false
 package main
 
 import (
@@ -70,6 +81,9 @@ func (p pair) String() string {
 	return p.from + "→" + p.to
 }
 
+// cold (-cold) drops the page cache before every timed run.
+var cold bool
+
 // sample is one timed run.
 type sample struct {
 	seconds   float64
@@ -85,8 +99,16 @@ func main() {
 	only := flag.String("pairs", "", "comma-separated pairs to run, e.g. raw:qcow2 (all its variants), raw:qcow2:-c, qcow2c:raw (default: all)")
 	sparseBig := flag.Bool("sparse", false, "also convert a 20 GiB mostly-sparse raw image (raw→raw)")
 	isoPair := flag.Bool("iso", true, "also time `vdisk iso create -R -J` against `xorriso -as mkisofs -R -J` on the workload's tree")
+	flag.BoolVar(&cold, "cold", false, "drop the page cache before every timed run (Linux, root)")
+	scaling := flag.Bool("scaling", false, "also print dense zlib -c throughput with -m 1, 2, 4, 8")
+	huge := flag.String("huge", "", "also convert a sparse raw image of this size holding 1% data (e.g. 1T)")
 	flag.Parse()
 	log.SetFlags(0)
+	if cold {
+		if err := canDropCaches(); err != nil {
+			log.Fatal(err)
+		}
+	}
 
 	if err := os.MkdirAll(*work, 0o755); err != nil {
 		log.Fatal(err)
@@ -99,17 +121,21 @@ func main() {
 	}
 	base := makeWorkload(*work, sizeBytes)
 	pairs := selectPairs(vdisk, *only)
-	fmt.Printf("workload: %s (%s virtual, %s allocated); %d runs each, interleaved; vdisk %s\n\n",
-		base, *size, mib(allocated(base)), *runs, strings.TrimSpace(output(vdisk, "--version")))
-	fmt.Printf("%-28s %9s %9s %7s %7s %11s %11s %7s %9s %9s\n", "pair", "vdisk s", "qemu s", "ratio", "cpu", "vdisk out", "qemu out", "size", "vdisk RSS", "qemu RSS")
+	cache := "warm page cache"
+	if cold {
+		cache = "caches dropped before every run"
+	}
+	fmt.Printf("workload: %s (%s virtual, %s allocated); %d runs each, interleaved, %s; vdisk %s; load %s\n\n",
+		base, *size, mib(allocated(base)), *runs, cache, strings.TrimSpace(output(vdisk, "--version")), loadAverage())
+	fmt.Printf("%-28s %9s %9s %7s %7s %7s %6s %11s %11s %7s %9s %9s\n", "pair", "vdisk s", "qemu s", "ratio", "cpu", "cp s", "/cp", "vdisk out", "qemu out", "size", "vdisk RSS", "qemu RSS")
 	for _, p := range pairs {
 		kind := p.srcKind
 		if kind == "" {
 			kind = p.from
 		}
 		src := source(*work, base, kind)
-		v, q := compare(vdisk, *work, src, p, *runs)
-		report(p.String(), v, q)
+		v, q, f := compare(vdisk, *work, src, p, *runs)
+		reportFloor(p.String(), v, q, f)
 	}
 	if *isoPair && has(vdisk, "iso") {
 		v, q := compareISO(vdisk, *work, workloadTree(*work, sizeBytes), *runs)
@@ -147,16 +173,55 @@ func main() {
 	}
 	if *sparseBig {
 		src := makeSparse(*work)
-		v, q := compare(vdisk, *work, src, pair{from: "raw", to: "raw"}, *runs)
-		report("raw→raw 20 GiB sparse", v, q)
+		for _, p := range []pair{{from: "raw", to: "raw"}, {from: "raw", to: "qcow2"}} {
+			v, q, f := compare(vdisk, *work, src, p, *runs)
+			reportFloor(p.String()+" 20 GiB sparse", v, q, f)
+		}
 	}
+	if *huge != "" {
+		benchHuge(vdisk, *work, *huge, *runs)
+	}
+	if *scaling {
+		benchScaling(vdisk, *work, base, sizeBytes, *runs)
+	}
+	fmt.Printf("\nload at the end: %s\n", loadAverage())
 }
 
-func report(name string, v, q []sample) {
+func report(name string, v, q []sample) { reportFloor(name, v, q, nil) }
+
+// reportFloor prints a row; f, when not empty, are the cp floor's runs.
+func reportFloor(name string, v, q, f []sample) {
 	mv, mq := median(v), median(q)
-	fmt.Printf("%-28s %9.3f %9.3f %7.3f %7.3f %11s %11s %7.3f %8.1fM %8.1fM\n", name, mv.seconds, mq.seconds,
-		mv.seconds/mq.seconds, mv.cpu/max(mq.cpu, 0.001), mib(mv.allocated), mib(mq.allocated),
-		float64(mv.allocated)/float64(max(mq.allocated, 1)), float64(mv.rssKiB)/1024, float64(mq.rssKiB)/1024)
+	cp, perCp := "-", "-"
+	if len(f) > 0 {
+		mf := median(f)
+		cp, perCp = fmt.Sprintf("%.3f", mf.seconds), fmt.Sprintf("%.2f", mv.seconds/max(mf.seconds, 0.001))
+	}
+	fmt.Printf("%-28s %9.3f %9.3f %7.3f %7.3f %7s %6s %11s %11s %7.3f %8.1fM %8.1fM\n", name, mv.seconds, mq.seconds,
+		mv.seconds/mq.seconds, mv.cpu/max(mq.cpu, 0.001), cp, perCp, mib(mv.allocated), mib(mq.allocated),
+		float64(mv.allocated)/float64(max(mq.allocated, 1)), float64(peakRSS(v))/1024, float64(peakRSS(q))/1024)
+}
+
+// peakRSS is the largest peak resident set of the runs, in KiB.
+func peakRSS(s []sample) int64 {
+	var m int64
+	for _, x := range s {
+		m = max(m, x.rssKiB)
+	}
+	return m
+}
+
+// loadAverage is /proc/loadavg's first three fields, or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // selectPairs keeps the pairs whose formats vdisk has (or those asked for).
@@ -203,15 +268,18 @@ func has(vdisk, format string) bool {
 	return exec.Command(vdisk, "create", "-f", format, "-o", "help").Run() == nil
 }
 
-// compare runs vdisk and qemu-img alternately runs times each.
-func compare(vdisk, work, src string, p pair, runs int) (v, q []sample) {
+// compare runs vdisk, qemu-img and the floor (cp --sparse=always of the
+// source) alternately runs times each.
+func compare(vdisk, work, src string, p pair, runs int) (v, q, f []sample) {
 	for i := 0; i < runs; i++ {
 		out := filepath.Join(work, "out."+p.to)
 		args := append(append([]string{"convert", "-f", p.from, "-O", p.to}, p.args...), src, out)
 		v = append(v, timed(out, vdisk, args...))
 		q = append(q, timed(out, "qemu-img", args...))
+		floor := filepath.Join(work, "floor.copy")
+		f = append(f, timed(floor, "cp", "--sparse=always", src, floor))
 	}
-	return v, q
+	return v, q, f
 }
 
 // compareISO times building an ISO of tree with vdisk and with xorriso.
@@ -229,6 +297,11 @@ func compareISO(vdisk, work, tree string, runs int) (v, q []sample) {
 func timed(out, name string, args ...string) sample {
 	allocatedGlob(out) // removes a previous output and its extent files
 	syncAll()          // the previous run's dirty pages are not this run's cost
+	if cold {
+		if err := dropCaches(); err != nil {
+			log.Fatal(err)
+		}
+	}
 	cmd := exec.Command(name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr // xorriso prints a banner even with -quiet
