@@ -54,6 +54,13 @@ type Options struct {
 	// OnReadError, with Salvage, is told of each unreadable range (which
 	// the output holds as zeros). It may be called from several goroutines.
 	OnReadError func(off, length int64, err error)
+	// CopyOffload (-C) lets the kernel copy data ranges that both images
+	// store verbatim in files (raw, flat VMDK extents, fixed VHD): a
+	// reflink where the file system shares blocks, else copy_file_range;
+	// whatever it declines is copied the ordinary way. Zero runs inside
+	// such data ranges are then copied as they are, as qemu-img -C does.
+	// Ignored with Hash, Salvage, Compress and NoSparse.
+	CopyOffload bool
 	// Hash, when set, is written the guest bytes in offset order, every
 	// one of them (zero and unallocated ranges as zeros, salvaged sectors as
 	// the zeros written), in the same pass as the copy: no second read.
@@ -76,6 +83,7 @@ const (
 type task struct {
 	off, length int64
 	data        bool         // read and scan; else a zero range
+	offload     bool         // data copied by the kernel (Options.CopyOffload)
 	done        chan *result // ordered mode: the worker's result
 }
 
@@ -92,6 +100,9 @@ type result struct {
 	buf     []byte // the chunk buffer to return to the pool after the writes
 	release func() // frees compressed output, when any
 	err     error
+	// reported is the part of the task's length already counted as
+	// progress (by a long offload task, as it went).
+	reported int64
 }
 
 // copier holds the state of one Copy.
@@ -109,6 +120,7 @@ type copier struct {
 	hash       *hasher     // nil unless Options.Hash
 	outPool    sync.Pool   // compressed output buffers
 	writeMu    *sync.Mutex // serialises out-of-order writes; nil for a ConcurrentWriter
+	offload    bool        // Options.CopyOffload applies to these images
 }
 
 // Copy copies src's content into dst (of at least src's size). It returns
@@ -161,6 +173,7 @@ func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, 
 		c.pool <- make([]byte, c.chunkBytes)
 	}
 	c.progress = progress{fn: opts.Progress, total: src.Size()}
+	c.offload = c.offloads()
 	c.outPool.New = func() any { b := make([]byte, 0, c.chunkBytes); return &b }
 	return c, nil
 }
@@ -291,7 +304,7 @@ func (c *copier) commit(t *task, res *result) error {
 	} else {
 		c.release(res)
 	}
-	c.progress.add(t.length)
+	c.progress.add(t.length - res.reported)
 	return nil
 }
 
@@ -339,6 +352,9 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 	}
 	if !t.data {
 		return &result{ops: []op{{off: t.off, length: t.length}}}
+	}
+	if t.offload {
+		return c.processOffload(ctx, t)
 	}
 	var buf []byte
 	select {

@@ -72,9 +72,19 @@ func (c *copier) planWindow(start, end int64, exts []formats.Extent, emit func(*
 	return c.emitGap(pos, end, exts, emit)
 }
 
-// emitData cuts [start, end) on the chunk grid.
+// emitData cuts [start, end) on the chunk grid, or, with copy offload,
+// into ranges the kernel copies.
 func (c *copier) emitData(start, end int64, emit func(*task) error) error {
 	for off := start; off < end; {
+		if c.offload {
+			if n := c.offloadable(off, end-off); n > 0 {
+				if err := emit(&task{off: off, length: n, data: true, offload: true}); err != nil {
+					return err
+				}
+				off += n
+				continue
+			}
+		}
 		next := min(end, alignUp(off+1, c.chunkBytes))
 		if err := emit(&task{off: off, length: next - off, data: true}); err != nil {
 			return err

@@ -186,3 +186,12 @@ func (img *Image) Preallocate(ctx context.Context, off, length int64, mode strin
 func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
 	return formats.Measurement{Required: req.Size, FullyAllocated: req.Size, Bitmaps: -1}, nil
 }
+
+// RawRange: a raw image stores every byte at its own offset of the file
+// (not a stream, which cannot be written out of band).
+func (img *Image) RawRange(off int64) (formats.File, int64, int64) {
+	if img.stream || off < 0 || off >= img.size {
+		return nil, 0, 0
+	}
+	return img.f, off, img.size - off
+}

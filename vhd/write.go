@@ -298,3 +298,13 @@ func (img *Image) Flush() error {
 	}
 	return nil
 }
+
+// RawRange: a fixed disk stores the virtual disk verbatim from file offset
+// 0, with the footer behind it; dynamic and differencing disks store
+// nothing verbatim.
+func (img *Image) RawRange(off int64) (formats.File, int64, int64) {
+	if img.dynamic() || img.stream || off < 0 || off >= img.size {
+		return nil, 0, 0
+	}
+	return img.f, off, img.size - off
+}

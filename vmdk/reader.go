@@ -642,3 +642,17 @@ func (img *Image) actualSize() int64 {
 	}
 	return total
 }
+
+// RawRange: a FLAT (or VMFS) extent stores its part of the disk verbatim
+// in its file from flatOff; sparse and zero extents store nothing verbatim.
+func (img *Image) RawRange(off int64) (formats.File, int64, int64) {
+	if off < 0 || off >= img.size {
+		return nil, 0, 0
+	}
+	e := img.exts[img.findExtent(off)]
+	if e.kind != kindFlat {
+		return nil, 0, 0
+	}
+	rel := off - e.start
+	return e.file, e.flatOff + rel, e.length - rel
+}

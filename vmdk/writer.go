@@ -727,3 +727,20 @@ func (s *sparseWriter) flush() error {
 	}
 	return nil
 }
+
+// RawRange: a flat extent file holds its part of the disk verbatim from
+// offset 0; a sparse extent stores nothing verbatim.
+func (w *writer) RawRange(off int64) (formats.File, int64, int64) {
+	if off < 0 || off >= w.size {
+		return nil, 0, 0
+	}
+	var file formats.File
+	var fileOff, n int64
+	_ = w.forExtents(off, 1, func(e *wextent, rel, _, _ int64) error {
+		if e.sp == nil {
+			file, fileOff, n = e.file, rel, e.length-rel
+		}
+		return nil
+	})
+	return file, fileOff, n
+}

@@ -24,7 +24,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 		mapfile, splitSize                                                 string
 	)
 	cmd := &cobra.Command{
-		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
+		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-C] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
 		Short: "Convert an image to another format (output '-' writes a sequential format to stdout)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if optionsHelp(cmd, outFormat, createOpts) {
@@ -121,6 +121,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 	f.StringVarP(&sparseSize, "sparse-size", "S", "4k", "zero runs of this size are not written (0 writes everything)")
 	f.IntVarP(&job.Copy.Workers, "parallel", "m", 0, "parallel workers, 1-64 (default 8, at most the CPUs)")
 	f.BoolVarP(&job.Copy.OutOfOrder, "out-of-order", "W", false, "allow out-of-order writes")
+	f.BoolVarP(&job.Copy.CopyOffload, "copy-offload", "C", false, "let the kernel copy data between raw-stored files (reflink, copy_file_range) where it can")
 	f.StringVarP(&backing, "backing", "B", "", "make the output an overlay of this backing file")
 	f.StringVarP(&backingFormat, "backing-format", "F", "", "format of the -B backing file")
 	f.StringVarP(&snapshot, "snapshot", "l", "", "convert an internal snapshot: snapshot.name=N, snapshot.id=I or a name")
@@ -164,11 +165,30 @@ func convertFlags(cmd *cobra.Command, job *convert.Job, sparseSize string) error
 		return fmt.Errorf("invalid sparse size %q: at least 512 bytes, or 0", sparseSize)
 	}
 	job.Copy.SparseBytes, job.Copy.NoSparse = n/512*512, n == 0
+	if err := offloadFlags(cmd, job); err != nil {
+		return err
+	}
 	if job.Copy.TargetIsZero && !job.Existing {
 		return fmt.Errorf("--target-is-zero requires use of -n flag")
 	}
 	if job.Existing && cmd.Flags().Changed("options") {
 		return fmt.Errorf("-o has no effect when skipping image creation")
+	}
+	return nil
+}
+
+// offloadFlags refuses -C with the flags qemu-img refuses it with, in
+// qemu-img's words.
+func offloadFlags(cmd *cobra.Command, job *convert.Job) error {
+	switch {
+	case !job.Copy.CopyOffload:
+		return nil
+	case job.Copy.Compress:
+		return fmt.Errorf("Cannot enable copy offloading when -c is used")
+	case cmd.Flags().Changed("sparse-size"):
+		return fmt.Errorf("Cannot enable copy offloading when -S is used")
+	case job.Copy.Salvage:
+		return fmt.Errorf("Cannot use copy offloading in salvaging mode")
 	}
 	return nil
 }
