@@ -30,6 +30,7 @@
 //	go run ./bench -runs 5 -cold -pairs raw:raw,raw:vdi -iso=false
 //	go run ./bench -scaling -pairs none -iso=false
 //	go run ./bench -huge 1T -runs 1 -pairs none -iso=false
+//	go run ./bench -reflink /mnt/xfs -pairs none -iso=false
 package main
 
 import (
@@ -58,6 +59,7 @@ type pair struct {
 
 var allPairs = []pair{
 	{from: "raw", to: "raw"},
+	{from: "raw", to: "raw", args: []string{"-C"}, name: "raw→raw -C"},
 	{from: "raw", to: "qcow2"},
 	{from: "qcow2", to: "raw"},
 	{from: "raw", to: "qcow2", args: []string{"-c"}, name: "raw→qcow2 -c zlib"},
@@ -101,6 +103,7 @@ func main() {
 	isoPair := flag.Bool("iso", true, "also time `vdisk iso create -R -J` against `xorriso -as mkisofs -R -J` on the workload's tree")
 	flag.BoolVar(&cold, "cold", false, "drop the page cache before every timed run (Linux, root)")
 	scaling := flag.Bool("scaling", false, "also print dense zlib -c throughput with -m 1, 2, 4, 8")
+	reflink := flag.String("reflink", "", "also time convert -C raw→raw in this directory (on XFS reflink=1 or btrfs)")
 	huge := flag.String("huge", "", "also convert a sparse raw image of this size holding 1% data (e.g. 1T)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -177,6 +180,9 @@ func main() {
 			v, q, f := compare(vdisk, *work, src, p, *runs)
 			reportFloor(p.String()+" 20 GiB sparse", v, q, f)
 		}
+	}
+	if *reflink != "" {
+		benchReflink(vdisk, *reflink, base, *runs)
 	}
 	if *huge != "" {
 		benchHuge(vdisk, *work, *huge, *runs)
