@@ -15,12 +15,16 @@ import (
 	"github.com/vdiskio/vdisk/internal/faultfile"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 	_ "github.com/vdiskio/vdisk/vdi"
+	_ "github.com/vdiskio/vdisk/vhd"
 )
 
 // vdiChain makes base.vdi (s0) and top.vdi over it (convert -B of s1),
 // 4 MiB, with qemu-io writing the raw states: top changes data in two
 // blocks, zeros a third in part and writes a fourth that base leaves free.
-func vdiChain(t *testing.T) (dir string, raws [2]string) {
+func vdiChain(t *testing.T) (dir string, raws [2]string) { return formatChain(t, "vdi", "vdi") }
+
+// formatChain makes base.EXT and top.EXT (format f) as vdiChain does.
+func formatChain(t *testing.T, f, ext string) (dir string, raws [2]string) {
 	t.Helper()
 	dir = t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
@@ -30,8 +34,8 @@ func vdiChain(t *testing.T) (dir string, raws [2]string) {
 	qemutest.IO(t, "raw", p("s1.raw"), "write -P 0x21 512k 64k", "write -P 0x22 1M 128k", "write -z 2600k 64k", "write -P 0x23 3584k 4k")
 	ctx := context.Background()
 	for _, j := range []convert.Job{
-		{Source: p("s0.raw"), Target: p("base.vdi"), Format: "vdi"},
-		{Source: p("s1.raw"), Target: p("top.vdi"), Format: "vdi", Backing: "base.vdi", BackingFormat: "vdi"},
+		{Source: p("s0.raw"), Target: p("base." + ext), Format: f},
+		{Source: p("s1.raw"), Target: p("top." + ext), Format: f, Backing: "base." + ext, BackingFormat: f},
 	} {
 		j.SourceOpen = formats.OpenOptions{Format: "raw"}
 		if err := convert.Run(ctx, j); err != nil {
@@ -70,13 +74,17 @@ func readImage(t *testing.T, path string, parents ...string) []byte {
 // openFaulty opens path writable over a file whose write number failAt
 // and later fail.
 func openFaulty(t *testing.T, path string, failAt int, parents ...string) (formats.Writable, *faultfile.Writes) {
+	return openFaultyAs(t, path, "vdi", failAt, parents...)
+}
+
+func openFaultyAs(t *testing.T, path, format string, failAt int, parents ...string) (formats.Writable, *faultfile.Writes) {
 	t.Helper()
 	f, err := formats.OpenOSFile(path, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ff := faultfile.FailWrites(f, failAt)
-	img, err := formats.OpenFile(context.Background(), ff, formats.OpenOptions{Writable: true, Format: "vdi", Parents: parents})
+	img, err := formats.OpenFile(context.Background(), ff, formats.OpenOptions{Writable: true, Format: format, Parents: parents})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +201,54 @@ func TestVDIRebaseInterruptedAtEveryWrite(t *testing.T) {
 		}
 		if !bytes.Equal(readImage(t, p("top.vdi"), p("base.vdi")), s1) {
 			t.Fatalf("write %d failing: the top no longer reads as s1", n)
+		}
+	}
+}
+
+// TestVHDCommitInterruptedAtEveryWrite commits top.vhd into base.vhd (a
+// dynamic VHD written in place) with the base's writes failing from write
+// n on, for every n: the base opens, passes its check, and every sector
+// reads as before or as the top; the top still reads as s1.
+func TestVHDCommitInterruptedAtEveryWrite(t *testing.T) {
+	dir, raws := formatChain(t, "vpc", "vhd")
+	p := func(n string) string { return filepath.Join(dir, n) }
+	s0, s1 := readFile(t, raws[0]), readFile(t, raws[1])
+	pristine := readFile(t, p("base.vhd"))
+	ctx := context.Background()
+	commit := func(failAt int) (int, error) {
+		top, err := formats.Open(ctx, p("top.vhd"), formats.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer top.Close()
+		base, ff := openFaultyAs(t, p("base.vhd"), "vpc", failAt)
+		_, err = chain.Commit(ctx, top, base, chain.CommitOptions{Depth: 1})
+		if cerr := base.Close(); err == nil {
+			err = cerr
+		}
+		return ff.Calls(), err
+	}
+	total, err := commit(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readImage(t, p("base.vhd")); !bytes.Equal(got[:len(s1)], s1) {
+		t.Fatal("the committed base does not read as the top")
+	}
+	for n := 0; n < total; n++ {
+		os.WriteFile(p("base.vhd"), pristine, 0o644)
+		if _, err := commit(n); err == nil {
+			t.Fatalf("write %d of %d failing: commit succeeded", n, total)
+		}
+		got := readImage(t, p("base.vhd"))
+		for off := 0; off < len(s0); off += 512 {
+			b := got[off : off+512]
+			if !bytes.Equal(b, s0[off:off+512]) && !bytes.Equal(b, s1[off:off+512]) {
+				t.Fatalf("write %d failing: sector at %d of the base reads neither as before nor as the top", n, off)
+			}
+		}
+		if !bytes.Equal(readImage(t, p("top.vhd"))[:len(s1)], s1) {
+			t.Fatalf("write %d failing: the top no longer reads as before", n)
 		}
 	}
 }
