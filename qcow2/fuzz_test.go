@@ -32,22 +32,27 @@ func seedImages(t testing.TB) map[string][]byte {
 	}
 	seeds := map[string][]byte{}
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(zr)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds[filepath.Base(p)] = b
+		seeds[filepath.Base(p)] = gunzipFile(t, p)
 	}
 	return seeds
+}
+
+func gunzipFile(t testing.TB, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // fuzzLimits keep one fuzz input cheap.
@@ -127,10 +132,9 @@ func TestWritableRefusesBitmaps(t *testing.T) {
 
 // FuzzWrite opens hostile images writable (refcount loading, the allocator,
 // copy-on-write of shared and compressed clusters) and writes to them.
+// Inputs are patches over small valid images (fuzzpatch); the crashers it
+// found are whole images, run by TestWriteCrashers.
 func FuzzWrite(f *testing.F) {
-	// Inputs are patches over small valid images (fuzzpatch); the crashers
-	// kept in testdata/fuzz are whole images, which fuzzpatch passes as
-	// they are.
 	var bases [][]byte
 	for _, name := range slices.Sorted(maps.Keys(seedImages(f))) {
 		bases = append(bases, seedImages(f)[name])
@@ -140,22 +144,42 @@ func FuzzWrite(f *testing.F) {
 		f.Add(s, int64(700*i))
 	}
 	f.Fuzz(func(t *testing.T, input []byte, off int64) {
-		mem := fileio.NewMem("fuzz.qcow2", fuzzpatch.Apply(bases, input))
-		img, err := Open(context.Background(), mem, formats.OpenOptions{Writable: true, NoBacking: true, Limits: fuzzLimits})
-		if err != nil {
-			return
-		}
-		if size := img.Size(); size > 0 {
-			off = (off%size + size) % size
-			n := min(size-off, 3000)
-			if _, err := img.WriteAt(bytes.Repeat([]byte{0x5a}, int(n)), off); err == nil {
-				_ = img.WriteZeroes(0, min(size, 1024))
-				_ = img.Resize(context.Background(), size+4096, false)
-			}
-		}
-		if err := img.Close(); err != nil {
-			return
-		}
-		_ = exercise(mem.Bytes(), "")
+		writeHostile(fuzzpatch.Apply(bases, input), off)
 	})
+}
+
+// writeHostile opens image writable, writes, zeroes and grows it at off
+// (any value: it is reduced modulo the size), closes it and reads back what
+// it wrote. Errors are expected; a panic or a hang is the failure.
+func writeHostile(image []byte, off int64) {
+	mem := fileio.NewMem("fuzz.qcow2", image)
+	img, err := Open(context.Background(), mem, formats.OpenOptions{Writable: true, NoBacking: true, Limits: fuzzLimits})
+	if err != nil {
+		return
+	}
+	if size := img.Size(); size > 0 {
+		off = (off%size + size) % size
+		n := min(size-off, 3000)
+		if _, err := img.WriteAt(bytes.Repeat([]byte{0x5a}, int(n)), off); err == nil {
+			_ = img.WriteZeroes(0, min(size, 1024))
+			_ = img.Resize(context.Background(), size+4096, false)
+		}
+	}
+	if err := img.Close(); err != nil {
+		return
+	}
+	_ = exercise(mem.Bytes(), "")
+}
+
+// TestWriteCrashers runs writeHostile on the images FuzzWrite found
+// crashing (testdata/crashers/write-*.qcow2.gz, kept as they were found;
+// the offset each was written at is in the table).
+func TestWriteCrashers(t *testing.T) {
+	for name, off := range map[string]int64{
+		"write-c4797c4b22150752.qcow2.gz": 5000, // frees a cluster without a refcount
+		"write-60f3b28d6dd454a5.qcow2.gz": 803,  // host or L2 offset past the allocation end
+		"write-e1c7d10da1a4751b.qcow2.gz": 5000, // host or L2 offset past the allocation end
+	} {
+		writeHostile(gunzipFile(t, filepath.Join("testdata", "crashers", name)), off)
+	}
 }

@@ -28,9 +28,13 @@ func TestApply(t *testing.T) {
 			t.Errorf("Apply(%q) = %q, want %q", tc.input, got, tc.want)
 		}
 	}
-	raw := bytes.Repeat([]byte{7}, RawBytes+1)
-	if got := Apply(bases, raw); !bytes.Equal(got, raw) {
-		t.Error("a long input is not taken as the image")
+	// Bytes past MaxInputBytes are not read: a record straddling the
+	// limit is cut there, one past it is ignored.
+	long := append([]byte{0}, bytes.Repeat(rec(0, "q"), (MaxInputBytes-4)/3)...)
+	long = append(long, rec(3, "ZZ")...) // its last byte is past the limit
+	long = append(long, rec(5, "W")...)
+	if got := Apply(bases, long); len(long) <= MaxInputBytes || string(got) != "qaaZaaaa" {
+		t.Errorf("Apply(%d bytes) = %q, want %q", len(long), got, "qaaZaaaa")
 	}
 	if !bytes.Equal(bases[0], []byte("aaaaaaaa")) {
 		t.Error("a base was modified")
