@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/deflate"
 )
 
 // Writer layout constants (qemu's and VMware's choices).
@@ -33,6 +34,7 @@ type createConfig struct {
 	hwVersion string
 	tools     string
 	zeroed    bool
+	level     int // streamOptimized zlib level
 	backing   string
 	parent    *Image
 	cid       uint32
@@ -95,6 +97,13 @@ func newConfig(ctx context.Context, req formats.CreateRequest, rnd io.Reader) (*
 	}
 	if strings.ContainsAny(cfg.hwVersion+cfg.tools, "\"\n\r") {
 		return nil, fmt.Errorf("%w: quotes or newlines in hwversion/toolsversion", formats.ErrInvalidOption)
+	}
+	cfg.level = deflate.DefaultLevel
+	if o.IsSet("compression_level") {
+		cfg.level = int(o.Int("compression_level"))
+		if cfg.level < deflate.MinLevel || cfg.level > deflate.MaxLevel {
+			return nil, fmt.Errorf("%w: compression_level must be between %d and %d", formats.ErrInvalidOption, deflate.MinLevel, deflate.MaxLevel)
+		}
 	}
 	if bf := o.String("backing_fmt"); bf != "" && bf != Name {
 		return nil, fmt.Errorf("%w: backing_fmt must be 'vmdk'", formats.ErrInvalidOption)

@@ -17,8 +17,10 @@ const (
 	// MaxInput is the largest buffer one Encode call takes.
 	MaxInput = 1 << 30
 
-	hashBits = 14 // 16384 chain heads: 64 KiB, in L2 cache
-	hashSize = 1 << hashBits
+	// Chain heads: 2^14 (64 KiB, in L2 cache) for windows up to 4 KiB,
+	// 2^16 for larger ones, where fewer collisions pay for the misses.
+	smallHashBits = 14
+	largeHashBits = 16
 
 	// tooFar: a 3-byte match further back than this costs more bits than
 	// the three literals it replaces, nearly always.
@@ -57,6 +59,21 @@ var levels = [MaxLevel + 1]params{
 	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
 }
 
+// wideLevels are the levels for windows over 4 KiB (zlib streams): with
+// eight times the candidates, matching zlib's level-6 size takes longer
+// chains.
+var wideLevels = [MaxLevel + 1]params{
+	1: {lazy: false, good: 4, maxLazy: 4, nice: 8, chain: 4},
+	2: {lazy: false, good: 4, maxLazy: 8, nice: 16, chain: 8},
+	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32},
+	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16},
+	5: {lazy: true, good: 8, maxLazy: 16, nice: 32, chain: 32},
+	6: {lazy: true, good: 8, maxLazy: 16, nice: 128, chain: 64},
+	7: {lazy: true, good: 8, maxLazy: 32, nice: 128, chain: 256},
+	8: {lazy: true, good: 32, maxLazy: 128, nice: 258, chain: 1024},
+	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
+}
+
 // Encoder compresses whole buffers into raw deflate streams (RFC 1951),
 // each stream independent of the others, with back-references no further
 // than the window it was made with. It reuses its tables between calls; it
@@ -68,6 +85,7 @@ type Encoder struct {
 	mask   int   // 2*window-1: index into prev
 	gen    int32 // added to positions stored in head and prev
 	head   []int32
+	shift  uint32  // 32 - hash bits
 	prev   []int32 // ring of 2*window entries: the previous position with the same hash
 
 	tokens   []uint32 // literal: byte<<16; match: length<<16 | distance
@@ -96,8 +114,14 @@ func NewEncoder(level, window int) (*Encoder, error) {
 	if window < 256 || window > 32768 || bits.OnesCount(uint(window)) != 1 {
 		return nil, fmt.Errorf("deflate: window %d is not a power of two in 256..32768", window)
 	}
-	return &Encoder{p: levels[level], level: level, window: window, mask: 2*window - 1, gen: 1,
-		head: make([]int32, hashSize), prev: make([]int32, 2*window),
+	hashBits := uint32(smallHashBits)
+	p := levels[level]
+	if window > 4096 {
+		hashBits = largeHashBits
+		p = wideLevels[level]
+	}
+	return &Encoder{p: p, level: level, window: window, mask: 2*window - 1, gen: 1,
+		head: make([]int32, 1<<hashBits), shift: 32 - hashBits, prev: make([]int32, 2*window),
 		tokens: make([]uint32, 0, blockTokens),
 		lit:    newCode(numLitLen), dist: newCode(numDist), cl: newCode(numCodeLen)}, nil
 }
@@ -143,13 +167,14 @@ func (e *Encoder) resetBlock() {
 	clear(e.distFreq[:])
 }
 
-// hash3 hashes the 3 bytes at the start of u (little-endian load).
-func hash3(u uint32) uint32 { return (u << 8) * 0x9E3779B1 >> (32 - hashBits) }
+// hash3 hashes the 3 bytes at the start of u (little-endian load) into
+// 32-shift bits.
+func hash3(u, shift uint32) uint32 { return (u << 8) * 0x9E3779B1 >> shift }
 
 // insert links position i (i+4 <= len(src)) into its hash chain and returns
 // the previous position with the same hash (negative: none).
 func (e *Encoder) insert(src []byte, i int) int {
-	h := hash3(binary.LittleEndian.Uint32(src[i:]))
+	h := hash3(binary.LittleEndian.Uint32(src[i:]), e.shift)
 	v := e.head[h]
 	e.head[h] = int32(i) + e.gen
 	e.prev[i&e.mask] = v
