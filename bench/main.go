@@ -25,6 +25,7 @@
 //	go run ./bench -pairs ewf -iso=false   (E01 against ewfacquire/ewfexport alone)
 //	go run ./bench -pairs luks -iso=false  (encrypted qcow2 and luks, both directions, alone)
 //	go run ./bench -pairs files -iso=false (extract vs debugfs/mcopy, convert --used-only, alone)
+//	go run ./bench -pairs compressed -iso=false (-c qcow2 and streamOptimized vmdk on base64 text and binaries, -m 1/2)
 //	go run ./bench -pairs sources -iso=false (.qcow2.xz, .raw.zst, HTTP; or sources-xz, sources-zst, sources-http)
 //	go run ./bench -pairs chains -iso=false (convert -B, commit, rebase; or one: convert-B, commit, rebase)
 //	go run ./bench -runs 5 -cold -pairs raw:raw,raw:vdi -iso=false
@@ -100,6 +101,8 @@ func main() {
 	work := flag.String("work", filepath.Join(os.TempDir(), "vdisk-bench"), "working directory")
 	only := flag.String("pairs", "", "comma-separated pairs to run, e.g. raw:qcow2 (all its variants), raw:qcow2:-c, qcow2c:raw (default: all)")
 	sparseBig := flag.Bool("sparse", false, "also convert a 20 GiB mostly-sparse raw image (raw→raw)")
+	textSize := flag.String("textsize", "256M", "size of the base64 text workload of -pairs compressed")
+	binSize := flag.String("binsize", "160M", "size of the binaries workload of -pairs compressed")
 	isoPair := flag.Bool("iso", true, "also time `vdisk iso create -R -J` against `xorriso -as mkisofs -R -J` on the workload's tree")
 	flag.BoolVar(&cold, "cold", false, "drop the page cache before every timed run (Linux, root)")
 	scaling := flag.Bool("scaling", false, "also print dense zlib -c throughput with -m 1, 2, 4, 8")
@@ -173,6 +176,14 @@ func main() {
 	}
 	if chainsCase(*only, "convert-B") || chainsCase(*only, "commit") || chainsCase(*only, "rebase") {
 		benchChains(vdisk, *work, base, sizeBytes, *runs, *only)
+	}
+	if compressedCase(*only) {
+		ts, err1 := formats.ParseSize(*textSize)
+		bs, err2 := formats.ParseSize(*binSize)
+		if err1 != nil || err2 != nil {
+			log.Fatal("bad -textsize or -binsize")
+		}
+		benchCompressed(vdisk, *work, *runs, ts, bs)
 	}
 	if *sparseBig {
 		src := makeSparse(*work)
