@@ -43,11 +43,45 @@ func (c *Cache) Claim(i int, bytes int64, onlyIfRoom bool) (*Entry, bool) {
 	if onlyIfRoom && c.held+bytes > c.Budget {
 		return nil, false
 	}
+	return c.add(i, bytes), true
+}
+
+// ClaimAhead is Claim for read-ahead of block i while block current is
+// read: to make room it drops loaded blocks before current (a sequential
+// reader is done with them), oldest first; without room it returns nil.
+func (c *Cache) ClaimAhead(i int, bytes int64, current int) (*Entry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[int]*Entry{}
+	}
+	c.tick++
+	if e, ok := c.entries[i]; ok {
+		return e, false
+	}
+	for c.held+bytes > c.Budget {
+		victim, oldest := -1, ^uint64(0)
+		for j, e := range c.entries {
+			if j < current && isDone(e) && e.lastUse < oldest {
+				victim, oldest = j, e.lastUse
+			}
+		}
+		if victim < 0 {
+			return nil, false
+		}
+		c.held -= c.entries[victim].bytes
+		delete(c.entries, victim)
+	}
+	return c.add(i, bytes), true
+}
+
+// add makes the entry of block i, to be loaded by the caller.
+func (c *Cache) add(i int, bytes int64) *Entry {
 	e := &Entry{done: make(chan struct{}), bytes: bytes, lastUse: c.tick}
 	c.entries[i] = e
 	c.held += bytes
 	c.evict(i)
-	return e, true
+	return e
 }
 
 // Publish stores the result of a load; a failed block leaves the cache so

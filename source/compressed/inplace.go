@@ -1,7 +1,7 @@
 package compressed
 
 import (
-	"bytes"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +22,12 @@ const (
 	DefaultMaxBlockBytes int64 = 64 << 20
 	// DefaultCacheBytes bounds the decoded blocks kept (at least two
 	// blocks are kept, whatever their size).
-	DefaultCacheBytes int64 = 32 << 20
+	DefaultCacheBytes int64 = 12 << 20
 	// readAheadBlocks is how many blocks past the one read are decoded
 	// ahead, in parallel, while the cache has room.
 	readAheadBlocks = 2
+	// maxDecodes is how many blocks decode at the same time.
+	maxDecodes = 3
 )
 
 // InPlace is a compressed file read in place through its block index:
@@ -37,10 +39,13 @@ type InPlace struct {
 	kind   Kind
 	blocks []block
 	size   int64
-	decode func(b block, stored []byte) ([]byte, error)
-	closer func()
-	cache  blockcache.Cache
-	wg     sync.WaitGroup // read-ahead decodes
+	decode func(b block) ([]byte, error)
+	// decoding bounds the blocks decoded at once (each holds its output,
+	// its compressed bytes and a decoder's dictionary).
+	decoding chan struct{}
+	closer   func()
+	cache    blockcache.Cache
+	wg       sync.WaitGroup // read-ahead decodes
 
 	zerosMu sync.Mutex
 	zeros   map[int][]uint64 // per decoded block, a bit per all-zero holeBytes unit
@@ -55,7 +60,7 @@ func (s *Spooler) openInPlace(src formats.File, name string, kind Kind, size, li
 	}
 	var blocks []block
 	var err error
-	f := &InPlace{src: src, name: name, kind: kind}
+	f := &InPlace{src: src, name: name, kind: kind, decoding: make(chan struct{}, maxDecodes)}
 	switch kind {
 	case Xz:
 		blocks, err = xzBlocks(src, size, name)
@@ -68,7 +73,11 @@ func (s *Spooler) openInPlace(src formats.File, name string, kind Kind, size, li
 			return nil, derr
 		}
 		f.closer = dec.Close
-		f.decode = func(b block, stored []byte) ([]byte, error) {
+		f.decode = func(b block) ([]byte, error) {
+			stored, err := f.readStored(b)
+			if err != nil {
+				return nil, err
+			}
 			return dec.DecodeAll(stored, make([]byte, 0, b.virtBytes))
 		}
 	default:
@@ -108,8 +117,12 @@ func (f *InPlace) close() {
 }
 
 // decodeXz decodes one xz block, verifying its check and sizes.
-func (f *InPlace) decodeXz(b block, stored []byte) ([]byte, error) {
-	zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(bytes.NewReader(xzBlockStream(b, stored)))
+func (f *InPlace) decodeXz(b block) ([]byte, error) {
+	r, err := xzBlockReader(b, f.src, b.fileOff)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +196,7 @@ func (f *InPlace) block(i int) ([]byte, error) {
 // readAhead starts decoding the blocks after i while the cache has room.
 func (f *InPlace) readAhead(i int) {
 	for j := i + 1; j <= i+readAheadBlocks && j < len(f.blocks); j++ {
-		e, owner := f.cache.Claim(j, f.blocks[j].virtBytes, true)
+		e, owner := f.cache.ClaimAhead(j, f.blocks[j].virtBytes, i)
 		if e == nil {
 			return // no room
 		}
@@ -200,7 +213,9 @@ func (f *InPlace) readAhead(i int) {
 // load decodes block i into e and publishes it.
 func (f *InPlace) load(i int, e *blockcache.Entry) {
 	b := f.blocks[i]
-	data, err := f.readBlock(b)
+	f.decoding <- struct{}{}
+	data, err := f.decode(b)
+	<-f.decoding
 	if err == nil && int64(len(data)) != b.virtBytes {
 		err = fmt.Errorf("decodes to %d bytes, the index says %d", len(data), b.virtBytes)
 	}
@@ -282,16 +297,14 @@ func (f *InPlace) Runs(off, length int64) ([]formats.FileRun, error) {
 	return out, nil
 }
 
-func (f *InPlace) readBlock(b block) ([]byte, error) {
+// readStored reads a zstd frame's bytes.
+func (f *InPlace) readStored(b block) ([]byte, error) {
 	stored := make([]byte, b.fileBytes)
-	if f.kind == Xz {
-		stored = make([]byte, pad4(b.fileBytes))
-	}
 	if n, err := f.src.ReadAt(stored, b.fileOff); n < len(stored) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
 	}
-	return f.decode(b, stored)
+	return stored, nil
 }

@@ -282,13 +282,37 @@ func parseXzIndex(index []byte, checkBytes int64, name string, indexOff int64) (
 // included) into a complete single-block xz stream, so that a stock
 // decoder decodes it and verifies its check and sizes.
 func xzBlockStream(b block, stored []byte) []byte {
-	out := make([]byte, 0, len(stored)+64)
-	out = append(out, xzHeaderMagic...)
-	out = append(out, b.streamFlag[:]...)
-	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(b.streamFlag[:]))
-	at := len(out)
-	out = append(out, stored...)
-	shrinkDict(out[at:], b.virtBytes)
+	r, err := xzBlockReader(b, bytes.NewReader(stored), 0)
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(r)
+	return out
+}
+
+// xzBlockReader is xzBlockStream reading the block from src at fileOff
+// (b.fileOff is ignored): only the block header is copied (its dictionary
+// size shrunk, shrinkDict); the compressed data streams from src.
+func xzBlockReader(b block, src io.ReaderAt, fileOff int64) (io.Reader, error) {
+	stored := pad4(b.fileBytes)
+	var size [1]byte
+	if _, err := src.ReadAt(size[:], fileOff); err != nil {
+		return nil, err
+	}
+	hdrBytes := min(int64(size[0])+1, 256) * 4
+	if size[0] == 0 || hdrBytes > stored {
+		return nil, fmt.Errorf("block header size %d does not fit the block's %d bytes", hdrBytes, stored)
+	}
+	prefix := make([]byte, 0, xzHeaderBytes+hdrBytes)
+	prefix = append(prefix, xzHeaderMagic...)
+	prefix = append(prefix, b.streamFlag[:]...)
+	prefix = binary.LittleEndian.AppendUint32(prefix, crc32.ChecksumIEEE(b.streamFlag[:]))
+	hdr := prefix[len(prefix) : len(prefix)+int(hdrBytes)]
+	if n, err := src.ReadAt(hdr, fileOff); int64(n) < hdrBytes {
+		return nil, fmt.Errorf("reading the block header: %w", err)
+	}
+	shrinkDict(hdr, b.virtBytes)
+	prefix = prefix[:len(prefix)+int(hdrBytes)]
 	index := []byte{0, 1}
 	index = appendVarint(index, uint64(b.fileBytes))
 	index = appendVarint(index, uint64(b.virtBytes))
@@ -296,14 +320,14 @@ func xzBlockStream(b block, stored []byte) []byte {
 		index = append(index, 0)
 	}
 	index = binary.LittleEndian.AppendUint32(index, crc32.ChecksumIEEE(index))
-	out = append(out, index...)
 	foot := make([]byte, 0, xzFooterBytes)
 	foot = binary.LittleEndian.AppendUint32(foot, 0) // CRC32, set below
 	foot = binary.LittleEndian.AppendUint32(foot, uint32(len(index)/4-1))
 	foot = append(foot, b.streamFlag[:]...)
 	foot = append(foot, xzFooterMagic...)
 	binary.LittleEndian.PutUint32(foot, crc32.ChecksumIEEE(foot[4:10]))
-	return append(out, foot...)
+	return io.MultiReader(bytes.NewReader(prefix), io.NewSectionReader(src, fileOff+hdrBytes, stored-hdrBytes),
+		bytes.NewReader(append(index, foot...))), nil
 }
 
 // xzLZMA2Filter is the LZMA2 filter's ID in a block header.

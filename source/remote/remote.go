@@ -19,7 +19,7 @@ import (
 // Defaults of Options.
 const (
 	DefaultChunkBytes   = 1 << 20
-	DefaultCacheBytes   = 32 << 20
+	DefaultCacheBytes   = 12 << 20
 	DefaultConnections  = 8
 	DefaultReadAhead    = 4
 	DefaultRetries      = 6
@@ -331,7 +331,7 @@ func (f *File) readAhead(i int) {
 	chunks := int((f.size + f.opts.ChunkBytes - 1) / f.opts.ChunkBytes)
 	for j := i + 1; j <= i+f.opts.ReadAhead && j < chunks; j++ {
 		start, end := f.chunkRange(j)
-		e, owner := f.cache.Claim(j, end-start, true)
+		e, owner := f.cache.ClaimAhead(j, end-start, i)
 		if e == nil {
 			return
 		}
