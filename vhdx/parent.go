@@ -132,13 +132,15 @@ func (img *Image) Backing() formats.Image {
 }
 
 // BackingName is the locator path used to open the parent ("" if none).
+// A relative path as Hyper-V writes it (".\\base.vhdx") is shown without
+// its "./".
 func (img *Image) BackingName() string {
 	if img.parentRef != "" {
-		return img.parentRef
+		return strings.TrimPrefix(img.parentRef, "./")
 	}
 	if img.hasParent {
 		if refs := img.parentRefs(); len(refs) > 0 {
-			return refs[0]
+			return strings.TrimPrefix(refs[0], "./")
 		}
 	}
 	return ""

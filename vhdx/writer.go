@@ -179,22 +179,37 @@ func (img *Image) attachParent(ctx context.Context, req formats.CreateRequest, p
 	return parent, nil
 }
 
-// locatorFor builds the parent locator: the linkage GUID and the path as
-// given, as a Windows relative path (or absolute path).
+// locatorFor builds the parent locator as Hyper-V writes it: the linkage
+// GUID, the relative path (".\\name" for a parent beside the child) and the
+// absolute path, both with backslashes. volume_path (\\?\\Volume{GUID}\\...)
+// is left out: there is no volume GUID to name outside Windows.
 func locatorFor(child, backing string, dataWrite guid) parentLocator {
 	pl := parentLocator{Keys: []string{"parent_linkage"}, Values: map[string]string{
 		"parent_linkage": "{" + dataWrite.String() + "}"}}
+	abs := backing
+	if !filepath.IsAbs(backing) {
+		abs = filepath.Join(filepath.Dir(child), backing)
+	}
+	if a, err := filepath.Abs(abs); err == nil {
+		abs = a
+	}
 	rel := backing
 	if filepath.IsAbs(backing) {
 		if r, err := filepath.Rel(filepath.Dir(child), backing); err == nil {
 			rel = r
 		}
-		pl.Keys = append(pl.Keys, "absolute_win32_path")
-		pl.Values["absolute_win32_path"] = strings.ReplaceAll(filepath.ToSlash(backing), "/", `\`)
 	}
 	if !filepath.IsAbs(rel) {
+		rel = filepath.ToSlash(rel)
+		if !strings.HasPrefix(rel, "../") && !strings.HasPrefix(rel, "./") {
+			rel = "./" + rel
+		}
 		pl.Keys = append(pl.Keys, "relative_path")
-		pl.Values["relative_path"] = strings.ReplaceAll(filepath.ToSlash(rel), "/", `\`)
+		pl.Values["relative_path"] = strings.ReplaceAll(rel, "/", `\`)
+	}
+	if filepath.IsAbs(abs) {
+		pl.Keys = append(pl.Keys, "absolute_win32_path")
+		pl.Values["absolute_win32_path"] = strings.ReplaceAll(filepath.ToSlash(abs), "/", `\`)
 	}
 	return pl
 }
