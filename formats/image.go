@@ -171,16 +171,6 @@ type Info struct {
 	ActualSize int64
 }
 
-// Field is one key of an ordered object. Value is a string, bool, int64,
-// uint64, Object or []any of those.
-type Field struct {
-	Key   string
-	Value any
-}
-
-// Object is an ordered JSON object.
-type Object []Field
-
 // Snapshot describes an internal snapshot (qcow2).
 type Snapshot struct {
 	ID          string

@@ -5,8 +5,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	"github.com/vdiskio/vdisk/formats"
 )
 
 // WriteHuman prints info as `qemu-img info` does. The format-specific
@@ -64,7 +62,7 @@ func WriteSnapshots(w io.Writer, snaps []SnapshotInfo) {
 func writeHumanValue(w io.Writer, v any, depth int) {
 	pad := strings.Repeat("    ", depth)
 	switch x := v.(type) {
-	case formats.Object:
+	case Object:
 		for _, f := range x {
 			key := strings.ReplaceAll(f.Key, "-", " ")
 			if isComposite(f.Value) {
@@ -90,7 +88,7 @@ func writeHumanValue(w io.Writer, v any, depth int) {
 
 func isComposite(v any) bool {
 	switch v.(type) {
-	case formats.Object, []any:
+	case Object, []any:
 		return true
 	}
 	return false

@@ -139,8 +139,8 @@ func Snapshots(snaps []formats.Snapshot) []SnapshotInfo {
 }
 
 // WriteJSON prints v as qemu's pretty printer does: 4-space indent,
-// `"key": value`, keys in the given order. v is a formats.Object, a []any,
-// a []formats.Object or a scalar.
+// `"key": value`, keys in the given order. v is a Object, a []any,
+// a []Object or a scalar.
 func WriteJSON(w io.Writer, v any) error {
 	var b strings.Builder
 	encodeValue(&b, Ordered(v), 0)
@@ -153,7 +153,7 @@ func encodeValue(b *strings.Builder, v any, depth int) {
 	indent := strings.Repeat("    ", depth+1)
 	closeIndent := strings.Repeat("    ", depth)
 	switch x := v.(type) {
-	case formats.Object:
+	case Object:
 		if len(x) == 0 {
 			b.WriteString("{}")
 			return
@@ -170,7 +170,7 @@ func encodeValue(b *strings.Builder, v any, depth int) {
 			b.WriteByte('\n')
 		}
 		b.WriteString(closeIndent + "}")
-	case []formats.Object:
+	case []Object:
 		encodeValue(b, anys(x), depth)
 	case []any:
 		if len(x) == 0 {

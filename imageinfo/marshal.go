@@ -3,8 +3,6 @@ package imageinfo
 import (
 	"reflect"
 	"strings"
-
-	"github.com/vdiskio/vdisk/formats"
 )
 
 // One marshaller prints every format's details. A driver describes itself
@@ -22,9 +20,19 @@ import (
 // zero field tagged omitempty; a field without a json tag (or tagged "-")
 // is not reported.
 
+// Field is one key of an ordered object. Value is a string, bool, number,
+// Object, []any of those, or anything Ordered converts.
+type Field struct {
+	Key   string
+	Value any
+}
+
+// Object is an ordered JSON object, printed in its order.
+type Object []Field
+
 // Ordered returns v as ordered values: a struct (or a pointer to one) as a
-// formats.Object of its tagged fields in declaration order, a slice as a
-// []any, a formats.Object with its values converted, a scalar as itself.
+// Object of its tagged fields in declaration order, a slice as a
+// []any, a Object with its values converted, a scalar as itself.
 func Ordered(v any) any {
 	out, _ := ordered(reflect.ValueOf(v))
 	return out
@@ -36,7 +44,7 @@ func ordered(rv reflect.Value) (any, bool) {
 		return nil, false
 	}
 	switch x := rv.Interface().(type) {
-	case formats.Object:
+	case Object:
 		return orderedObject(x), true
 	case []any:
 		return orderedList(rv), true
@@ -58,11 +66,11 @@ func ordered(rv reflect.Value) (any, bool) {
 	return rv.Interface(), true
 }
 
-func orderedObject(obj formats.Object) formats.Object {
-	out := make(formats.Object, 0, len(obj))
+func orderedObject(obj Object) Object {
+	out := make(Object, 0, len(obj))
 	for _, f := range obj {
 		if v, ok := ordered(reflect.ValueOf(f.Value)); ok {
-			out = append(out, formats.Field{Key: f.Key, Value: v})
+			out = append(out, Field{Key: f.Key, Value: v})
 		}
 	}
 	return out
@@ -78,9 +86,9 @@ func orderedList(rv reflect.Value) []any {
 	return out
 }
 
-func orderedStruct(rv reflect.Value) formats.Object {
+func orderedStruct(rv reflect.Value) Object {
 	t := rv.Type()
-	obj := formats.Object{}
+	obj := Object{}
 	for i := range t.NumField() {
 		tag, ok := t.Field(i).Tag.Lookup("json")
 		if !ok || tag == "-" || !t.Field(i).IsExported() {
@@ -92,7 +100,7 @@ func orderedStruct(rv reflect.Value) formats.Object {
 			continue
 		}
 		if v, ok := ordered(fv); ok {
-			obj = append(obj, formats.Field{Key: name, Value: v})
+			obj = append(obj, Field{Key: name, Value: v})
 		}
 	}
 	return obj

@@ -118,7 +118,7 @@ func TestDifferencing(t *testing.T) {
 
 // fieldOf is the value of key in the info details d, as info reports it.
 func fieldOf(d any, key string) any {
-	for _, f := range imageinfo.Ordered(d).(formats.Object) {
+	for _, f := range imageinfo.Ordered(d).(imageinfo.Object) {
 		if f.Key == key {
 			return f.Value
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 	"github.com/vdiskio/vdisk/source/archive"
 )
 
@@ -72,37 +73,37 @@ func (g *globals) archived(opts *formats.OpenOptions) error {
 
 // archiveInfo is what `info` says of an archive source (nil when the
 // source is none).
-func (g *globals) archiveInfo(path string) formats.Object {
+func (g *globals) archiveInfo(path string) imageinfo.Object {
 	s, ok := g.archive.seen(path)
 	if !ok {
 		return nil
 	}
 	var disks []any
 	for _, d := range s.a.Disks {
-		obj := formats.Object{{Key: "number", Value: int64(d.Number)}, {Key: "member", Value: d.Member}}
+		obj := imageinfo.Object{{Key: "number", Value: int64(d.Number)}, {Key: "member", Value: d.Member}}
 		if d.ID != "" {
-			obj = append(obj, formats.Field{Key: "disk-id", Value: d.ID})
+			obj = append(obj, imageinfo.Field{Key: "disk-id", Value: d.ID})
 		}
 		if d.Format != "" {
-			obj = append(obj, formats.Field{Key: "format", Value: d.Format})
+			obj = append(obj, imageinfo.Field{Key: "format", Value: d.Format})
 		}
 		if d.CapacityBytes >= 0 {
-			obj = append(obj, formats.Field{Key: "capacity", Value: d.CapacityBytes})
+			obj = append(obj, imageinfo.Field{Key: "capacity", Value: d.CapacityBytes})
 		}
 		disks = append(disks, obj)
 	}
-	obj := formats.Object{{Key: "kind", Value: string(s.a.Kind)}, {Key: "member", Value: s.m.Name}}
+	obj := imageinfo.Object{{Key: "kind", Value: string(s.a.Kind)}, {Key: "member", Value: s.m.Name}}
 	if s.a.Provider != "" {
-		obj = append(obj, formats.Field{Key: "provider", Value: s.a.Provider})
+		obj = append(obj, imageinfo.Field{Key: "provider", Value: s.a.Provider})
 	}
 	if s.a.Descriptor != "" {
-		obj = append(obj, formats.Field{Key: "descriptor", Value: s.a.Descriptor})
+		obj = append(obj, imageinfo.Field{Key: "descriptor", Value: s.a.Descriptor})
 	}
 	if s.m.Sparse != "" {
-		obj = append(obj, formats.Field{Key: "sparse", Value: s.m.Sparse})
+		obj = append(obj, imageinfo.Field{Key: "sparse", Value: s.m.Sparse})
 	}
 	if disks != nil {
-		obj = append(obj, formats.Field{Key: "disks", Value: disks})
+		obj = append(obj, imageinfo.Field{Key: "disks", Value: disks})
 	}
 	return obj
 }

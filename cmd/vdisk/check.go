@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 )
 
 // check exit codes, as qemu-img's.
@@ -93,11 +94,11 @@ func checkCode(r *formats.CheckReport) int {
 
 // checkObject is qemu's ImageCheck in qemu's key order; zero counters other
 // than check-errors are omitted as qemu omits them.
-func checkObject(path, format string, r *formats.CheckReport) formats.Object {
-	var obj formats.Object
+func checkObject(path, format string, r *formats.CheckReport) imageinfo.Object {
+	var obj imageinfo.Object
 	add := func(k string, v int64, always bool) {
 		if v != 0 || always {
-			obj = append(obj, formats.Field{Key: k, Value: v})
+			obj = append(obj, imageinfo.Field{Key: k, Value: v})
 		}
 	}
 	stats := r.HasClusterStats
@@ -111,7 +112,7 @@ func checkObject(path, format string, r *formats.CheckReport) formats.Object {
 	add("allocated-clusters", r.AllocatedClusters, stats)
 	add("fragmented-clusters", r.FragmentedClusters, false)
 	add("compressed-clusters", r.CompressedClusters, false)
-	return append(obj, formats.Field{Key: "filename", Value: path}, formats.Field{Key: "format", Value: format})
+	return append(obj, imageinfo.Field{Key: "filename", Value: path}, imageinfo.Field{Key: "format", Value: format})
 }
 
 // printHumanCheck prints qemu-img check's human report.

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 )
 
 func newMeasureCommand(g *globals) *cobra.Command {
@@ -72,12 +73,12 @@ func newMeasureCommand(g *globals) *cobra.Command {
 func printMeasure(cmd *cobra.Command, output string, m formats.Measurement) error {
 	w := cmd.OutOrStdout()
 	if output == "json" {
-		var obj formats.Object
+		var obj imageinfo.Object
 		if m.Bitmaps >= 0 {
-			obj = append(obj, formats.Field{Key: "bitmaps", Value: m.Bitmaps})
+			obj = append(obj, imageinfo.Field{Key: "bitmaps", Value: m.Bitmaps})
 		}
-		obj = append(obj, formats.Field{Key: "required", Value: m.Required},
-			formats.Field{Key: "fully-allocated", Value: m.FullyAllocated})
+		obj = append(obj, imageinfo.Field{Key: "required", Value: m.Required},
+			imageinfo.Field{Key: "fully-allocated", Value: m.FullyAllocated})
 		return writeJSON(w, obj)
 	}
 	fmt.Fprintf(w, "required size: %d\n", m.Required)

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/imageinfo"
 )
 
 // verify exit codes.
@@ -88,7 +89,7 @@ func printVerify(cmd *cobra.Command, path, output string, rep *formats.DigestRep
 	if output == "json" {
 		var ds []any
 		for _, d := range rep.Digests {
-			ds = append(ds, formats.Object{
+			ds = append(ds, imageinfo.Object{
 				{Key: "algorithm", Value: d.Algorithm},
 				{Key: "stored", Value: enchex.EncodeToString(d.Stored)},
 				{Key: "computed", Value: enchex.EncodeToString(d.Computed)},
@@ -99,7 +100,7 @@ func printVerify(cmd *cobra.Command, path, output string, rep *formats.DigestRep
 		for _, p := range rep.Problems {
 			problems = append(problems, p)
 		}
-		return writeJSON(w, formats.Object{
+		return writeJSON(w, imageinfo.Object{
 			{Key: "filename", Value: path},
 			{Key: "digests", Value: ds},
 			{Key: "problems", Value: problems},
