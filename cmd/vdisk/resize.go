@@ -1,15 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/resize"
 )
 
 func newResizeCommand(g *globals) *cobra.Command {
@@ -26,32 +24,21 @@ func newResizeCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if prealloc != "off" && !slices.Contains([]string{"falloc", "full", "metadata"}, prealloc) {
-				return fmt.Errorf("Invalid preallocation mode '%s'", prealloc)
+			opts := resize.Options{Shrink: shrink, Preallocation: prealloc}
+			if err := opts.Check(); err != nil {
+				return err
 			}
 			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
 			}
 			defer img.Close()
-			newSize, err := resizeTarget(img.Size(), args[1])
+			newSize, err := resize.ParseSize(img.Size(), args[1])
 			if err != nil {
 				return err
 			}
-			r, ok := img.(formats.Resizer)
-			if !ok {
-				return fmt.Errorf("image format driver does not support resize")
-			}
-			if newSize < img.Size() && !shrink {
-				return fmt.Errorf("use the --shrink option to perform a shrink operation")
-			}
-			if err := resizeWith(cmd.Context(), r, img, newSize, shrink, prealloc); err != nil {
+			if err := resize.Image(cmd.Context(), img, newSize, opts); err != nil {
 				return err
-			}
-			if w, ok := img.(formats.Writable); ok {
-				if err := w.Flush(); err != nil {
-					return err
-				}
 			}
 			if !g.quiet {
 				fmt.Fprintln(cmd.OutOrStdout(), "Image resized.")
@@ -86,58 +73,4 @@ func resizeArgs(args []string, shrink *bool) ([]string, error) {
 		return nil, fmt.Errorf("Expecting image file name and size")
 	}
 	return rest, nil
-}
-
-// preallocator is an image that can allocate a range of its file (raw).
-type preallocator interface {
-	Preallocate(ctx context.Context, off, length int64, mode string) error
-}
-
-// resizeWith resizes img, preallocating the new part when asked (raw:
-// falloc reserves blocks, full writes zeros). Formats that cannot say so
-// in qemu's words, which clients such as CDI look for to retry without.
-func resizeWith(ctx context.Context, r formats.Resizer, img formats.Image, newSize int64, shrink bool, prealloc string) error {
-	old := img.Size()
-	if prealloc == "off" || newSize <= old {
-		return r.Resize(ctx, newSize, shrink)
-	}
-	p, ok := img.(preallocator)
-	if !ok {
-		return fmt.Errorf("Unsupported preallocation mode '%s' for format %s", prealloc, img.Format())
-	}
-	if err := r.Resize(ctx, newSize, shrink); err != nil {
-		return err
-	}
-	if err := p.Preallocate(ctx, old, newSize-old, prealloc); err != nil {
-		// Interrupted or failed: the image goes back to its size, so that
-		// nothing half-grown is left behind.
-		if rerr := r.Resize(context.WithoutCancel(ctx), old, true); rerr != nil {
-			return fmt.Errorf("%w (and restoring the size %d: %v)", err, old, rerr)
-		}
-		return err
-	}
-	return nil
-}
-
-// resizeTarget parses "N", "+N" or "-N" relative to the current size.
-func resizeTarget(cur int64, arg string) (int64, error) {
-	sign := int64(0)
-	switch {
-	case strings.HasPrefix(arg, "+"):
-		sign, arg = 1, arg[1:]
-	case strings.HasPrefix(arg, "-"):
-		sign, arg = -1, arg[1:]
-	}
-	n, err := formats.ParseSize(arg)
-	if err != nil {
-		return 0, fmt.Errorf("invalid image size specified: %v", err)
-	}
-	size := n
-	if sign != 0 {
-		size = cur + sign*n
-	}
-	if size < 0 || (sign > 0 && size < cur) {
-		return 0, fmt.Errorf("new image size %d is out of range", size)
-	}
-	return size, nil
 }
