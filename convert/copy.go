@@ -217,6 +217,9 @@ func (c *copier) geometry() (grain, chunk int64) {
 }
 
 func (c *copier) run(ctx context.Context) error {
+	if done, err := c.cloneWhole(ctx); done || err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	work := make(chan *task, c.opts.Workers)
 	var order chan *task

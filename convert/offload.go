@@ -120,3 +120,28 @@ func (c *copier) copyThrough(ctx context.Context, off, n int64) error {
 	}
 	return nil
 }
+
+// cloneWhole reflinks the whole disk in a few calls when both images
+// store all of it verbatim (raw to raw): holes and extents alike, with no
+// extent walk. It reports false when the kernel declines; the ordinary
+// plan (which offloads extent by extent) then runs and rewrites whatever
+// a failed clone left behind.
+func (c *copier) cloneWhole(ctx context.Context) (bool, error) {
+	size := c.src.Size()
+	if !c.offload || c.opts.TopLayerOnly || size == 0 || c.offloadable(0, size) != size {
+		return false, nil
+	}
+	src, srcOff, _ := c.src.(formats.RawRanger).RawRange(0)
+	dst, dstOff, _ := c.dst.(formats.RawRanger).RawRange(0)
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	ok, err := offload.CloneAll(dst.(formats.OSFiler).OSFile(), dstOff, src.(formats.OSFiler).OSFile(), srcOff, size)
+	if err != nil {
+		return false, fmt.Errorf("writing output: %w", err)
+	}
+	if ok {
+		c.progress.add(size)
+	}
+	return ok, nil
+}

@@ -88,3 +88,26 @@ func unsupported(err error) bool {
 	}
 	return false
 }
+
+// CloneAll reflinks all n bytes (holes included: they stay holes) at srcOff
+// of src to dstOff of dst, in block-aligned steps and a last step that may
+// end unaligned at the source's end. It reports false, with nothing to
+// undo, when the file systems cannot: the caller copies the range itself
+// (which also makes good any prefix a failed later step left cloned).
+func CloneAll(dst *os.File, dstOff int64, src *os.File, srcOff, n int64) (bool, error) {
+	for done := int64(0); done < n; {
+		step := min(n-done, maxCallBytes)
+		err := unix.IoctlFileCloneRange(int(dst.Fd()), &unix.FileCloneRange{
+			Src_fd: int64(src.Fd()), Src_offset: uint64(srcOff + done), Src_length: uint64(step), Dest_offset: uint64(dstOff + done)})
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil && unsupported(err):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("%s: FICLONERANGE from %s at offset %d: %w", dst.Name(), src.Name(), srcOff+done, err)
+		}
+		done += step
+	}
+	return true, nil
+}
