@@ -52,7 +52,9 @@
 // stopping at its "nice" length. Levels 1-3 take the longest match found
 // at once (greedy); levels 4-9 look one byte ahead first (lazy matching)
 // and emit a literal instead when the next position starts a longer
-// match. A 3-byte match more than 4 KiB back is not worth its distance
+// match. Positions inside a match are hashed too, but for a match over twice
+// the nice length (a run, a copied block) only its last bytes. A 3-byte
+// match more than 4 KiB back is not worth its distance
 // bits and is dropped. Positions are stored offset by a generation
 // counter, so the tables are reused across buffers without clearing.
 //

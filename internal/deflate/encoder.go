@@ -323,7 +323,13 @@ func (e *Encoder) lazyParse(src []byte) {
 		}
 		e.match(l, d)
 		end := i + l
-		for j := max(next, i+1); j < end && j+4 <= n; j++ {
+		j := max(next, i+1)
+		if l > 2*e.p.nice {
+			// A long match (a run, a copied block): hashing its inside
+			// finds little the ends do not; hash only its last bytes.
+			j = max(j, end-minMatch)
+		}
+		for ; j < end && j+4 <= n; j++ {
 			e.insert(src, j)
 		}
 		next = max(next, end)
