@@ -1,22 +1,11 @@
 package main
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 )
-
-// ddArgs are qemu-img dd's operands.
-type ddArgs struct {
-	in, out           string
-	blockBytes        int64
-	count, skip       int64
-	countSet, skipSet bool
-}
 
 func newDDCommand(g *globals) *cobra.Command {
 	var format, outFormat string
@@ -25,28 +14,24 @@ func newDDCommand(g *globals) *cobra.Command {
 		Use:   "dd [-f fmt] [-O output_fmt] [--hash alg,... [--hash-log FILE]] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output",
 		Short: "Copy part of an image into a new image (qemu-img dd: count includes the skipped blocks)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dd, err := parseDD(args)
+			dd, err := convert.ParseDD(args)
 			if err != nil {
 				return err
 			}
 			// The output may be no file the input uses (dd of= equal to if=).
 			sources := &convert.FileSet{}
-			sources.Add(dd.in)
-			if err := sources.Check(dd.out); err != nil {
+			sources.Add(dd.In)
+			if err := sources.Check(dd.Out); err != nil {
 				return err
 			}
-			src, err := g.open(cmd.Context(), dd.in, format, sources.Watch)
+			src, err := g.open(cmd.Context(), dd.In, format, sources.Watch)
 			if err != nil {
 				return err
 			}
 			defer src.Close()
-			end := src.Size()
-			if dd.countSet && dd.count <= end/dd.blockBytes {
-				end = dd.count * dd.blockBytes
-			}
-			start := dd.skip * dd.blockBytes
-			if dd.skipSet && (dd.skip > src.Size()/dd.blockBytes || start > end) {
-				return fmt.Errorf("cannot skip to specified offset")
+			start, length, err := dd.Range(src.Size())
+			if err != nil {
+				return err
 			}
 			hr, err := hash.start(cmd, args)
 			if err != nil {
@@ -56,59 +41,16 @@ func newDDCommand(g *globals) *cobra.Command {
 			if hr != nil {
 				opts.Hash = hr.hashes
 			}
-			if err := copyRange(cmd, g, src, start, end-start, dd.out, outFormat, sources, opts); err != nil || hr == nil {
+			if err := copyRange(cmd, g, src, start, length, dd.Out, outFormat, sources, opts); err != nil || hr == nil {
 				return err
 			}
-			return hr.finish(cmd.OutOrStdout(), dd.in, src.Format(), dd.out, outFormat, nil)
+			return hr.finish(cmd.OutOrStdout(), dd.In, src.Format(), dd.Out, outFormat, nil)
 		},
 	}
 	hash.register(cmd.Flags())
 	cmd.Flags().StringVarP(&format, "format", "f", "", "input format (probed when omitted)")
 	cmd.Flags().StringVarP(&outFormat, "output-format", "O", "raw", "output format")
 	return cmd
-}
-
-// parseDD parses if=, of=, bs=, count= and skip=.
-func parseDD(args []string) (ddArgs, error) {
-	dd := ddArgs{blockBytes: 512}
-	for _, a := range args {
-		key, val, ok := strings.Cut(a, "=")
-		if !ok {
-			return dd, fmt.Errorf("unrecognized operand %s", a)
-		}
-		var err error
-		switch key {
-		case "if":
-			dd.in = val
-		case "of":
-			dd.out = val
-		case "bs":
-			dd.blockBytes, err = formats.ParseSize(val)
-			if err == nil && dd.blockBytes <= 0 {
-				err = fmt.Errorf("must be positive")
-			}
-		case "count":
-			dd.count, err = formats.ParseSize(val)
-			dd.countSet = true
-		case "skip":
-			dd.skip, err = formats.ParseSize(val)
-			dd.skipSet = true
-		default:
-			return dd, fmt.Errorf("unrecognized operand %s", a)
-		}
-		if err != nil {
-			return dd, fmt.Errorf("invalid %s: %q: %v", key, val, err)
-		}
-	}
-	switch {
-	case dd.in == "":
-		return dd, fmt.Errorf("must specify if=input")
-	case dd.out == "":
-		return dd, fmt.Errorf("must specify of=output")
-	case dd.count > 0 && dd.count > (1<<62)/dd.blockBytes, dd.skip > (1<<62)/dd.blockBytes:
-		return dd, fmt.Errorf("count or skip is too large")
-	}
-	return dd, nil
 }
 
 // copyRange writes [start, start+length) of src to a new image at out.
