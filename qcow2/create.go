@@ -284,6 +284,9 @@ func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error 
 	if len(img.snapshots) > 0 {
 		return formats.Unsupportedf(img.name, "resizing a qcow2 image with internal snapshots")
 	}
+	if img.w.bms != nil && len(img.w.bms.list) > 0 {
+		return formats.Unsupportedf(img.name, "resizing a qcow2 image with persistent dirty bitmaps")
+	}
 	if newSize < img.size && !shrink {
 		return fmt.Errorf("%s: use the --shrink option to perform a shrink operation", img.name)
 	}

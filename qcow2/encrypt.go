@@ -216,7 +216,12 @@ func (img *Image) writeEncrypted(p []byte, off int64) (int, error) {
 	}
 	copy(buf[off-start:], p)
 	img.mu.Lock()
-	writes, tables, err := img.planWrite(buf, start)
+	err := img.markDirty(start, int64(len(buf)))
+	var writes []hostWrite
+	var tables []int64
+	if err == nil {
+		writes, tables, err = img.planWrite(buf, start)
+	}
 	img.mu.Unlock()
 	if err != nil {
 		return 0, err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -120,14 +119,6 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte, snapshot string) {
 		_ = exercise(fuzzpatch.Apply(bases, input), snapshot)
 	})
-}
-
-func TestWritableRefusesBitmaps(t *testing.T) {
-	b := seedImages(t)["v3.qcow2.gz"]
-	_, err := Open(context.Background(), fileio.NewMem("v3.qcow2", b), formats.OpenOptions{Writable: true})
-	if !errors.Is(err, formats.ErrUnsupported) {
-		t.Fatalf("writable open with bitmaps: %v", err)
-	}
 }
 
 // FuzzWrite opens hostile images writable (refcount loading, the allocator,

@@ -357,7 +357,7 @@ func (img *Image) BackingFormat() string { return img.backingFmt }
 func (img *Image) Close() error {
 	var err error
 	if img.w != nil {
-		err = img.Flush()
+		err = img.closeWriter()
 	}
 	img.closeRefs()
 	if cerr := img.f.Close(); err == nil {

@@ -14,6 +14,9 @@ func (img *Image) MakeEmpty() error {
 	}
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	if err := img.markDirty(0, img.size); err != nil {
+		return err
+	}
 	if err := img.discardTail(0); err != nil {
 		return err
 	}

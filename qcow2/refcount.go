@@ -48,6 +48,7 @@ type writer struct {
 	pending  map[int64][]uint64 // evicted dirty L2 tables waiting for their in-flight data
 	// diskReftable is the refcount table offset the header on disk names.
 	diskReftable uint64
+	bms          *bitmapState // persistent dirty bitmaps, marked by writes
 }
 
 // newWriter returns an empty writer for refcount_order order.
@@ -68,9 +69,6 @@ func newWriter(img *Image, order uint32) *writer {
 func (img *Image) startWriter() error {
 	if img.dataName != "" {
 		return formats.Unsupportedf(img.name, "writing to a qcow2 image with an external data file")
-	}
-	if img.hdr.AutoclearFeatures&autoclearBitmaps != 0 && img.ext.Bitmaps != nil && img.ext.Bitmaps.NbBitmaps > 0 {
-		return formats.Unsupportedf(img.name, "writing to a qcow2 image with persistent dirty bitmaps (they would go stale)")
 	}
 	w := newWriter(img, img.hdr.RefcountOrder)
 	w.barriers = true
@@ -100,7 +98,10 @@ func (img *Image) startWriter() error {
 		w.hdrDirty = true
 		return nil
 	}
-	w.refcounts, err = img.readRefcounts(rt, w.fileEnd/img.clusterSize)
+	if w.refcounts, err = img.readRefcounts(rt, w.fileEnd/img.clusterSize); err != nil {
+		return err
+	}
+	w.bms, err = img.loadBitmaps()
 	return err
 }
 

@@ -370,6 +370,9 @@ func (img *Image) ApplySnapshot(spec string) error {
 	if sn.DiskSize != 0 && int64(sn.DiskSize) != img.size {
 		return formats.Unsupportedf(img.name, "applying snapshot %q of %d bytes to a %d-byte disk", sn.Name, sn.DiskSize, img.size)
 	}
+	if err := img.markDirty(0, img.size); err != nil {
+		return err
+	}
 	if err := img.flushLocked(); err != nil {
 		return err
 	}

@@ -39,7 +39,12 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 		return img.writeEncrypted(p, off)
 	}
 	img.mu.Lock()
-	writes, tables, err := img.planWrite(p, off)
+	err := img.markDirty(off, int64(len(p)))
+	var writes []hostWrite
+	var tables []int64
+	if err == nil {
+		writes, tables, err = img.planWrite(p, off)
+	}
 	img.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -328,6 +333,12 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	if err := imageio.CheckWrite(img.name, 0, off, img.size); err != nil || length < 0 || length > img.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the disk", img.name, off, length)
 	}
+	img.mu.Lock()
+	err := img.markDirty(off, length)
+	img.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	cs := img.clusterSize
 	end := off + length
 	for off < end {
@@ -375,6 +386,16 @@ func (img *Image) zeroCluster(vc, from, to int64, full bool) error {
 	img.mu.Unlock()
 	_, err = img.WriteAt(make([]byte, to-from), from)
 	return err
+}
+
+// closeWriter stores the bitmaps as consistent and flushes (Close).
+func (img *Image) closeWriter() error {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if err := img.closeBitmaps(); err != nil {
+		return err
+	}
+	return img.flushLocked()
 }
 
 // Flush writes the metadata changed since the last Flush: L2 tables, the L1
@@ -673,9 +694,12 @@ func (img *Image) WriteCompressed(off int64, compressed []byte) error {
 		return errCompressEncrypted(img.name)
 	}
 	img.mu.Lock()
-	// The L2 table first, as qemu does: allocated after the data, it would
-	// end the host cluster the compressed stream is packed into.
-	_, _, err := img.l2For(off / cs)
+	err := img.markDirty(off, cs)
+	if err == nil {
+		// The L2 table first, as qemu does: allocated after the data, it
+		// would end the host cluster the compressed stream is packed into.
+		_, _, err = img.l2For(off / cs)
+	}
 	var host int64
 	if err == nil {
 		host, err = img.allocBytes(n)

@@ -21,6 +21,7 @@ var examples = map[string]string{
 	"dd":          "  vdisk dd -O raw bs=1M count=64 if=disk.qcow2 of=head.raw",
 	"rebase":      "  vdisk rebase -b new-base.qcow2 -F qcow2 overlay.qcow2\n  vdisk rebase -u -b moved/base.qcow2 overlay.qcow2",
 	"amend":       "  vdisk amend -o compat=0.10 disk.qcow2\n  vdisk amend -o refcount_bits=64,lazy_refcounts=on disk.qcow2",
+	"bitmap":      "  vdisk bitmap --add disk.qcow2 backup-1\n  vdisk bitmap --merge backup-1 -b other.qcow2 --clear disk.qcow2 backup-2",
 	"commit":      "  vdisk commit overlay.qcow2\n  vdisk commit -d -b base.qcow2 top.qcow2",
 	"snapshot":    "  vdisk snapshot -l disk.qcow2\n  vdisk snapshot -c before-upgrade disk.qcow2\n  vdisk snapshot -a before-upgrade disk.qcow2\n  vdisk snapshot -d before-upgrade disk.qcow2",
 	"checksum":    "  vdisk checksum disk.qcow2\n  vdisk checksum --linear -a sha256 disk.vmdk",

@@ -222,7 +222,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 		newMapCommand(g), newMeasureCommand(g), newCheckCommand(g), newResizeCommand(g),
 		newDDCommand(g), newSnapshotCommand(g), newISOCommand(),
 		newChecksumCommand(g), newVerifyCommand(g), newRescueCommand(g),
-		newServeCommand(g), newRebaseCommand(g), newCommitCommand(g), newAmendCommand(g),
+		newServeCommand(g), newRebaseCommand(g), newCommitCommand(g), newAmendCommand(g), newBitmapCommand(g),
 		newLsCommand(g), newCatCommand(g), newExtractCommand(g), newTarCommand(g),
 	)
 	applyNewcomerAids(root)
