@@ -50,6 +50,10 @@ type Job struct {
 	// Compression, when set (xz, zstd or gzip), writes the raw output as
 	// one compressed stream, compressed in parallel (see compressout.go).
 	Compression compressed.Kind
+	// Driver, when set, writes the output instead of the registered
+	// driver Format names: a package that is not an image format (package
+	// cloudpkg's ova and gce), written atomically like any output.
+	Driver *formats.Driver
 	Copy        Options
 	// Warn, when set, receives warnings (temporary files of an earlier
 	// conversion that was killed, removed).
@@ -86,7 +90,7 @@ func Run(ctx context.Context, job Job) error {
 	if job.Format == "" {
 		job.Format = "raw"
 	}
-	drv, err := formats.Lookup(job.Format)
+	drv, err := job.driver()
 	if err != nil {
 		return err
 	}
@@ -151,6 +155,14 @@ func Run(ctx context.Context, job Job) error {
 		return runStream(ctx, job, drv, opts, src)
 	}
 	return runAtomic(ctx, job, drv, opts, src, sources, locks)
+}
+
+// driver is the output's driver: Driver, else the registered Format.
+func (job Job) driver() (*formats.Driver, error) {
+	if job.Driver != nil {
+		return job.Driver, nil
+	}
+	return formats.Lookup(job.Format)
 }
 
 // createOptions parses -o and folds in the size and -B/-F.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vdiskio/vdisk/cloudpkg"
+	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/imageinfo"
 	"github.com/vdiskio/vdisk/source/archive"
@@ -139,5 +141,26 @@ func (g *globals) printArchive(w io.Writer, path string) {
 			line += " <- read"
 		}
 		fmt.Fprintln(w, line)
+	}
+}
+
+// packageDrivers are the output formats that are packages, not images
+// (-O ova, -O gce): package cloudpkg writes them.
+func packageDriver(name string) *formats.Driver {
+	switch name {
+	case cloudpkg.OVAName:
+		return cloudpkg.OVADriver()
+	case cloudpkg.GCEName:
+		return cloudpkg.GCEDriver()
+	}
+	return nil
+}
+
+// usePackageDriver makes a conversion to -O ova or -O gce write the
+// package; an OVA's VMDK grains are compressed by the engine's workers.
+func usePackageDriver(job *convert.Job) {
+	if drv := packageDriver(job.Format); drv != nil {
+		job.Driver = drv
+		job.Copy.Compress = job.Copy.Compress || drv.Name == cloudpkg.OVAName
 	}
 }

@@ -71,6 +71,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			job.Format, job.CreateOptions = outFormat, rest
+			usePackageDriver(&job)
 			job.Backing, job.BackingFormat = backing, backingFormat
 			job.Stdout = cmd.OutOrStdout()
 			job.OpenRemote = openRemote
@@ -198,6 +199,9 @@ func optionsHelp(cmd *cobra.Command, format string, opts []string) bool {
 	for _, o := range strings.Split(strings.Join(opts, ","), ",") {
 		if o == "help" || o == "?" {
 			drv, err := formats.Lookup(format)
+			if pkg := packageDriver(format); pkg != nil {
+				drv, err = pkg, nil
+			}
 			if err != nil {
 				cmd.PrintErrln("vdisk: " + err.Error())
 				return true
