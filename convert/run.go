@@ -54,7 +54,7 @@ type Job struct {
 	// driver Format names: a package that is not an image format (package
 	// cloudpkg's ova and gce), written atomically like any output.
 	Driver *formats.Driver
-	Copy        Options
+	Copy   Options
 	// Warn, when set, receives warnings (temporary files of an earlier
 	// conversion that was killed, removed).
 	Warn func(msg string)
