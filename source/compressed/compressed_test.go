@@ -198,8 +198,16 @@ func FuzzSpool(f *testing.F) {
 	f.Add([]byte{0xFD, '7', 'z', 'X', 'Z', 0, 0, 4})
 	f.Add([]byte{0x28, 0xB5, 0x2F, 0xFD, 0, 0})
 	f.Add([]byte("BZh91AY&SY"))
+	// One directory for every input (not a directory made and removed per
+	// input): each spool must be gone from it once the input is done.
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, in []byte) {
-		file, err := (&Spooler{Dir: t.TempDir(), LimitBytes: 1 << 20, Stdin: bytes.NewReader(in)}).OpenPath(StdinName, false)
+		defer func() {
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Fatalf("%s left in the spool directory", left[0].Name())
+			}
+		}()
+		file, err := (&Spooler{Dir: dir, LimitBytes: 1 << 20, Stdin: bytes.NewReader(in)}).OpenPath(StdinName, false)
 		if err != nil {
 			return
 		}
