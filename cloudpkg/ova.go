@@ -62,6 +62,9 @@ func newOVAConfig(req formats.CreateRequest) (ovaConfig, error) {
 	if c.adapter == "" {
 		c.adapter = "lsilogic"
 	}
+	if c.name == "" && req.Name == "-" {
+		return c, fmt.Errorf("%w: an OVA written to stdout needs its VM's name: -o name=VM", formats.ErrInvalidOption)
+	}
 	if c.name == "" {
 		c.name = strings.TrimSuffix(filepath.Base(req.Name), filepath.Ext(req.Name))
 	}

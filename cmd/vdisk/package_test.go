@@ -222,6 +222,29 @@ func TestOVAOutput(t *testing.T) {
 	}
 }
 
+// TestOVAToStdout: an OVA written to '-' (with its name given) is the
+// same package; without a name it is refused.
+func TestOVAToStdout(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", src, "3M")
+	qemutest.IO(t, "raw", src, "write -P 0x77 1M 100k")
+	if _, stderr, code := vdisk(t, "convert", "-O", "ova", src, "-"); code == 0 || !strings.Contains(stderr, "name=VM") {
+		t.Errorf("an unnamed OVA to stdout: exit %d, %q", code, stderr)
+	}
+	stdout, stderr, code := vdisk(t, "convert", "-O", "ova", "-o", "name=piped", src, "-")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	ova := filepath.Join(dir, "piped.ova")
+	os.WriteFile(ova, []byte(stdout), 0o644)
+	x := t.TempDir()
+	if r := qemutest.Exec(t, "tar", "-C", x, "-xf", ova); r.Code != 0 {
+		t.Fatalf("tar -x: %s", r.Stderr)
+	}
+	qemutest.RequireSame(t, "raw", src, "vmdk", filepath.Join(x, "piped-disk1.vmdk"))
+}
+
 // TestGCEOutput: convert -O gce, judged by gzip -t and GNU tar: the
 // listing shows disk.raw of the disk's size, `tar --sparse -xzf` gives
 // the source bytes and a file as sparse as the source; a 16 GiB disk
