@@ -3,41 +3,12 @@
 package main
 
 import (
-	"bufio"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
-
-// holdImage keeps path open in qemu-io (flags: -r for read-only) until the
-// test ends; it returns once qemu-io has answered a command on the image.
-func holdImage(t *testing.T, format, path string, flags ...string) {
-	t.Helper()
-	cmd := exec.Command(qemutest.Tool(t, "qemu-io"), append(append([]string{"-f", format}, flags...), path)...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	stdin.Write([]byte("length\n"))
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "iB") || strings.Contains(sc.Text(), "bytes") {
-			return
-		}
-	}
-	t.Fatalf("qemu-io did not open %s", path)
-}
 
 // TestImageLocksAgainstQemuIO: with qemu-io holding an image (as a running
 // VM would), every vdisk command exits as qemu-img does on the same
@@ -67,8 +38,8 @@ func TestImageLocksAgainstQemuIO(t *testing.T) {
 		}
 	}
 	t.Run("writer", func(t *testing.T) {
-		holdImage(t, "qcow2", img)
-		holdImage(t, "qcow2", dest)
+		qemutest.HoldImage(t, "qcow2", img)
+		qemutest.HoldImage(t, "qcow2", dest)
 		check(t, []line{
 			{[]string{"info", img}, `Failed to get shared "write" lock`},
 			{[]string{"info", "-U", "--output=json", img}, ""},
@@ -89,7 +60,7 @@ func TestImageLocksAgainstQemuIO(t *testing.T) {
 		}
 	})
 	t.Run("reader", func(t *testing.T) {
-		holdImage(t, "qcow2", img, "-r")
+		qemutest.HoldImage(t, "qcow2", img, "-r")
 		check(t, []line{
 			{[]string{"info", img}, ""},
 			{[]string{"map", img}, ""},
@@ -98,7 +69,7 @@ func TestImageLocksAgainstQemuIO(t *testing.T) {
 		})
 	})
 	t.Run("raw", func(t *testing.T) {
-		holdImage(t, "raw", rawImg)
+		qemutest.HoldImage(t, "raw", rawImg)
 		check(t, []line{
 			{[]string{"info", rawImg}, ""},
 			{[]string{"map", rawImg}, ""},

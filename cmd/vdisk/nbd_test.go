@@ -2,15 +2,7 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -416,7 +408,7 @@ func TestRescueFromFailingExport(t *testing.T) {
 // a plain nbd:// client is refused.
 func TestServeTLSOverTCP(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSignedPEM(t)
+	certPEM, keyPEM := qemutest.SelfSignedPEM(t)
 	cert, key := filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem")
 	for name, data := range map[string][]byte{cert: certPEM, key: keyPEM, filepath.Join(dir, "ca-cert.pem"): certPEM} {
 		if err := os.WriteFile(name, data, 0o600); err != nil {
@@ -443,31 +435,4 @@ func TestServeTLSOverTCP(t *testing.T) {
 	if r := qemutest.Exec(t, "nbdinfo", "--size", plain); r.Code == 0 {
 		t.Errorf("a plain client read the TLS export: %s", r.Stdout)
 	}
-}
-
-// selfSignedPEM makes a self-signed certificate for 127.0.0.1 and
-// localhost, and its key, in PEM.
-func selfSignedPEM(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }

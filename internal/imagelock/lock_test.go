@@ -3,45 +3,13 @@
 package imagelock
 
 import (
-	"bufio"
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
-
-// holdWithQemuIO opens path with qemu-io (extra flags such as -r) and keeps
-// it open until the test ends: qemu-io answers a "length" command once the
-// image is open, so the test waits for that line, not for a time.
-func holdWithQemuIO(t *testing.T, format, path string, flags ...string) {
-	t.Helper()
-	cmd := exec.Command(qemutest.Tool(t, "qemu-io"), append(append([]string{"-f", format}, flags...), path)...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	if _, err := stdin.Write([]byte("length\n")); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "iB") || strings.Contains(sc.Text(), "bytes") {
-			return
-		}
-	}
-	t.Fatalf("qemu-io did not open %s: %v", path, sc.Err())
-}
 
 // TestAgainstQemuIO: the modes conflict with qemu-io holding an image
 // exactly where qemu-img conflicts with it, with qemu's wording.
@@ -69,7 +37,7 @@ func TestAgainstQemuIO(t *testing.T) {
 		path := filepath.Join(dir, name)
 		qemutest.Img(t, "create", "-q", "-f", tc.format, path, "1M")
 		t.Run(name, func(t *testing.T) {
-			holdWithQemuIO(t, tc.format, path, tc.flags...)
+			qemutest.HoldImage(t, tc.format, path, tc.flags...)
 			l, err := Acquire(path, tc.mode)
 			if tc.want == "" {
 				if err != nil {
