@@ -34,8 +34,13 @@ type Job struct {
 	// Backing and BackingFormat make the output an overlay (-B/-F): only
 	// the source's top layer is copied.
 	Backing, BackingFormat string
-	Existing               bool // -n: write into an existing image
-	Sync                   bool // --sync: fsync the output and its directory
+	// OverlayFilter, when set with Backing, replaces the view that is
+	// written into the overlay (the source seen against the backing) with
+	// the image it returns: convert --bitmap keeps the ranges a dirty
+	// bitmap marks.
+	OverlayFilter func(formats.Image) formats.Image
+	Existing      bool // -n: write into an existing image
+	Sync          bool // --sync: fsync the output and its directory
 	// Direct (-t none, directsync) writes a device destination with
 	// O_DIRECT where the OS allows it.
 	Direct bool
@@ -316,6 +321,9 @@ func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 		}
 		defer closeBase()
 		src = view
+		if job.OverlayFilter != nil {
+			src = job.OverlayFilter(src)
+		}
 	}
 	if err := copyAndFlush(ctx, dst, src, job.Copy); err != nil {
 		dst.Close()

@@ -22,6 +22,7 @@ func newConvertCommand(g *globals) *cobra.Command {
 		progress, usedOnly                                                 bool
 		hash                                                               hashFlags
 		mapfile, splitSize                                                 string
+		bitmaps                                                            bitmapConvert
 	)
 	cmd := &cobra.Command{
 		Use:   "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] [-m num] [-W] [-C] [-B backing_file [-F backing_fmt]] [-l snapshot] filename output_filename",
@@ -97,6 +98,9 @@ func newConvertCommand(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if err := bitmaps.prepare(g, cmd, &job); err != nil {
+				return err
+			}
 			if mapfile != "" {
 				return convertRescue(cmd, g, job, mapfile, srcFormat, progress)
 			}
@@ -105,12 +109,19 @@ func newConvertCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return convert.Run(cmd.Context(), job)
+				if err := convert.Run(cmd.Context(), job); err != nil {
+					return err
+				}
+				return bitmaps.finish(g, cmd, job)
+			}
+			if bitmaps.copyAll {
+				return fmt.Errorf("%w: --bitmaps with --hash", formats.ErrUnsupported)
 			}
 			return runHashed(cmd, g, job, hr, srcFormat)
 		},
 	}
 	f := cmd.Flags()
+	bitmaps.flags(cmd)
 	f.StringVarP(&srcFormat, "format", "f", "", "input format (probed when omitted)")
 	f.StringVarP(&outFormat, "output-format", "O", "raw", "output format")
 	f.StringArrayVarP(&createOpts, "options", "o", nil, "output create options k=v[,k=v...]; -o help lists them")
