@@ -2,14 +2,13 @@ package ewf
 
 import (
 	"container/list"
-	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"sync"
 
 	"github.com/vdiskio/vdisk/internal/sparse"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/guid"
 )
 
 // tableCache keeps the decoded chunk locations of recently used tables,
@@ -191,7 +190,4 @@ type Details struct {
 
 // guidString formats the segment file set GUID as ewfinfo does (Microsoft
 // layout: the first three fields little-endian).
-func guidString(g [16]byte) string {
-	return fmt.Sprintf("%08x-%04x-%04x-%x-%x", binary.LittleEndian.Uint32(g[0:]), binary.LittleEndian.Uint16(g[4:]),
-		binary.LittleEndian.Uint16(g[6:]), g[8:10], g[10:])
-}
+func guidString(g [16]byte) string { return guid.FromMixed(g[:]).String() }
