@@ -279,6 +279,11 @@ func TestRebaseCommitEveryFormat(t *testing.T) {
 					raws, parents := chainFiles(t, dir, cf.name, cf.ext)
 					base, top := filepath.Join(dir, "base."+cf.ext), filepath.Join(dir, "top."+cf.ext)
 					ownBefore := ownBytes(t, cf.name, top, parents...)
+					var qdir string
+					if cf.name == "vmdk" { // qemu-img commits vmdk chains too (it cannot empty a vmdk top)
+						qdir = copyTree(t, dir)
+						qemutest.Img(t, "commit", "-q", "-d", filepath.Join(qdir, "top.vmdk"))
+					}
 					args := append(append([]string{"commit", "-q"}, parents...), top)
 					if keep {
 						args = append(args[:len(args)-1], "-d", top)
@@ -295,6 +300,15 @@ func TestRebaseCommitEveryFormat(t *testing.T) {
 					if cf.qemuReads {
 						qemutest.RequireClean(t, cf.name, base)
 						qemutest.RequireClean(t, cf.name, top)
+					}
+					if qdir != "" {
+						qbase := filepath.Join(qdir, "base.vmdk")
+						qemutest.RequireSame(t, "vmdk", base, "vmdk", qbase)
+						vm := mapShape(t, qemutest.Img(t, "map", "--output=json", base))
+						qm := mapShape(t, qemutest.Img(t, "map", "--output=json", qbase))
+						if vm != qm {
+							t.Errorf("base map after vdisk commit\n%s\nqemu-img commit\n%s", vm, qm)
+						}
 					}
 				})
 			}
