@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
@@ -376,4 +378,45 @@ func TestClientNova(t *testing.T) {
 		c.run(0, "convert", "-t", cache, "-O", "qcow2", "-f", "qcow2", "-c", "{}/src.qcow2", "{}/"+name+".qcow2")
 		c.sameImage("qcow2", name+".qcow2")
 	}
+}
+
+// TestClientBitmaps: the qemu-img lines of changed-block-tracking backups
+// of a stopped VM (OpenNebula's incremental qcow2 backups name bitmaps
+// one-VMID-N; virtnbdbackup's offline mode lists them from info JSON):
+// add a bitmap at each backup, remove the older one, list them with info
+// --output=json, copy them with convert --bitmaps. Both tools give the same
+// exit codes, the same bitmaps in info and the same dirty ranges.
+func TestClientBitmaps(t *testing.T) {
+	qemutest.Tool(t, "nbdinfo")
+	c := newClient(t)
+	bitmaps := func(q, v qemutest.Result) {
+		t.Helper()
+		var qm, vm map[string]any
+		if json.Unmarshal([]byte(q.Stdout), &qm) != nil || json.Unmarshal([]byte(v.Stdout), &vm) != nil {
+			t.Fatalf("info JSON: %q %q", q.Stdout, v.Stdout)
+		}
+		get := func(m map[string]any) any {
+			return m["format-specific"].(map[string]any)["data"].(map[string]any)["bitmaps"]
+		}
+		if !equalJSON(get(qm), get(vm)) {
+			t.Errorf("bitmaps: qemu-img %v, vdisk %v", get(qm), get(vm))
+		}
+	}
+	c.run(0, "bitmap", "--add", "{}/src.qcow2", "one-0-0")
+	for _, dir := range []string{c.qdir, c.vdir} {
+		qemutest.IO(t, "qcow2", filepath.Join(dir, "src.qcow2"), "write -P 0x33 2M 1M", "write -z 10M 64k")
+	}
+	c.run(0, "bitmap", "--add", "{}/src.qcow2", "one-0-1")
+	bitmaps(c.run(0, "info", "--output=json", "--force-share", "{}/src.qcow2"))
+	for _, name := range []string{"one-0-0", "one-0-1"} {
+		if d := cmp.Diff(qemutest.DirtyRanges(t, filepath.Join(c.qdir, "src.qcow2"), name), qemutest.DirtyRanges(t, filepath.Join(c.vdir, "src.qcow2"), name)); d != "" {
+			t.Errorf("%s dirty ranges (-qemu-img +vdisk):\n%s", name, d)
+		}
+	}
+	c.run(0, "bitmap", "--remove", "{}/src.qcow2", "one-0-0")
+	c.run(1, "bitmap", "--remove", "{}/src.qcow2", "one-0-0")
+	bitmaps(c.run(0, "info", "--output=json", "--force-share", "{}/src.qcow2"))
+	c.run(0, "convert", "-O", "qcow2", "--bitmaps", "{}/src.qcow2", "{}/copy.qcow2")
+	c.sameImage("qcow2", "copy.qcow2")
+	bitmaps(c.run(0, "info", "--output=json", "{}/copy.qcow2"))
 }
