@@ -24,18 +24,6 @@ func init() {
 	})
 }
 
-// Create option names.
-const (
-	optSegmentSize = "segment_size"
-	optCompression = "compression"
-	optChunkSize   = "chunk_size"
-	optCase        = "case_number"
-	optEvidence    = "evidence_number"
-	optExaminer    = "examiner"
-	optDescription = "description"
-	optNotes       = "notes"
-)
-
 // Compression levels of the compression option, as ewfacquire -c names them.
 const (
 	compNone       = "none"
@@ -44,20 +32,22 @@ const (
 	compBest       = "best"
 )
 
-var createOptions = []formats.OptionSpec{
-	{Name: optSegmentSize, Type: formats.OptSize, Default: "1500M",
-		Help: "Largest segment file (NAME.E01, .E02, ...), at least 1M (ewfacquire -S)"},
-	{Name: optCompression, Type: formats.OptString, Default: compFast,
-		Values: []string{compNone, compEmptyBlock, compFast, compBest},
-		Help:   "Chunk compression: none, empty-block (only chunks of one repeated byte), fast or best (ewfacquire -c)"},
-	{Name: optChunkSize, Type: formats.OptSize, Default: "32K",
-		Help: "Bytes per chunk: 512 times a power of two from 16 to 32768 sectors (ewfacquire -b)"},
-	{Name: optCase, Type: formats.OptString, Help: "Case number (ewfacquire -C)"},
-	{Name: optEvidence, Type: formats.OptString, Help: "Evidence number (ewfacquire -E)"},
-	{Name: optExaminer, Type: formats.OptString, Help: "Examiner name (ewfacquire -e)"},
-	{Name: optDescription, Type: formats.OptString, Help: "Description (ewfacquire -D)"},
-	{Name: optNotes, Type: formats.OptString, Help: "Notes (ewfacquire -N)"},
+// CreateOptions are the ewf create options, typed: the zero value is the
+// defaults (1500 MiB segments, fast compression, 32 KiB chunks, no case
+// metadata). They are the one source of the -o names, defaults and help;
+// library callers fill them and pass formats.OptionsOf(CreateOptions...).
+type CreateOptions struct {
+	SegmentSize    int64  `opt:"segment_size,size" default:"1500M" help:"Largest segment file (NAME.E01, .E02, ...), at least 1M (ewfacquire -S)"`
+	Compression    string `opt:"compression" default:"fast" values:"none,empty-block,fast,best" help:"Chunk compression: none, empty-block (only chunks of one repeated byte), fast or best (ewfacquire -c)"`
+	ChunkSize      int64  `opt:"chunk_size,size" default:"32K" help:"Bytes per chunk: 512 times a power of two from 16 to 32768 sectors (ewfacquire -b)"`
+	CaseNumber     string `opt:"case_number" help:"Case number (ewfacquire -C)"`
+	EvidenceNumber string `opt:"evidence_number" help:"Evidence number (ewfacquire -E)"`
+	Examiner       string `opt:"examiner" help:"Examiner name (ewfacquire -e)"`
+	Description    string `opt:"description" help:"Description (ewfacquire -D)"`
+	Notes          string `opt:"notes" help:"Notes (ewfacquire -N)"`
 }
+
+var createOptions = formats.OptionSpecsOf(CreateOptions{})
 
 // probe recognises the segment file signatures: EWF-E01/S01 (read), and
 // EWF-L01 and EWF2 (recognised so that Open refuses them by name).

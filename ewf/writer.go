@@ -135,22 +135,25 @@ func newWriter(req formats.CreateRequest) (*Writer, error) {
 	if req.Size <= 0 || req.Size%sectorBytes != 0 {
 		return nil, fmt.Errorf("%w: %s: EWF stores whole %d-byte sectors; %d bytes is not a positive multiple", formats.ErrInvalidOption, name, sectorBytes, req.Size)
 	}
-	o := req.Options
-	chunk := o.Size(optChunkSize)
+	var o CreateOptions
+	if err := req.Options.Decode(&o); err != nil {
+		return nil, err
+	}
+	chunk := o.ChunkSize
 	sectors := chunk / sectorBytes
 	if chunk%sectorBytes != 0 || sectors < minChunkSectors || sectors > maxChunkSectors || sectors&(sectors-1) != 0 {
-		return nil, fmt.Errorf("%w: %s=%d: want 512 bytes times a power of two from %d to %d", formats.ErrInvalidOption, optChunkSize, chunk, minChunkSectors, maxChunkSectors)
+		return nil, fmt.Errorf("%w: %s=%d: want 512 bytes times a power of two from %d to %d", formats.ErrInvalidOption, "chunk_size", chunk, minChunkSectors, maxChunkSectors)
 	}
 	chunks := (req.Size + chunk - 1) / chunk
 	if chunks > 1<<32-1 {
-		return nil, fmt.Errorf("%w: %s: %d chunks exceed EWF's 32-bit chunk count; use a larger %s", formats.ErrInvalidOption, name, chunks, optChunkSize)
+		return nil, fmt.Errorf("%w: %s: %d chunks exceed EWF's 32-bit chunk count; use a larger chunk_size", formats.ErrInvalidOption, name, chunks)
 	}
-	segBytes := o.Size(optSegmentSize)
+	segBytes := o.SegmentSize
 	if segBytes < minSegmentBytes {
-		return nil, fmt.Errorf("%w: %s=%d: at least %d bytes", formats.ErrInvalidOption, optSegmentSize, segBytes, minSegmentBytes)
+		return nil, fmt.Errorf("%w: %s=%d: at least %d bytes", formats.ErrInvalidOption, "segment_size", segBytes, minSegmentBytes)
 	}
 	w := &Writer{name: name, first: req.File, siblings: req.Siblings, size: req.Size, chunkBytes: chunk,
-		segmentBytes: segBytes, compression: o.String(optCompression), sectorsStart: -1,
+		segmentBytes: segBytes, compression: o.Compression, sectorsStart: -1,
 		hashes: [2]hash.Hash{md5.New(), sha1.New()}}
 	w.vol = volume{MediaType: mediaFixed, ChunkCount: uint32(chunks), SectorsPerChunk: uint32(sectors),
 		BytesPerSector: sectorBytes, SectorCount: uint64(req.Size / sectorBytes),
@@ -177,12 +180,16 @@ func newWriter(req formats.CreateRequest) (*Writer, error) {
 }
 
 // metadata builds the header values from the create options.
-func metadata(o formats.Options) (Metadata, error) {
-	md := Metadata{CaseNumber: o.String(optCase), EvidenceNumber: o.String(optEvidence),
-		Description: o.String(optDescription), Examiner: o.String(optExaminer), Notes: o.String(optNotes),
+func metadata(opts formats.Options) (Metadata, error) {
+	var o CreateOptions
+	if err := opts.Decode(&o); err != nil {
+		return Metadata{}, err
+	}
+	md := Metadata{CaseNumber: o.CaseNumber, EvidenceNumber: o.EvidenceNumber,
+		Description: o.Description, Examiner: o.Examiner, Notes: o.Notes,
 		SoftwareVersion: Software, Platform: platform()}
-	for k, v := range map[string]string{optCase: md.CaseNumber, optEvidence: md.EvidenceNumber,
-		optDescription: md.Description, optExaminer: md.Examiner, optNotes: md.Notes} {
+	for k, v := range map[string]string{"case_number": md.CaseNumber, "evidence_number": md.EvidenceNumber,
+		"description": md.Description, "examiner": md.Examiner, "notes": md.Notes} {
 		if err := checkValue(k, v); err != nil {
 			return md, fmt.Errorf("%w: %v", formats.ErrInvalidOption, err)
 		}
@@ -604,7 +611,7 @@ func (w *Writer) nextSegment() error {
 	n := len(w.segs) + 1
 	path, err := segmentName(w.name, n)
 	if err != nil {
-		return fmt.Errorf("%s: %w; use a larger %s", w.name, err, optSegmentSize)
+		return fmt.Errorf("%s: %w; use a larger segment_size", w.name, err)
 	}
 	f, err := w.siblings(filepath.Base(path))
 	if err != nil {
