@@ -20,14 +20,18 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 		return nil, err
 	}
 	create := lukshdr.Create1
-	switch o := req.Options; o.String("luks-type") {
+	var o CreateOptions
+	if err := req.Options.Decode(&o); err != nil {
+		return nil, err
+	}
+	switch o.LUKSType {
 	case "luks2":
-		p2 := lukshdr.Params2{KDF: o.String("pbkdf"), MemoryKiB: uint32(o.Int("pbkdf-memory")), Time: uint32(o.Int("pbkdf-time"))}
+		p2 := lukshdr.Params2{KDF: o.PBKDF, MemoryKiB: uint32(o.PBKDFMemory), Time: uint32(o.PBKDFTime)}
 		create = func(name string, p lukshdr.CreateParams) ([]byte, *lukshdr.Volume, *lukshdr.SectorCipher, error) {
 			return lukshdr.Create2(name, p, p2)
 		}
 	default:
-		if o.IsSet("pbkdf") || o.IsSet("pbkdf-memory") || o.IsSet("pbkdf-time") {
+		if o.PBKDF != "" || o.PBKDFMemory != 0 || o.PBKDFTime != 0 {
 			return nil, fmt.Errorf("%s: %w: pbkdf, pbkdf-memory and pbkdf-time need luks-type=luks2", req.Name, formats.ErrInvalidOption)
 		}
 	}
@@ -69,12 +73,23 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 	return formats.Measurement{Required: header + size, FullyAllocated: header + size, Bitmaps: -1}, nil
 }
 
-// luks2Options are vdisk's own create options (qemu 7.2 writes LUKS1 only).
-var luks2Options = []formats.OptionSpec{
-	{Name: "luks-type", Type: formats.OptString, Default: "luks1", Values: []string{"luks1", "luks2"},
-		Help: "LUKS version of the new volume (vdisk; qemu reads luks1 only)"},
-	{Name: "pbkdf", Type: formats.OptString, Values: []string{"pbkdf2", "argon2i", "argon2id"},
-		Help: "LUKS2 key slot KDF, default argon2id (vdisk)"},
-	{Name: "pbkdf-memory", Type: formats.OptInt, Help: "LUKS2 Argon2 memory in KiB, default 1048576 (vdisk)"},
-	{Name: "pbkdf-time", Type: formats.OptInt, Help: "LUKS2 Argon2 passes, default 4 (vdisk)"},
+// CreateOptions are the luks create options, typed: the zero value is
+// qemu's defaults (a LUKS1 volume, aes-256-xts-plain64, sha256, 2 s of
+// PBKDF2), and KeySecret names the secret (formats.OpenOptions.Secrets)
+// holding the passphrase. They are the one source of the -o names and
+// help; the LUKS2 options are vdisk's own (qemu 7.2 writes LUKS1 only).
+type CreateOptions struct {
+	CipherAlg    string `opt:"cipher-alg" help:"Name of encryption cipher algorithm"`
+	CipherMode   string `opt:"cipher-mode" help:"Name of encryption cipher mode"`
+	HashAlg      string `opt:"hash-alg" help:"Name of encryption hash algorithm"`
+	IterTime     int64  `opt:"iter-time" help:"Time to spend in PBKDF in milliseconds"`
+	IVGenAlg     string `opt:"ivgen-alg" help:"Name of IV generator algorithm"`
+	IVGenHashAlg string `opt:"ivgen-hash-alg" help:"Name of IV generator hash algorithm"`
+	KeySecret    string `opt:"key-secret" help:"ID of the secret that provides the keyslot passphrase"`
+	LUKSType     string `opt:"luks-type" default:"luks1" values:"luks1,luks2" help:"LUKS version of the new volume (vdisk; qemu reads luks1 only)"`
+	PBKDF        string `opt:"pbkdf" values:"pbkdf2,argon2i,argon2id" help:"LUKS2 key slot KDF, default argon2id (vdisk)"`
+	PBKDFMemory  int64  `opt:"pbkdf-memory" help:"LUKS2 Argon2 memory in KiB, default 1048576 (vdisk)"`
+	PBKDFTime    int64  `opt:"pbkdf-time" help:"LUKS2 Argon2 passes, default 4 (vdisk)"`
 }
+
+var createOptions = formats.OptionSpecsOf(CreateOptions{})

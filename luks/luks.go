@@ -24,7 +24,7 @@ func init() {
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
 			return imageio.Created(Create(ctx, req))
 		},
-		CreateOptions: append(lukshdr.OptionSpecs("", "ID of the secret that provides the keyslot passphrase"), luks2Options...),
+		CreateOptions: createOptions,
 		Measure:       measure,
 	})
 }
