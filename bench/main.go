@@ -29,6 +29,7 @@
 //	go run ./bench -pairs sources -iso=false (.qcow2.xz, .raw.zst, HTTP; or sources-xz, sources-zst, sources-http)
 //	go run ./bench -pairs chains -iso=false (convert -B, commit, rebase; or one: convert-B, commit, rebase)
 //	go run ./bench -runs 5 -cold -pairs raw:raw,raw:vdi -iso=false
+//	go run ./bench -runs 5 -pairs uncompressed -sparse   (every pair without compression)
 //	go run ./bench -scaling -pairs none -iso=false
 //	go run ./bench -huge 1T -runs 1 -pairs none -iso=false
 //	go run ./bench -reflink /mnt/xfs -pairs none -iso=false
@@ -41,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -274,11 +276,18 @@ func (p pair) key() string {
 // (which selects every variant of that pair).
 func wanted(p pair, only string) bool {
 	for _, w := range strings.Split(only, ",") {
-		if w == p.key() || strings.HasPrefix(p.key(), w+":") {
+		if w == p.key() || strings.HasPrefix(p.key(), w+":") || w == "uncompressed" && !p.compressed() {
 			return true
 		}
 	}
 	return false
+}
+
+// compressed says whether the pair writes or reads compressed data (-c,
+// streamOptimized, a compressed qcow2 source); "-pairs uncompressed"
+// selects every other pair.
+func (p pair) compressed() bool {
+	return p.srcKind == "qcow2c" || slices.Contains(p.args, "-c") || slices.Contains(p.args, "subformat=streamOptimized")
 }
 
 func has(vdisk, format string) bool {
