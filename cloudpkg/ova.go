@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"path/filepath"
 	"strings"
@@ -232,7 +231,7 @@ func (w *ovaWriter) pack(vmdkBytes int64) error {
 
 // hashTemp is the hex SHA256 of the finished VMDK.
 func (w *ovaWriter) hashTemp(n int64) (string, error) {
-	var h hash.Hash = sha256.New()
+	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(w.tmp, 0, n)); err != nil {
 		return "", fmt.Errorf("%s: hashing the VMDK: %w", w.name, err)
 	}
