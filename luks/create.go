@@ -66,7 +66,11 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 		return formats.Measurement{}, err
 	}
 	header := lukshdr.HeaderSize1(p)
-	if req.Options.String("luks-type") == "luks2" {
+	var o CreateOptions
+	if err := req.Options.Decode(&o); err != nil {
+		return formats.Measurement{}, err
+	}
+	if o.LUKSType == "luks2" {
 		header = lukshdr.HeaderSize2
 	}
 	size := (req.Size + 511) / 512 * 512

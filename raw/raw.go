@@ -57,7 +57,11 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 		return nil, fmt.Errorf("%s: negative size", req.Name)
 	}
 	img := &Image{f: req.File, size: req.Size}
-	mode := req.Options.String("preallocation")
+	var opts CreateOptions
+	if err := req.Options.Decode(&opts); err != nil {
+		return nil, err
+	}
+	mode := opts.Preallocation
 	if sf, ok := req.File.(formats.SequentialWriter); ok && sf.Sequential() {
 		// A stream is written in order: the tail is padded at Flush.
 		if mode != "" && mode != "off" {
