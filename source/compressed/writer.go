@@ -155,8 +155,8 @@ func (zw *Writer) Write(p []byte) (int, error) {
 			return n, err
 		}
 		if zw.buf == nil {
-			if b, ok := zw.pool.Get().([]byte); ok {
-				zw.buf = b[:0]
+			if b, ok := zw.pool.Get().(*[]byte); ok {
+				zw.buf = (*b)[:0]
 			} else {
 				zw.buf = make([]byte, 0, zw.blockBytes)
 			}
@@ -206,7 +206,8 @@ func (zw *Writer) writeLoop() {
 		}
 		zw.records = append(zw.records, rec)
 		if cap(j.in) == zw.blockBytes {
-			zw.pool.Put(j.in[:0])
+			in := j.in[:0]
+			zw.pool.Put(&in)
 		}
 	}
 }
