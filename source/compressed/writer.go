@@ -73,6 +73,7 @@ type Writer struct {
 	records    []block // per block written: its compressed and uncompressed bytes
 	pool       sync.Pool
 	closed     bool
+	submitted  int // blocks handed to the workers (the caller's count; records is the writing goroutine's)
 }
 
 type blockJob struct {
@@ -175,6 +176,7 @@ func (zw *Writer) Write(p []byte) (int, error) {
 func (zw *Writer) submit() {
 	j := &blockJob{in: zw.buf, done: make(chan struct{})}
 	zw.buf = nil
+	zw.submitted++
 	zw.sem <- struct{}{}
 	go func() {
 		defer func() { <-zw.sem }()
@@ -264,7 +266,7 @@ func (zw *Writer) Close() error {
 		return zw.failed()
 	}
 	zw.closed = true
-	if len(zw.buf) > 0 || (zw.kind != Xz && len(zw.records) == 0 && zw.failed() == nil) {
+	if len(zw.buf) > 0 || (zw.kind != Xz && zw.submitted == 0 && zw.failed() == nil) {
 		if zw.buf == nil {
 			zw.buf = []byte{}
 		}
