@@ -162,6 +162,12 @@ func (img *Image) writeRun(p []byte, off int64) (int, error) {
 			continue
 		}
 		count := img.reserveRun(b, inBlock, int64(len(p)))
+		if int64(img.allocated)+count > int64(len(img.bmap)) {
+			// Leaked blocks (an interrupted write) used up the data area.
+			img.mu.Unlock()
+			return 0, formats.Corruptf(img.name, "VDI header", 388,
+				"%d allocated blocks leave no data block free for block %d of %d; refusing to write (run check)", img.allocated, b, len(img.bmap))
+		}
 		idx := img.allocated
 		img.allocated += uint32(count)
 		ch := make(chan struct{})
