@@ -244,19 +244,8 @@ func (e *Encoder) greedyParse(src []byte) {
 			}
 			blockStart = i
 		}
-		if i+4 > n {
-			e.literal(src[i])
-			i++
-			continue
-		}
-		cand := e.insert(src, i)
-		if cand < i-e.window || cand < 0 {
-			e.literal(src[i])
-			i++
-			continue
-		}
-		l, d := e.longest(src, i, cand, minMatch-1, e.p.chain)
-		if d == 0 || (l == minMatch && d > tooFar) {
+		l, d := e.greedyMatch(src, i)
+		if d == 0 {
 			e.literal(src[i])
 			i++
 			continue
@@ -271,6 +260,23 @@ func (e *Encoder) greedyParse(src []byte) {
 		i = end
 	}
 	e.flush(src[blockStart:], true)
+}
+
+// greedyMatch is the match greedyParse takes at i (hashing i), or d == 0
+// when a literal goes out there.
+func (e *Encoder) greedyMatch(src []byte, i int) (l, d int) {
+	if i+4 > len(src) {
+		return 0, 0
+	}
+	cand := e.insert(src, i)
+	if cand < i-e.window || cand < 0 {
+		return 0, 0
+	}
+	l, d = e.longest(src, i, cand, minMatch-1, e.p.chain)
+	if d == 0 || (l == minMatch && d > tooFar) {
+		return 0, 0
+	}
+	return l, d
 }
 
 // lazyParse defers each match by a byte: if the next position starts a
