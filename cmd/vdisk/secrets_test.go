@@ -16,21 +16,6 @@ const (
 	cliSecret = "secret,id=sec0,data=" + cliPass
 )
 
-// qemuRetry runs qemu-img, again when its PBKDF calibration fails on a
-// busy machine ("Unable to get accurate CPU usage").
-func qemuRetry(t *testing.T, args ...string) string {
-	t.Helper()
-	for try := 0; ; try++ {
-		r := qemutest.Exec(t, "qemu-img", args...)
-		if r.Code == 0 {
-			return r.Stdout
-		}
-		if try == 3 || !strings.Contains(r.Stderr, "accurate CPU usage") {
-			t.Fatalf("qemu-img %v: %s%s", args, r.Stdout, r.Stderr)
-		}
-	}
-}
-
 // TestParseSecretObject: qemu's --object secret forms, and errors that
 // never quote the secret.
 func TestParseSecretObject(t *testing.T) {
@@ -80,7 +65,7 @@ func encryptedSamples(t *testing.T) []string {
 		path := filepath.Join(dir, []string{"a.qcow2", "b.qcow2", "c.qcow2", "d.luks"}[i])
 		args = append(append([]string{"convert", "--object", cliSecret}, args...), src, path)
 		if i%2 == 0 {
-			qemuRetry(t, args...) // qemu's PBKDF calibration takes a second: two images only
+			qemutest.Img(t, args...) // qemu's PBKDF calibration takes a second: two images only
 		} else if _, stderr, code := vdisk(t, args...); code != 0 {
 			t.Fatal(stderr)
 		}

@@ -50,8 +50,26 @@ type Result struct {
 	Code           int
 }
 
-// Exec runs a tool and returns its result without judging the exit code.
+// calibrationTries bounds the runs of a qemu tool whose PBKDF calibration
+// failed. qemu times PBKDF2 by the thread's CPU clock before it writes a LUKS
+// header and gives up ("Unable to get accurate CPU usage") when that clock
+// did not advance — which a busy or coarse-clocked machine makes happen now
+// and then; it is the host's timing, not the input.
+const calibrationTries = 5
+
+// Exec runs a tool and returns its result without judging the exit code. A
+// qemu tool whose PBKDF calibration failed is run again (calibrationTries).
 func Exec(t testing.TB, tool string, args ...string) Result {
+	t.Helper()
+	for try := 1; ; try++ {
+		r := execOnce(t, tool, args...)
+		if r.Code == 0 || try == calibrationTries || !strings.Contains(r.Stderr, "Unable to get accurate CPU usage") {
+			return r
+		}
+	}
+}
+
+func execOnce(t testing.TB, tool string, args ...string) Result {
 	t.Helper()
 	cmd := exec.Command(Tool(t, tool), args...)
 	var out, errb bytes.Buffer
