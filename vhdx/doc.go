@@ -27,8 +27,18 @@
 // the image is complete after Flush. A differencing disk (2 MiB blocks by
 // default) stores a block written whole as FULLY_PRESENT and a block written
 // in part as PARTIALLY_PRESENT with its sectors marked in the chunk's
-// sector bitmap, so the rest still reads from the parent. Existing images
-// are never opened for writing.
+// sector bitmap, so the rest still reads from the parent. Every chunk of a
+// new differencing disk gets its (all-zero) sector bitmap block at once, as
+// a hole: libvhdi reads a chunk's bitmap whatever its BAT entry says.
+// Existing images are never opened for writing.
+//
+// The parent locator holds parent_linkage (the parent's DataWriteGuid,
+// lowercase in braces, the form Hyper-V writes and libvhdi parses),
+// relative_path (".\base.vhdx") and absolute_win32_path (the parent's
+// absolute path with backslashes; outside Windows without a drive letter).
+// volume_path (\\?\Volume{GUID}\...) is left out: MS-VHDX requires only
+// parent_linkage, the path entries are alternatives, and outside Windows
+// there is no volume GUID to name (a made-up one would point nowhere).
 //
 // Refused by name (ErrUnsupported): header version other than 1, log
 // version other than 0, unknown regions or metadata items flagged required,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	uuid "github.com/vdiskio/vdisk/internal/guid"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
 
@@ -185,7 +186,7 @@ func (img *Image) attachParent(ctx context.Context, req formats.CreateRequest, p
 // is left out: there is no volume GUID to name outside Windows.
 func locatorFor(child, backing string, dataWrite guid) parentLocator {
 	pl := parentLocator{Keys: []string{"parent_linkage"}, Values: map[string]string{
-		"parent_linkage": "{" + dataWrite.String() + "}"}}
+		"parent_linkage": linkageString(dataWrite)}}
 	abs := backing
 	if !filepath.IsAbs(backing) {
 		abs = filepath.Join(filepath.Dir(child), backing)
@@ -213,6 +214,11 @@ func locatorFor(child, backing string, dataWrite guid) parentLocator {
 	}
 	return pl
 }
+
+// linkageString is a parent_linkage value: the parent's DataWriteGuid in
+// braces, lowercase, as Hyper-V writes it (libvhdi parses this form only:
+// an uppercase GUID reads there as a zero parent identifier).
+func linkageString(g guid) string { return "{" + uuid.FromMixed(g[:]).String() + "}" }
 
 func (w *Writer) closeParent() {
 	if w.parent != nil {
@@ -254,11 +260,30 @@ func (w *Writer) layout(p createParams) error {
 			img.bat[img.batIndex(blk)] = batEntry(state, 0)
 		}
 	}
+	if img.hasParent && !p.fixed {
+		w.allocBitmaps()
+	}
 	w.writtenEnd = make([]uint32, img.payloadBlocks)
 	for i := range w.dirty {
 		w.dirty[i] = true
 	}
 	return nil
+}
+
+// allocBitmaps gives every chunk of a new differencing disk its sector
+// bitmap block, all zeros (no sector present: every read goes to the
+// parent), stored as a hole past the BAT, so it costs no disk space.
+// MS-VHDX lets a bitmap block be NOT_PRESENT until a block of its chunk
+// is PARTIALLY_PRESENT, but libvhdi (through 20240303 at least) reads the
+// bitmap of a differencing disk's chunk whatever its BAT entry says, from
+// file offset 0 when it is not present, and so reads the file identifier's
+// bits as sector bits.
+func (w *Writer) allocBitmaps() {
+	img := w.Image
+	for c := int64(0); c*img.chunkRatio < img.payloadBlocks; c++ {
+		img.bat[img.bitmapIndex(c*img.chunkRatio)] = batEntry(bitmapPresent, uint64(w.fileEnd))
+		w.fileEnd += bitmapBlockSize
+	}
 }
 
 // writeStructures writes the header section, the metadata and the BAT.

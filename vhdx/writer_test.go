@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"math/rand"
 	"os"
@@ -160,7 +161,9 @@ func requireVhdiContent(t testing.TB, path, rawPath string) {
 			t.Errorf("umount %s: %v %s", mnt, err, out)
 		}
 	}()
-	got, err := os.ReadFile(filepath.Join(mnt, "vhdi1"))
+	// vhdi1 is the bottom of a chain, vhdiN the image itself.
+	layers, _ := filepath.Glob(filepath.Join(mnt, "vhdi*"))
+	got, err := os.ReadFile(filepath.Join(mnt, fmt.Sprintf("vhdi%d", len(layers))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +177,45 @@ func requireVhdiContent(t testing.TB, path, rawPath string) {
 			i++
 		}
 		t.Fatalf("libvhdi reads %s differently from byte %d (sizes %d, %d)", path, i, len(got), len(want))
+	}
+}
+
+// vhdiField is the value of a "Name : value" line of vhdiinfo's report on
+// path ("" when the tool is missing, which fails when VDISK_REQUIRE_QEMU=1).
+func vhdiField(t testing.TB, path, name string) string {
+	t.Helper()
+	tool, err := exec.LookPath("vhdiinfo")
+	if err != nil {
+		if os.Getenv("VDISK_REQUIRE_QEMU") == "1" {
+			t.Fatal("vhdiinfo not found")
+		}
+		t.Log("vhdiinfo not found; skipping that check")
+		return ""
+	}
+	out, err := exec.Command(tool, path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vhdiinfo %s: %v\n%s", path, err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("vhdiinfo %s shows no %q:\n%s", path, name, out)
+	return ""
+}
+
+// requireVhdiLinkage requires libvhdi to read child's parent identifier
+// (parent_linkage) as parent's identifier (its DataWriteGuid), nonzero.
+func requireVhdiLinkage(t testing.TB, child, parent string) {
+	t.Helper()
+	got := vhdiField(t, child, "Parent identifier")
+	if got == "" {
+		return
+	}
+	if want := vhdiField(t, parent, "Identifier"); got != want || strings.Trim(got, "0-") == "" {
+		t.Fatalf("libvhdi reads the parent identifier of %s as %s; the parent's identifier is %s", child, got, want)
 	}
 }
 
@@ -298,6 +340,7 @@ func TestDifferencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireVhdiinfo(t, childPath)
+	requireVhdiLinkage(t, childPath, basePath)
 
 	img, err := formats.Open(context.Background(), childPath, formats.OpenOptions{})
 	if err != nil {
@@ -308,6 +351,9 @@ func TestDifferencing(t *testing.T) {
 		t.Fatalf("backing %v %q", b.Backing(), b.BackingName())
 	}
 	requireSameAsRaw(t, img, writeRaw(t, want))
+	// (libvhdi does not judge the content here: it reads a differencing
+	// disk's ZERO blocks, as the whole-block WriteZeroes above leaves, from
+	// the parent; TestDifferencingOverQemuBase has none.)
 	exts, err := img.Extents(0, size)
 	if err != nil {
 		t.Fatal(err)
@@ -400,6 +446,8 @@ func TestDifferencingOverQemuBase(t *testing.T) {
 		t.Error("the base was modified")
 	}
 	requireVhdiinfo(t, childPath)
+	requireVhdiLinkage(t, childPath, basePath)
+	requireVhdiContent(t, childPath, writeRaw(t, want)) // libvhdi attaches the parent and reads the chain
 }
 
 // TestMeasure: the estimate equals the size of the file vdisk writes.

@@ -49,7 +49,7 @@ func requireSameContent(t *testing.T, f string, qemuReads bool, img, raw string,
 	}
 	args := append(append([]string{"compare"}, extra...), "-f", f, "-F", "raw", img, raw)
 	vdiskOK(t, args...)
-	if f == "vpc" {
+	if f == "vpc" || f == "vhdx" {
 		requireVhdiSame(t, img, raw)
 	}
 }
@@ -184,6 +184,9 @@ func TestIncrementalChainRestores(t *testing.T) {
 			if name == "qcow2" || name == "vmdk" {
 				qemutest.RequireSame(t, name, last, "raw", raws[10])
 				qemutest.RequireClean(t, name, last)
+			}
+			if name == "vpc" || name == "vhdx" {
+				requireVhdiSame(t, last, raws[10]) // libvhdi follows all 11 links
 			}
 			out := vdiskOK(t, append(append([]string{"info"}, parents...), "--backing-chain", last)...)
 			if got := strings.Count(out, "image: "); got != 11 {
@@ -569,10 +572,19 @@ func TestBackingOfAnotherSize(t *testing.T) {
 	}
 }
 
-// requireVhdiSame mounts the VHD differencing chain of img with libvhdi's
-// vhdimount (FUSE) and requires the top layer it shows to equal raw: the
-// content judge for differencing VHDs, which qemu's vpc driver reads as if
-// they had no parent. Without the tool, FUSE or root it logs and returns
+// chainLength is the number of images in img's backing chain, as vdisk
+// info --backing-chain lists them.
+func chainLength(t *testing.T, img string) int {
+	t.Helper()
+	return strings.Count(vdiskOK(t, "info", "--backing-chain", img), "image: ")
+}
+
+// requireVhdiSame mounts the VHD or VHDX differencing chain of img with
+// libvhdi's vhdimount (FUSE) and requires the top layer it shows to equal
+// raw: the content judge for differencing VHDs, which qemu's vpc driver
+// reads as if they had no parent, and VHDX ones, which qemu cannot open.
+// vhdimount attaches each parent only when the child's parent identifier
+// (VHDX: parent_linkage) is the parent's (VHDX: its DataWriteGuid). Without the tool, FUSE or root it logs and returns
 // (fails when VDISK_REQUIRE_QEMU=1).
 func requireVhdiSame(t *testing.T, img, raw string) {
 	t.Helper()
@@ -599,7 +611,11 @@ func requireVhdiSame(t *testing.T, img, raw string) {
 	if len(layers) == 0 {
 		t.Fatalf("vhdimount %s shows no disk", img)
 	}
-	top := layers[len(layers)-1] // vhdi1 is the bottom of the chain, the last the image itself
+	// vhdi1 is the bottom of the chain, vhdiN the image itself.
+	top := filepath.Join(mnt, fmt.Sprintf("vhdi%d", len(layers)))
+	if want := chainLength(t, img); len(layers) != want {
+		t.Fatalf("vhdimount %s attaches %d layers; the chain has %d (a parent link libvhdi does not follow)", img, len(layers), want)
+	}
 	fi, err := os.Stat(raw)
 	if err != nil {
 		t.Fatal(err)
