@@ -331,3 +331,43 @@ func (img *Image) closeBitmaps() error {
 	}
 	return img.storeBitmaps(false)
 }
+
+// bitmapsResizable refuses a resize while a bitmap is inconsistent, as
+// qemu's qcow2_truncate_bitmaps_check does (caller holds img.mu).
+func (img *Image) bitmapsResizable() error {
+	if img.w.bms == nil {
+		return nil
+	}
+	for _, bm := range img.w.bms.list {
+		if bm.InUse {
+			return inconsistent(bm.Name)
+		}
+	}
+	return nil
+}
+
+// resizeBitmaps sizes every bitmap for a disk of newSize bytes as qemu's
+// hbitmap_truncate does: bits past the new end are dropped, new bits are
+// clear; growth is charged to the budget (caller holds img.mu).
+func (img *Image) resizeBitmaps(newSize int64) error {
+	if img.w.bms == nil {
+		return nil
+	}
+	for _, bm := range img.w.bms.list {
+		nbits := bitmapBits(newSize, bm.Granularity)
+		n := (nbits + 7) / 8
+		if grow := n - int64(len(bm.Bits)); grow > 0 {
+			if err := img.budget.Charge(img.name, "bitmap "+bm.Name, -1, grow); err != nil {
+				return err
+			}
+		}
+		bits := make([]byte, n)
+		copy(bits, bm.Bits)
+		if r := nbits % 8; r != 0 {
+			bits[n-1] &= 1<<r - 1
+		}
+		bm.Bits = bits
+		img.w.bms.changed = true
+	}
+	return nil
+}

@@ -273,7 +273,11 @@ func (img *Image) preallocate(ctx context.Context, mode string) error {
 }
 
 // Resize changes the virtual size. Growing may move the L1 table; shrinking
-// (shrink=true) frees the clusters past the new end.
+// (shrink=true) frees the clusters past the new end. As qemu's
+// qcow2_co_truncate: internal snapshots keep their own tables and size
+// (refused for version 2, which need not record a snapshot's size), and
+// persistent bitmaps are resized with the image (new bits clear; refused
+// while one is inconsistent).
 func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error {
 	if err := img.writable(); err != nil {
 		return err
@@ -281,29 +285,67 @@ func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error 
 	if err := img.limits.CheckVirtualSize(img.name, newSize); err != nil {
 		return err
 	}
-	if len(img.snapshots) > 0 {
-		return formats.Unsupportedf(img.name, "resizing a qcow2 image with internal snapshots")
-	}
-	if img.w.bms != nil && len(img.w.bms.list) > 0 {
-		return formats.Unsupportedf(img.name, "resizing a qcow2 image with persistent dirty bitmaps")
-	}
 	if newSize < img.size && !shrink {
 		return fmt.Errorf("%s: use the --shrink option to perform a shrink operation", img.name)
 	}
 	img.mu.Lock()
 	defer img.mu.Unlock()
-	if newSize < img.size {
-		if err := img.discardTail(newSize); err != nil {
+	return img.resizeLocked(newSize)
+}
+
+// resizeLocked is Resize with img.mu held.
+func (img *Image) resizeLocked(newSize int64) error {
+	if len(img.snapshots) > 0 && img.hdr.Version < 3 {
+		return &RefusalError{Msg: "Can't resize a v2 image which has snapshots", Kind: formats.ErrUnsupported}
+	}
+	if err := img.bitmapsResizable(); err != nil {
+		return err
+	}
+	if newSize == img.size {
+		return nil
+	}
+	st := img.w.bms
+	hasBitmaps := st != nil && len(st.list) > 0
+	keepInUse := hasBitmaps && st.inUseDisk
+	if hasBitmaps && !st.inUseDisk {
+		// Until the tables for the new size are stored, the stored
+		// bitmaps are marked in use: a crash leaves them inconsistent
+		// (as qemu's), never sized for the wrong disk.
+		if err := img.storeBitmaps(true); err != nil {
 			return err
 		}
-	} else if err := img.growL1(img.l1Entries(newSize)); err != nil {
+	}
+	if err := img.resizeBitmaps(newSize); err != nil {
 		return err
+	}
+	if newSize < img.size {
+		if err := img.discardTail(newSize); err != nil {
+			return img.abort(err)
+		}
+	} else if err := img.growL1(img.l1Entries(newSize)); err != nil {
+		return img.abort(err)
 	}
 	img.size = newSize
 	img.hdr.Size = uint64(newSize)
 	img.w.hdrDirty = true
-	return img.flushLocked()
+	if err := img.flushLocked(); err != nil {
+		return err
+	}
+	if hasBitmaps {
+		return img.storeBitmaps(keepInUse)
+	}
+	return nil
 }
+
+// RefusalError is a refusal worded as qemu words it (the CLI prints Msg
+// after its name, as qemu-img does).
+type RefusalError struct {
+	Msg  string
+	Kind error
+}
+
+func (e *RefusalError) Error() string { return e.Msg }
+func (e *RefusalError) Unwrap() error { return e.Kind }
 
 // growL1 moves the L1 table to a place big enough for n entries.
 func (img *Image) growL1(n uint64) error {
@@ -334,12 +376,24 @@ func (img *Image) growL1(n uint64) error {
 	return nil
 }
 
-// discardTail frees every cluster that lies wholly past newSize.
+// discardTail frees every cluster that lies wholly past newSize: whole
+// L2 tables past it are dropped from the L1 table (qemu's
+// qcow2_shrink_l1_table), the rest entry by entry. Tables and clusters a
+// snapshot shares only lose the active layer's reference.
 func (img *Image) discardTail(newSize int64) error {
 	cs := img.clusterSize
 	first := (newSize + cs - 1) / cs
 	last := (img.size + cs - 1) / cs
-	for vc := first; vc < last; vc++ {
+	perTable := int64(1) << img.l2Bits
+	for vc := first; vc < last; {
+		l1i := vc >> img.l2Bits
+		if vc%perTable == 0 && l1i < int64(len(img.l1)) {
+			if err := img.dropL2(l1i); err != nil {
+				return err
+			}
+			vc += perTable
+			continue
+		}
 		entry, bitmap, err := img.lookup(vc)
 		if err != nil {
 			return err
@@ -349,6 +403,30 @@ func (img *Image) discardTail(newSize int64) error {
 				return err
 			}
 		}
+		vc++
 	}
 	return nil
+}
+
+// dropL2 removes L1 entry l1i: the table and every cluster it maps lose
+// the active layer's reference (a table no snapshot shares is freed).
+func (img *Image) dropL2(l1i int64) error {
+	e := img.l1[l1i]
+	off := int64(e & offsetMask)
+	if off == 0 {
+		return nil
+	}
+	t, err := img.l2(off)
+	if err != nil {
+		return err
+	}
+	if err := img.refTable(t, -1); err != nil {
+		return err
+	}
+	if e&oflagCopied != 0 {
+		delete(img.w.dirtyL2, off)
+	}
+	img.l1[l1i] = 0
+	img.w.l1Dirty = true
+	return img.addRef(off/img.clusterSize, -1)
 }

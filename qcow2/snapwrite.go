@@ -362,22 +362,29 @@ func (img *Image) ApplySnapshot(spec string) error {
 	}
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	if st := img.w.bms; st != nil && len(st.list) > 0 {
+		// qemu's bdrv_snapshot_goto refuses while any bitmap exists.
+		return &RefusalError{Msg: "Device has active dirty bitmaps", Kind: formats.ErrUnsupported}
+	}
 	i, ok := findSnapshot(img.snapshots, spec)
 	if !ok {
 		return fmt.Errorf("%s: %q: %w", img.name, spec, formats.ErrNoSnapshot)
 	}
 	sn := img.snapshots[i]
-	if sn.DiskSize != 0 && int64(sn.DiskSize) != img.size {
-		return formats.Unsupportedf(img.name, "applying snapshot %q of %d bytes to a %d-byte disk", sn.Name, sn.DiskSize, img.size)
-	}
-	if err := img.markDirty(0, img.size); err != nil {
-		return err
-	}
-	if err := img.flushLocked(); err != nil {
-		return err
-	}
 	l1, err := img.snapshotL1(sn)
 	if err != nil {
+		return err
+	}
+	if sn.DiskSize != 0 && int64(sn.DiskSize) != img.size {
+		// The snapshot's size comes back with it (qemu truncates first).
+		if err := img.limits.CheckVirtualSize(img.name, int64(sn.DiskSize&(1<<63-1))); err != nil {
+			return err
+		}
+		if err := img.resizeLocked(int64(sn.DiskSize)); err != nil {
+			return err
+		}
+	}
+	if err := img.flushLocked(); err != nil {
 		return err
 	}
 	if err := img.growL1(uint64(len(l1))); err != nil {
