@@ -57,9 +57,10 @@ func newRebaseCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				// -u needs no data, but VDI stores the new parent's UUIDs:
-				// it is opened too, and may be missing for the others.
-				if nb, err = formats.OpenReference(ctx, args[0], backing, backingFmt, opts); err != nil && (!unsafe || img.Format() == "vdi") {
+				// -u needs no data, but VDI, VHD and VMDK store the new
+				// parent's identity (UUIDs, unique id, CID): it is opened
+				// too, and may be missing for qcow2.
+				if nb, err = formats.OpenReference(ctx, args[0], backing, backingFmt, opts); err != nil && (!unsafe || img.Format() != "qcow2") {
 					return fmt.Errorf("Could not open new backing file '%s': %w", backing, err)
 				}
 			}
