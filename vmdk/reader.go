@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileid"
@@ -80,16 +81,20 @@ type Image struct {
 	backing     formats.Image
 	backingPath string
 	cache       *gtCache
+
+	rw   *inPlace   // set when opened writable (inplace.go)
+	rwMu sync.Mutex // guards rw's descriptor changes
 }
 
 // Open opens f as a VMDK image.
 func Open(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-	if opts.Writable {
-		return nil, formats.Unsupportedf(f.Name(), "writing to an existing VMDK image (only new images are written)")
-	}
 	lim := opts.Limits.WithDefaults()
 	img := &Image{f: f, name: f.Name(), cache: newGTCache(lim.CacheBytes, opts.EnsureBudget())}
-	if err := img.open(ctx, opts); err != nil {
+	err := img.open(ctx, opts)
+	if err == nil && opts.Writable {
+		err = img.openWritable()
+	}
+	if err != nil {
 		img.closeOwned()
 		return nil, err
 	}
@@ -313,7 +318,7 @@ func (img *Image) openFile(name string, opts formats.OpenOptions) (formats.File,
 	if f, ok := img.byName[name]; ok {
 		return f, nil
 	}
-	f, err := opts.References().Open(img.name, name, false)
+	f, err := opts.References().Open(img.name, name, opts.Writable)
 	if err != nil {
 		return nil, err
 	}
@@ -373,9 +378,13 @@ func (img *Image) closeOwned() error {
 	return first
 }
 
-// Close closes the image, its extent files and its parent.
+// Close flushes what was written, and closes the image, its extent files
+// and its parent.
 func (img *Image) Close() error {
-	err := img.closeOwned()
+	err := img.Flush()
+	if cerr := img.closeOwned(); err == nil {
+		err = cerr
+	}
 	if cerr := img.f.Close(); err == nil {
 		err = cerr
 	}
@@ -425,6 +434,9 @@ func (img *Image) findExtent(off int64) int {
 
 // ReadAt reads virtual disk bytes; safe for concurrent use.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	if img.rw != nil {
+		return img.rw.w.ReadAt(p, off)
+	}
 	n, eof := imageio.ClipRead(p, off, img.size)
 	if n == 0 {
 		return 0, eof
@@ -490,6 +502,9 @@ func (img *Image) readExtent(e *extent, p []byte, rel int64) error {
 // extents, with the host file of every data range; neighbours of equal
 // status are merged as they are appended.
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
+	if img.rw != nil {
+		return img.rw.w.Extents(off, length)
+	}
 	length = min(length, img.size-off)
 	var out []formats.Extent
 	for length > 0 {

@@ -296,6 +296,13 @@ type sparseWriter struct {
 	gtOff      int64 // byte offset of the GTs
 	parent     formats.Image
 	parentOff  int64 // virtual offset of this extent in the disk
+	// needParent: a delta disk's extent opened without its parent; a
+	// partial write into a new grain cannot be filled and is refused.
+	needParent bool
+	// gtOffs and rgtOffs, when set, are each table's byte offset (an
+	// existing extent, whose tables need not be contiguous); rgtOffs nil
+	// there means no redundant copy.
+	gtOffs, rgtOffs []int64
 
 	mu      sync.Mutex
 	next    int64 // byte offset of the next grain
@@ -390,7 +397,7 @@ func (s *sparseWriter) table(t int64) (*wtable, error) {
 	}
 	tab := &wtable{}
 	raw := make([]byte, defaultGTEs*gteBytes)
-	if _, err := s.f.ReadAt(raw, s.gtOff+t*int64(len(raw))); err != nil && err != io.EOF {
+	if _, err := s.f.ReadAt(raw, s.gtAt(t)); err != nil && err != io.EOF {
 		return nil, err
 	}
 	for i := range tab.gte {
@@ -415,18 +422,54 @@ func (s *sparseWriter) evict() error {
 	return nil
 }
 
-// writeTables writes the dirty tables among ts (sorted), both copies,
-// coalescing neighbours into one write.
+const tableBytes = defaultGTEs * gteBytes
+
+// gtAt is the byte offset of grain table t; rgtAt that of its redundant
+// copy (-1: none).
+func (s *sparseWriter) gtAt(t int64) int64 {
+	if s.gtOffs != nil {
+		return s.gtOffs[t]
+	}
+	return s.gtOff + t*tableBytes
+}
+
+func (s *sparseWriter) rgtAt(t int64) int64 {
+	switch {
+	case s.gtOffs == nil:
+		return s.rgtOff + t*tableBytes
+	case s.rgtOffs == nil:
+		return -1
+	}
+	return s.rgtOffs[t]
+}
+
+// follows reports whether table t is stored right after table t-1, in
+// both copies (one write covers them).
+func (s *sparseWriter) follows(t int64) bool {
+	if s.gtOffs == nil {
+		return true
+	}
+	ok := s.gtAt(t) == s.gtAt(t-1)+tableBytes
+	if r := s.rgtAt(t); r >= 0 {
+		ok = ok && r == s.rgtAt(t-1)+tableBytes
+	}
+	return ok
+}
+
+// writeTables writes the dirty tables among ts (sorted), both copies
+// (the redundant one first), coalescing neighbours into one write.
 func (s *sparseWriter) writeTables(ts []int64) error {
-	const tableBytes = defaultGTEs * gteBytes
 	var buf []byte
 	first := int64(-1)
 	emit := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
-		for _, base := range []int64{s.gtOff, s.rgtOff} {
-			if _, err := s.f.WriteAt(buf, base+first*tableBytes); err != nil {
+		for _, off := range []int64{s.rgtAt(first), s.gtAt(first)} {
+			if off < 0 {
+				continue
+			}
+			if _, err := s.f.WriteAt(buf, off); err != nil {
 				return err
 			}
 		}
@@ -438,7 +481,7 @@ func (s *sparseWriter) writeTables(ts []int64) error {
 		if tab == nil || !tab.dirty {
 			continue
 		}
-		if len(buf) > 0 && first+int64(len(buf))/tableBytes != t || len(buf) >= 1<<20 {
+		if len(buf) > 0 && (first+int64(len(buf))/tableBytes != t || !s.follows(t)) || len(buf) >= 1<<20 {
 			if err := emit(); err != nil {
 				return err
 			}
@@ -527,8 +570,12 @@ func (s *sparseWriter) writeRun(p []byte, off int64) (int, error) {
 	// the grain wait), filled, and only then published in its table, so
 	// that readers meanwhile see the old content (the parent's bytes, or
 	// zeros), never a grain whose data is not in place yet.
-	host := s.reserve(g, 1)
 	fresh := s.parent == nil || gte == zeroedGrainGTE
+	if fresh && s.needParent && gte != zeroedGrainGTE {
+		s.mu.Unlock()
+		return 0, formats.Unsupportedf(s.f.Name(), "writing part of grain %d of a VMDK delta disk opened without its parent", g)
+	}
+	host := s.reserve(g, 1)
 	s.mu.Unlock()
 	err = s.fillGrain(g, host, inGrain, p[:piece], fresh)
 	if err := s.publish(g, 1, host, err); err != nil {
@@ -632,7 +679,7 @@ func (s *sparseWriter) writeZeroes(off, n int64) error {
 		zeroed := s.hdr.Flags&flagZeroedGrain != 0
 		switch {
 		case err != nil:
-		case !s.allocated(gte) && s.parent == nil:
+		case gte == zeroedGrainGTE && zeroed, gte == 0 && s.parent == nil && !s.needParent:
 			// Reads as zeros already.
 		case whole && zeroed:
 			err = s.setGTE(g, zeroedGrainGTE)

@@ -88,6 +88,9 @@ func newCommitCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := g.relinkAbove(cmd, top, args[0], depth); err != nil {
+				return err
+			}
 			if empty && !emptier {
 				// vmdk, vpc, vhdx: an empty image with the same link
 				// replaces the top.
@@ -182,4 +185,63 @@ func (g *globals) commitByRewrite(cmd *cobra.Command, top formats.Image, topPath
 		fmt.Fprintln(cmd.OutOrStdout(), "Image committed.")
 	}
 	return nil
+}
+
+// relinkAbove points the layer directly above the committed base at it
+// again where the link pins the base's content (VMDK: parentCID, which the
+// commit's first write changed): through top itself when it is that layer
+// and open writable, else through a writable handle of that layer opened
+// without its chain. Between the base's new CID and this, that layer
+// refuses to open ("parentCID does not match"); `rebase -u` relinks it.
+func (g *globals) relinkAbove(cmd *cobra.Command, top formats.Image, topPath string, depth int) error {
+	ctx := cmd.Context()
+	above, abovePath := top, topPath
+	for range depth - 1 {
+		b := above.(formats.Backer) // findBase walked these layers
+		above, abovePath = b.Backing(), b.BackingPath()
+	}
+	ab, ok := above.(formats.Backer)
+	if !ok || above.Format() != "vmdk" || ab.BackingName() == "" {
+		return nil
+	}
+	name, format := ab.BackingName(), ab.BackingFormat()
+	open, err := g.openOptions(format, name)
+	if err != nil {
+		return err
+	}
+	nb, err := formats.OpenReference(ctx, abovePath, name, format, open)
+	if err != nil {
+		return fmt.Errorf("%s: reopening the committed base to relink: %w", abovePath, err)
+	}
+	if s, ok := above.(formats.BackingSetter); ok && above == top {
+		if err := s.SetBacking(name, format, nb); err == nil {
+			return nil
+		} else if !errors.Is(err, formats.ErrReadOnly) {
+			nb.Close()
+			return err
+		}
+	}
+	aopts, err := g.openOptions(above.Format())
+	if err != nil {
+		nb.Close()
+		return err
+	}
+	aopts.Writable, aopts.NoBacking = true, true
+	img, err := formats.Open(ctx, abovePath, aopts)
+	if err != nil {
+		nb.Close()
+		return couldNotOpen(abovePath, err)
+	}
+	s, ok := img.(formats.BackingSetter)
+	if !ok {
+		nb.Close()
+		img.Close()
+		return fmt.Errorf("%s: relinking after commit: %w", abovePath, formats.ErrUnsupported)
+	}
+	if err := s.SetBacking(name, format, nb); err != nil {
+		nb.Close()
+		img.Close()
+		return err
+	}
+	return img.Close()
 }
