@@ -360,6 +360,9 @@ func (img *Image) SetBacking(name, format string, backing formats.Image) error {
 	if strings.ContainsAny(name, "\"\n\r") {
 		return fmt.Errorf("%w: backing file name %q", formats.ErrInvalidOption, name)
 	}
+	if len(name) > maxValueLen {
+		return fmt.Errorf("%w: a backing file name of %d bytes (a descriptor value holds at most %d)", formats.ErrInvalidOption, len(name), maxValueLen)
+	}
 	parentCID, hint := "ffffffff", ""
 	if name != "" {
 		p, ok := backing.(*Image)

@@ -627,3 +627,37 @@ func requireVhdiSame(t *testing.T, img, raw string) {
 		t.Fatalf("libvhdi reads %s differently from %s: %s", img, raw, out)
 	}
 }
+
+// TestCommitIntoFlatVMDK commits a sparse delta into a monolithicFlat
+// base: in place (the base stays monolithicFlat, its descriptor file gets
+// a new CID by rename, only the top's grains are written into the flat
+// extent), judged against qemu-img commit on a copy (base content, create
+// type, qemu-img check), and the emptied top reads as before over it.
+func TestCommitIntoFlatVMDK(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	qemutest.Img(t, "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", p("base.vmdk"), "8M")
+	qemutest.IO(t, "vmdk", p("base.vmdk"), "write -P 0x11 0 3M", "write -P 0x12 5M 2M")
+	qemutest.Img(t, "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", p("top.vmdk"))
+	qemutest.IO(t, "vmdk", p("top.vmdk"), "write -P 0x31 1M 64k", "write -z 5M 64k", "write -P 0x32 7M 512k")
+	want := qemutest.ToRaw(t, "vmdk", p("top.vmdk"))
+	qdir := copyTree(t, dir)
+	qemutest.Img(t, "commit", "-q", "-d", filepath.Join(qdir, "top.vmdk"))
+	vdiskOK(t, "commit", "-q", p("top.vmdk"))
+	qemutest.RequireSame(t, "vmdk", p("base.vmdk"), "vmdk", filepath.Join(qdir, "base.vmdk"))
+	qemutest.RequireSame(t, "vmdk", p("base.vmdk"), "raw", want)
+	qemutest.RequireSame(t, "vmdk", p("top.vmdk"), "raw", want)
+	qemutest.RequireClean(t, "vmdk", p("top.vmdk"))
+	info := qemutest.Info(t, "vmdk", p("base.vmdk"))
+	spec, _ := info["format-specific"].(map[string]any)
+	data, _ := spec["data"].(map[string]any)
+	if ct := data["create-type"]; ct != "monolithicFlat" {
+		t.Fatalf("the committed base is %v, want monolithicFlat kept", ct)
+	}
+	if own := ownBytes(t, "vmdk", p("top.vmdk")); own != 0 {
+		t.Errorf("the emptied top allocates %d bytes", own)
+	}
+	if ents, _ := filepath.Glob(p(".*tmp")); len(ents) != 0 {
+		t.Errorf("temporary files left: %v", ents)
+	}
+}
