@@ -13,9 +13,9 @@ import (
 
 // AmendKeys are the options `qemu-img amend -o` takes for qcow2, with
 // their help, in qemu's order. compat, lazy_refcounts, refcount_bits and
-// size are done; the backing file is changed with rebase (as qemu says);
-// data_file, data_file_raw and the encrypt.* key management are refused
-// by name.
+// size and the encrypt.* LUKS key slot options are done; the backing file
+// is changed with rebase (as qemu says); data_file and data_file_raw are
+// refused by name.
 var AmendKeys = [][2]string{
 	{"backing_file", "File name of a base image"},
 	{"backing_fmt", "Image format of the base image"},
@@ -53,6 +53,7 @@ type amendPlan struct {
 	refcountBits uint
 	size         int64
 	resize       bool
+	crypt        *cryptAmend // encrypt.* key slot change, nil: none
 }
 
 // planAmend validates opts against the image as qemu does, before
@@ -110,6 +111,11 @@ func (img *Image) planAmend(opts map[string]string) (amendPlan, error) {
 		}
 		p.size, p.resize = n, n != img.size
 	}
+	ca, err := img.parseCryptAmend(opts)
+	if err != nil {
+		return p, err
+	}
+	p.crypt = ca
 	return p, nil
 }
 
@@ -130,10 +136,12 @@ func amendKnown(k string) error {
 		return nil
 	case k == "backing_file" || k == "backing_fmt":
 		return amendRefusal(formats.ErrUnsupported, "You can use 'qemu-img rebase' instead.", "Cannot amend the backing file")
-	case k == "data_file" || k == "data_file_raw" || strings.HasPrefix(k, "encrypt."):
+	case k == "data_file" || k == "data_file_raw":
+		return amendRefusal(formats.ErrUnsupported, "", "amending %s is not supported by vdisk (qemu-img amend does it)", k)
+	case strings.HasPrefix(k, "encrypt."):
 		for _, a := range AmendKeys {
 			if a[0] == k {
-				return amendRefusal(formats.ErrUnsupported, "", "amending %s is not supported by vdisk (qemu-img amend does it)", k)
+				return nil
 			}
 		}
 	}
@@ -159,8 +167,18 @@ func parseOnOff(key, v string) (bool, error) {
 // (0.10 <-> 1.1; a downgrade turns zero clusters into unallocated or
 // zero-filled ones), lazy_refcounts, refcount_bits (the refcount blocks
 // and table are rewritten at the new width) and size. Every option is
-// checked before anything changes.
+// checked before anything changes. The encrypt.* key slot options need
+// secrets: AmendWith.
 func (img *Image) Amend(ctx context.Context, opts map[string]string) error {
+	return img.AmendWith(ctx, opts, AmendSecrets{})
+}
+
+// AmendWith is Amend with the secrets the encrypt.* options name
+// (encrypt.state=active|inactive, encrypt.new-secret, encrypt.old-secret,
+// encrypt.keyslot, encrypt.iter-time: LUKS key slots added and erased as
+// qemu's amend does, in its words when refused). The key slots change
+// first, before any other option.
+func (img *Image) AmendWith(ctx context.Context, opts map[string]string, s AmendSecrets) error {
 	if err := img.writable(); err != nil {
 		return err
 	}
@@ -174,7 +192,12 @@ func (img *Image) Amend(ctx context.Context, opts map[string]string) error {
 		}
 	}
 	img.mu.Lock()
-	if p.version > img.hdr.Version {
+	if p.crypt != nil {
+		if err = img.flushLocked(); err == nil {
+			err = img.amendCrypto(p.crypt, s)
+		}
+	}
+	if err == nil && p.version > img.hdr.Version {
 		err = img.rewriteHeader(func(h *header, e *extensions) { upgradeHeader(h, e) })
 	}
 	if err == nil && p.refcountBits != 1<<img.hdr.RefcountOrder {

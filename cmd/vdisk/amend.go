@@ -15,10 +15,10 @@ import (
 func newAmendCommand(g *globals) *cobra.Command {
 	var format string
 	var options []string
-	var progress bool
+	var progress, force bool
 	cmd := &cobra.Command{
-		Use:   "amend [-f fmt] [-p] [-q] -o options filename",
-		Short: "Change options of an existing image (qcow2: compat, lazy_refcounts, refcount_bits, size)",
+		Use:   "amend [--object secret,...] [--image-opts] [-f fmt] [-p] [-q] [--force] -o options filename",
+		Short: "Change options of an existing image (qcow2: compat, lazy_refcounts, refcount_bits, size, encrypt.* key slots)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			text := strings.Join(options, ",")
@@ -45,7 +45,13 @@ func newAmendCommand(g *globals) *cobra.Command {
 				img.Close()
 				return fmt.Errorf("Format driver '%s' does not support option amendment", img.Format())
 			}
-			err = q.Amend(cmd.Context(), opts)
+			// The secrets encrypt.* names, and the key the image opened with.
+			var keys formats.OpenOptions
+			if _, err := g.applyKeys(args[0], &keys); err != nil {
+				img.Close()
+				return err
+			}
+			err = q.AmendWith(cmd.Context(), opts, qcow2.AmendSecrets{Secrets: keys.Secrets, Key: keys.Key, Force: force})
 			if cerr := img.Close(); err == nil {
 				err = cerr
 			}
@@ -62,6 +68,7 @@ func newAmendCommand(g *globals) *cobra.Command {
 	f.StringArrayVarP(&options, "options", "o", nil, "options to change, key=value[,...] (-o help lists them)")
 	f.BoolVarP(&progress, "progress", "p", false, "show progress (accepted; amend is quick)")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "quiet")
+	f.BoolVar(&force, "force", false, "allow unsafe operations: overwrite an active LUKS key slot, erase the last one")
 	return cmd
 }
 

@@ -48,7 +48,7 @@ var hintRules = []hintRule{
 	{regexp.MustCompile(`image creation needs a size parameter`), func([]string) string {
 		return "add a size such as 20G after the file name"
 	}},
-	{regexp.MustCompile(`(?i)no key|needs a key|encrypted.*(secret|key)`), func([]string) string {
+	{regexp.MustCompile(`(?i)\bno key\b|needs a key|encrypted.*(secret|key)`), func([]string) string {
 		return "give the key with --object secret,id=sec0,file=KEYFILE and --key-secret sec0"
 	}},
 }

@@ -129,6 +129,20 @@ func (v *Volume) ActiveSlots() int {
 // payload cipher. A wrong passphrase is an error wrapping formats.ErrBadKey
 // that names the file and how many slots were tried.
 func (v *Volume) Unlock(r io.ReaderAt, passphrase []byte, lim Limits) (*SectorCipher, error) {
+	mk, err := v.masterKey(r, passphrase, lim)
+	if err != nil {
+		return nil, err
+	}
+	c, err := NewSectorCipher(v.Spec, mk, v.SectorSize)
+	clear(mk)
+	if err != nil {
+		return nil, unsupportedf(v.Name, "LUKS%d encryption %s: %v", v.Version, v.Spec, err)
+	}
+	return c, nil
+}
+
+// masterKey finds the master key with passphrase (the caller clears it).
+func (v *Volume) masterKey(r io.ReaderAt, passphrase []byte, lim Limits) ([]byte, error) {
 	if err := v.Check(); err != nil {
 		return nil, err
 	}
@@ -144,15 +158,9 @@ func (v *Volume) Unlock(r io.ReaderAt, passphrase []byte, lim Limits) (*SectorCi
 			return nil, err
 		}
 		tried++
-		if mk == nil {
-			continue
+		if mk != nil {
+			return mk, nil
 		}
-		c, err := NewSectorCipher(v.Spec, mk, v.SectorSize)
-		clear(mk)
-		if err != nil {
-			return nil, unsupportedf(v.Name, "LUKS%d encryption %s: %v", v.Version, v.Spec, err)
-		}
-		return c, nil
 	}
 	return nil, &formats.Error{File: v.Name, Structure: fmt.Sprintf("LUKS%d key slots", v.Version), Offset: -1,
 		Kind: formats.ErrBadKey, Msg: fmt.Sprintf("the passphrase opens none of the %d active key slots (%d tried)", v.ActiveSlots(), tried)}
