@@ -144,9 +144,9 @@ type registry struct {
 var drivers registry
 
 // Register adds a driver; drivers call it from init. It panics on a duplicate
-// name, which is a programming error. Create is called with req.Options
-// bound to the driver's CreateOptions, so the zero formats.Options{} means
-// every option's default.
+// name, which is a programming error. Create and Measure are called with
+// req.Options bound to the driver's CreateOptions, so the zero
+// formats.Options{} means every option's default.
 func Register(d *Driver) {
 	drivers.mu.Lock()
 	defer drivers.mu.Unlock()
@@ -164,6 +164,13 @@ func Register(d *Driver) {
 		d.Create = func(ctx context.Context, req CreateRequest) (Writable, error) {
 			req.Options = req.Options.bind(specs)
 			return create(ctx, req)
+		}
+	}
+	if measure := d.Measure; measure != nil {
+		specs := d.CreateOptions
+		d.Measure = func(ctx context.Context, req MeasureRequest) (Measurement, error) {
+			req.Options = req.Options.bind(specs)
+			return measure(ctx, req)
 		}
 	}
 	drivers.drivers = append(drivers.drivers, d)

@@ -38,6 +38,9 @@ type OptionSpec struct {
 	Help    string
 	Default string   // textual default; "" means unset
 	Values  []string // for OptString: the allowed values, when restricted
+	// Min and Max bound an OptInt value when Max > Min (an explicit value
+	// outside them is refused, so a zero field can mean "the default").
+	Min, Max int64
 }
 
 // SizeOption is the "size" option every format accepts.
@@ -71,23 +74,44 @@ func withSize(specs []OptionSpec) []OptionSpec {
 // keys and bad values are ErrInvalidOption errors naming the key.
 func ParseOptions(specs []OptionSpec, text string) (Options, error) {
 	o := Options{specs: withSize(specs), set: map[string]string{}}
+	for _, item := range SplitOptions(text) {
+		value := item.Value
+		if item.Bare {
+			// qemu: a bare boolean key means key=on (-o force_size).
+			if s, known := o.spec(item.Key); !known || s.Type != OptBool {
+				return Options{}, fmt.Errorf("%w: %q: expected key=value", ErrInvalidOption, item.Key)
+			}
+		}
+		if err := o.setValue(item.Key, value); err != nil {
+			return Options{}, err
+		}
+	}
+	return o, nil
+}
+
+// OptionItem is one item of qemu's `-o` syntax.
+type OptionItem struct {
+	Key, Value string
+	Bare       bool // the key stood alone; Value is then "on"
+}
+
+// SplitOptions splits qemu's `-o` text "k=v,k2=v2" into its items, in
+// order, without checking the keys (ParseOptions checks them against a
+// driver's table; amend has its own): ",," is a comma inside a value, a
+// bare key is key=on, empty items are skipped.
+func SplitOptions(text string) []OptionItem {
+	var items []OptionItem
 	for _, item := range splitOptions(text) {
 		if item == "" {
 			continue
 		}
 		key, value, ok := strings.Cut(item, "=")
 		if !ok {
-			// qemu: a bare boolean key means key=on (-o force_size).
-			if s, known := o.spec(key); !known || s.Type != OptBool {
-				return Options{}, fmt.Errorf("%w: %q: expected key=value", ErrInvalidOption, item)
-			}
 			value = "on"
 		}
-		if err := o.setValue(key, value); err != nil {
-			return Options{}, err
-		}
+		items = append(items, OptionItem{Key: key, Value: value, Bare: !ok})
 	}
-	return o, nil
+	return items
 }
 
 // splitOptions splits on single commas; ",," stands for a comma in a value.
@@ -148,7 +172,11 @@ func validate(s OptionSpec, value string) error {
 	case OptBool:
 		_, err = parseBool(value)
 	case OptInt:
-		_, err = strconv.ParseInt(value, 10, 64)
+		var n int64
+		n, err = strconv.ParseInt(value, 10, 64)
+		if err == nil && s.Max > s.Min && (n < s.Min || n > s.Max) {
+			err = fmt.Errorf("want %d to %d", s.Min, s.Max)
+		}
 	case OptString:
 		if len(s.Values) > 0 && !slices.Contains(s.Values, value) {
 			err = fmt.Errorf("want one of %s", strings.Join(s.Values, ", "))
