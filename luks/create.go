@@ -11,7 +11,11 @@ import (
 // Create writes a LUKS1 header as `qemu-img create -f luks` does and sizes
 // the file to the header plus size bytes of (uninitialised) payload.
 func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
-	p, err := lukshdr.ParamsFromOptions(req.Name, "", req.Options, req.Open.Secrets)
+	var o CreateOptions
+	if err := req.Options.Decode(&o); err != nil {
+		return nil, err
+	}
+	p, err := lukshdr.ParamsFromOptions(req.Name, "", o.cipher(), req.Open.Secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -20,10 +24,6 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 		return nil, err
 	}
 	create := lukshdr.Create1
-	var o CreateOptions
-	if err := req.Options.Decode(&o); err != nil {
-		return nil, err
-	}
 	switch o.LUKSType {
 	case "luks2":
 		p2 := lukshdr.Params2{KDF: o.PBKDF, MemoryKiB: uint32(o.PBKDFMemory), Time: uint32(o.PBKDFTime)}
@@ -61,15 +61,15 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 
 // measure is qemu's: the header plus the whole payload, always allocated.
 func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
-	p, err := lukshdr.CipherFromOptions("measure", "", req.Options)
-	if err != nil {
-		return formats.Measurement{}, err
-	}
-	header := lukshdr.HeaderSize1(p)
 	var o CreateOptions
 	if err := req.Options.Decode(&o); err != nil {
 		return formats.Measurement{}, err
 	}
+	p, err := lukshdr.CipherFromOptions("measure", "", o.cipher())
+	if err != nil {
+		return formats.Measurement{}, err
+	}
+	header := lukshdr.HeaderSize1(p)
 	if o.LUKSType == "luks2" {
 		header = lukshdr.HeaderSize2
 	}
@@ -80,13 +80,14 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 // CreateOptions are the luks create options, typed: the zero value is
 // qemu's defaults (a LUKS1 volume, aes-256-xts-plain64, sha256, 2 s of
 // PBKDF2), and KeySecret names the secret (formats.OpenOptions.Secrets)
-// holding the passphrase. They are the one source of the -o names and
-// help; the LUKS2 options are vdisk's own (qemu 7.2 writes LUKS1 only).
+// holding the passphrase; IterTime is in milliseconds, 0 for the default.
+// They are the one source of the -o names and help; the LUKS2 options are
+// vdisk's own (qemu 7.2 writes LUKS1 only).
 type CreateOptions struct {
 	CipherAlg    string `opt:"cipher-alg" help:"Name of encryption cipher algorithm"`
 	CipherMode   string `opt:"cipher-mode" help:"Name of encryption cipher mode"`
 	HashAlg      string `opt:"hash-alg" help:"Name of encryption hash algorithm"`
-	IterTime     int64  `opt:"iter-time" help:"Time to spend in PBKDF in milliseconds"`
+	IterTime     int64  `opt:"iter-time" min:"1" max:"2147483648" help:"Time to spend in PBKDF in milliseconds"`
 	IVGenAlg     string `opt:"ivgen-alg" help:"Name of IV generator algorithm"`
 	IVGenHashAlg string `opt:"ivgen-hash-alg" help:"Name of IV generator hash algorithm"`
 	KeySecret    string `opt:"key-secret" help:"ID of the secret that provides the keyslot passphrase"`
@@ -97,3 +98,9 @@ type CreateOptions struct {
 }
 
 var createOptions = formats.OptionSpecsOf(CreateOptions{})
+
+// cipher are the options the LUKS header code takes.
+func (o CreateOptions) cipher() lukshdr.CipherOptions {
+	return lukshdr.CipherOptions{KeySecret: o.KeySecret, CipherAlg: o.CipherAlg, CipherMode: o.CipherMode,
+		IVGenAlg: o.IVGenAlg, IVGenHashAlg: o.IVGenHashAlg, HashAlg: o.HashAlg, IterTimeMs: o.IterTime}
+}

@@ -162,7 +162,10 @@ func TestCompressionLevelOption(t *testing.T) {
 	for _, bad := range []string{"compression_level=0", "compression_level=10"} {
 		o, err := formats.ParseOptions(createOptions, bad)
 		if err == nil {
-			_, err = parseParams("x.qcow2", o)
+			var co CreateOptions
+			if co, err = decodeOptions(o); err == nil {
+				_, err = parseParams("x.qcow2", co)
+			}
 		}
 		if err == nil || !strings.Contains(err.Error(), "compression_level") {
 			t.Errorf("%s: %v", bad, err)

@@ -11,9 +11,10 @@ import (
 )
 
 // CreateOptions are qemu's qcow2 create options, typed: the zero value is
-// qemu-img's defaults. They are the one source of the -o names, defaults
-// and help (createOptions); library callers pass them through
-// formats.OptionsOf(driver.CreateOptions, qcow2.CreateOptions{...}).
+// qemu-img's defaults (compat 1.1, 64 KiB clusters, zlib, 16-bit refcounts,
+// no preallocation, no encryption). They are the one source of the -o
+// names, defaults and help (createOptions); library callers pass them
+// through formats.OptionsOf(driver.CreateOptions, qcow2.CreateOptions{...}).
 type CreateOptions struct {
 	BackingFile     string `opt:"backing_file" help:"File name of a base image"`
 	BackingFmt      string `opt:"backing_fmt" help:"Image format of the base image"`
@@ -24,15 +25,45 @@ type CreateOptions struct {
 	// compressed writes (convert -c), 1 fastest to 9 smallest; 0 means
 	// the method's default (zlib 6, which matches qemu's size; zstd 3).
 	// It is not stored in the image.
-	CompressionLevel int    `opt:"compression_level" help:"Compression level, 1 (fastest) to 9 (smallest); default 6 for zlib, 3 for zstd (vdisk only)"`
+	CompressionLevel int    `opt:"compression_level" min:"1" max:"9" help:"Compression level, 1 (fastest) to 9 (smallest); default 6 for zlib, 3 for zstd (vdisk only)"`
 	ExtendedL2       bool   `opt:"extended_l2" default:"off" help:"Extended L2 tables"`
 	LazyRefcounts    bool   `opt:"lazy_refcounts" default:"off" help:"Postpone refcount updates"`
 	Preallocation    string `opt:"preallocation" default:"off" values:"off,metadata,falloc,full" help:"Preallocation mode (allowed values: off, metadata, falloc, full)"`
 	RefcountBits     int64  `opt:"refcount_bits" default:"16" help:"Width of a reference count entry in bits"`
+	// Encrypt are the encrypt.* options: Format "luks" encrypts the image.
+	Encrypt EncryptOptions `opt:"encrypt."`
+	// Encryption is qemu's deprecated spelling of Encrypt.Format "aes".
+	Encryption bool `opt:"encryption" help:"Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)"`
 }
 
-// createOptions are the -o table: CreateOptions and the encryption options.
-var createOptions = append(formats.OptionSpecsOf(CreateOptions{}), encryptOptions...)
+// EncryptOptions are qemu's encrypt.* create options of qcow2. With
+// Format "luks" the data clusters are encrypted under a LUKS1 header kept
+// in the image, whose passphrase is the secret KeySecret names
+// (formats.OpenOptions.Secrets); the zero value of the other fields is
+// qemu's defaults (aes-256-xts-plain64, sha256, 2 s of PBKDF2). IterTime
+// is in milliseconds, 0 for the default. Format "aes" (qemu's legacy
+// scheme) is read but not written.
+type EncryptOptions struct {
+	Format       string `opt:"format" values:"aes,luks" help:"Encrypt the image, format choices: 'aes', 'luks'"`
+	CipherAlg    string `opt:"cipher-alg" help:"Name of encryption cipher algorithm"`
+	CipherMode   string `opt:"cipher-mode" help:"Name of encryption cipher mode"`
+	HashAlg      string `opt:"hash-alg" help:"Name of encryption hash algorithm"`
+	IterTime     int64  `opt:"iter-time" min:"1" max:"2147483648" help:"Time to spend in PBKDF in milliseconds"`
+	IVGenAlg     string `opt:"ivgen-alg" help:"Name of IV generator algorithm"`
+	IVGenHashAlg string `opt:"ivgen-hash-alg" help:"Name of IV generator hash algorithm"`
+	KeySecret    string `opt:"key-secret" help:"ID of secret providing qcow AES key or LUKS passphrase"`
+}
+
+// createOptions are the -o table.
+var createOptions = formats.OptionSpecsOf(CreateOptions{})
+
+// decodeOptions reads the -o options (or a library caller's typed ones)
+// into CreateOptions, defaults filled in.
+func decodeOptions(o formats.Options) (CreateOptions, error) {
+	var co CreateOptions
+	err := o.Decode(&co)
+	return co, err
+}
 
 // params are validated create options.
 type params struct {
@@ -48,35 +79,35 @@ type params struct {
 	backingFmt    string
 }
 
-func parseParams(name string, o formats.Options) (params, error) {
+func parseParams(name string, o CreateOptions) (params, error) {
 	var p params
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: %s", name, formats.ErrInvalidOption, fmt.Sprintf(format, args...))
 	}
-	switch o.String("compat") {
+	switch o.Compat {
 	case "0.10", "v2":
 		p.version = 2
 	default:
 		p.version = 3
 	}
-	cs := o.Size("cluster_size")
+	cs := o.ClusterSize
 	if cs < 1<<minClusterBits || cs > 1<<maxClusterBits || cs&(cs-1) != 0 {
 		return p, bad("cluster size must be a power of two between 512 and 2M")
 	}
 	p.clusterBits = uint(bits.TrailingZeros64(uint64(cs)))
-	if o.String("compression_type") == "zstd" {
+	if o.CompressionType == "zstd" {
 		if p.version < 3 {
 			return p, bad("compression_type=zstd requires compat=1.1 or above")
 		}
 		p.compression = compressionZstd
 	}
-	if o.IsSet("compression_level") {
-		p.level = int(o.Int("compression_level"))
+	if o.CompressionLevel != 0 { // an explicit 0 is refused by the option table
+		p.level = o.CompressionLevel
 		if p.level < deflate.MinLevel || p.level > deflate.MaxLevel {
 			return p, bad("compression_level must be between %d and %d", deflate.MinLevel, deflate.MaxLevel)
 		}
 	}
-	p.extL2 = o.Bool("extended_l2")
+	p.extL2 = o.ExtendedL2
 	if p.extL2 {
 		if p.version < 3 {
 			return p, bad("extended L2 entries are only supported with compatibility level 1.1 and above")
@@ -85,11 +116,11 @@ func parseParams(name string, o formats.Options) (params, error) {
 			return p, bad("extended L2 entries are only supported with cluster sizes of at least 16384 bytes")
 		}
 	}
-	p.lazy = o.Bool("lazy_refcounts")
+	p.lazy = o.LazyRefcounts
 	if p.lazy && p.version < 3 {
 		return p, bad("lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)")
 	}
-	rb := o.Int("refcount_bits")
+	rb := o.RefcountBits
 	if rb < 1 || rb > 64 || rb&(rb-1) != 0 {
 		return p, bad("refcount width must be a power of two and may not exceed 64 bits")
 	}
@@ -97,8 +128,8 @@ func parseParams(name string, o formats.Options) (params, error) {
 		return p, bad("different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)")
 	}
 	p.refcountOrder = uint32(bits.TrailingZeros64(uint64(rb)))
-	p.prealloc = o.String("preallocation")
-	p.backingFile, p.backingFmt = o.String("backing_file"), o.String("backing_fmt")
+	p.prealloc = o.Preallocation
+	p.backingFile, p.backingFmt = o.BackingFile, o.BackingFmt
 	if p.backingFile != "" && p.prealloc != "off" && !p.extL2 {
 		return p, bad("backing file and preallocation can only be used at the same time if extended_l2 is on")
 	}
@@ -107,7 +138,11 @@ func parseParams(name string, o formats.Options) (params, error) {
 
 // Create makes a new qcow2 image in req.File.
 func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
-	p, err := parseParams(req.Name, req.Options)
+	o, err := decodeOptions(req.Options)
+	if err != nil {
+		return nil, err
+	}
+	p, err := parseParams(req.Name, o)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +172,7 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	if backing != nil {
 		img.backingPath, _ = req.Open.References().Resolve(req.Name, p.backingFile)
 	}
-	if err := img.setUpEncryption(req, p); err != nil {
+	if err := img.setUpEncryption(req, o, p); err != nil {
 		img.closeRefs()
 		return nil, err
 	}

@@ -256,19 +256,11 @@ type AESDetails struct {
 	Format string `json:"format"` // "aes"
 }
 
-// encryptOptions are qemu's qcow2 encryption create options.
-var encryptOptions = append([]formats.OptionSpec{
-	{Name: "encrypt.format", Type: formats.OptString, Values: []string{"aes", "luks"},
-		Help: "Encrypt the image, format choices: 'aes', 'luks'"},
-	{Name: "encryption", Type: formats.OptBool, Help: "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)"},
-}, lukshdr.OptionSpecs("encrypt.", "ID of secret providing qcow AES key or LUKS passphrase")...)
-
 // encryptParams reads the encryption create options: nil when the image
 // is not encrypted.
-func encryptParams(req formats.CreateRequest, p params) (*lukshdr.CreateParams, error) {
-	o := req.Options
-	format := o.String("encrypt.format")
-	if o.Bool("encryption") {
+func encryptParams(req formats.CreateRequest, o CreateOptions, p params) (*lukshdr.CreateParams, error) {
+	format := o.Encrypt.Format
+	if o.Encryption {
 		format = "aes"
 	}
 	switch format {
@@ -280,7 +272,7 @@ func encryptParams(req formats.CreateRequest, p params) (*lukshdr.CreateParams, 
 	if p.prealloc != "off" && p.prealloc != "" {
 		return nil, formats.Unsupportedf(req.Name, "preallocation=%s with encryption (preallocated clusters would not decrypt to zeros)", p.prealloc)
 	}
-	cp, err := lukshdr.ParamsFromOptions(req.Name, "encrypt.", o, req.Open.Secrets)
+	cp, err := lukshdr.ParamsFromOptions(req.Name, "encrypt.", o.Encrypt.cipher(), req.Open.Secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -289,8 +281,8 @@ func encryptParams(req formats.CreateRequest, p params) (*lukshdr.CreateParams, 
 
 // setUpEncryption writes a new LUKS header into clusters after the
 // metadata of a new image and points the header at it (qemu's layout).
-func (img *Image) setUpEncryption(req formats.CreateRequest, p params) error {
-	cp, err := encryptParams(req, p)
+func (img *Image) setUpEncryption(req formats.CreateRequest, o CreateOptions, p params) error {
+	cp, err := encryptParams(req, o, p)
 	if err != nil || cp == nil {
 		return err
 	}
@@ -319,13 +311,19 @@ func (img *Image) setUpEncryption(req formats.CreateRequest, p params) error {
 
 // encryptHeaderBytes is the room the LUKS header of a new image takes, in
 // whole clusters (qemu's measure counts it).
-func encryptHeaderBytes(o formats.Options, cs int64) (int64, error) {
-	if o.String("encrypt.format") != "luks" {
+func encryptHeaderBytes(o EncryptOptions, cs int64) (int64, error) {
+	if o.Format != "luks" {
 		return 0, nil
 	}
-	p, err := lukshdr.CipherFromOptions("measure", "encrypt.", o)
+	p, err := lukshdr.CipherFromOptions("measure", "encrypt.", o.cipher())
 	if err != nil {
 		return 0, err
 	}
 	return roundUp(lukshdr.HeaderSize1(p), cs), nil
+}
+
+// cipher are the options the LUKS header code takes.
+func (o EncryptOptions) cipher() lukshdr.CipherOptions {
+	return lukshdr.CipherOptions{KeySecret: o.KeySecret, CipherAlg: o.CipherAlg, CipherMode: o.CipherMode,
+		IVGenAlg: o.IVGenAlg, IVGenHashAlg: o.IVGenHashAlg, HashAlg: o.HashAlg, IterTimeMs: o.IterTime}
 }

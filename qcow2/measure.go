@@ -9,7 +9,11 @@ import (
 // (qcow2_measure): fully-allocated is the size of a preallocated image;
 // required replaces its data with the clusters the source allocates.
 func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
-	p, err := parseParams("measure", req.Options)
+	o, err := decodeOptions(req.Options)
+	if err != nil {
+		return formats.Measurement{}, err
+	}
+	p, err := parseParams("measure", o)
 	if err != nil {
 		return formats.Measurement{}, err
 	}
@@ -29,7 +33,7 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 		}
 	}
 	full := preallocSize(virtual, cs, p.refcountOrder, p.extL2)
-	crypto, err := encryptHeaderBytes(req.Options, cs)
+	crypto, err := encryptHeaderBytes(o.Encrypt, cs)
 	if err != nil {
 		return formats.Measurement{}, err
 	}

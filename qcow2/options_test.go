@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +78,74 @@ func TestOptionsHelpMatchesQemu(t *testing.T) {
 		if !strings.Contains(want, line+"\n") {
 			t.Errorf("line %q is not in qemu-img's help:\n%s", line, want)
 		}
+	}
+}
+
+// TestTypedEncryptOptions: typed encrypt.* options (EncryptOptions) make an
+// image qemu-img opens with the secret and finds clean; the -o text and the
+// typed value measure alike.
+func TestTypedEncryptOptions(t *testing.T) {
+	typed := CreateOptions{ClusterSize: 4096, Encrypt: EncryptOptions{Format: "luks", KeySecret: "sec0", IterTime: 10,
+		CipherAlg: "aes-128", CipherMode: "cbc", IVGenAlg: "essiv", HashAlg: "sha512"}}
+	o, err := formats.OptionsOf(createOptions, typed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "typed.qcow2")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := Create(t.Context(), formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: 4 << 20, Options: o,
+		Open: formats.OpenOptions{Secrets: map[string][]byte{"sec0": encPass}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, img, []byte("typed encryption"), 1<<20)
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := qemutest.Exec(t, "qemu-img", "check", "--object", encSecret, "--image-opts", qemuImageOpts(path)); r.Code != 0 {
+		t.Fatalf("qemu-img check: %s%s", r.Stdout, r.Stderr)
+	}
+	info := qemutest.Exec(t, "qemu-img", "info", "--output=json", "--object", encSecret, "--image-opts", qemuImageOpts(path))
+	for _, want := range []string{`"cipher-alg": "aes-128"`, `"cipher-mode": "cbc"`, `"ivgen-alg": "essiv"`, `"hash-alg": "sha512"`} {
+		if !strings.Contains(info.Stdout, want) {
+			t.Errorf("qemu-img info lacks %s:\n%s", want, info.Stdout)
+		}
+	}
+	text, err := formats.ParseOptions(createOptions, "cluster_size=4096,encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,"+
+		"encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.hash-alg=sha512")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, errA := measure(t.Context(), formats.MeasureRequest{Size: 1 << 30, Options: o})
+	b, errB := measure(t.Context(), formats.MeasureRequest{Size: 1 << 30, Options: text})
+	if errA != nil || errB != nil || a != b {
+		t.Errorf("measure typed %+v %v, -o text %+v %v", a, errA, b, errB)
+	}
+}
+
+// TestZeroOptionsMeasure: measure with the zero formats.Options{} through
+// the registry answers what qemu-img measure answers with no -o.
+func TestZeroOptionsMeasure(t *testing.T) {
+	drv, err := formats.Lookup(Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := drv.Measure(t.Context(), formats.MeasureRequest{Size: 10 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := qemutest.Exec(t, "qemu-img", "measure", "-O", "qcow2", "--size", "10G", "--output=json").Stdout
+	var want struct {
+		Required       int64 `json:"required"`
+		FullyAllocated int64 `json:"fully-allocated"`
+	}
+	if err := json.Unmarshal([]byte(out), &want); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if m.Required != want.Required || m.FullyAllocated != want.FullyAllocated {
+		t.Errorf("measure %+v, qemu-img %+v", m, want)
 	}
 }

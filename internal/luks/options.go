@@ -9,6 +9,10 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 )
 
+// MaxIterTimeMs is the largest iter-time create option (the drivers' tags
+// say max:"2147483648").
+const MaxIterTimeMs = 1 << 31
+
 // LimitsFrom maps the image limits to key-derivation limits.
 func LimitsFrom(l formats.Limits) Limits {
 	l = l.WithDefaults()
@@ -16,32 +20,29 @@ func LimitsFrom(l formats.Limits) Limits {
 		MaxArgon2MemoryKiB: l.MaxKDFMemoryKiB}
 }
 
-// OptionNames are qemu's LUKS create option names without their prefix
-// ("encrypt." in qcow2, none in the luks format).
-var OptionNames = struct{ KeySecret, CipherAlg, CipherMode, IVGenAlg, IVGenHashAlg, HashAlg, IterTime string }{
-	"key-secret", "cipher-alg", "cipher-mode", "ivgen-alg", "ivgen-hash-alg", "hash-alg", "iter-time"}
-
-// OptionSpecs are the LUKS create options with prefix, with qemu's help.
-func OptionSpecs(prefix string, keySecretHelp string) []formats.OptionSpec {
-	return []formats.OptionSpec{
-		{Name: prefix + "cipher-alg", Type: formats.OptString, Help: "Name of encryption cipher algorithm"},
-		{Name: prefix + "cipher-mode", Type: formats.OptString, Help: "Name of encryption cipher mode"},
-		{Name: prefix + "hash-alg", Type: formats.OptString, Help: "Name of encryption hash algorithm"},
-		{Name: prefix + "iter-time", Type: formats.OptInt, Help: "Time to spend in PBKDF in milliseconds"},
-		{Name: prefix + "ivgen-alg", Type: formats.OptString, Help: "Name of IV generator algorithm"},
-		{Name: prefix + "ivgen-hash-alg", Type: formats.OptString, Help: "Name of IV generator hash algorithm"},
-		{Name: prefix + "key-secret", Type: formats.OptString, Help: keySecretHelp},
-	}
+// CipherOptions are the LUKS create options qemu shares between the luks
+// format (cipher-alg, ...) and qcow2 (encrypt.cipher-alg, ...): each driver
+// declares them in its own typed CreateOptions, which are the -o names and
+// help, and hands the decoded values here. The zero value is qemu's
+// defaults (aes-256-xts-plain64, sha256, 2 s of PBKDF2).
+type CipherOptions struct {
+	KeySecret    string // ID of the secret (formats.OpenOptions.Secrets) holding the passphrase
+	CipherAlg    string // NAME-BITS, e.g. aes-256
+	CipherMode   string // xts, cbc, ...
+	IVGenAlg     string // plain64, essiv, ...
+	IVGenHashAlg string // the essiv hash
+	HashAlg      string // the PBKDF2 and anti-forensic split hash
+	IterTimeMs   int64  // PBKDF2 time to spend; 0 for the default
 }
 
-// ParamsFromOptions reads the LUKS create options (with prefix) and looks
-// the key secret up in secrets. The caller zeroes nothing: the returned
-// Passphrase aliases the secret.
-func ParamsFromOptions(name, prefix string, o formats.Options, secrets map[string][]byte) (CreateParams, error) {
+// ParamsFromOptions checks the LUKS create options (named with prefix in
+// errors) and looks the key secret up in secrets. The caller zeroes
+// nothing: the returned Passphrase aliases the secret.
+func ParamsFromOptions(name, prefix string, o CipherOptions, secrets map[string][]byte) (CreateParams, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: %s", name, formats.ErrInvalidOption, fmt.Sprintf(format, args...))
 	}
-	id := o.String(prefix + "key-secret")
+	id := o.KeySecret
 	if id == "" {
 		return CreateParams{}, bad("Parameter '%skey-secret' is required for cipher", prefix)
 	}
@@ -54,13 +55,14 @@ func ParamsFromOptions(name, prefix string, o formats.Options, secrets map[strin
 	return p, err
 }
 
-// CipherFromOptions reads the cipher, hash and iter-time create options.
-func CipherFromOptions(name, prefix string, o formats.Options) (CreateParams, error) {
+// CipherFromOptions checks the cipher, hash and iter-time create options
+// (named with prefix in errors).
+func CipherFromOptions(name, prefix string, o CipherOptions) (CreateParams, error) {
 	var p CreateParams
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: %s", name, formats.ErrInvalidOption, fmt.Sprintf(format, args...))
 	}
-	if alg := o.String(prefix + "cipher-alg"); alg != "" {
+	if alg := o.CipherAlg; alg != "" {
 		cipherName, bits, _ := strings.Cut(alg, "-")
 		n, err := strconv.Atoi(bits)
 		if err != nil || n%8 != 0 {
@@ -71,9 +73,9 @@ func CipherFromOptions(name, prefix string, o formats.Options) (CreateParams, er
 		}
 		p.Spec.Cipher, p.KeyBytes = cipherName, n/8
 	}
-	p.Spec.Mode = o.String(prefix + "cipher-mode")
-	p.Spec.IVGen = o.String(prefix + "ivgen-alg")
-	p.Spec.IVHash = o.String(prefix + "ivgen-hash-alg")
+	p.Spec.Mode = o.CipherMode
+	p.Spec.IVGen = o.IVGenAlg
+	p.Spec.IVHash = o.IVGenHashAlg
 	if p.Spec.Mode == "" {
 		p.Spec.Mode = ModeXTS
 	}
@@ -83,16 +85,16 @@ func CipherFromOptions(name, prefix string, o formats.Options) (CreateParams, er
 	if p.Spec.Mode == ModeXTS {
 		p.KeyBytes *= 2
 	}
-	p.Hash = o.String(prefix + "hash-alg")
+	p.Hash = o.HashAlg
 	if p.Hash != "" {
 		if _, err := hashFunc(p.Hash); err != nil {
 			return p, bad("%shash-alg: %v", prefix, err)
 		}
 	}
-	if o.IsSet(prefix + "iter-time") {
-		ms := o.Int(prefix + "iter-time")
-		if ms <= 0 || ms > 1<<31 {
-			return p, bad("%siter-time %d ms is outside 1..%d", prefix, ms, int64(1)<<31)
+	if ms := o.IterTimeMs; ms != 0 {
+		// The drivers' option tables refuse an explicit 0 (min 1).
+		if ms < 0 || ms > MaxIterTimeMs {
+			return p, bad("%siter-time %d ms is outside 1..%d", prefix, ms, int64(MaxIterTimeMs))
 		}
 		p.IterTime = time.Duration(ms) * time.Millisecond
 	}
