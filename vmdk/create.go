@@ -71,24 +71,20 @@ func create(ctx context.Context, req formats.CreateRequest, rnd io.Reader) (form
 }
 
 func newConfig(ctx context.Context, req formats.CreateRequest, rnd io.Reader) (*createConfig, error) {
-	o := req.Options
-	cfg := &createConfig{req: req, sub: o.String("subformat"), size: req.Size,
-		adapter: o.String("adapter_type"), tools: o.String("toolsversion"),
-		zeroed: o.Bool("zeroed_grain"), backing: o.String("backing_file")}
-	if cfg.sub == "" {
-		cfg.sub = subMonolithicSparse
+	var o CreateOptions
+	if err := req.Options.Decode(&o); err != nil {
+		return nil, err
 	}
-	if cfg.adapter == "" {
-		cfg.adapter = "ide"
-	}
+	cfg := &createConfig{req: req, sub: o.Subformat, size: req.Size,
+		adapter: o.AdapterType, tools: o.ToolsVersion, zeroed: o.ZeroedGrain, backing: o.BackingFile}
 	if cfg.tools == "" {
 		cfg.tools = defaultToolsVersion
 	}
-	hw := o.String("hwversion")
+	hw := o.HWVersion
 	switch {
-	case o.Bool("compat6") && hw != "" && hw != "undefined":
+	case o.Compat6 && hw != "" && hw != "undefined":
 		return nil, fmt.Errorf("%w: compat6 cannot be enabled with hwversion set", formats.ErrInvalidOption)
-	case o.Bool("compat6"):
+	case o.Compat6:
 		cfg.hwVersion = compat6HWVersion
 	case hw == "" || hw == "undefined":
 		cfg.hwVersion = defaultHWVersion
@@ -99,13 +95,13 @@ func newConfig(ctx context.Context, req formats.CreateRequest, rnd io.Reader) (*
 		return nil, fmt.Errorf("%w: quotes or newlines in hwversion/toolsversion", formats.ErrInvalidOption)
 	}
 	cfg.level = deflate.DefaultLevel
-	if o.IsSet("compression_level") {
-		cfg.level = int(o.Int("compression_level"))
+	if o.CompressionLevel != 0 { // an explicit 0 is refused by the option table
+		cfg.level = o.CompressionLevel
 		if cfg.level < deflate.MinLevel || cfg.level > deflate.MaxLevel {
 			return nil, fmt.Errorf("%w: compression_level must be between %d and %d", formats.ErrInvalidOption, deflate.MinLevel, deflate.MaxLevel)
 		}
 	}
-	if bf := o.String("backing_fmt"); bf != "" && bf != Name {
+	if bf := o.BackingFmt; bf != "" && bf != Name {
 		return nil, fmt.Errorf("%w: backing_fmt must be 'vmdk'", formats.ErrInvalidOption)
 	}
 	var seed [36]byte
