@@ -27,11 +27,17 @@ const (
 )
 
 // CreateOptions are the vpc create options, typed: the zero value is
-// qemu-img's defaults (a dynamic disk). They are the one source of the -o
-// names, defaults and help.
+// qemu-img's defaults (a dynamic disk with 2 MiB blocks, sized by CHS
+// geometry). They are the one source of the -o names, defaults and help
+// (createOptions); library callers pass them through
+// formats.OptionsOf(driver.CreateOptions, vhd.CreateOptions{...}).
+//
+// Subformat "" and a nil ForceSize are qemu's defaults (dynamic, CHS
+// sizing) except with Azure, which makes them fixed and exact; Azure
+// refuses an explicit subformat=dynamic or force_size=off.
 type CreateOptions struct {
-	Subformat    string `opt:"subformat" default:"dynamic" values:"dynamic,fixed" help:"Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} "`
-	ForceSize    bool   `opt:"force_size" default:"off" help:"Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation"`
+	Subformat    string `opt:"subformat" values:"dynamic,fixed" help:"Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} "`
+	ForceSize    *bool  `opt:"force_size" help:"Force disk size calculation to use the actual size specified, rather than using the nearest CHS-based calculation"`
 	BlockSize    int64  `opt:"block_size,size" default:"2M" help:"Block size of a dynamic or differencing disk (a power of two, 512 bytes to 256 MiB; vdisk)"`
 	Azure        bool   `opt:"azure" default:"off" help:"Make an Azure-ready disk: fixed, exact size, refused unless the size is a whole MiB (vdisk)"`
 	AzureRoundUp bool   `opt:"azure_round_up" default:"off" help:"With azure=on, round the size up to the next whole MiB instead of refusing it (vdisk)"`
@@ -39,7 +45,16 @@ type CreateOptions struct {
 	BackingFmt   string `opt:"backing_fmt" help:"Image format of the parent (vpc) (vdisk)"`
 }
 
+// createOptions are the -o table.
 var createOptions = formats.OptionSpecsOf(CreateOptions{})
+
+// decodeOptions reads the -o options (or a library caller's typed ones)
+// into CreateOptions, defaults filled in.
+func decodeOptions(o formats.Options) (CreateOptions, error) {
+	var co CreateOptions
+	err := o.Decode(&co)
+	return co, err
+}
 
 // plan is the layout of a new image.
 type plan struct {
@@ -50,30 +65,28 @@ type plan struct {
 	blockSize int64
 }
 
-// planCreate validates the options and sizes the image.
-func planCreate(req formats.CreateRequest) (plan, error) {
-	o := req.Options
-	p := plan{fixed: o.String("subformat") == "fixed", blockSize: defaultBlockSize}
-	forceSize := o.Bool("force_size")
-	size := req.Size
-	if o.Bool("azure") {
-		if o.IsSet("subformat") && !p.fixed {
+// planCreate validates the options and sizes the image of size bytes.
+func planCreate(o CreateOptions, size int64) (plan, error) {
+	p := plan{fixed: o.Subformat == "fixed", blockSize: defaultBlockSize}
+	forceSize := o.ForceSize != nil && *o.ForceSize
+	if o.Azure {
+		if o.Subformat != "" && !p.fixed {
 			return p, fmt.Errorf("%w: azure=on needs subformat=fixed: Azure only accepts fixed VHDs", formats.ErrInvalidOption)
 		}
-		if o.IsSet("force_size") && !forceSize {
+		if o.ForceSize != nil && !forceSize {
 			return p, fmt.Errorf("%w: azure=on needs force_size=on: Azure needs the exact size in the footer", formats.ErrInvalidOption)
 		}
 		p.fixed, forceSize = true, true
 		if size%mib != 0 {
 			up := roundUp(size, mib)
-			if !o.Bool("azure_round_up") {
+			if !o.AzureRoundUp {
 				return p, fmt.Errorf("%w: size %d is not a whole number of MiB, which Azure refuses: "+
 					"round the disk up to %d bytes (%d MiB) first, or add -o azure_round_up=on to pad it with zeros",
 					formats.ErrInvalidOption, size, up, up/mib)
 			}
 			size = up
 		}
-	} else if o.Bool("azure_round_up") {
+	} else if o.AzureRoundUp {
 		return p, fmt.Errorf("%w: azure_round_up=on only applies with azure=on", formats.ErrInvalidOption)
 	}
 	if size < 0 {
@@ -87,26 +100,24 @@ func planCreate(req formats.CreateRequest) (plan, error) {
 		p.creator = creatorQemu
 	}
 	p.size = sectors * sectorSize
-	limit := int64(maxDynamicSize)
+	limit, kind := int64(maxDynamicSize), "dynamic"
 	if p.fixed {
-		limit = maxFixedSize
+		limit, kind = maxFixedSize, "fixed"
 	}
 	if p.size > limit {
-		return p, fmt.Errorf("%w: size %d exceeds the %s VHD maximum of %d bytes", formats.ErrInvalidOption, p.size, o.String("subformat"), limit)
+		return p, fmt.Errorf("%w: size %d exceeds the %s VHD maximum of %d bytes", formats.ErrInvalidOption, p.size, kind, limit)
 	}
 	if !p.fixed {
-		if err := p.setBlockSize(o); err != nil {
+		if err := p.setBlockSize(o.BlockSize); err != nil {
 			return p, err
 		}
 	}
 	return p, nil
 }
 
-func (p *plan) setBlockSize(o formats.Options) error {
-	if o.IsSet("block_size") {
-		p.blockSize = o.Size("block_size")
-	}
-	bs := p.blockSize
+// setBlockSize checks and sets the block_size option (2 MiB by default).
+func (p *plan) setBlockSize(bs int64) error {
+	p.blockSize = bs
 	if bs < sectorSize || bs > maxBlockSize || bs&(bs-1) != 0 {
 		return fmt.Errorf("%w: block_size %d must be a power of two from 512 to %d", formats.ErrInvalidOption, bs, maxBlockSize)
 	}
@@ -156,10 +167,14 @@ func isStream(f formats.File) bool { return formats.IsSequential(f) }
 // Create makes a new VHD in req.File: dynamic (default), fixed, or
 // differencing when the backing_file option names a parent VHD.
 func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
-	if req.Options.String("backing_file") != "" {
-		return createDifferencing(ctx, req)
+	o, err := decodeOptions(req.Options)
+	if err != nil {
+		return nil, err
 	}
-	p, err := planCreate(req)
+	if o.BackingFile != "" {
+		return createDifferencing(ctx, req, o)
+	}
+	p, err := planCreate(o, req.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -274,18 +289,17 @@ func (img *Image) setParent(par *parentInfo, dataOff int64) (int64, [][]byte) {
 // createDifferencing opens the parent named by backing_file (through the
 // resolver, relative to the new image's directory) and makes a differencing
 // disk over it.
-func createDifferencing(ctx context.Context, req formats.CreateRequest) (*Image, error) {
-	o := req.Options
-	if f := o.String("backing_fmt"); f != "" && f != Name && f != "vhd" {
+func createDifferencing(ctx context.Context, req formats.CreateRequest, o CreateOptions) (*Image, error) {
+	if f := o.BackingFmt; f != "" && f != Name && f != "vhd" {
 		return nil, formats.Unsupportedf(req.Name, "a differencing VHD needs a VHD parent, not backing_fmt=%s", f)
 	}
-	if o.String("subformat") == "fixed" || o.Bool("azure") {
+	if o.Subformat == "fixed" || o.Azure {
 		return nil, formats.Unsupportedf(req.Name, "a differencing VHD cannot be fixed")
 	}
 	if isStream(req.File) {
 		return nil, formats.Unsupportedf(req.Name, "a differencing VHD cannot be written to a stream")
 	}
-	ref := o.String("backing_file")
+	ref := o.BackingFile
 	pimg, err := formats.OpenReference(ctx, req.Name, ref, Name, req.Open)
 	if err != nil {
 		return nil, err
@@ -295,7 +309,7 @@ func createDifferencing(ctx context.Context, req formats.CreateRequest) (*Image,
 		pimg.Close()
 		return nil, formats.Unsupportedf(req.Name, "parent %q is %s, not a VHD", ref, pimg.Format())
 	}
-	img, err := newDifferencing(req, parent, ref)
+	img, err := newDifferencing(req, o, parent, ref)
 	if err != nil {
 		parent.Close()
 		return nil, err
@@ -303,13 +317,13 @@ func createDifferencing(ctx context.Context, req formats.CreateRequest) (*Image,
 	return img, nil
 }
 
-func newDifferencing(req formats.CreateRequest, parent *Image, ref string) (*Image, error) {
+func newDifferencing(req formats.CreateRequest, o CreateOptions, parent *Image, ref string) (*Image, error) {
 	size := req.Size
 	if size == 0 {
 		size = parent.Size()
 	}
-	p := plan{size: roundUp(size, sectorSize), blockSize: defaultBlockSize}
-	if err := p.setBlockSize(req.Options); err != nil {
+	p := plan{size: roundUp(size, sectorSize)}
+	if err := p.setBlockSize(o.BlockSize); err != nil {
 		return nil, err
 	}
 	if p.size > maxDynamicSize {
@@ -372,8 +386,11 @@ func (img *Image) writeFooterAt(off int64) error {
 // measure: a fixed disk needs its size plus the footer; a dynamic one its
 // metadata plus every block holding data.
 func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measurement, error) {
-	creq := formats.CreateRequest{Size: req.Size, Options: req.Options}
-	p, err := planCreate(creq)
+	o, err := decodeOptions(req.Options)
+	if err != nil {
+		return formats.Measurement{}, err
+	}
+	p, err := planCreate(o, req.Size)
 	if err != nil {
 		return formats.Measurement{}, err
 	}

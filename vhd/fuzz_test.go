@@ -32,8 +32,7 @@ func diffSeed(tb testing.TB, parent []byte) []byte {
 		tb.Fatal(err)
 	}
 	m := fileio.NewMem("child.vhd", nil)
-	o, _ := formats.ParseOptions(createOptions, "block_size=4K")
-	img, err := newDifferencing(formats.CreateRequest{File: m, Name: "child.vhd", Options: o}, p.(*Image), "parent.vhd")
+	img, err := newDifferencing(formats.CreateRequest{File: m, Name: "child.vhd"}, CreateOptions{BlockSize: 4 << 10}, p.(*Image), "parent.vhd")
 	if err != nil {
 		tb.Fatal(err)
 	}

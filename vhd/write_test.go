@@ -275,9 +275,18 @@ func TestAzureRefusesOddSizes(t *testing.T) {
 	requireQemuReads(t, path, 31<<20, ws)
 	for _, opts := range []string{"azure=on,subformat=dynamic", "azure=on,force_size=off", "azure_round_up=on"} {
 		o, _ := formats.ParseOptions(createOptions, opts)
-		if _, err := planCreate(formats.CreateRequest{Size: 1 << 20, Options: o}); err == nil {
+		co, err := decodeOptions(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := planCreate(co, 1<<20); err == nil {
 			t.Errorf("%s accepted", opts)
 		}
+	}
+	// The typed spelling of the same refusal: an explicit ForceSize false.
+	off := false
+	if _, err := planCreate(CreateOptions{Azure: true, ForceSize: &off, BlockSize: defaultBlockSize}, 1<<20); err == nil {
+		t.Error("typed azure with ForceSize false accepted")
 	}
 }
 
