@@ -23,7 +23,11 @@ const diffBlockSize = 2 * mib
 const LogicalSectorOption = "logical_sector_size"
 
 // CreateOptions are the vhdx create options, typed: the zero value is
-// qemu-img's defaults. BlockStateZero is a *bool because its default is on.
+// qemu-img's defaults (dynamic, block size by virtual size, 1 MiB log,
+// 512-byte logical sectors). They are the one source of the -o names,
+// defaults and help (createOptions); library callers pass them through
+// formats.OptionsOf(driver.CreateOptions, vhdx.CreateOptions{...}).
+// BlockStateZero is a *bool because its default is on (nil).
 type CreateOptions struct {
 	Subformat         string `opt:"subformat" default:"dynamic" values:"dynamic,fixed" help:"VHDX format type, can be either 'dynamic' or 'fixed'. Default is 'dynamic'."`
 	BlockSize         int64  `opt:"block_size,size" default:"0" help:"Block Size; min 1MB, max 256MB. 0 means auto-calculate based on image size."`
@@ -34,6 +38,7 @@ type CreateOptions struct {
 	BackingFmt        string `opt:"backing_fmt" help:"Image format of the parent (vhdx)"`
 }
 
+// createOptions are the -o table.
 var createOptions = formats.OptionSpecsOf(CreateOptions{})
 
 // Writer is a VHDX image being written. WriteAt may be called concurrently
@@ -61,12 +66,16 @@ type createParams struct {
 	stateZero     bool
 	backing       string
 	backingFmt    string
+	blockSizeSet  bool // block_size was given (not 0, "pick by size")
 }
 
 func parseCreate(req formats.CreateRequest) (createParams, error) {
-	o := req.Options
-	p := createParams{size: req.Size, fixed: o.String("subformat") == "fixed", stateZero: o.Bool("block_state_zero"),
-		backing: o.String("backing_file"), backingFmt: o.String("backing_fmt"), logicalSector: o.Int(LogicalSectorOption)}
+	var o CreateOptions
+	if err := req.Options.Decode(&o); err != nil {
+		return createParams{}, err
+	}
+	p := createParams{size: req.Size, fixed: o.Subformat == "fixed", stateZero: o.BlockStateZero == nil || *o.BlockStateZero,
+		backing: o.BackingFile, backingFmt: o.BackingFmt, logicalSector: o.LogicalSectorSize, blockSizeSet: o.BlockSize != 0}
 	if p.logicalSector != 512 && p.logicalSector != 4096 {
 		return p, fmt.Errorf("%w: %s=%d: want 512 or 4096", formats.ErrInvalidOption, LogicalSectorOption, p.logicalSector)
 	}
@@ -78,10 +87,10 @@ func parseCreate(req formats.CreateRequest) (createParams, error) {
 		return p, fmt.Errorf("%w: Image size too large; max of 64TB", formats.ErrInvalidOption)
 	}
 	var err error
-	if p.blockSize, err = blockSizeFor(o.Size("block_size"), p.size); err != nil {
+	if p.blockSize, err = blockSizeFor(o.BlockSize, p.size); err != nil {
 		return p, err
 	}
-	p.logSize = roundUp(o.Size("log_size"), mib)
+	p.logSize = roundUp(o.LogSize, mib)
 	if p.logSize < mib || p.logSize > 4096*mib-mib {
 		return p, fmt.Errorf("%w: log_size: must be from 1 MiB to 4095 MiB", formats.ErrInvalidOption)
 	}
@@ -167,7 +176,7 @@ func (img *Image) attachParent(ctx context.Context, req formats.CreateRequest, p
 		return nil, fmt.Errorf("%w: a differencing VHDX must have its parent's size (%d) and logical sector size (%d)",
 			formats.ErrInvalidOption, parent.size, parent.logicalSector)
 	}
-	if !req.Options.IsSet("block_size") || req.Options.Size("block_size") == 0 {
+	if !p.blockSizeSet {
 		// A differencing disk copies the parent's data into a block on the
 		// first partial write: small blocks (Hyper-V's 2 MiB for
 		// differencing disks) keep that cheap.
