@@ -33,7 +33,9 @@ func init() {
 }
 
 // CreateOptions are qemu's vdi create options, typed: the zero value is
-// qemu-img's default (a dynamic image).
+// qemu-img's default (a dynamic image). They are the one source of the -o
+// names, defaults and help; library callers pass them through
+// formats.OptionsOf(driver.CreateOptions, vdi.CreateOptions{...}).
 type CreateOptions struct {
 	Static      bool   `opt:"static" default:"off" help:"VDI static (pre-allocated) image"`
 	BackingFile string `opt:"backing_file" help:"Parent VDI image: creates a differencing image linked to it by UUID (vdisk)"`

@@ -20,8 +20,12 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 	if err := req.Open.Limits.CheckVirtualSize(req.Name, req.Size); err != nil {
 		return nil, err
 	}
-	static := req.Options.Bool("static")
-	parent, parentPath, err := openCreateParent(ctx, req, static)
+	var o CreateOptions
+	if err := req.Options.Decode(&o); err != nil {
+		return nil, err
+	}
+	static := o.Static
+	parent, parentPath, err := openCreateParent(ctx, req, o)
 	if err != nil {
 		return nil, err
 	}
@@ -38,15 +42,15 @@ func Create(ctx context.Context, req formats.CreateRequest) (*Image, error) {
 
 // openCreateParent opens the backing_file of a new differencing image
 // (nil without one): a VDI image, through the resolver.
-func openCreateParent(ctx context.Context, req formats.CreateRequest, static bool) (*Image, string, error) {
-	ref := req.Options.String("backing_file")
+func openCreateParent(ctx context.Context, req formats.CreateRequest, o CreateOptions) (*Image, string, error) {
+	ref := o.BackingFile
 	if ref == "" {
 		return nil, "", nil
 	}
-	if f := req.Options.String("backing_fmt"); f != "" && f != Name {
+	if f := o.BackingFmt; f != "" && f != Name {
 		return nil, "", formats.Unsupportedf(req.Name, "a differencing VDI needs a VDI parent, not backing_fmt=%s", f)
 	}
-	if static {
+	if o.Static {
 		return nil, "", formats.Unsupportedf(req.Name, "a differencing VDI cannot be static")
 	}
 	p, err := formats.OpenReference(ctx, req.Name, ref, Name, req.Open)
