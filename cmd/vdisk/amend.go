@@ -32,10 +32,7 @@ func newAmendCommand(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			opts, err := splitAmendOptions(text)
-			if err != nil {
-				return err
-			}
+			opts := splitAmendOptions(text)
 			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
@@ -72,35 +69,13 @@ func newAmendCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// splitAmendOptions parses qemu's "k=v,k2=v2" (",," is a comma in a value;
-// a bare key is key=on).
-func splitAmendOptions(text string) (map[string]string, error) {
+// splitAmendOptions parses qemu's "k=v,k2=v2" with formats' -o tokenizer
+// (",," is a comma in a value; a bare key is key=on); the keys are
+// qemu's amend keys, checked by qcow2's Amend in qemu's words.
+func splitAmendOptions(text string) map[string]string {
 	out := map[string]string{}
-	var cur strings.Builder
-	flush := func() {
-		item := cur.String()
-		cur.Reset()
-		if item == "" {
-			return
-		}
-		k, v, ok := strings.Cut(item, "=")
-		if !ok {
-			v = "on"
-		}
-		out[k] = v
+	for _, item := range formats.SplitOptions(text) {
+		out[item.Key] = item.Value
 	}
-	for i := 0; i < len(text); i++ {
-		if text[i] == ',' {
-			if i+1 < len(text) && text[i+1] == ',' {
-				cur.WriteByte(',')
-				i++
-				continue
-			}
-			flush()
-			continue
-		}
-		cur.WriteByte(text[i])
-	}
-	flush()
-	return out, nil
+	return out
 }
