@@ -10,7 +10,7 @@ import (
 	"testing/fstest"
 
 	"github.com/vdiskio/vdisk/formats"
-	_ "github.com/vdiskio/vdisk/qcow2" // drivers register themselves, like image/png
+	"github.com/vdiskio/vdisk/qcow2" // drivers register themselves, like image/png
 	_ "github.com/vdiskio/vdisk/raw"
 )
 
@@ -79,6 +79,46 @@ func ExampleDriver_Create() {
 	again.ReadAt(buf, 1<<20)
 	fmt.Printf("%s %d MiB %q\n", again.Format(), again.Size()>>20, buf)
 	// Output: qcow2 64 MiB "hello"
+}
+
+// Typed create options: a driver's CreateOptions struct, whose zero fields
+// are qemu's defaults, turned into Options for Create (and Measure). The
+// same struct is where `-o` text is parsed and `-o help` printed from.
+func ExampleOptionsOf() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "vdisk-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	drv, err := formats.Lookup("qcow2")
+	if err != nil {
+		log.Fatal(err)
+	}
+	opts, err := formats.OptionsOf(drv.CreateOptions, qcow2.CreateOptions{ClusterSize: 1 << 20, LazyRefcounts: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := drv.Measure(ctx, formats.MeasureRequest{Size: 1 << 30, Options: opts})
+	if err != nil {
+		log.Fatal(err)
+	}
+	path := filepath.Join(dir, "big-clusters.qcow2")
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	img, err := drv.Create(ctx, formats.CreateRequest{File: formats.NewOSFile(f), Name: path, Size: 1 << 30, Options: opts})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		log.Fatal(err)
+	}
+	// qemu-img measure -O qcow2 --size 1G -o cluster_size=1M,lazy_refcounts=on
+	// says the same 5242880.
+	fmt.Printf("keys %v; measured %d bytes required\n", opts.Keys(), m.Required)
+	// Output: keys [cluster_size lazy_refcounts]; measured 5242880 bytes required
 }
 
 // Opening an image held in memory (or in an object store: anything with
