@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/fuzzpatch"
+	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
 // tinySparse is a hand-built sparse extent: 16 sectors, 1-sector grains,
@@ -82,15 +84,47 @@ func FuzzSparse(f *testing.F) {
 }
 
 // smallStream is a streamOptimized image of a 1 MiB disk with 4 KiB of
-// data: a few KiB.
+// data, 11.5 KiB: the writer puts the first grain at 64 KiB, as qemu does;
+// here it goes right after the header and the 10 KiB descriptor area, and
+// OverHead says so (TestSmallStream: qemu-img reads it as the 64 KiB
+// layout).
 func smallStream(t testing.TB) []byte {
 	mem := fileio.NewMem("s.vmdk", nil)
 	w := createWith(t, mem, 1<<20, "subformat=streamOptimized", 3)
+	const overhead = 1 + embeddedDescSectors
+	sw := w.(*streamWriter)
+	sw.pos, sw.hdr.OverHead = overhead*sectorSize, overhead
 	if _, err := w.WriteAt(bytes.Repeat([]byte("vmdk"), 1024), 8192); err != nil {
 		t.Fatal(err)
 	}
 	finish(t, w)
-	return mem.Bytes()
+	b := mem.Bytes()[:sw.pos]
+	binary.LittleEndian.PutUint64(b[64:], overhead) // the header's OverHead
+	return b
+}
+
+// TestSmallStream: qemu-img checks FuzzSparse's compact stream clean and
+// reads it as its data, as vdisk does.
+func TestSmallStream(t *testing.T) {
+	b := smallStream(t)
+	if len(b) > 64<<10 {
+		t.Fatalf("%d bytes", len(b))
+	}
+	want := make([]byte, 1<<20)
+	copy(want[8192:], bytes.Repeat([]byte("vmdk"), 1024))
+	path := writeTemp(t, b)
+	qemutest.RequireClean(t, "vmdk", path)
+	got, err := os.ReadFile(qemutest.ToRaw(t, "vmdk", path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := Open(context.Background(), fileio.NewMem("s.vmdk", b), formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) || !bytes.Equal(readAll(t, img), want) {
+		t.Fatal("the compact stream does not read as its data")
+	}
 }
 
 func FuzzDescriptor(f *testing.F) {
