@@ -187,7 +187,7 @@ func (img *Image) AmendWith(ctx context.Context, opts map[string]string, s Amend
 		return err
 	}
 	if p.version < img.hdr.Version {
-		if err := img.canDowngrade(); err != nil {
+		if err := img.canDowngrade(p.size); err != nil {
 			return err
 		}
 	}
@@ -228,42 +228,108 @@ func upgradeHeader(h *header, e *extensions) {
 	e.Features = nil // encode writes the standard table
 }
 
-// canDowngrade refuses what version 2 cannot express, in qemu's words.
-func (img *Image) canDowngrade() error {
+// canDowngrade refuses what version 2 cannot express, in qemu's words
+// and order (qcow2_downgrade). Bitmaps do not stop a downgrade (qemu's
+// drops them, leaking their clusters; vdisk's frees them), nor do zero
+// clusters in snapshots (expanded, as qemu's expand_zero_clusters_in_l1),
+// nor zstd without compressed clusters (the type becomes zlib).
+//
+// size is the virtual size the image has when it is downgraded (amend
+// resizes first): a snapshot of another size, or with more VM state than
+// version 2's 32 bits hold, stops it as qemu's does.
+func (img *Image) canDowngrade(size int64) error {
 	h := &img.hdr
-	if f := h.IncompatibleFeatures &^ incompatDirty; f != 0 {
+	if h.IncompatibleFeatures&incompatDataFile != 0 {
+		return amendRefusal(formats.ErrUnsupported, "", "Cannot downgrade an image with a data file")
+	}
+	for _, sn := range img.snapshots {
+		ds := int64(sn.DiskSize)
+		if sn.DiskSize == 0 {
+			ds = img.size // no extra data: qemu takes the image's size
+		}
+		if max(uint64(sn.VMStateSize), sn.VMStateSizeLarge) > 1<<32-1 || ds != size {
+			return amendRefusal(formats.ErrUnsupported, "", "Internal snapshots prevent downgrade of image")
+		}
+	}
+	if f := h.IncompatibleFeatures &^ (incompatDirty | incompatCompression); f != 0 {
 		return amendRefusal(formats.ErrUnsupported, "", "Cannot downgrade an image with incompatible features %#x set", f)
 	}
-	if h.AutoclearFeatures&autoclearBitmaps != 0 && img.ext.Bitmaps != nil && img.ext.Bitmaps.NbBitmaps > 0 {
-		return amendRefusal(formats.ErrUnsupported, "", "Cannot downgrade an image with persistent dirty bitmaps")
+	if h.CompressionType != compressionZstd {
+		return nil
+	}
+	// qemu looks at the active layer only, and would leave a snapshot's
+	// zstd clusters to be read as zlib: vdisk refuses those too.
+	compressed := func(t []uint64) bool {
+		for _, e := range t {
+			if e&oflagCompressed != 0 {
+				return true
+			}
+		}
+		return false
+	}
+	found := false
+	err := img.eachL2(true, func(_ int64, t []uint64, _ bool) error {
+		found = found || compressed(t)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if found {
+		return amendRefusal(formats.ErrUnsupported, "", "Cannot downgrade an image with zstd compression type and existing compressed clusters")
+	}
+	return nil
+}
+
+// eachL2 calls fn once for every L2 table the active L1 table reaches
+// (when withActive) and every one a snapshot reaches; active reports
+// whether the active layer reaches it.
+func (img *Image) eachL2(withActive bool, fn func(off int64, t []uint64, active bool) error) error {
+	seen := map[int64]bool{}
+	visit := func(l1 []uint64, active bool) error {
+		for _, e := range l1 {
+			off := int64(e & offsetMask)
+			if off == 0 || seen[off] {
+				continue
+			}
+			seen[off] = true
+			t, err := img.l2(off)
+			if err != nil {
+				return err
+			}
+			if err := fn(off, t, active); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if withActive {
+		if err := visit(img.l1, true); err != nil {
+			return err
+		}
 	}
 	for _, sn := range img.snapshots {
 		l1, err := img.snapshotL1(sn)
 		if err != nil {
 			return err
 		}
-		for _, e := range l1 {
-			off := int64(e & offsetMask)
-			if off == 0 {
-				continue
-			}
-			t, err := img.l2(off)
-			if err != nil {
-				return err
-			}
-			for _, le := range t {
-				if le&oflagCompressed == 0 && le&oflagZero != 0 {
-					return formats.Unsupportedf(img.name, "downgrading to compat=0.10 with zero clusters in internal snapshot %q", sn.Name)
-				}
-			}
+		if err := visit(l1, false); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// downgrade expands the active layer's zero clusters (v2 has none) and
-// rewrites the header as version 2 (caller holds img.mu).
+// downgrade drops the bitmaps, expands the zero clusters of the active
+// layer and of the snapshots (v2 has none) and rewrites the header as
+// version 2 (caller holds img.mu).
 func (img *Image) downgrade() error {
+	if st := img.w.bms; st != nil && len(st.list) > 0 {
+		st.list = nil
+		if err := img.storeBitmaps(false); err != nil {
+			return err
+		}
+	}
 	cs := img.clusterSize
 	clusters := (img.size + cs - 1) / cs
 	zeros := make([]byte, cs)
@@ -298,11 +364,57 @@ func (img *Image) downgrade() error {
 			return img.abort(err)
 		}
 	}
+	if err := img.expandSnapshotZeros(zeros); err != nil {
+		return img.abort(err)
+	}
 	return img.rewriteHeader(func(h *header, e *extensions) {
 		h.Version, h.HeaderLength = 2, v2HeaderLength
 		h.IncompatibleFeatures, h.CompatibleFeatures, h.AutoclearFeatures = 0, 0, 0
 		h.RefcountOrder, h.CompressionType, h.Extra = 4, 0, nil
 		e.Features, e.Bitmaps = nil, nil
+	})
+}
+
+// expandSnapshotZeros rewrites the zero entries of the snapshots' L2
+// tables in place, as qemu's expand_zero_clusters_in_l1: without a
+// backing file an unallocated zero cluster becomes unallocated; with one,
+// a new cluster of zeros, referenced as often as its table is; an
+// allocated zero cluster is filled with zeros and kept. (The active layer
+// was expanded first, so no table still shared with it has zero entries.)
+func (img *Image) expandSnapshotZeros(zeros []byte) error {
+	cs := img.clusterSize
+	return img.eachL2(false, func(off int64, t []uint64, _ bool) error {
+		changed := false
+		for k, e := range t {
+			if e&oflagCompressed != 0 || e&oflagZero == 0 {
+				continue
+			}
+			host := int64(e & offsetMask)
+			if host == 0 && img.backingName == "" {
+				t[k], changed = 0, true
+				continue
+			}
+			if host == 0 {
+				h, err := img.allocClusters(1)
+				if err != nil {
+					return err
+				}
+				if refs := img.w.refcount(off / cs); refs > 1 {
+					if err := img.addRef(h/cs, int64(refs)-1); err != nil {
+						return err
+					}
+				}
+				host = h
+			}
+			if _, err := img.f.WriteAt(zeros, host); err != nil {
+				return err
+			}
+			t[k], changed = uint64(host), true
+		}
+		if changed {
+			img.dirtyTable(off, t)
+		}
+		return nil
 	})
 }
 

@@ -286,7 +286,7 @@ func (img *Image) preallocate(ctx context.Context, mode string) error {
 		return err
 	}
 	bitmap := uint64(subAllocMask)
-	if img.backing != nil {
+	if img.hasBacking() {
 		bitmap = 0 // extended L2: subclusters stay unallocated, the backing file shows
 	}
 	for vc := range clusters {
@@ -324,8 +324,17 @@ func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error 
 		return fmt.Errorf("%s: use the --shrink option to perform a shrink operation", img.name)
 	}
 	img.mu.Lock()
-	defer img.mu.Unlock()
-	return img.resizeLocked(newSize)
+	oldSize := img.size
+	err := img.resizeLocked(newSize)
+	img.mu.Unlock()
+	if err != nil || newSize <= oldSize || !img.hasBacking() || img.backing != nil && img.backing.Size() <= oldSize {
+		return err
+	}
+	// As qemu's bdrv_co_truncate: a backing file that reaches past the
+	// old end would show through the new range, which must read as
+	// zeros: it becomes zero clusters (not marked in the bitmaps). Not
+	// opened (NoBacking), the backing file is taken to reach that far.
+	return img.zeroRange(oldSize, newSize-oldSize)
 }
 
 // resizeLocked is Resize with img.mu held.

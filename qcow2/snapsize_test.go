@@ -228,3 +228,115 @@ func TestResizeWithBitmapsJudgedByQemu(t *testing.T) {
 		t.Fatalf("resize with an inconsistent bitmap: vdisk %v; qemu-img exit %d %q", err, r.Code, r.Stderr)
 	}
 }
+
+func amend(opts map[string]string) func(*Image) error {
+	return func(img *Image) error { return img.Amend(context.Background(), opts) }
+}
+
+// TestAmendWithSnapshotsLikeQemu: amend of images with internal
+// snapshots and bitmaps, each step against qemu-img amend on a copy:
+// size= grows and shrinks (the snapshots keep their size and content);
+// compat=0.10 is refused while a snapshot has another size, as qemu's,
+// and with size= back at the snapshots' size expands the zero clusters of the snapshots too (qemu-img
+// convert -l reads every snapshot of both copies the same) and drops the
+// bitmaps (qemu's leaves their clusters leaked, vdisk's frees them: check
+// clean); on a version 2 image size= is refused in qemu's words unless
+// compat=1.1 comes with it.
+func TestAmendWithSnapshotsLikeQemu(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	at := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, backing := range []bool{false, true} {
+		t.Run(fmt.Sprint("backing=", backing), func(t *testing.T) {
+			opts := "cluster_size=4k"
+			if backing {
+				base := filepath.Join(t.TempDir(), "base.raw")
+				qemutest.Img(t, "create", "-q", "-f", "raw", base, "3M")
+				qemutest.IO(t, "raw", base, "write -P 0x77 0 3M")
+				opts += ",backing_file=" + base + ",backing_fmt=raw"
+			}
+			tw := newTwin(t, opts, "3M", "write -P 0x11 0 300k", "write -z 40k 12k", "write -z 1M 64k", "write -P 0x12 2M 40k", "write -z 2M 8k")
+			tw.step("snapshot -c one", func(img *Image) error { return img.CreateSnapshot("one", at) }, "snapshot", "-c", "one")
+			tw.step("writes and zeros", write(40<<10, 4<<10, 0x21), "qemu-io", "write -P 0x21 40k 4k")
+			tw.step("zero after snapshot", func(img *Image) error { return img.WriteZeroes(0, 16<<10) }, "qemu-io", "write -z 0 16k")
+			qemutest.Img(t, "snapshot", "-c", "two", tw.qm)
+			qemutest.Img(t, "bitmap", "--add", tw.qm, "bm")
+			copyFile(t, tw.qm, tw.vd)
+			tw.step("amend size=5M", amend(map[string]string{"size": "5M"}), "amend", "-o", "size=5M")
+			tw.step("amend size=2M", amend(map[string]string{"size": "2M"}), "amend", "-o", "size=2M")
+			// The snapshots are 3M: at 2M they stop a downgrade; amend
+			// resizes first, so size=3M,compat=0.10 downgrades.
+			r := qemutest.Exec(t, "qemu-img", "amend", "-o", "compat=0.10", tw.qm)
+			err := withWritable(t, tw.vd, amend(map[string]string{"compat": "0.10"}))
+			var ae *AmendError
+			if r.Code == 0 || !errors.As(err, &ae) || !strings.Contains(r.Stderr, ae.Msg) {
+				t.Fatalf("compat=0.10 with snapshots of another size: vdisk %v; qemu-img exit %d %q", err, r.Code, r.Stderr)
+			}
+			tw.judge("a refused downgrade")
+			tw.step("amend compat=0.10,size=3M", amend(map[string]string{"compat": "0.10", "size": "3M"}), "amend", "-o", "compat=0.10,size=3M")
+			if q := qemutest.Info(t, "qcow2", tw.vd)["format-specific"].(map[string]any)["data"].(map[string]any); q["compat"] != "0.10" || q["bitmaps"] != nil {
+				t.Fatalf("after the downgrade: %v", q)
+			}
+			for _, sn := range []string{"one", "two"} {
+				if a, b := snapshotRaw(t, tw.vd, sn), snapshotRaw(t, tw.qm, sn); !bytes.Equal(a, b) {
+					t.Fatalf("snapshot %s after the downgrade differs from qemu's at %d", sn, firstDiff(a, b))
+				}
+			}
+			r = qemutest.Exec(t, "qemu-img", "amend", "-o", "size=4M", tw.qm)
+			err = withWritable(t, tw.vd, amend(map[string]string{"size": "4M"}))
+			var re *RefusalError
+			if r.Code == 0 || !errors.As(err, &re) || !strings.Contains(r.Stderr, re.Msg) {
+				t.Fatalf("size= on a v2 image with snapshots: vdisk %v; qemu-img exit %d %q", err, r.Code, r.Stderr)
+			}
+			tw.step("amend size=4M,compat=1.1", amend(map[string]string{"size": "4M", "compat": "1.1"}), "amend", "-o", "size=4M,compat=1.1")
+		})
+	}
+}
+
+// TestAmendDowngradeZstdLikeQemu: a zstd image downgrades when no
+// cluster is compressed (the compression type becomes zlib) and is
+// refused in qemu's words when the active layer has compressed clusters.
+// When only a snapshot has them, qemu-img downgrades and the snapshot no
+// longer reads (its zstd clusters read as zlib): vdisk refuses that too.
+// Extended L2 is refused with the feature bit qemu names.
+func TestAmendDowngradeZstdLikeQemu(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	tw := newTwin(t, "compression_type=zstd,cluster_size=4k", "1M", "write -P 1 0 8k")
+	tw.step("amend compat=0.10", amend(map[string]string{"compat": "0.10"}), "amend", "-o", "compat=0.10")
+	if c := qemutest.Info(t, "qcow2", tw.vd)["format-specific"].(map[string]any)["data"].(map[string]any)["compression-type"]; c != "zlib" {
+		t.Fatalf("compression type after the downgrade: %v", c)
+	}
+	refusedLikeQemu := func(opts, path string, writes ...string) {
+		t.Helper()
+		dir := t.TempDir()
+		q, v := filepath.Join(dir, "q.qcow2"), filepath.Join(dir, "v.qcow2")
+		qemutest.Img(t, "create", "-q", "-f", "qcow2", "-o", opts, q, "1M")
+		qemutest.IO(t, "qcow2", q, writes...)
+		copyFile(t, q, v)
+		r := qemutest.Exec(t, "qemu-img", "amend", "-o", "compat=0.10", q)
+		err := withWritable(t, v, amend(map[string]string{"compat": "0.10"}))
+		var ae *AmendError
+		if r.Code == 0 || !errors.As(err, &ae) || !strings.Contains(r.Stderr, ae.Msg) {
+			t.Fatalf("%s: vdisk %v; qemu-img exit %d %q", opts, err, r.Code, r.Stderr)
+		}
+		requireCheckClean(t, "a refused downgrade", v)
+	}
+	refusedLikeQemu("compression_type=zstd", "", "write -c -P 3 0 64k")
+	refusedLikeQemu("compression_type=zstd,extended_l2=on", "")
+
+	dir := t.TempDir()
+	q, v := filepath.Join(dir, "q.qcow2"), filepath.Join(dir, "v.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", q, "1M")
+	qemutest.IO(t, "qcow2", q, "write -c -P 3 0 64k")
+	qemutest.Img(t, "snapshot", "-c", "s", q)
+	qemutest.IO(t, "qcow2", q, "write -P 4 0 64k")
+	copyFile(t, q, v)
+	err := withWritable(t, v, amend(map[string]string{"compat": "0.10"}))
+	var ae *AmendError
+	if !errors.As(err, &ae) || ae.Msg != "Cannot downgrade an image with zstd compression type and existing compressed clusters" {
+		t.Fatalf("zstd clusters in a snapshot: %v", err)
+	}
+	qemutest.Img(t, "amend", "-o", "compat=0.10", q)
+	if r := qemutest.Exec(t, "qemu-img", "convert", "-l", "s", "-O", "raw", q, filepath.Join(dir, "s.raw")); r.Code == 0 {
+		t.Log("qemu-img now reads the snapshot it downgraded: vdisk's refusal is stricter than needed")
+	}
+}

@@ -160,12 +160,12 @@ func (img *Image) readsZero(entry, bitmap uint64) bool {
 		return false
 	}
 	if img.extL2 {
-		return bitmap&subAllocMask == 0 && (img.backing == nil || bitmap>>32 == subAllocMask)
+		return bitmap&subAllocMask == 0 && (!img.hasBacking() || bitmap>>32 == subAllocMask)
 	}
 	if entry&oflagZero != 0 && img.hdr.Version >= 3 {
 		return true
 	}
-	return entry&offsetMask == 0 && img.backing == nil
+	return entry&offsetMask == 0 && !img.hasBacking()
 }
 
 // inPlace reports whether a write may go straight to the cluster's host
@@ -339,6 +339,11 @@ func (img *Image) WriteZeroes(off, length int64) error {
 	if err != nil {
 		return err
 	}
+	return img.zeroRange(off, length)
+}
+
+// zeroRange is WriteZeroes without marking the bitmaps.
+func (img *Image) zeroRange(off, length int64) error {
 	cs := img.clusterSize
 	end := off + length
 	for off < end {
@@ -364,18 +369,18 @@ func (img *Image) zeroCluster(vc, from, to int64, full bool) error {
 	unallocated := entry&(offsetMask|oflagCompressed|oflagZero) == 0 && bitmap == 0
 	zero := !img.extL2 && entry&oflagZero != 0 && img.hdr.Version >= 3 ||
 		img.extL2 && entry&oflagCompressed == 0 && bitmap>>32 == subAllocMask
-	if zero || unallocated && img.backing == nil {
+	if zero || unallocated && !img.hasBacking() {
 		img.mu.Unlock()
 		return nil
 	}
-	if full && (img.hdr.Version >= 3 || img.backing == nil) {
+	if full && (img.hdr.Version >= 3 || !img.hasBacking()) {
 		var e, bm uint64
-		if img.hdr.Version >= 3 && (img.backing != nil || !unallocated) {
+		if img.hdr.Version >= 3 && (img.hasBacking() || !unallocated) {
 			e, bm = oflagZero, uint64(subAllocMask)<<32
 			if img.extL2 {
 				e = 0
 			}
-			if img.backing == nil {
+			if !img.hasBacking() {
 				e, bm = 0, 0 // unallocated reads as zeros too
 			}
 		}
@@ -758,3 +763,8 @@ func (img *Image) advanceComp(end int64) {
 		w.tailBytes = end - (w.fileEnd - img.clusterSize)
 	}
 }
+
+// hasBacking reports whether the image names a backing file, opened or
+// not (an image opened with NoBacking still must not read its
+// unallocated clusters as zeros when it writes).
+func (img *Image) hasBacking() bool { return img.backing != nil || img.backingName != "" }
