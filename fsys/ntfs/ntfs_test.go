@@ -19,6 +19,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/fsys/ntfs"
+	"github.com/vdiskio/vdisk/internal/fuzzpatch"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
@@ -252,19 +253,26 @@ func TestHostile(t *testing.T) {
 }
 
 func FuzzOpen(f *testing.F) {
+	// Inputs are patches (fuzzpatch) over the first 64 KiB of a volume
+	// mkntfs makes (the boot sector and the MFT's first records) when
+	// present, and a bare boot sector: a whole 64 KiB volume as the input
+	// is minimised for a minute each time the fuzzer finds new coverage.
+	bases := [][]byte{append([]byte{0xEB, 0x52, 0x90}, []byte("NTFS    ")...)}
 	if mk, err := exec.LookPath("mkntfs"); err == nil {
 		p := filepath.Join(f.TempDir(), "seed.img")
 		os.WriteFile(p, make([]byte, 1<<20), 0o644)
 		if out, err := exec.Command(mk, "-q", "-F", "-f", "-c", "512", p).CombinedOutput(); err == nil {
 			seed, _ := os.ReadFile(p)
-			// keep the seed small: the boot sector and the MFT's first records
-			f.Add(seed[:64<<10])
+			bases = append(bases, seed[:64<<10])
 		} else {
 			f.Logf("mkntfs: %v %s", err, out)
 		}
 	}
-	f.Add(append([]byte{0xEB, 0x52, 0x90}, []byte("NTFS    ")...))
-	f.Fuzz(func(t *testing.T, d []byte) {
+	for _, s := range fuzzpatch.Seeds(bases) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		d := fuzzpatch.Apply(bases, input)
 		v, err := ntfs.Open(bytes.NewReader(d), int64(len(d)))
 		if err != nil {
 			return
