@@ -13,9 +13,8 @@ import (
 
 // AmendKeys are the options `qemu-img amend -o` takes for qcow2, with
 // their help, in qemu's order. compat, lazy_refcounts, refcount_bits and
-// size and the encrypt.* LUKS key slot options are done; the backing file
-// is changed with rebase (as qemu says); data_file and data_file_raw are
-// refused by name.
+// size, data_file, data_file_raw and the encrypt.* LUKS key slot options
+// are done; the backing file is changed with rebase (as qemu says).
 var AmendKeys = [][2]string{
 	{"backing_file", "File name of a base image"},
 	{"backing_fmt", "Image format of the base image"},
@@ -54,6 +53,8 @@ type amendPlan struct {
 	size         int64
 	resize       bool
 	crypt        *cryptAmend // encrypt.* key slot change, nil: none
+	dataFile     *string     // data_file: the external data file's new name
+	rawData      bool        // data_file_raw after the amend
 }
 
 // planAmend validates opts against the image as qemu does, before
@@ -111,6 +112,9 @@ func (img *Image) planAmend(opts map[string]string) (amendPlan, error) {
 		}
 		p.size, p.resize = n, n != img.size
 	}
+	if err := img.planDataFile(opts, &p); err != nil {
+		return p, err
+	}
 	ca, err := img.parseCryptAmend(opts)
 	if err != nil {
 		return p, err
@@ -137,7 +141,7 @@ func amendKnown(k string) error {
 	case k == "backing_file" || k == "backing_fmt":
 		return amendRefusal(formats.ErrUnsupported, "You can use 'qemu-img rebase' instead.", "Cannot amend the backing file")
 	case k == "data_file" || k == "data_file_raw":
-		return amendRefusal(formats.ErrUnsupported, "", "amending %s is not supported by vdisk (qemu-img amend does it)", k)
+		return nil
 	case strings.HasPrefix(k, "encrypt."):
 		for _, a := range AmendKeys {
 			if a[0] == k {
@@ -207,6 +211,17 @@ func (img *Image) AmendWith(ctx context.Context, opts map[string]string, s Amend
 		img.hdr.CompatibleFeatures ^= compatLazyRefcounts
 		img.w.hdrDirty = true
 		err = img.flushLocked()
+	}
+	if err == nil && (p.dataFile != nil || p.rawData != (img.hdr.AutoclearFeatures&autoclearRawData != 0)) {
+		err = img.rewriteHeader(func(h *header, e *extensions) {
+			if p.dataFile != nil {
+				e.DataFile = *p.dataFile
+			}
+			h.AutoclearFeatures &^= autoclearRawData
+			if p.rawData {
+				h.AutoclearFeatures |= autoclearRawData
+			}
+		})
 	}
 	img.mu.Unlock()
 	if err == nil && p.resize {
@@ -522,4 +537,30 @@ func (img *Image) changeRefcountBits(newBits uint) error {
 		return img.abort(err)
 	}
 	return img.flushLocked()
+}
+
+// planDataFile checks data_file and data_file_raw as qemu's amend does:
+// only an image with an external data file can rename it (an empty name
+// drops the name: the image then opens only when told its data file, as
+// qemu's); data_file_raw can be cleared, never set on an existing image.
+func (img *Image) planDataFile(opts map[string]string, p *amendPlan) error {
+	raw := img.hdr.AutoclearFeatures&autoclearRawData != 0
+	p.rawData = raw
+	if v, ok := opts["data_file"]; ok {
+		if img.hdr.IncompatibleFeatures&incompatDataFile == 0 {
+			return amendRefusal(formats.ErrInvalidOption, "", "data-file can only be set for images that use an external data file")
+		}
+		p.dataFile = &v
+	}
+	if v, ok := opts["data_file_raw"]; ok {
+		b, err := parseOnOff("data_file_raw", v)
+		if err != nil {
+			return err
+		}
+		if b && !raw {
+			return amendRefusal(formats.ErrInvalidOption, "", "data-file-raw cannot be set on existing images")
+		}
+		p.rawData = b
+	}
+	return nil
 }

@@ -74,7 +74,8 @@ func TestAmendRefusals(t *testing.T) {
 		{map[string]string{"compat": "0.10"}, "compat=0.10 requires refcount_bits=16"},
 		{map[string]string{"compat": "0.10", "lazy_refcounts": "on"}, "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)"},
 		{map[string]string{"compat": "0.10", "refcount_bits": "16"}, "Cannot downgrade an image with incompatible features 0x10 set"},
-		{map[string]string{"data_file": "d", "compat": "1.1"}, "amending data_file is not supported by vdisk (qemu-img amend does it)"},
+		{map[string]string{"data_file": "d", "compat": "1.1"}, "data-file can only be set for images that use an external data file"},
+		{map[string]string{"data_file_raw": "on"}, "data-file-raw cannot be set on existing images"},
 	} {
 		err := withWritable(t, path, func(img *Image) error { return img.Amend(context.Background(), c.opts) })
 		var ae *AmendError

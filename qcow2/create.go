@@ -314,7 +314,7 @@ func (img *Image) preallocate(ctx context.Context, mode string) error {
 // persistent bitmaps are resized with the image (new bits clear; refused
 // while one is inconsistent).
 func (img *Image) Resize(ctx context.Context, newSize int64, shrink bool) error {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return err
 	}
 	if err := img.limits.CheckVirtualSize(img.name, newSize); err != nil {

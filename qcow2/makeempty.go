@@ -6,7 +6,7 @@ import "github.com/vdiskio/vdisk/formats"
 // image reads through to its backing file again. Data clusters are freed
 // (refcount decremented; a snapshot's clusters stay), L2 tables are kept.
 func (img *Image) MakeEmpty() error {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return err
 	}
 	if len(img.snapshots) > 0 {

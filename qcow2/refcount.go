@@ -67,9 +67,6 @@ func newWriter(img *Image, order uint32) *writer {
 // structure (or recomputes it from the references when the dirty bit says
 // it cannot be trusted).
 func (img *Image) startWriter() error {
-	if img.dataName != "" {
-		return formats.Unsupportedf(img.name, "writing to a qcow2 image with an external data file")
-	}
 	w := newWriter(img, img.hdr.RefcountOrder)
 	w.barriers = true
 	img.cache.OnEvict(img.evictL2)

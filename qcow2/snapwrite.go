@@ -95,7 +95,7 @@ func (img *Image) Snapshots() []formats.Snapshot {
 // copy the clusters instead of changing the snapshot. Duplicate names are
 // allowed (qemu allows them); the id is the next free number.
 func (img *Image) CreateSnapshot(name string, at time.Time) error {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return err
 	}
 	if name == "" || len(name) > 0xffff {
@@ -284,7 +284,7 @@ func (img *Image) writeSnapshotTable(snaps []snapshot) error {
 // is freed, and the active tables get COPIED back where a cluster is no
 // longer shared.
 func (img *Image) DeleteSnapshot(name string) error {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return err
 	}
 	img.mu.Lock()
@@ -357,7 +357,7 @@ func (img *Image) freeL1(off int64, n int) error {
 // takes the snapshot's entries, what the old active layer reached loses a
 // reference, and COPIED is recomputed.
 func (img *Image) ApplySnapshot(spec string) error {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return err
 	}
 	img.mu.Lock()

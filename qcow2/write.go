@@ -14,6 +14,19 @@ type hostWrite struct {
 	buf  []byte
 }
 
+// dataWritable is writable for what changes guest data or its mapping:
+// an image with an external data file opens writable for its metadata
+// only (amend, bitmaps, the backing link).
+func (img *Image) dataWritable() error {
+	if err := img.writable(); err != nil {
+		return err
+	}
+	if img.dataName != "" {
+		return formats.Unsupportedf(img.name, "writing to a qcow2 image with an external data file")
+	}
+	return nil
+}
+
 func (img *Image) writable() error {
 	if img.corruptBit {
 		return fmt.Errorf("%s: image is corrupt (corrupt bit set): only check -r may write to it: %w", img.name, formats.ErrReadOnly)
@@ -29,7 +42,7 @@ func (img *Image) writable() error {
 // cluster that is not yet allocated (or is shared, compressed or zero) is
 // completed with the cluster's old content under the lock too.
 func (img *Image) WriteAt(p []byte, off int64) (int, error) {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return 0, err
 	}
 	if err := imageio.CheckWrite(img.name, len(p), off, img.size); err != nil {
@@ -327,7 +340,7 @@ func (img *Image) setEntry(vc int64, entry, bitmap uint64) error {
 // zero clusters (v3), are unallocated (v2 without backing) or written with
 // zeros (v2 with a backing file); partial clusters are written as zeros.
 func (img *Image) WriteZeroes(off, length int64) error {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return err
 	}
 	if err := imageio.CheckWrite(img.name, 0, off, img.size); err != nil || length < 0 || length > img.size-off {
@@ -684,7 +697,7 @@ func (img *Image) Compress(dst, cluster []byte) ([]byte, bool, error) {
 // off. Compressed clusters are packed byte by byte into host clusters, as
 // qemu does; a host cluster shared by N of them has refcount N.
 func (img *Image) WriteCompressed(off int64, compressed []byte) error {
-	if err := img.writable(); err != nil {
+	if err := img.dataWritable(); err != nil {
 		return err
 	}
 	cs := img.clusterSize

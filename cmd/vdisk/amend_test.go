@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -159,5 +160,60 @@ func TestAmendEncryptLikeQemu(t *testing.T) {
 	}
 	if o := opens(v); o != "sec0:false sec1:false sec2:false" {
 		t.Fatalf("after erasing every slot: %s", o)
+	}
+}
+
+// TestAmendDataFileLikeQemu: data_file and data_file_raw through qemu-img
+// amend and vdisk amend on two images with external data files of their
+// own: the same exit codes and messages; a renamed data file is the one
+// qemu-img info names and opens (the content compares identical after
+// the files are moved to their new names); data_file= drops the name, so
+// that neither opens any more without being told its data file.
+func TestAmendDataFileLikeQemu(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	dir := t.TempDir()
+	q, v := filepath.Join(dir, "q.qcow2"), filepath.Join(dir, "v.qcow2")
+	for _, p := range []string{q, v} {
+		qemutest.Img(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p+".data", p, "4M")
+		qemutest.IO(t, "qcow2", p, "write -P 0x42 0 1M", "write -z 2M 64k")
+	}
+	plain := filepath.Join(dir, "plain.qcow2")
+	qemutest.Img(t, "create", "-q", "-f", "qcow2", plain, "1M")
+	same := func(opts string, qp, vp string) int {
+		t.Helper()
+		qr := qemutest.Exec(t, "qemu-img", "amend", "-o", strings.ReplaceAll(opts, "@", qp), qp)
+		_, stderr, code := vdisk(t, "amend", "-o", strings.ReplaceAll(opts, "@", vp), vp)
+		if code != qr.Code || strings.TrimPrefix(stderr, "vdisk: ") != strings.TrimPrefix(qr.Stderr, "qemu-img: ") {
+			t.Fatalf("amend -o %s: qemu-img exit %d %q, vdisk exit %d %q", opts, qr.Code, qr.Stderr, code, stderr)
+		}
+		return code
+	}
+	for _, o := range []string{"data_file=x", "data_file_raw=on", "data_file_raw=off"} {
+		same(o, plain, plain)
+	}
+	for _, o := range []string{"data_file_raw=on", "compat=0.10", "data_file_raw=off", "data_file=@.moved"} {
+		if same(o, q, v) != 0 || strings.HasPrefix(o, "data_file=") {
+			continue // a renamed data file is judged once moved
+		}
+		qemutest.RequireClean(t, "qcow2", v)
+		qi := qemutest.Info(t, "qcow2", q)["format-specific"].(map[string]any)["data"].(map[string]any)
+		vi := qemutest.Info(t, "qcow2", v)["format-specific"].(map[string]any)["data"].(map[string]any)
+		if qi["data-file"] != strings.Replace(vi["data-file"].(string), v, q, 1) || qi["data-file-raw"] != vi["data-file-raw"] {
+			t.Fatalf("after amend -o %s: qemu-img info data-file %v raw %v, vdisk's %v raw %v", o, qi["data-file"], qi["data-file-raw"], vi["data-file"], vi["data-file-raw"])
+		}
+	}
+	for _, p := range []string{q, v} {
+		if err := os.Rename(p+".data", p+".moved"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	qemutest.RequireClean(t, "qcow2", v)
+	qemutest.RequireSame(t, "qcow2", q, "qcow2", v)
+	if vi := qemutest.Info(t, "qcow2", v)["format-specific"].(map[string]any)["data"].(map[string]any); vi["data-file"] != v+".moved" {
+		t.Fatalf("after amend -o data_file=%s.moved: qemu-img info data-file %v", v, vi["data-file"])
+	}
+	same("data_file=", q, v)
+	if qr, vr := qemutest.Exec(t, "qemu-img", "check", q), qemutest.Exec(t, "qemu-img", "check", v); qr.Code == 0 || vr.Code != qr.Code {
+		t.Fatalf("after data_file= an image opens without its data file: qemu's exit %d, vdisk's %d %s", qr.Code, vr.Code, vr.Stderr)
 	}
 }
