@@ -179,8 +179,13 @@ func (img *Image) checkWritable() error {
 	return nil
 }
 
+// hdrOffParentModify is the file offset of uuidParentModify (version 1.1).
+const hdrOffParentModify = 440
+
 // openParent finds, among the paths the caller supplied, the VDI image whose
-// creation UUID is this image's linkage UUID.
+// creation UUID is this image's linkage UUID; that image's modification
+// UUID must be the one the link recorded (VirtualBox gives an image a new
+// one when it writes to it; qemu and vdisk keep it).
 func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) error {
 	want := img.hdr.UUIDLinkage
 	if len(opts.Parents) == 0 {
@@ -218,6 +223,12 @@ func (img *Image) openParent(ctx context.Context, opts formats.OpenOptions) erro
 			p.Close()
 			tried = append(tried, fmt.Sprintf("%s (%s)", path, got))
 			continue
+		}
+		if link := img.hdr.UUIDParentModify; !link.isNull() && !pv.hdr.UUIDModify.isNull() && pv.hdr.UUIDModify != link {
+			p.Close()
+			return formats.Corruptf(img.name, "VDI header", hdrOffParentModify,
+				"parent %s (UUID %s) has modification UUID %s but this image links to %s (the parent changed since this image was made; rebase -u relinks it)",
+				path, want, pv.hdr.UUIDModify, link)
 		}
 		img.parent, img.parentPath = p, path
 		return nil
