@@ -2,18 +2,15 @@ package convert
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 
 	"github.com/vdiskio/vdisk/chain"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/partition"
 	"github.com/vdiskio/vdisk/source/compressed"
-	"github.com/vdiskio/vdisk/source/remote"
 )
 
 // Job is a file-to-file conversion, `vdisk convert`.
@@ -87,7 +84,7 @@ func (job Job) open(ctx context.Context, name string, opts formats.OpenOptions) 
 }
 
 // ErrSameFile: the output would overwrite the input.
-var ErrSameFile = errors.New("input and output are the same file")
+var ErrSameFile = imagefile.ErrSameFile
 
 // Run performs the conversion. On any failure (or cancellation) nothing is
 // left at the target path that was not there before.
@@ -104,7 +101,7 @@ func Run(ctx context.Context, job Job) error {
 	}
 	// Every file the input opens (extents, backing chain) is recorded: no
 	// output file may be one of them.
-	sources := &FileSet{}
+	sources := &imagefile.FileSet{}
 	sources.Add(job.Source)
 	sources.Watch(&job.SourceOpen)
 	if err := sources.Check(job.Target); err != nil {
@@ -115,13 +112,13 @@ func Run(ctx context.Context, job Job) error {
 		src, err = formats.Open(ctx, job.Source, job.SourceOpen)
 	}
 	if err != nil {
-		return CouldNotOpen(job.Source, err)
+		return imagefile.CouldNotOpen(job.Source, err)
 	}
 	if job.Partition > 0 {
 		view, _, err := partition.Open(src, job.Partition, true)
 		if err != nil {
 			src.Close()
-			return CouldNotOpen(job.Source, err)
+			return imagefile.CouldNotOpen(job.Source, err)
 		}
 		src = view
 	}
@@ -129,18 +126,18 @@ func Run(ctx context.Context, job Job) error {
 		filtered, err := job.SourceFilter(src)
 		if err != nil {
 			src.Close()
-			return CouldNotOpen(job.Source, err)
+			return imagefile.CouldNotOpen(job.Source, err)
 		}
 		src = filtered
 	}
 	defer src.Close()
 	// qemu's image locks: nobody writes the input meanwhile, and a running
 	// qemu writing it makes this fail.
-	locks := &Locks{}
+	locks := &imagefile.Locks{}
 	defer locks.Release()
 	if !job.ForceShare && !remote { // a remote export has no local file to lock
-		if err := locks.Lock(job.Source, src, LockSource); err != nil {
-			return CouldNotOpen(job.Source, err)
+		if err := locks.Lock(job.Source, src, imagefile.LockSource); err != nil {
+			return imagefile.CouldNotOpen(job.Source, err)
 		}
 	}
 	if err := sources.Check(job.Target); err != nil {
@@ -195,7 +192,7 @@ func (job Job) createOptions(drv *formats.Driver, size int64) (formats.Options, 
 	return opts, opts.Set("size", fmt.Sprint(size))
 }
 
-func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileSet, locks *Locks) error {
+func runExisting(ctx context.Context, job Job, src formats.Image, sources *imagefile.FileSet, locks *imagefile.Locks) error {
 	if job.CreateOptions != "" {
 		return fmt.Errorf("%w: -o has no effect when skipping image creation", formats.ErrInvalidOption)
 	}
@@ -203,7 +200,7 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 	open.Format, open.Writable, open.Snapshot = job.Format, true, ""
 	img, remote, err := job.open(ctx, job.Target, open)
 	if !remote && err == nil {
-		img, err = openExisting(ctx, job.Target, open, job.Direct)
+		img, err = imagefile.OpenExisting(ctx, job.Target, open, job.Direct)
 	}
 	if err != nil {
 		return err
@@ -216,7 +213,7 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 	}
 	if err := lockTarget(locks, job.Target, img, remote); err != nil {
 		img.Close()
-		return CouldNotOpen(job.Target, err)
+		return imagefile.CouldNotOpen(job.Target, err)
 	}
 	dst, ok := img.(formats.Writable)
 	if !ok {
@@ -231,7 +228,7 @@ func runExisting(ctx context.Context, job Job, src formats.Image, sources *FileS
 		return err
 	}
 	if job.Sync && !remote {
-		return fsyncPath(job.Target)
+		return imagefile.FsyncPath(job.Target)
 	}
 	return nil
 }
@@ -252,7 +249,7 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	gate := &gateWriter{w: job.Stdout}
 	var out formats.File = fileio.NewStream(gate, "-")
 	if job.Compression != compressed.None {
-		c, err := newCompressingFile(gate, nil, job.Compression, "-")
+		c, err := imagefile.NewCompressingFile(gate, nil, job.Compression, "-")
 		if err != nil {
 			return err
 		}
@@ -285,23 +282,9 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 	return out.Close() // a compressed stream's end; nothing for a plain one
 }
 
-// fsyncPath fsyncs a file or directory by path (the image has closed its
-// own descriptors by then).
-func fsyncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	return nil
-}
-
-func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *FileSet, locks *Locks) (err error) {
-	dst, out, err := CreateOutput(ctx, job.Target, drv, src.Size(), opts, job.SourceOpen,
-		OutputOptions{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks,
+func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *imagefile.FileSet, locks *imagefile.Locks) (err error) {
+	dst, out, err := imagefile.Create(ctx, job.Target, drv, src.Size(), opts, job.SourceOpen,
+		imagefile.Options{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks,
 			SplitBytes: job.SplitBytes, Compression: job.Compression})
 	if err != nil {
 		return err
@@ -364,63 +347,13 @@ func differenceFromBacking(ctx context.Context, job Job, dst formats.Writable, s
 	return chain.NewDifference(src, base, path, grain), func() { base.Close() }, nil
 }
 
-// CouldNotOpen words a failure to open path as qemu-img does ("Could not
-// open 'FILE': ..."), with the C library's wording for a missing file or a
-// permission error ("No such file or directory"): clients match these
-// phrases on qemu-img's stderr (Nova tells a missing disk that way).
-func CouldNotOpen(path string, err error) error {
-	path = remote.Redact(path) // a presigned URL's query is never shown
-	var why string
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		why = "No such file or directory"
-	case errors.Is(err, fs.ErrPermission):
-		why = "Permission denied"
-	default:
-		return fmt.Errorf("Could not open '%s': %w", path, err)
-	}
-	return fmt.Errorf("Could not open '%s': %s: %w", path, why, err)
-}
-
 // lockTarget takes the writer's locks of an existing local target (a
 // remote one has no local file to lock).
-func lockTarget(locks *Locks, target string, img formats.Image, remote bool) error {
+func lockTarget(locks *imagefile.Locks, target string, img formats.Image, remote bool) error {
 	if remote {
 		return nil
 	}
-	return locks.Lock(target, img, LockWrite)
-}
-
-// openExisting opens the existing image at path for writing (-n); an image
-// on a block device is opened through the device (the whole device is the
-// file).
-func openExisting(ctx context.Context, path string, open formats.OpenOptions, direct bool) (formats.Image, error) {
-	d, err := resolveDest(path)
-	if err != nil {
-		return nil, err
-	}
-	if d.kind != destDevice {
-		return formats.Open(ctx, path, open)
-	}
-	dev, err := openDevice(path, direct, false)
-	if err != nil {
-		return nil, err
-	}
-	dev.end = dev.capacity
-	img, err := formats.OpenFile(ctx, dev, open)
-	if err != nil {
-		dev.Close()
-		return nil, err
-	}
-	if img.Format() != "raw" {
-		// A container format's writer allocates at the end of its file,
-		// which on a device is the device's end: refused before anything
-		// is written rather than failing at the first new cluster.
-		img.Close()
-		return nil, fmt.Errorf("%s: %w: writing into an existing %s image on a block device (-n) is not supported (vdisk allocates new clusters at the end of the file, here the end of the device); convert without -n to write a new %s image onto the device",
-			path, formats.ErrUnsupported, img.Format(), img.Format())
-	}
-	return img, nil
+	return locks.Lock(target, img, imagefile.LockWrite)
 }
 
 // gateWriter holds what is written (up to gateBytes) until open: the

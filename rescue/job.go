@@ -10,6 +10,7 @@ import (
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 )
 
 // Job is a file-to-file rescue, `vdisk rescue SRC DST`.
@@ -156,7 +157,7 @@ func runInto(ctx context.Context, job Job, src *Source, m *Map) (*Map, error) {
 }
 
 // create makes the new output image.
-func create(ctx context.Context, job Job, size int64) (formats.Writable, *convert.Output, error) {
+func create(ctx context.Context, job Job, size int64) (formats.Writable, *imagefile.Output, error) {
 	format := job.Format
 	if format == "" {
 		format = "raw"
@@ -174,9 +175,9 @@ func create(ctx context.Context, job Job, size int64) (formats.Writable, *conver
 	}
 	// No output file (extra files of a multi-file format included) may be
 	// the source.
-	sources := &convert.FileSet{}
+	sources := &imagefile.FileSet{}
 	sources.Add(job.Source)
-	dst, out, err := convert.CreateOutput(ctx, job.Target, drv, size, opts, job.Open, convert.OutputOptions{Sources: sources})
+	dst, out, err := imagefile.Create(ctx, job.Target, drv, size, opts, job.Open, imagefile.Options{Sources: sources})
 	if err != nil {
 		return nil, nil, err
 	}

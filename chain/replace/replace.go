@@ -20,6 +20,7 @@ import (
 	"github.com/vdiskio/vdisk/chain"
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 )
 
 // Rebase writes a new image at path in top's format that reads as top over
@@ -150,7 +151,7 @@ func write(ctx context.Context, path, format string, size int64, name, backingFm
 		return err
 	}
 	open.Writable, open.Snapshot, open.NoBacking = false, "", false
-	dst, out, err := convert.CreateImage(ctx, path, drv, size, opts, open)
+	dst, out, err := imagefile.CreateImage(ctx, path, drv, size, opts, open)
 	if err != nil {
 		return err
 	}

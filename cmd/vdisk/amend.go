@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/qcow2"
 )
 
@@ -33,7 +33,7 @@ func newAmendCommand(g *globals) *cobra.Command {
 				return nil
 			}
 			opts := splitAmendOptions(text)
-			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+			img, err := g.openAs(cmd.Context(), args[0], format, imagefile.LockResize, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
 			}

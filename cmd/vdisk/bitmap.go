@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/qcow2"
 )
 
@@ -131,7 +131,7 @@ func hasAction(acts []bitmapAction, op string) bool {
 
 func runBitmap(g *globals, cmd *cobra.Command, ba bitmapArgs) error {
 	ctx := cmd.Context()
-	img, err := g.openAs(ctx, ba.file, ba.format, convert.LockWrite, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+	img, err := g.openAs(ctx, ba.file, ba.format, imagefile.LockWrite, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 	if err != nil {
 		return err
 	}

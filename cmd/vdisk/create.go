@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 )
 
 func newCreateCommand(g *globals) *cobra.Command {
@@ -53,9 +53,9 @@ func newCreateCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "Formatting '%s', fmt=%s%s\n", args[0], drv.Name, describeOptions(opts))
 			}
 			// The new image may not replace its own backing file.
-			sources := &convert.FileSet{}
+			sources := &imagefile.FileSet{}
 			sources.Watch(&open)
-			img, out, err := convert.CreateOutput(cmd.Context(), args[0], drv, size, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
+			img, out, err := imagefile.Create(cmd.Context(), args[0], drv, size, opts, open, imagefile.Options{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 )
 
 func newDDCommand(g *globals) *cobra.Command {
@@ -19,7 +20,7 @@ func newDDCommand(g *globals) *cobra.Command {
 				return err
 			}
 			// The output may be no file the input uses (dd of= equal to if=).
-			sources := &convert.FileSet{}
+			sources := &imagefile.FileSet{}
 			sources.Add(dd.In)
 			if err := sources.Check(dd.Out); err != nil {
 				return err
@@ -54,7 +55,7 @@ func newDDCommand(g *globals) *cobra.Command {
 }
 
 // copyRange writes [start, start+length) of src to a new image at out.
-func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length int64, out, outFormat string, sources *convert.FileSet, copyOpts convert.Options) error {
+func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length int64, out, outFormat string, sources *imagefile.FileSet, copyOpts convert.Options) error {
 	drv, err := formats.Lookup(outFormat)
 	if err != nil {
 		return err
@@ -67,7 +68,7 @@ func copyRange(cmd *cobra.Command, g *globals, src formats.Image, start, length 
 	if err != nil {
 		return err
 	}
-	dst, output, err := convert.CreateOutput(cmd.Context(), out, drv, length, opts, open, convert.OutputOptions{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
+	dst, output, err := imagefile.Create(cmd.Context(), out, drv, length, opts, open, imagefile.Options{Sources: sources, Warn: g.warn(cmd), Locks: &g.locks})
 	if err != nil {
 		return err
 	}

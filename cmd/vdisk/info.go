@@ -6,10 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/fsys"
 	"github.com/vdiskio/vdisk/imageinfo"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/source/remote"
 )
 
@@ -24,7 +24,7 @@ func newInfoCommand(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockInfo, func(o *formats.OpenOptions) { o.NoBacking, o.MetadataOnly = !chain, true })
+			img, err := g.openAs(cmd.Context(), args[0], format, imagefile.LockInfo, func(o *formats.OpenOptions) { o.NoBacking, o.MetadataOnly = !chain, true })
 			if err != nil {
 				return err
 			}

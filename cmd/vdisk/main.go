@@ -18,8 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/nbd"
 	"github.com/vdiskio/vdisk/partition"
 	"github.com/vdiskio/vdisk/source/split"
@@ -53,11 +53,11 @@ type globals struct {
 	quiet       bool
 	forceFormat bool
 	crypto      cryptoFlags
-	forceShare  bool          // -U: no image locks on images opened read-only
-	locks       convert.Locks // qemu image locks held until the command ends
-	maxMetadata string        // --max-metadata: the metadata budget of each open image
-	spool       spoolFlags    // --spool-limit: compressed and stdin sources
-	archive     archiveFlags  // --disk, --member: tar sources (OVA, box, tar.gz)
+	forceShare  bool            // -U: no image locks on images opened read-only
+	locks       imagefile.Locks // qemu image locks held until the command ends
+	maxMetadata string          // --max-metadata: the metadata budget of each open image
+	spool       spoolFlags      // --spool-limit: compressed and stdin sources
+	archive     archiveFlags    // --disk, --member: tar sources (OVA, box, tar.gz)
 }
 
 // openOptions are the options to open images with; userNamed are the
@@ -106,12 +106,12 @@ func (g *globals) warn(cmd *cobra.Command) func(string) {
 // image locks for reading or, when edit makes it writable, writing; edit
 // adjusts the options (writable, no backing...) when not nil.
 func (g *globals) open(ctx context.Context, path, format string, edit func(*formats.OpenOptions)) (formats.Image, error) {
-	return g.openAs(ctx, path, format, convert.LockRead, edit)
+	return g.openAs(ctx, path, format, imagefile.LockRead, edit)
 }
 
 // openAs is open with the lock role given (LockRead becomes LockWrite for a
 // writable open). -U skips the locks of read-only opens.
-func (g *globals) openAs(ctx context.Context, path, format string, role convert.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
+func (g *globals) openAs(ctx context.Context, path, format string, role imagefile.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
 	path, part := splitPartition(path)
 	if part > 0 && edit != nil {
 		var probe formats.OpenOptions
@@ -153,7 +153,7 @@ func splitPartition(path string) (string, int) {
 }
 
 // openWhole opens a whole image (openAs without partition addressing).
-func (g *globals) openWhole(ctx context.Context, path, format string, role convert.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
+func (g *globals) openWhole(ctx context.Context, path, format string, role imagefile.LockRole, edit func(*formats.OpenOptions)) (formats.Image, error) {
 	opts, err := g.openOptions(format)
 	if err != nil {
 		return nil, err
@@ -175,8 +175,8 @@ func (g *globals) openWhole(ctx context.Context, path, format string, role conve
 	if err != nil {
 		return nil, couldNotOpen(path, err)
 	}
-	if opts.Writable && role == convert.LockRead {
-		role = convert.LockWrite
+	if opts.Writable && role == imagefile.LockRead {
+		role = imagefile.LockWrite
 	}
 	if (opts.Writable || !g.forceShare) && !remote {
 		if err := g.locks.Lock(path, img, role); err != nil {
@@ -189,7 +189,7 @@ func (g *globals) openWhole(ctx context.Context, path, format string, role conve
 
 // couldNotOpen words an open failure as qemu-img does ("Could not open
 // 'FILE': ..."), the phrase clients look for on stderr.
-func couldNotOpen(path string, err error) error { return convert.CouldNotOpen(path, err) }
+func couldNotOpen(path string, err error) error { return imagefile.CouldNotOpen(path, err) }
 
 // newRootCommand builds the command tree; the globals it returns hold the
 // image locks, released when the command ends.

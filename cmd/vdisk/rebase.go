@@ -9,8 +9,8 @@ import (
 
 	"github.com/vdiskio/vdisk/chain"
 	"github.com/vdiskio/vdisk/chain/replace"
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 )
 
 func newRebaseCommand(g *globals) *cobra.Command {
@@ -35,7 +35,7 @@ func newRebaseCommand(g *globals) *cobra.Command {
 			if !inPlace {
 				return g.rebaseByRewrite(cmd, args[0], format, backing, backingFmt, unsafe, progress)
 			}
-			img, err := g.openAs(ctx, args[0], format, convert.LockWrite, func(o *formats.OpenOptions) {
+			img, err := g.openAs(ctx, args[0], format, imagefile.LockWrite, func(o *formats.OpenOptions) {
 				o.Writable, o.NoBacking = true, unsafe
 			})
 			if err != nil {
@@ -127,7 +127,7 @@ func (g *globals) relinksInPlace(ctx context.Context, path, format string) (bool
 // place: a new image over the new backing replaces it (chain/replace).
 func (g *globals) rebaseByRewrite(cmd *cobra.Command, path, format, backing, backingFmt string, unsafe, progress bool) error {
 	ctx := cmd.Context()
-	img, err := g.openAs(ctx, path, format, convert.LockWrite, func(o *formats.OpenOptions) { o.NoBacking = unsafe })
+	img, err := g.openAs(ctx, path, format, imagefile.LockWrite, func(o *formats.OpenOptions) { o.NoBacking = unsafe })
 	if err != nil {
 		return err
 	}

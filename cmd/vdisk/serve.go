@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/nbd"
 )
 
@@ -116,9 +116,9 @@ func openExport(ctx context.Context, g *globals, path, format string, writable b
 	}
 	// qemu's image locks, as qemu-nbd takes them: a running qemu and this
 	// server do not write the same image.
-	role := convert.LockRead
+	role := imagefile.LockRead
 	if writable {
-		role = convert.LockWrite
+		role = imagefile.LockWrite
 	}
 	if writable || !g.forceShare {
 		if err := g.locks.Lock(path, img, role); err != nil {

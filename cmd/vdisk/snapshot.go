@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/imageinfo"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 )
 
 func newSnapshotCommand(g *globals) *cobra.Command {
@@ -32,7 +32,7 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 			if list {
 				return listSnapshots(g, cmd, args[0], format)
 			}
-			img, err := g.openAs(cmd.Context(), args[0], format, convert.LockWrite, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
+			img, err := g.openAs(cmd.Context(), args[0], format, imagefile.LockWrite, func(o *formats.OpenOptions) { o.Writable, o.NoBacking = true, true })
 			if err != nil {
 				return err
 			}

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vdiskio/vdisk/convert"
 	"github.com/vdiskio/vdisk/formats"
 
 	"github.com/vdiskio/vdisk/formats/formatstest"
+	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 
 	_ "github.com/vdiskio/vdisk/iso"
@@ -79,7 +79,7 @@ func TestCancelledCreate(t *testing.T) {
 			cancel()
 			dir := t.TempDir()
 			path := filepath.Join(dir, "full."+format)
-			img, out, err := convert.CreateOutput(ctx, path, drv, 64<<20, opts, formats.OpenOptions{}, convert.OutputOptions{})
+			img, out, err := imagefile.Create(ctx, path, drv, 64<<20, opts, formats.OpenOptions{}, imagefile.Options{})
 			if err == nil {
 				img.Close()
 				out.Abort()

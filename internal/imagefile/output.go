@@ -1,4 +1,4 @@
-package convert
+package imagefile
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"github.com/vdiskio/vdisk/source/split"
 )
 
-// OutputOptions say how a new image is written to its destination.
-type OutputOptions struct {
+// Options say how a new image is written to its destination.
+type Options struct {
 	// TargetIsZero: an existing block device destination already reads as
 	// zeros (--target-is-zero), so a raw image's zero ranges are not
 	// written and a container format's growth is not zeroed.
@@ -57,7 +57,7 @@ type Output struct {
 
 // TargetIsZero reports whether the new image reads as zeros where nothing
 // is written (so a copy may skip zero ranges): true for files and streams,
-// false for a raw image on a device unless OutputOptions.TargetIsZero.
+// false for a raw image on a device unless Options.TargetIsZero.
 func (p *Output) TargetIsZero() bool { return p.zeroed }
 
 // Commit renames the output files into place (fsyncing first when sync);
@@ -65,7 +65,7 @@ func (p *Output) TargetIsZero() bool { return p.zeroed }
 func (p *Output) Commit(sync bool) error {
 	if p.temps == nil {
 		if sync && p.dest.kind == destInPlace {
-			return fsyncPath(p.dest.path)
+			return FsyncPath(p.dest.path)
 		}
 		return nil
 	}
@@ -82,16 +82,16 @@ func (p *Output) Abort() {
 // CreateImage creates a new image of size bytes at path with default output
 // options. The caller writes it, Closes it, then Commits or Aborts.
 func CreateImage(ctx context.Context, path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions) (formats.Writable, *Output, error) {
-	return CreateOutput(ctx, path, drv, size, opts, open, OutputOptions{})
+	return Create(ctx, path, drv, size, opts, open, Options{})
 }
 
-// CreateOutput creates a new image of size bytes for path. A missing path
+// Create creates a new image of size bytes for path. A missing path
 // or a regular file gets temporary files beside it (a symlink's target's
 // directory), renamed into place by Commit; a block device is written
 // through (it must be large enough: qemu's "Cannot grow device files");
 // a character device, FIFO or descriptor of this process is written in
 // order (sequential formats only). A directory or socket is refused.
-func CreateOutput(ctx context.Context, path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions, oo OutputOptions) (formats.Writable, *Output, error) {
+func Create(ctx context.Context, path string, drv *formats.Driver, size int64, opts formats.Options, open formats.OpenOptions, oo Options) (formats.Writable, *Output, error) {
 	if drv.Create == nil {
 		return nil, nil, fmt.Errorf("%w: format %s cannot be created", formats.ErrUnsupported, drv.Name)
 	}
@@ -167,7 +167,7 @@ func CreateOutput(ctx context.Context, path string, drv *formats.Driver, size in
 }
 
 // openThrough opens a destination that is written where it is.
-func openThrough(d destination, drv *formats.Driver, size int64, oo OutputOptions) (formats.File, error) {
+func openThrough(d destination, drv *formats.Driver, size int64, oo Options) (formats.File, error) {
 	switch d.kind {
 	case destInPlace:
 		f, err := os.OpenFile(d.path, os.O_RDWR|os.O_TRUNC, 0)
@@ -411,7 +411,7 @@ func (o *output) commit(sync bool) error {
 	}
 	if sync {
 		for _, t := range o.files {
-			if err := fsyncPath(t.tmp); err != nil {
+			if err := FsyncPath(t.tmp); err != nil {
 				return fmt.Errorf("%s: %w", t.dest, err)
 			}
 		}
@@ -426,5 +426,5 @@ func (o *output) commit(sync bool) error {
 	if !sync {
 		return nil
 	}
-	return fsyncPath(o.dir)
+	return FsyncPath(o.dir)
 }
