@@ -43,8 +43,8 @@ type OptionSpec struct {
 	Min, Max int64
 }
 
-// SizeOption is the "size" option every format accepts.
-var SizeOption = OptionSpec{Name: "size", Type: OptSize, Help: "Virtual disk size"}
+// sizeOption is the "size" option every format accepts.
+var sizeOption = OptionSpec{Name: "size", Type: OptSize, Help: "Virtual disk size"}
 
 // Options are parsed, validated create options.
 type Options struct {
@@ -66,7 +66,7 @@ func withSize(specs []OptionSpec) []OptionSpec {
 			return specs
 		}
 	}
-	return append(slices.Clone(specs), SizeOption)
+	return append(slices.Clone(specs), sizeOption)
 }
 
 // ParseOptions parses qemu's `-o` syntax, "k=v,k2=v2" (",," is a literal
