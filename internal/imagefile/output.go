@@ -41,7 +41,7 @@ type Options struct {
 	// manifest path.split, every one a temporary until Commit.
 	SplitBytes int64
 	// Compression, when set, writes the (raw) image as one compressed
-	// stream into the destination (see compressout.go).
+	// stream into the destination (see convert/compressout.go).
 	Compression compressed.Kind
 }
 
