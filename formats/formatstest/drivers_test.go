@@ -6,23 +6,68 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/vdiskio/vdisk/formats"
+	"github.com/google/go-cmp/cmp"
 
+	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/formats/formatstest"
 	"github.com/vdiskio/vdisk/internal/imagefile"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 
 	_ "github.com/vdiskio/vdisk/iso"
-	_ "github.com/vdiskio/vdisk/qcow2"
-	_ "github.com/vdiskio/vdisk/raw"
-	_ "github.com/vdiskio/vdisk/vdi"
-	_ "github.com/vdiskio/vdisk/vhd"
-	_ "github.com/vdiskio/vdisk/vhdx"
-	_ "github.com/vdiskio/vdisk/vmdk"
+	"github.com/vdiskio/vdisk/qcow2"
+	"github.com/vdiskio/vdisk/raw"
+	"github.com/vdiskio/vdisk/vdi"
+	"github.com/vdiskio/vdisk/vhd"
+	"github.com/vdiskio/vdisk/vhdx"
+	"github.com/vdiskio/vdisk/vmdk"
 )
+
+// TestOptionTablesFromStructs: every driver's -o table is derived from its
+// typed CreateOptions (one source of names, defaults and help), and the
+// zero struct, the zero Options and empty -o text decode alike.
+func TestOptionTablesFromStructs(t *testing.T) {
+	for _, c := range []struct {
+		format string
+		typed  any
+	}{
+		{"qcow2", &qcow2.CreateOptions{}}, {"raw", &raw.CreateOptions{}}, {"vdi", &vdi.CreateOptions{}},
+		{"vpc", &vhd.CreateOptions{}}, {"vhdx", &vhdx.CreateOptions{}}, {"vmdk", &vmdk.CreateOptions{}},
+	} {
+		drv, err := formats.Lookup(c.format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(formats.OptionSpecsOf(c.typed), drv.CreateOptions); d != "" {
+			t.Errorf("%s: the -o table is not its CreateOptions (-struct +table):\n%s", c.format, d)
+		}
+		fromText, err := formats.ParseOptions(drv.CreateOptions, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromTyped, err := formats.OptionsOf(drv.CreateOptions, c.typed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var decoded []any
+		for _, o := range []formats.Options{{}, fromText, fromTyped} {
+			v := reflect.New(reflect.TypeOf(c.typed).Elem()).Interface()
+			if err := o.Decode(v); err != nil {
+				t.Fatal(err)
+			}
+			decoded = append(decoded, v)
+		}
+		if d := cmp.Diff(decoded[0], decoded[1]); d != "" {
+			t.Errorf("%s: zero Options and empty -o decode differently (-zero +text):\n%s", c.format, d)
+		}
+		if d := cmp.Diff(decoded[0], decoded[2]); d != "" {
+			t.Errorf("%s: zero Options and the zero struct decode differently (-zero +typed):\n%s", c.format, d)
+		}
+	}
+}
 
 // qemuJudge has qemu-img compare the image with the reference raw file.
 func qemuJudge(format string) func(t *testing.T, path, raw string) {
