@@ -42,8 +42,9 @@ import (
 //	               length (num) of "d/" it gains. flags&8: hostile size.
 //	descOldSparse  an oldgnu 'S' member of flags%8 pairs (past 4 in
 //	               extension blocks): name, pairs (offset gap, length:
-//	               nums), realsize slack (num). flags&8: stored size from
-//	               a num; the data written stays the pairs' sum.
+//	               nums), realsize (a num around their end). flags&8:
+//	               stored size from a num; the data written stays the
+//	               pairs' sum.
 //	descPAXSparse  a PAX sparse member, format 0.0, 0.1, 1.0 by flags%3,
 //	               of flags/4%4 pairs, as descOldSparse, GNU.sparse.name
 //	               disk.raw when flags&16.
@@ -54,9 +55,10 @@ import (
 //	               of bytes, or a num of 0xAA bytes appended (flags%4).
 //	               The rest of the input is not read.
 //
-// A num is one byte: 0..63 itself; 64..127 that many 512-byte blocks;
-// 128..191 the natural value (the data's length, say) plus byte-160; 192..
-// 255 one of descNums (huge, negative, the edges of the octal field).
+// A num is one byte: 0..63 itself; 64..127 byte-64 512-byte blocks;
+// 128..191 the natural value (the data's length, the pairs' end) plus
+// byte-160; 192..255 one of descNums (huge, negative, the edges of the
+// octal field).
 const (
 	descReg = iota
 	descPAX
