@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
@@ -205,6 +207,10 @@ func TestOVAOutput(t *testing.T) {
 				d.Capacity != 20<<20 || d.Href != want[2] || d.Size != st.Size() || !strings.HasSuffix(d.Format, "#streamOptimized") || sum.Type != "vmx-10" {
 				t.Errorf("the OVF says %+v; want name %s, %d CPUs, %d MiB, controller %s, a 20 MiB disk of %d bytes", sum, tc.name, tc.cpus, tc.memMiB, tc.controller, st.Size())
 			}
+			// The second parser, govmomi's ovf package, reads the same.
+			if gv := govmomiSummary(t, filepath.Join(x, want[0])); !cmp.Equal(gv, sum) {
+				t.Errorf("govmomi reads the OVF differently from the lxml check:\n%s", cmp.Diff(sum, gv))
+			}
 			info := qemutest.Info(t, "vmdk", vmdk)
 			if spec, _ := info["format-specific"].(map[string]any); spec == nil || spec["data"].(map[string]any)["create-type"] != "streamOptimized" {
 				t.Errorf("qemu-img info: %v", info["format-specific"])
@@ -243,6 +249,11 @@ func TestOVAToStdout(t *testing.T) {
 		t.Fatalf("tar -x: %s", r.Stderr)
 	}
 	qemutest.RequireSame(t, "raw", src, "vmdk", filepath.Join(x, "piped-disk1.vmdk"))
+	sum := govmomiSummary(t, filepath.Join(x, "piped.ovf"))
+	st, _ := os.Stat(filepath.Join(x, "piped-disk1.vmdk"))
+	if d := sum.Disks[sum.DiskOn]; sum.Name != "piped" || d.Capacity != 3<<20 || d.Href != "piped-disk1.vmdk" || d.Size != st.Size() || sum.CPUs != 1 || sum.MemoryMiB != 1024 {
+		t.Errorf("govmomi reads the piped OVF as %+v", sum)
+	}
 }
 
 // TestGCEOutput: convert -O gce, judged by gzip -t and GNU tar: the
