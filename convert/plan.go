@@ -21,6 +21,9 @@ func (c *copier) plan(ctx context.Context, emit func(*task) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if end, ok := streamEnd(c.src); ok && start >= end {
+			return nil // a stream read to its end: the rest is the provisional size's
+		}
 		window := min(planWindowBytes, size-start)
 		exts, err := c.extents(start, window)
 		if err != nil && c.opts.Salvage {
@@ -76,6 +79,9 @@ func (c *copier) planWindow(start, end int64, exts []formats.Extent, emit func(*
 // into ranges the kernel copies.
 func (c *copier) emitData(start, end int64, emit func(*task) error) error {
 	for off := start; off < end; {
+		if streamEnd, ok := streamEnd(c.src); ok && off >= streamEnd {
+			return nil
+		}
 		if c.offload {
 			if n := c.offloadable(off, end-off); n > 0 {
 				if err := emit(&task{off: off, length: n, data: true, offload: true}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/vdiskio/vdisk/chain"
 	"github.com/vdiskio/vdisk/formats"
@@ -16,6 +17,12 @@ import (
 // Job is a file-to-file conversion, `vdisk convert`.
 type Job struct {
 	Source     string              // input path
+	// SourceImage, when set, is the input, already open (a stream read
+	// once, package source/stream); Source names it in messages. Run
+	// closes it. An input whose size is known only at its end (a
+	// StreamSizer) is written into an output created at the provisional
+	// size and shrunk to the real one at the end.
+	SourceImage formats.Image
 	SourceOpen formats.OpenOptions // how to open it (format, references, snapshot)
 	// Partition, when > 0, converts only that partition of the source
 	// (its number in the MBR or GPT; see package partition).
@@ -107,7 +114,10 @@ func Run(ctx context.Context, job Job) error {
 	if err := sources.Check(job.Target); err != nil {
 		return err
 	}
-	src, remote, err := job.open(ctx, job.Source, job.SourceOpen)
+	src, remote, err := job.SourceImage, job.SourceImage != nil, error(nil)
+	if !remote {
+		src, remote, err = job.open(ctx, job.Source, job.SourceOpen)
+	}
 	if !remote && err == nil {
 		src, err = formats.Open(ctx, job.Source, job.SourceOpen)
 	}
@@ -237,7 +247,65 @@ func copyAndFlush(ctx context.Context, dst formats.Writable, src formats.Image, 
 	if err := Copy(ctx, dst, src, opts); err != nil {
 		return err
 	}
+	if err := finishSize(ctx, dst, src); err != nil {
+		return err
+	}
 	return dst.Flush()
+}
+
+// StreamSizer is an input whose size is known only once it has been read
+// to its end (a raw disk on a pipe): Size is then a provisional upper
+// bound, and End the real size.
+type StreamSizer interface {
+	SizeKnown() bool
+	End() (int64, bool)
+}
+
+// streamEnd is where a StreamSizer input has ended, if it has.
+func streamEnd(src formats.Image) (int64, bool) {
+	if s, ok := src.(StreamSizer); ok && !s.SizeKnown() {
+		return s.End()
+	}
+	return 0, false
+}
+
+// finishSize shrinks an output created at a stream's provisional size to
+// the size the stream turned out to have: exactly for raw, rounded up to
+// whole sectors for the formats that count in them (as qemu-img sizes an
+// image made from a raw file).
+func finishSize(ctx context.Context, dst formats.Writable, src formats.Image) error {
+	s, ok := src.(StreamSizer)
+	if !ok || s.SizeKnown() {
+		return nil
+	}
+	end, done := s.End()
+	if !done {
+		return fmt.Errorf("%w: the input stream has not ended", formats.ErrCorrupt)
+	}
+	if dst.Format() != "raw" {
+		end = (end + formats.SectorBytes - 1) / formats.SectorBytes * formats.SectorBytes
+	}
+	if end == dst.Size() {
+		return nil
+	}
+	r, ok := dst.(formats.Resizer)
+	if !ok {
+		return fmt.Errorf("%w: a %s output cannot take its size at the end of a stream (spool the input)", formats.ErrUnsupported, dst.Format())
+	}
+	return r.Resize(ctx, end, true)
+}
+
+// CanFinishSize says whether an output of this format (and -o text) can be
+// created before its input's size is known and shrunk to it at the end
+// (finishSize): raw, qcow2 and fixed VHD files.
+func CanFinishSize(format, createOptions string) bool {
+	switch format {
+	case "raw", "qcow2":
+		return true
+	case "vpc", "vhd":
+		return strings.Contains(createOptions, "subformat=fixed")
+	}
+	return false
 }
 
 func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image) error {

@@ -54,6 +54,10 @@ func newConvertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			open.Snapshot = snapshot
+			var stdinHead []byte
+			if args[0] == "-" {
+				stdinHead = g.peekStdin()
+			}
 			if err := g.spooled(cmd.Context(), &open, args[1]); err != nil {
 				return err
 			}
@@ -92,6 +96,13 @@ func newConvertCommand(g *globals) *cobra.Command {
 				bar := newProgressBar(cmd.OutOrStdout())
 				job.Copy.Progress = bar.update
 				defer bar.finish()
+			}
+			if args[0] == "-" {
+				plain := backing == "" && snapshot == "" && !usedOnly && mapfile == "" && hash.algorithms == "" && hash.logPath == "" &&
+					!bitmaps.copyAll && bitmaps.export == "" && !job.Existing && job.SplitBytes == 0 && !job.Copy.Salvage && job.Partition == 0
+				if err := g.streamStdin(&job, stdinHead, srcFormat, plain); err != nil {
+					return err
+				}
 			}
 			if usedOnly {
 				if err := useOnlyUsed(cmd, &job, mapfile != "" || job.Copy.Salvage, hash.algorithms != "" || hash.logPath != ""); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 
@@ -19,6 +20,7 @@ type spoolFlags struct {
 	limit string // --spool-limit: the most a source may decompress to
 	mu    sync.Mutex
 	kinds map[string]compressed.Kind // the sources spooled, by name
+	stdin io.Reader                  // stdin with its first bytes peeked (nil: os.Stdin)
 }
 
 // compression names the compression of the source opened as name ("" if
@@ -46,7 +48,7 @@ func addSpoolFlags(root *cobra.Command, g *globals) {
 // spooled makes opts read compressed files and stdin ("-") through a
 // sparse spool in outDir ("" or a URL: beside the input).
 func (g *globals) spooled(ctx context.Context, opts *formats.OpenOptions, outDir string) error {
-	s := &compressed.Spooler{Ctx: ctx, Open: opts.OpenFile, OnSpool: g.spool.heard}
+	s := &compressed.Spooler{Ctx: ctx, Open: opts.OpenFile, OnSpool: g.spool.heard, Stdin: g.spool.stdin}
 	if g.spool.limit != "" {
 		n, err := formats.ParseSize(g.spool.limit)
 		if err != nil || n <= 0 {
