@@ -16,14 +16,14 @@ import (
 
 // Job is a file-to-file conversion, `vdisk convert`.
 type Job struct {
-	Source     string              // input path
+	Source string // input path
 	// SourceImage, when set, is the input, already open (a stream read
 	// once, package source/stream); Source names it in messages. Run
 	// closes it. An input whose size is known only at its end (a
 	// StreamSizer) is written into an output created at the provisional
 	// size and shrunk to the real one at the end.
 	SourceImage formats.Image
-	SourceOpen formats.OpenOptions // how to open it (format, references, snapshot)
+	SourceOpen  formats.OpenOptions // how to open it (format, references, snapshot)
 	// Partition, when > 0, converts only that partition of the source
 	// (its number in the MBR or GPT; see package partition).
 	Partition int
