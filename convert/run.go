@@ -258,7 +258,11 @@ func copyAndFlush(ctx context.Context, dst formats.Writable, src formats.Image, 
 // bound, and End the real size.
 type StreamSizer interface {
 	SizeKnown() bool
+	// End reports the size once the stream has ended, without waiting.
 	End() (int64, bool)
+	// Wait waits for the stream's end: its size, or what went wrong in it
+	// (truncation, a limit), also when every byte needed was read already.
+	Wait() (int64, error)
 }
 
 // streamEnd is where a StreamSizer input has ended, if it has.
@@ -275,12 +279,15 @@ func streamEnd(src formats.Image) (int64, bool) {
 // image made from a raw file).
 func finishSize(ctx context.Context, dst formats.Writable, src formats.Image) error {
 	s, ok := src.(StreamSizer)
-	if !ok || s.SizeKnown() {
+	if !ok {
 		return nil
 	}
-	end, done := s.End()
-	if !done {
-		return fmt.Errorf("%w: the input stream has not ended", formats.ErrCorrupt)
+	end, err := s.Wait()
+	if err != nil {
+		return fmt.Errorf("reading input: %w", err)
+	}
+	if s.SizeKnown() {
+		return nil
 	}
 	if dst.Format() != "raw" {
 		end = (end + formats.SectorBytes - 1) / formats.SectorBytes * formats.SectorBytes

@@ -169,6 +169,23 @@ func (img *Image) End() (int64, bool) {
 	return img.w.ended()
 }
 
+// Wait waits for the stream to be read to its end (the conversion has
+// read every byte it needed; what follows, a VMDK's tables and its
+// end-of-stream marker, is still checked) and returns the disk's size, or
+// the stream's error.
+func (img *Image) Wait() (int64, error) {
+	<-img.done
+	img.w.mu.Lock()
+	defer img.w.mu.Unlock()
+	if img.w.err != nil {
+		return 0, img.w.err
+	}
+	if img.known {
+		return img.size, nil
+	}
+	return img.w.end, nil
+}
+
 // Format is "raw", "vpc" (a fixed VHD's footer ended the stream) or "vmdk".
 func (img *Image) Format() string {
 	img.mu.Lock()

@@ -40,6 +40,7 @@ type window struct {
 	err      error   // the producer's failure
 	closed   bool
 	free     [][]byte // released page buffers, reused
+	peak     int      // the most pages held at once (tests check the bound)
 }
 
 func newWindow(name string, windowBytes int64) *window {
@@ -61,6 +62,7 @@ func (w *window) pageFor(off int64) *page {
 	for int64(len(w.held)) <= idx-w.base {
 		w.held = append(w.held, &page{})
 	}
+	w.peak = max(w.peak, len(w.held))
 	return w.held[idx-w.base]
 }
 
