@@ -116,7 +116,7 @@ func vhdFooter(size uint64) []byte {
 	f := make([]byte, 512)
 	copy(f, "conectix")
 	be := binary.BigEndian
-	be.PutUint32(f[8:], 2)          // features
+	be.PutUint32(f[8:], 2)           // features
 	be.PutUint32(f[12:], 0x00010000) // version
 	be.PutUint64(f[16:], ^uint64(0)) // data offset: none for fixed
 	copy(f[28:], "test")
