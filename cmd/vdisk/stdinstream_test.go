@@ -1,0 +1,233 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vdiskio/vdisk/internal/qemutest"
+)
+
+// pipeVdisk runs vdisk (this test binary) with the file in written into
+// its stdin through a pipe by this process (os/exec's StdinPipe: stdin is
+// not a file, so it can be neither seeked nor mapped). With straceLog set
+// it runs under strace, which logs every file vdisk opens or creates. It
+// returns stderr, the exit code and the peak RSS in KiB.
+func pipeVdisk(t *testing.T, in, straceLog string, args ...string) (string, int, int64) {
+	t.Helper()
+	name, argv := os.Args[0], args
+	if straceLog != "" {
+		name = qemutest.Tool(t, "strace")
+		argv = append([]string{"-f", "-qq", "-e", "trace=open,openat,creat,rename,renameat,renameat2", "-o", straceLog, os.Args[0]}, args...)
+	}
+	cmd := exec.Command(name, argv...)
+	cmd.Env = append(os.Environ(), "VDISK_TEST_MAIN=1")
+	pipe, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(pipe, f) // vdisk may stop reading early (an error): the copy then fails
+	f.Close()
+	pipe.Close()
+	err = cmd.Wait()
+	code := 0
+	if err != nil {
+		code = 1
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss // KiB on Linux; the largest of the process and its children
+	}
+	return errb.String(), code, rss
+}
+
+// spooled says whether the strace log shows a spool file made.
+func spooled(t *testing.T, log string) bool {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(b, []byte(".vdisk-spool-"))
+}
+
+// streamSources makes a 40 MiB raw disk with data in three places and,
+// from it with qemu-img, a streamOptimized VMDK and a fixed VHD.
+func streamSources(t *testing.T) (raw, vmdk, vhd string) {
+	dir := t.TempDir()
+	raw = filepath.Join(dir, "disk.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", raw, "40M")
+	qemutest.IO(t, "raw", raw, "write -P 0x5a 0 1M", "write -P 0xa5 17M 3M", "write -P 0x11 39M 100k")
+	vmdk, vhd = filepath.Join(dir, "disk.vmdk"), filepath.Join(dir, "disk.vhd")
+	qemutest.Img(t, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, vmdk)
+	qemutest.Img(t, "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed", raw, vhd)
+	return raw, vmdk, vhd
+}
+
+// TestStdinStreamed: raw, a fixed VHD and a streamOptimized VMDK piped
+// into convert are read as streams (strace sees no spool file), into
+// outputs judged by qemu-img compare against the original; a raw stream
+// into an output that needs its size up front (VHDX) is spooled, the
+// control that the spool check sees a spool.
+func TestStdinStreamed(t *testing.T) {
+	raw, vmdk, vhd := streamSources(t)
+	for _, tc := range []struct {
+		name, in, inFmt string
+		args            []string
+		outFmt          string
+		spool           bool
+	}{
+		{"raw to qcow2", raw, "raw", []string{"-O", "qcow2"}, "qcow2", false},
+		{"raw -f raw to raw", raw, "raw", []string{"-f", "raw", "-O", "raw"}, "raw", false},
+		{"raw to fixed vhd", raw, "raw", []string{"-O", "vpc", "-o", "subformat=fixed"}, "vpc", false},
+		{"raw to compressed qcow2", raw, "raw", []string{"-O", "qcow2", "-c"}, "qcow2", false},
+		{"vmdk to qcow2", vmdk, "vmdk", []string{"-O", "qcow2"}, "qcow2", false},
+		{"vmdk to vhdx", vmdk, "vmdk", []string{"-O", "vhdx"}, "vhdx", false},
+		{"vmdk to vmdk stream", vmdk, "vmdk", []string{"-O", "vmdk", "-o", "subformat=streamOptimized"}, "vmdk", false},
+		{"fixed vhd to qcow2", vhd, "vpc", []string{"-O", "qcow2"}, "qcow2", false},
+		{"fixed vhd -f vpc to raw", vhd, "vpc", []string{"-f", "vpc", "-O", "raw"}, "raw", false},
+		{"raw to vhdx (spooled)", raw, "raw", []string{"-f", "raw", "-O", "vhdx"}, "vhdx", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			out, log := filepath.Join(dir, "out"), filepath.Join(dir, "strace.log")
+			args := append(append([]string{"convert"}, tc.args...), "-", out)
+			if stderr, code, _ := pipeVdisk(t, tc.in, log, args...); code != 0 {
+				t.Fatalf("vdisk %s < %s: %s", strings.Join(args, " "), filepath.Base(tc.in), stderr)
+			}
+			if got := spooled(t, log); got != tc.spool {
+				t.Errorf("spool file made: %v, want %v", got, tc.spool)
+			}
+			qemutest.RequireSame(t, tc.inFmt, tc.in, tc.outFmt, out)
+			if tc.outFmt == "qcow2" {
+				qemutest.RequireClean(t, "qcow2", out)
+			}
+			// The size is the stream's (qemu-img's of the input), not the provisional one.
+			if got, want := qemutest.Info(t, tc.outFmt, out)["virtual-size"], qemutest.Info(t, tc.inFmt, tc.in)["virtual-size"]; got != want {
+				t.Errorf("virtual size %v, want the input's %v", got, want)
+			}
+		})
+	}
+}
+
+// TestStdinStreamMemory: a 160 MiB raw disk of data (no zeros) piped
+// into convert -O qcow2 peaks well under its size in RSS: the stream is
+// held in a bounded window, not in memory nor in a spool.
+func TestStdinStreamMemory(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "dense.raw")
+	f, err := os.Create(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make([]byte, 1<<20)
+	for i := range 160 {
+		for j := range block {
+			block[j] = byte(j*31 + i + j>>9 + 1)
+		}
+		f.Write(block)
+	}
+	f.Close()
+	out := filepath.Join(dir, "out.qcow2")
+	stderr, code, rssKiB := pipeVdisk(t, raw, "", "convert", "-O", "qcow2", "-", out)
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	qemutest.RequireSame(t, "raw", raw, "qcow2", out)
+	if rssKiB <= 0 || rssKiB > 96<<10 {
+		t.Errorf("peak RSS %d KiB streaming a 160 MiB disk; want at most 96 MiB", rssKiB)
+	}
+	t.Logf("peak RSS %d KiB", rssKiB)
+}
+
+// vmdkRecords splits a streamOptimized VMDK into its header part and its
+// marker records (each a grain marker with its data, or a metadata marker
+// with its sectors), read from the VMware stream layout.
+func vmdkRecords(t *testing.T, b []byte) ([]byte, [][]byte) {
+	le := binary.LittleEndian
+	at := int(le.Uint64(b[64:])) * 512 // overHead
+	head := b[:at]
+	var recs [][]byte
+	for at+12 <= len(b) {
+		lba, size := le.Uint64(b[at:]), le.Uint32(b[at+8:])
+		n := (12 + int(size) + 511) / 512 * 512
+		if size == 0 {
+			n = 512 + int(lba)*512
+		}
+		if at+n > len(b) {
+			t.Fatalf("record at %d runs past the file", at)
+		}
+		recs = append(recs, b[at:at+n])
+		at += n
+	}
+	return head, recs
+}
+
+// TestStdinStreamHostile: a stream cut short, grains out of order, and
+// -f vpc on a stream without a footer each fail with one line naming
+// stdin and the stream offset, leaving no output.
+func TestStdinStreamHostile(t *testing.T) {
+	raw, vmdk, _ := streamSources(t)
+	b, err := os.ReadFile(vmdk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, recs := vmdkRecords(t, b)
+	if len(recs) < 3 {
+		t.Fatalf("qemu's stream has %d records", len(recs))
+	}
+	dir := t.TempDir()
+	swapped := append([]byte{}, head...)
+	swapped = append(append(append(swapped, recs[1]...), recs[0]...), bytes.Join(recs[2:], nil)...)
+	cut := b[:len(head)+len(recs[0])+len(recs[1])/2+1]
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		args []string
+		want string
+	}{
+		{"out of order", swapped, nil, "out of order"},
+		{"truncated", cut, nil, "truncated"},
+		{"truncated to raw", cut, []string{"-O", "raw"}, "truncated"},
+		{"vpc without footer", nil, []string{"-f", "vpc", "-O", "raw"}, "footer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := raw
+			if tc.in != nil {
+				in = filepath.Join(dir, "in.vmdk")
+				os.WriteFile(in, tc.in, 0o644)
+			}
+			out := filepath.Join(t.TempDir(), "out.img")
+			args := append(append([]string{"convert"}, tc.args...), "-", out)
+			if len(tc.args) == 0 {
+				args = []string{"convert", "-O", "qcow2", "-", out}
+			}
+			stderr, code, _ := pipeVdisk(t, in, "", args...)
+			msg := strings.TrimSpace(stderr)
+			if code == 0 || strings.Contains(msg, "\n") || !strings.Contains(msg, tc.want) || !strings.Contains(msg, "-: ") || !strings.Contains(msg, "offset") {
+				t.Errorf("exit %d, stderr %q; want one line naming -, an offset and %q", code, stderr, tc.want)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Error("the failed conversion left its output")
+			}
+		})
+	}
+}
