@@ -49,5 +49,8 @@ func (g *globals) streamStdin(job *convert.Job, head []byte, srcFormat string, p
 		return err
 	}
 	job.SourceImage = img
+	if !img.SizeKnown() {
+		job.Copy.Progress = nil // a raw stream's total is unknown until its end
+	}
 	return nil
 }
