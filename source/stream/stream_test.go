@@ -16,11 +16,17 @@ import (
 	_ "github.com/vdiskio/vdisk/raw"
 )
 
-// pattern is n bytes no 4 KiB of which are zero.
+// pattern is n bytes no 4 KiB of which are zero, each 4 KiB unit
+// different from the one before it.
 func pattern(n int) []byte {
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>12 + 1)
+	unit := make([]byte, 4096)
+	for i := range unit {
+		unit[i] = byte(i*7 + 1)
+	}
+	for off := 0; off < n; off += len(unit) {
+		copy(b[off:], unit)
+		b[off] = byte(off>>12) | 1
 	}
 	return b
 }
