@@ -62,6 +62,7 @@ func archiveFixtures(t *testing.T) (dir string, disks map[string]string) {
 // convert gives the disk qemu-img made (qemu-img compare), info names the
 // archive and lists its disks.
 func TestArchiveSources(t *testing.T) {
+	t.Parallel()
 	dir, disks := archiveFixtures(t)
 	for _, tc := range []struct {
 		name, src string
@@ -149,6 +150,7 @@ func TestArchiveSources(t *testing.T) {
 // TestArchiveSourceErrors: what cannot be read is refused with a clear
 // line.
 func TestArchiveSourceErrors(t *testing.T) {
+	t.Parallel()
 	dir, disks := archiveFixtures(t)
 	for _, tc := range []struct {
 		name  string

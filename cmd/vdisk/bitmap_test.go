@@ -15,6 +15,7 @@ import (
 // same bitmaps in qemu-img info, the same dirty ranges (qemu-nbd's export
 // read by nbdinfo), a clean check.
 func TestBitmapLikeQemu(t *testing.T) {
+	t.Parallel()
 	qemutest.Tool(t, "nbdinfo")
 	dir := t.TempDir()
 	q, v := filepath.Join(dir, "q.qcow2"), filepath.Join(dir, "v.qcow2")

@@ -81,6 +81,7 @@ func incrementFixture(t *testing.T, dir string, n int) []string {
 // over its base, and (qemu-img map for qcow2, vdisk map for the others) it
 // stores only the clusters where s1 differs from s0.
 func TestConvertBackingWritesOnlyDifferences(t *testing.T) {
+	t.Parallel()
 	for _, cf := range chainFormats {
 		t.Run(cf.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -142,6 +143,7 @@ func ownBytes(t *testing.T, f, img string, extra ...string) int64 {
 // increment reads as its raw state, and the last restores to s10 bit-exact
 // (converted to raw, qemu-img compare or vdisk compare).
 func TestIncrementalChainRestores(t *testing.T) {
+	t.Parallel()
 	type layer struct{ name, ext string }
 	chains := map[string][]layer{}
 	for _, cf := range chainFormats {
@@ -240,6 +242,7 @@ func backingOf(t *testing.T, img string, parents []string) string {
 // (qemu-img compare for vmdk, vdisk compare where qemu cannot read
 // differencing disks), and the links are the ones asked for.
 func TestRebaseCommitEveryFormat(t *testing.T) {
+	t.Parallel()
 	for _, cf := range chainFormats {
 		if cf.name == "qcow2" {
 			continue // chain/ and rebase_test.go judge qcow2 against qemu-img
@@ -360,6 +363,7 @@ func copyTree(t *testing.T, dir string) string {
 // chain, then rebase (safe, onto base.vmdk) and commit -d (into mid.vmdk)
 // against qemu-img rebase and commit on a copy: same content, same map.
 func TestMixedChainAgainstQemu(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	raws := incrementFixture(t, dir, 2)
@@ -419,6 +423,7 @@ func TestMixedChainAgainstQemu(t *testing.T) {
 // compare, convert; then a safe rebase onto base.vhdx keeps the content
 // and commit empties the top into mid.vhdx, which then reads as s2.
 func TestMixedChainOverVHDX(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	raws := incrementFixture(t, dir, 2)
@@ -487,6 +492,7 @@ func vdiskFails(t *testing.T, want []string, args ...string) string {
 // UUID), a loop and a chain deeper than the limit (64) are each one line
 // naming the link, for info, convert and rebase alike; nothing is written.
 func TestBadLinks(t *testing.T) {
+	t.Parallel()
 	changed := map[string]string{"vmdk": "parentCID", "vpc": "UUID", "vhdx": "DataWriteGuid", "vdi": "not among the supplied parents", "qcow2": ""}
 	for _, cf := range append(chainFormats[1:], chainFormats[0]) {
 		t.Run(cf.name, func(t *testing.T) {
@@ -552,6 +558,7 @@ func TestBadLinks(t *testing.T) {
 // qemu reads them (qcow2 over vmdk); convert -B over a smaller base writes
 // the part past its end.
 func TestBackingOfAnotherSize(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	qemutest.Img(t, "create", "-q", "-f", "vmdk", p("small.vmdk"), "2M")

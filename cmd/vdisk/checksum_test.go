@@ -12,6 +12,7 @@ import (
 // TestChecksumCLI: --linear prints what sha256sum and md5sum print for the
 // raw export, and the block digest is the same for the raw and a qcow2 copy.
 func TestChecksumCLI(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	qcow := filepath.Join(dir, "copy.qcow2")

@@ -176,6 +176,7 @@ func progressValues(out string) []string {
 }
 
 func TestClientCDI(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	// Import: convert to raw with progress; preallocation methods in CDI's
 	// order, inserted after the subcommand; cache mode none or writeback.
@@ -221,6 +222,7 @@ func TestClientCDI(t *testing.T) {
 }
 
 func TestClientPacker(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	// disk_image with use_backing_file: the downloaded image, absolute,
 	// named .iso by Packer's cache, is the backing file.
@@ -249,6 +251,7 @@ func TestClientPacker(t *testing.T) {
 }
 
 func TestClientOsbuild(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	for _, tc := range []struct {
 		format string
@@ -279,6 +282,7 @@ func TestClientOsbuild(t *testing.T) {
 }
 
 func TestClientLima(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	// The base disk is converted to raw (or kept as qcow2) and checked
 	// with AcceptableAsBasedisk's fields; the diff disk has an absolute
@@ -352,6 +356,7 @@ func snapshotTags(out string) string {
 }
 
 func TestClientNova(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	// Nova runs info under prlimit (1 GiB address space, 30 s of CPU).
 	switch prlimit, err := exec.LookPath("prlimit"); {
@@ -387,6 +392,7 @@ func TestClientNova(t *testing.T) {
 // --output=json, copy them with convert --bitmaps. Both tools give the same
 // exit codes, the same bitmaps in info and the same dirty ranges.
 func TestClientBitmaps(t *testing.T) {
+	t.Parallel()
 	qemutest.Tool(t, "nbdinfo")
 	c := newClient(t)
 	bitmaps := func(q, v qemutest.Result) {

@@ -27,6 +27,7 @@ func commitFixture(t *testing.T) string {
 // qemu-img, the committed base reads as the top did, the tops map alike
 // (emptied, or unchanged with -d and -b), and qemu-img check is clean.
 func TestCommitCLIMatchesQemu(t *testing.T) {
+	t.Parallel()
 	for _, flags := range [][]string{{}, {"-d"}, {"-p"}, {"-b", "base.raw"}} {
 		t.Run(strings.Join(append([]string{"commit"}, flags...), " "), func(t *testing.T) {
 			vd, qd := commitFixture(t), commitFixture(t)
@@ -73,6 +74,7 @@ func TestCommitCLIMatchesQemu(t *testing.T) {
 
 // TestCommitCLIErrors holds vdisk's messages to qemu-img's.
 func TestCommitCLIErrors(t *testing.T) {
+	t.Parallel()
 	dir := commitFixture(t)
 	p := func(n string) string { return filepath.Join(dir, n) }
 	for _, args := range [][]string{

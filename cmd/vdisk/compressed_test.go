@@ -70,6 +70,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // convert gives the bytes decompress-then-convert gives (qemu-img compare
 // with the original, and byte-identical raw outputs).
 func TestConvertCompressedInputs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, format := range []string{"raw", "qcow2", "vmdk", "vpc", "vhdx", "vdi"} {
 		orig := filepath.Join(dir, "disk."+format)
@@ -147,6 +148,7 @@ func TestConvertCompressedInputs(t *testing.T) {
 // TestCompressedBombIsOneLine: a small .gz of a zero stream past
 // --spool-limit is a one-line error, and no spool file is left.
 func TestCompressedBombIsOneLine(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bomb := filepath.Join(dir, "bomb.img.gz")
 	script := "head -c 64M /dev/zero | gzip -c > \"$0\""
@@ -177,6 +179,7 @@ func TestCompressedBombIsOneLine(t *testing.T) {
 // TestStdinSource: '-' is the input of info, checksum and convert, plain or
 // compressed.
 func TestStdinSource(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	orig := filepath.Join(dir, "disk.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", orig, "4M")

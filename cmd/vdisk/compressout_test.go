@@ -15,6 +15,7 @@ import (
 // decompresses to the image qemu-img sees in the source; vdisk reads the
 // xz and zstd outputs back as the same image.
 func TestConvertCompressedRawOutputs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", src, "12M")
@@ -68,6 +69,7 @@ func TestConvertCompressedRawOutputs(t *testing.T) {
 // streamOptimized VMDK as it takes a fixed VHD; qemu-img reads what came
 // out as the source.
 func TestConvertRawAndStreamOptimizedToStdout(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", src, "8M")
@@ -96,6 +98,7 @@ func TestConvertRawAndStreamOptimizedToStdout(t *testing.T) {
 // (read in place) converts to the raw bytes qemu-img makes of the
 // decompressed file.
 func TestMultiBlockXzLikeQemu(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", src, "12M")

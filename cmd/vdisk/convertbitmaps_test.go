@@ -17,6 +17,7 @@ import (
 // marks (qemu-img map), even where the full copy differs from the disk
 // outside them (a change made while the bitmap was disabled).
 func TestConvertBitmapExport(t *testing.T) {
+	t.Parallel()
 	qemutest.Tool(t, "nbdinfo")
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }

@@ -66,6 +66,7 @@ func requireMode(t *testing.T, path string, want os.FileMode) {
 // --target-is-zero; a container format written onto it passes qemu-img
 // check; a symlink to the device is followed and stays.
 func TestDestinationBlockDevice(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir) // 64 MiB with three data regions
 	node, _ := loopNode(t, dir, 64<<20, false)
@@ -145,6 +146,7 @@ func TestDestinationBlockDevice(t *testing.T) {
 // TestDestinationBadDevices: a device too small, a read-only device and a
 // directory each fail with one line, exit 1, and nothing changed.
 func TestDestinationBadDevices(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	small, smallFile := loopNode(t, t.TempDir(), 1<<20, false)
@@ -189,6 +191,7 @@ func TestDestinationBadDevices(t *testing.T) {
 // here) and a FIFO with a concurrent reader are written through in order;
 // a format that cannot be written in order is refused with one line.
 func TestDestinationCharDeviceAndFIFO(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	null := filepath.Join(dir, "null")
@@ -245,6 +248,7 @@ func TestDestinationCharDeviceAndFIFO(t *testing.T) {
 // TestDestinationStdoutFile: /dev/stdout redirected to a regular file is
 // written where it is (the descriptor's file), not replaced by a rename.
 func TestDestinationStdoutFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	out := filepath.Join(dir, "redirected.raw")
@@ -288,6 +292,7 @@ func TestDestinationStdoutFile(t *testing.T) {
 // group and mode; a symlink to it stays a symlink and its target is
 // replaced; a dangling symlink gets its target created.
 func TestDestinationRegularFileKept(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	target := filepath.Join(dir, "images", "vm.qcow2")
@@ -339,6 +344,7 @@ func TestDestinationRegularFileKept(t *testing.T) {
 // BLKZEROOUT), not by writing zeros, as strace shows; and the device then
 // reads as the image (it held 0xff before).
 func TestDestinationDeviceZeroing(t *testing.T) {
+	t.Parallel()
 	strace, err := exec.LookPath("strace")
 	if err != nil {
 		t.Skip("strace not installed")
@@ -369,6 +375,7 @@ func TestDestinationDeviceZeroing(t *testing.T) {
 // writes; the rest buffered, as qemu falls back), and a file destination
 // is fsynced before the command ends; both read as the source.
 func TestDestinationDirect(t *testing.T) {
+	t.Parallel()
 	strace, err := exec.LookPath("strace")
 	if err != nil {
 		t.Skip("strace not installed")

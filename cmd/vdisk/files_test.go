@@ -89,6 +89,7 @@ func partitionedDisk(t *testing.T, src string) (disk, fatFS, extFS string) {
 }
 
 func TestFilesInsideDisk(t *testing.T) {
+	t.Parallel()
 	src := fileTree(t)
 	disk, fatFS, extFS := partitionedDisk(t, src)
 	for _, format := range []string{"qcow2", "vmdk", "vhdx", "vdi"} {
@@ -203,6 +204,7 @@ func TestFilesInsideDisk(t *testing.T) {
 
 // File systems vdisk does not read are named in the refusal.
 func TestUnreadFileSystemsRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	mk := func(name string, off int64, magic string) string {
 		p := filepath.Join(dir, name)
@@ -302,6 +304,7 @@ func sortedLines(s string) []string {
 // A directory hard-linked into itself (debugfs ln) is a clean error for a
 // recursive listing, extract and tar, not an endless walk.
 func TestDirectoryLoop(t *testing.T) {
+	t.Parallel()
 	src := fileTree(t)
 	img := filepath.Join(t.TempDir(), "loop.img")
 	os.WriteFile(img, nil, 0o644)
@@ -344,6 +347,7 @@ func ntfsMount(t *testing.T, fs string, opts ...string) (string, func()) {
 // ls, cat (streams too), extract agree with ntfs-3g and ntfscat; a
 // used-only copy passes ntfsfix -n.
 func TestNTFSInsideDisk(t *testing.T) {
+	t.Parallel()
 	src := fileTree(t)
 	fs := filepath.Join(t.TempDir(), "ntfs.fs")
 	os.WriteFile(fs, nil, 0o644)

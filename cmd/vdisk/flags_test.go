@@ -62,6 +62,7 @@ func (s *sideBySide) sameImage(format, name string) {
 // TestClientFlags: flags clients pass qemu-img give the same exit codes
 // and the same images with vdisk.
 func TestClientFlags(t *testing.T) {
+	t.Parallel()
 	s := newSideBySide(t)
 	s.same(0, "create", "-q", "-f", "raw", "{}/hex.raw", "0x100000")
 	s.sameImage("raw", "hex.raw")
@@ -141,6 +142,7 @@ func TestClientFlags(t *testing.T) {
 // TestCompareStrictMatchesQemu: compare -s reports the first block status
 // mismatch (data, zero, allocation, end of image) where qemu-img does.
 func TestCompareStrictMatchesQemu(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	qemutest.Img(t, "create", "-q", "-f", "raw", p("a.raw"), "8M")

@@ -55,6 +55,7 @@ func agedSource(t *testing.T, path string) sourceState {
 // changed output (1) and cannot use when missing or garbled (2); the
 // source's bytes and mtime are unchanged.
 func TestConvertHashLog(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	before := agedSource(t, src)
@@ -123,6 +124,7 @@ func TestConvertHashLog(t *testing.T) {
 // TestDDHash: dd --hash digests the copied range (judged by sha1sum of the
 // output) in the same pass.
 func TestDDHash(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	out := filepath.Join(dir, "part.raw")
@@ -143,6 +145,7 @@ func TestDDHash(t *testing.T) {
 // is seen, but convert --hash, dd --hash, checksum and rescue only read and
 // succeed: they take no lock.
 func TestSourceNeverLocked(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	lock, err := imagelock.Acquire(src, imagelock.Writer)

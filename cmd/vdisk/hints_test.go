@@ -15,6 +15,7 @@ import (
 // Every subcommand's help shows an example, and each example line is a
 // command line the subcommand accepts (its flags parse).
 func TestEveryCommandHasAnExample(t *testing.T) {
+	t.Parallel()
 	root, _ := newRootCommand(io.Discard, io.Discard)
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -53,6 +54,7 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 
 // The most common mistakes end in one line that says the fix.
 func TestMistakesSuggestTheFix(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "a.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", img, "64M")

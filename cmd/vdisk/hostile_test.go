@@ -105,6 +105,7 @@ func writeNamed(t *testing.T, dir string, tmpl []byte, at int, name, backing str
 }
 
 func TestHostileImages(t *testing.T) {
+	t.Parallel()
 	qemutest.Tool(t, "qemu-img")
 	bin := clitest.Binary(t)
 	dir := t.TempDir()

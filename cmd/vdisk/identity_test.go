@@ -36,6 +36,7 @@ func asQemuImg(t *testing.T, link string, args ...string) qemutest.Result {
 // qemu-img: prefix and qemu's "Could not open 'FILE':" phrase, as the real
 // qemu-img's do.
 func TestCalledAsQemuImg(t *testing.T) {
+	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 // ISO details in format-specific; human output starts as qemu-img's; the
 // iso subcommands and -f iso still see an ISO.
 func TestInfoISOAsRaw(t *testing.T) {
+	t.Parallel()
 	xorriso, err := exec.LookPath("xorriso")
 	if err != nil {
 		t.Skip("xorriso not installed")

@@ -14,6 +14,7 @@ import (
 // VM would), every vdisk command exits as qemu-img does on the same
 // command line, with qemu's lock message; -U reads anyway.
 func TestImageLocksAgainstQemuIO(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "vm.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", img, "16M")

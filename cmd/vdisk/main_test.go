@@ -39,6 +39,7 @@ func sparseRaw(t *testing.T, dir string) string {
 }
 
 func TestOutputsMatchQemuForRaw(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := sparseRaw(t, dir)
 	for _, args := range [][]string{
@@ -59,6 +60,7 @@ func TestOutputsMatchQemuForRaw(t *testing.T) {
 }
 
 func TestConvertRawMatchesQemu(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	ours, theirs := filepath.Join(dir, "ours.raw"), filepath.Join(dir, "theirs.raw")
@@ -74,6 +76,7 @@ func TestConvertRawMatchesQemu(t *testing.T) {
 }
 
 func TestConvertIntoExisting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	dst := filepath.Join(dir, "existing.raw")
@@ -89,6 +92,7 @@ func TestConvertIntoExisting(t *testing.T) {
 }
 
 func TestCompareExitCodes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a := sparseRaw(t, dir)
 	b := filepath.Join(dir, "b.raw")
@@ -125,6 +129,7 @@ func TestCompareExitCodes(t *testing.T) {
 
 // TestBadInput: every bad input is one line on stderr and exit 1.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	empty := filepath.Join(dir, "empty")
@@ -178,6 +183,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestCheckUnsupportedExit63(t *testing.T) {
+	t.Parallel()
 	src := sparseRaw(t, t.TempDir())
 	_, stderr, code := vdisk(t, "check", src)
 	if code != 63 || !strings.Contains(stderr, "does not support checks") {
@@ -186,6 +192,7 @@ func TestCheckUnsupportedExit63(t *testing.T) {
 }
 
 func TestCreateAndOptionsHelp(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.raw")
 	out, stderr, code := vdisk(t, "create", "-f", "raw", path, "1000001")
@@ -206,6 +213,7 @@ func TestCreateAndOptionsHelp(t *testing.T) {
 }
 
 func TestResize(t *testing.T) {
+	t.Parallel()
 	path := sparseRaw(t, t.TempDir())
 	for _, tc := range []struct {
 		args []string
@@ -229,6 +237,7 @@ func TestResize(t *testing.T) {
 // purpose: VHD and VDI info add format-specific data; VHDX map reports the
 // BAT (qemu: all data); flat VMDK holes are zero without data (qemu: both).
 func TestOutputsMatchQemuPerFormat(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	base := sparseRaw(t, dir)
 	for _, tc := range []struct {
@@ -269,6 +278,7 @@ func TestOutputsMatchQemuPerFormat(t *testing.T) {
 // TestExplicitFormatContradicted: -f raw on a fixed VHD is refused (naming
 // both formats) unless --force-format; a fixed VHD holding an ISO is a VHD.
 func TestExplicitFormatContradicted(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	vhd := filepath.Join(dir, "f.vhd")
 	qemutest.Img(t, "create", "-q", "-f", "vpc", "-o", "subformat=fixed", vhd, "8M")
@@ -296,6 +306,7 @@ func TestExplicitFormatContradicted(t *testing.T) {
 // Where qemu-img prints "cannot skip to specified offset" and still exits 0
 // with an empty file, vdisk fails and writes nothing.
 func TestDDMatchesQemu(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	qcow := filepath.Join(dir, "src.qcow2")
@@ -335,6 +346,7 @@ func TestDDMatchesQemu(t *testing.T) {
 // TestSnapshotList: `snapshot -l` prints qemu-img's table, also after
 // `snapshot -c`; two operations at once are refused as qemu-img does.
 func TestSnapshotList(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "s.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", img, "16M")
@@ -364,6 +376,7 @@ func TestSnapshotList(t *testing.T) {
 // file fails to convert; with --salvage the cluster becomes zeros, is
 // reported once, and the output equals qemu-img convert --salvage's.
 func TestConvertSalvage(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "dmg.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", img, "4M")
@@ -410,6 +423,7 @@ func breakL2Entry(t *testing.T, path string, n int64) {
 // TestConvertFlagsInterop: each convert flag, judged by qemu-img: the
 // output passes qemu-img check (where it has one) and equals the source.
 func TestConvertFlagsInterop(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	base := filepath.Join(dir, "base.qcow2")
@@ -481,6 +495,7 @@ func TestConvertFlagsInterop(t *testing.T) {
 // TestConvertToStdout: a sequential format written to '-' is the same
 // image qemu-img accepts; a random-access one is refused.
 func TestConvertToStdout(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	for _, o := range []string{"subformat=fixed", "subformat=fixed,force_size=on"} {

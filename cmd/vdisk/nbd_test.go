@@ -157,6 +157,7 @@ func chainImage(t *testing.T, dir string) string {
 // qemu-img convert (equal to converting the file), qemu-img map (equal to
 // vdisk's map of the file), nbdinfo --map and nbdcopy.
 func TestServeJudgedByQemu(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	top := chainImage(t, dir)
 	url := vdiskServe(t, "--read-only", top)
@@ -198,6 +199,7 @@ func requireSameBytes(t *testing.T, got, want string) {
 // qcow2; after the server stops, qemu-img check is clean and the image
 // equals one given the same writes by qemu-io directly.
 func TestServeWritableQcow2(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "w.qcow2")
 	ref := filepath.Join(dir, "ref.qcow2")
@@ -231,6 +233,7 @@ func TestServeWritableQcow2(t *testing.T) {
 // qemu-nbd as sources of info, map, compare, checksum and convert, and as
 // a convert target; the other tools judge.
 func TestNBDSourcesAndTarget(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	top := chainImage(t, dir)
 	flat := qemutest.ToRaw(t, "qcow2", top)
@@ -302,6 +305,7 @@ func TestNBDSourcesAndTarget(t *testing.T) {
 // fails naming the offset, --salvage continues with zeros), its delay
 // filter makes them slow (the result is still exact).
 func TestNBDFaultySources(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	qemutest.Img(t, "create", "-q", "-f", "raw", src, "4M")
@@ -352,6 +356,7 @@ func dataBytes(t *testing.T, out string) int64 {
 // refused under the default policy (naming --references=any) and followed
 // with --references=any, where the result equals qemu-img's.
 func TestNBDReferenceInsideImage(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base.raw")
 	qemutest.Img(t, "create", "-q", "-f", "raw", base, "8M")
@@ -380,6 +385,7 @@ func TestNBDReferenceInsideImage(t *testing.T) {
 // output is written (zeros), and the mapfile says so to ddrescuelog when
 // gddrescue is installed.
 func TestRescueFromFailingExport(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	qemutest.Img(t, "create", "-q", "-f", "raw", src, "256k")
@@ -407,6 +413,7 @@ func TestRescueFromFailingExport(t *testing.T) {
 // prints the port it got; nbdinfo connects with nbds:// and the CA file, and
 // a plain nbd:// client is refused.
 func TestServeTLSOverTCP(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certPEM, keyPEM := qemutest.SelfSignedPEM(t)
 	cert, key := filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem")

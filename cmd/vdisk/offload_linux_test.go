@@ -64,6 +64,7 @@ func reflinkMount(t *testing.T) string {
 // data, and qemu-img compare finds them identical to the source. The
 // bench times it (go run ./bench -reflink DIR); no timing here.
 func TestConvertCopyOffloadReflink(t *testing.T) {
+	t.Parallel()
 	mnt := reflinkMount(t)
 	src := filepath.Join(mnt, "src.raw")
 	f, err := os.Create(src)

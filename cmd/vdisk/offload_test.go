@@ -18,6 +18,7 @@ import (
 // XFS/btrfs); across file systems (a source in /dev/shm) it declines with
 // EXDEV and the ordinary copy takes over.
 func TestConvertCopyOffload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	qemutest.IO(t, "raw", src, "write -P 0x33 63M 1M") // data up to the end
@@ -74,6 +75,7 @@ func TestConvertCopyOffload(t *testing.T) {
 // TestConvertCopyOffloadConflicts: -C with -c, -S or --salvage is refused
 // as qemu-img refuses it, in its words.
 func TestConvertCopyOffloadConflicts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	for _, extra := range [][]string{{"-c", "-O", "qcow2"}, {"-S", "4k", "-O", "raw"}, {"--salvage", "-O", "raw"}} {

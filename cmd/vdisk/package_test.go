@@ -148,6 +148,7 @@ func sha256File(t *testing.T, path string) string {
 // qemu-img (the VMDK inside is the source, and checks clean); vdisk reads
 // the OVA back.
 func TestOVAOutput(t *testing.T) {
+	t.Parallel()
 	py := lxmlPython(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
@@ -231,6 +232,7 @@ func TestOVAOutput(t *testing.T) {
 // TestOVAToStdout: an OVA written to '-' (with its name given) is the
 // same package; without a name it is refused.
 func TestOVAToStdout(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	qemutest.Img(t, "create", "-q", "-f", "raw", src, "3M")
@@ -262,6 +264,7 @@ func TestOVAToStdout(t *testing.T) {
 // (sizes past tar's 8 GiB octal fields) and a map past one extension
 // block.
 func TestGCEOutput(t *testing.T) {
+	t.Parallel()
 	qemutest.Tool(t, "gzip")
 	dir := t.TempDir()
 	small := filepath.Join(dir, "small.qcow2")
@@ -320,6 +323,7 @@ func TestGCEOutput(t *testing.T) {
 // TestPackageOutputRefusals: what a package output cannot be is refused
 // before anything is left behind.
 func TestPackageOutputRefusals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	qemutest.Img(t, "create", "-q", "-f", "raw", src, "1M")

@@ -36,6 +36,7 @@ func rebaseFixture(t *testing.T) (dir string) {
 // (and equal to the top's content before, in safe mode), maps them alike,
 // and checks vdisk's clean.
 func TestRebaseCLIMatchesQemu(t *testing.T) {
+	t.Parallel()
 	for _, flags := range [][]string{
 		{"-b", "NEW", "-F", "qcow2"},
 		{"-p", "-b", ""},
@@ -69,6 +70,7 @@ func TestRebaseCLIMatchesQemu(t *testing.T) {
 // TestRebaseCLIErrors holds vdisk's messages to qemu-img's for the same
 // mistakes, and shows the image unchanged after each.
 func TestRebaseCLIErrors(t *testing.T) {
+	t.Parallel()
 	dir := rebaseFixture(t)
 	p := func(n string) string { return filepath.Join(dir, n) }
 	for _, args := range [][]string{

@@ -39,6 +39,7 @@ func remoteServer(t *testing.T, dir string, noRange bool) string {
 // A remote overlay's backing file is followed only under
 // --references=any. No output or error shows the query.
 func TestRemoteSources(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", base, "16M")

@@ -14,6 +14,7 @@ import (
 // ddrescuelog says is finished; a second run resumes (nothing left to do);
 // the source's bytes and mtime are unchanged.
 func TestRescueCLI(t *testing.T) {
+	t.Parallel()
 	ddrescuelog, err := exec.LookPath("ddrescuelog")
 	if err != nil {
 		t.Skip("ddrescuelog (gddrescue) not found")

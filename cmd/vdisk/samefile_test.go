@@ -16,6 +16,7 @@ import (
 // it, its extents, its backing chain), extra files of multi-file outputs
 // included, with one line, exit 1, and every source unchanged.
 func TestOutputIsNoSourceFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.raw")
 	qemutest.Img(t, "create", "-q", "-f", "raw", in, "8M")

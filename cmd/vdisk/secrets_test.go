@@ -19,6 +19,7 @@ const (
 // TestParseSecretObject: qemu's --object secret forms, and errors that
 // never quote the secret.
 func TestParseSecretObject(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pw")
 	os.WriteFile(file, []byte("from,file"), 0o600)
@@ -78,6 +79,7 @@ func encryptedSamples(t *testing.T) []string {
 // key) prints exactly what qemu-img info prints for encrypted images, and
 // map with the key what qemu-img map prints (no host offsets).
 func TestInfoEncryptedMatchesQemu(t *testing.T) {
+	t.Parallel()
 	for _, path := range encryptedSamples(t) {
 		opts := "driver=" + map[bool]string{true: "luks", false: "qcow2"}[strings.HasSuffix(path, ".luks")] + ",file.filename=" + path + ",key-secret=sec0"
 		if !strings.HasSuffix(path, ".luks") {
@@ -106,6 +108,7 @@ func TestInfoEncryptedMatchesQemu(t *testing.T) {
 // qcow2 → luks → plain with qemu-img's syntax; qemu-img reads every
 // step with the same secret; and the key never shows on any output.
 func TestConvertEncryptedBothWays(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	want := make([]byte, 2<<20)
 	rand.Read(want[:700000])
@@ -156,6 +159,7 @@ func TestConvertEncryptedBothWays(t *testing.T) {
 // TestEncryptedCLIErrors: a wrong key, a missing key, a missing secret and
 // -c with encryption are one line each, exit 1, and leave nothing behind.
 func TestEncryptedCLIErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	os.WriteFile(src, make([]byte, 1<<20), 0o644)
@@ -192,6 +196,7 @@ func TestEncryptedCLIErrors(t *testing.T) {
 // qemu-img measure does (qcow2 with encrypt.format=luks, and luks).
 // iter-time=10: qemu's measure builds a whole LUKS header, PBKDF included.
 func TestMeasureEncryptedMatchesQemu(t *testing.T) {
+	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src.raw")
 	data := make([]byte, 3<<20)
 	rand.Read(data[:1<<20])

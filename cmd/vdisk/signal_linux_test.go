@@ -73,6 +73,7 @@ func (l *lease) release() {
 // next I/O with exit 130, leaving no output and its image as it was (it used
 // to run to the end and exit 0, create leaving its file).
 func TestSignalStopsEveryCommand(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base.qcow2")
 	qemutest.Img(t, "create", "-q", "-f", "qcow2", base, "256M")
@@ -197,6 +198,7 @@ func watch(t *testing.T, path string, mask uint32) func() {
 // stop at its next write with exit 130, leaving no output and the resized
 // image at its old size (both used to run to the end and exit 0).
 func TestSignalStopsPreallocation(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "grow.raw")
 	qemutest.Img(t, "create", "-q", "-f", "raw", img, "64M")

@@ -33,6 +33,7 @@ func startConvert(t *testing.T, src, dst string) (*exec.Cmd, io.ReadCloser) {
 }
 
 func TestSignalLeavesNoOutput(t *testing.T) {
+	t.Parallel()
 	srcDir := t.TempDir()
 	src := manyExtents(t, srcDir)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {

@@ -17,6 +17,7 @@ import (
 // the hash log lists per-piece digests that verify checks, and a changed
 // piece fails verify with exit 1.
 func TestConvertSplit(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir)
 	for _, tc := range []struct{ format, flag, size string }{{"raw", "-o", "16M"}, {"qcow2", "--split", "1M"}} {

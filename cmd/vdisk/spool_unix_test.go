@@ -20,6 +20,7 @@ import (
 // (a write to a pipe returns only once the reader has made room), then
 // blocks waiting for more. SIGINT ends it with no output and no spool.
 func TestSpoolSignalLeavesNothing(t *testing.T) {
+	t.Parallel()
 	data := make([]byte, 8<<20)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range data {

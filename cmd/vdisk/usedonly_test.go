@@ -45,6 +45,7 @@ func deletedDataDisk(t *testing.T) (disk, fatFS, extFS string) {
 }
 
 func TestConvertUsedOnly(t *testing.T) {
+	t.Parallel()
 	disk, fatFS, extFS := deletedDataDisk(t)
 	dir := t.TempDir()
 	plain, used := filepath.Join(dir, "plain.qcow2"), filepath.Join(dir, "used.qcow2")

@@ -31,6 +31,7 @@ func ewfSource(t *testing.T, dir string) (string, []byte) {
 // for an image ewfacquire made and one vdisk made: 0 when they match, 1
 // after a chunk is damaged, 2 for an image that stores none.
 func TestVerifyStoredHashes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src, data := ewfSource(t, dir)
 	sum := md5.Sum(data)

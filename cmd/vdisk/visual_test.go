@@ -12,6 +12,7 @@ import (
 )
 
 func TestMapVisual(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := sparseRaw(t, dir) // data at 0-4k, 10M-12M, 40000k: 64 MiB
 	out, errs, code := vdisk(t, "map", "--visual", "--width", "32", "--rows", "2", src)
