@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -28,36 +27,17 @@ func createGCE(ctx context.Context, req formats.CreateRequest) (formats.Writable
 	if req.Size%formats.SectorBytes != 0 {
 		return nil, fmt.Errorf("%w: a GCE disk is a whole number of 512-byte sectors (size %d)", formats.ErrInvalidOption, req.Size)
 	}
-	rawDrv, err := formats.Lookup("raw")
+	disk, err := createDisk(ctx, req, member{format: "raw", name: gceMember, temp: ".vdisk-gce-*", what: "disk.raw"})
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := newTempFile(filepath.Dir(req.Name), ".vdisk-gce-*")
-	if err != nil {
-		return nil, fmt.Errorf("%s: the disk.raw temporary file: %w", req.Name, err)
-	}
-	opts, err := formats.ParseOptions(rawDrv.CreateOptions, "")
-	if err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	inner, err := rawDrv.Create(ctx, formats.CreateRequest{File: kept{tmp}, Name: filepath.Join(filepath.Dir(req.Name), gceMember),
-		Size: req.Size, Options: opts, Open: req.Open})
-	if err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	return &gceWriter{Writable: inner, tmp: tmp, out: req.File, name: req.Name, size: req.Size}, nil
+	return &gceWriter{diskImage: disk, size: req.Size}, nil
 }
 
 // gceWriter is the raw disk being written; Close packages it.
 type gceWriter struct {
-	formats.Writable
-	tmp    *tempFile
-	out    formats.File
-	name   string
-	size   int64
-	closed bool
+	*diskImage
+	size int64
 }
 
 // Format names the output format.
@@ -68,15 +48,10 @@ func (w *gceWriter) Format() string { return GCEName }
 func (w *gceWriter) ConcurrentWrites() bool { return true }
 
 // Close finishes disk.raw and writes the tar.gz.
-func (w *gceWriter) Close() error {
-	if w.closed {
-		return nil
-	}
-	w.closed = true
-	defer w.tmp.Close()
-	if err := w.Writable.Close(); err != nil {
-		return err
-	}
+func (w *gceWriter) Close() error { return w.finish(w.pack) }
+
+// pack writes the tar.gz of the finished disk.raw.
+func (w *gceWriter) pack() error {
 	frags, err := dataFragments(w.tmp, w.size)
 	if err != nil {
 		return fmt.Errorf("%s: mapping disk.raw's holes: %w", w.name, err)

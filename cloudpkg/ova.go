@@ -115,43 +115,24 @@ func createOVA(ctx context.Context, req formats.CreateRequest) (formats.Writable
 	if err != nil {
 		return nil, err
 	}
-	vmdkDrv, err := formats.Lookup("vmdk")
+	disk, err := createDisk(ctx, req, member{format: "vmdk", name: cfg.diskMember, temp: ".vdisk-ova-*", what: "VMDK's",
+		options: fmt.Sprintf("subformat=streamOptimized,adapter_type=%s,hwversion=%d", vmdkAdapter(cfg.adapter), cfg.hwVersion)})
 	if err != nil {
 		return nil, err
 	}
-	opts, err := formats.ParseOptions(vmdkDrv.CreateOptions, "subformat=streamOptimized,adapter_type="+vmdkAdapter(cfg.adapter)+
-		fmt.Sprintf(",hwversion=%d", cfg.hwVersion))
-	if err != nil {
-		return nil, err
-	}
-	tmp, err := newTempFile(filepath.Dir(req.Name), ".vdisk-ova-*")
-	if err != nil {
-		return nil, fmt.Errorf("%s: the VMDK's temporary file: %w", req.Name, err)
-	}
-	inner, err := vmdkDrv.Create(ctx, formats.CreateRequest{File: kept{tmp}, Name: filepath.Join(filepath.Dir(req.Name), cfg.diskMember),
-		Size: req.Size, Options: opts, Open: req.Open})
-	if err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	cw, ok := inner.(formats.CompressedWriter)
+	cw, ok := disk.Writable.(formats.CompressedWriter)
 	if !ok {
-		inner.Close()
-		tmp.Close()
+		disk.abandon()
 		return nil, fmt.Errorf("%w: the VMDK writer takes no compressed grains", formats.ErrUnsupported)
 	}
-	return &ovaWriter{Writable: inner, cw: cw, tmp: tmp, out: req.File, name: req.Name, cfg: cfg}, nil
+	return &ovaWriter{diskImage: disk, cw: cw, cfg: cfg}, nil
 }
 
-// ovaWriter is the VMDK being written; Close packages it.
+// ovaWriter is the streamOptimized VMDK being written; Close packages it.
 type ovaWriter struct {
-	formats.Writable // the streamOptimized VMDK
-	cw               formats.CompressedWriter
-	tmp              *tempFile
-	out              formats.File
-	name             string
-	cfg              ovaConfig
-	closed           bool
+	*diskImage
+	cw  formats.CompressedWriter
+	cfg ovaConfig
 }
 
 // Format names the output format.
@@ -175,26 +156,16 @@ func (w *ovaWriter) WriteCompressed(off int64, compressed []byte) error {
 }
 
 // Close finishes the VMDK and writes the OVA: descriptor, manifest, disk.
-func (w *ovaWriter) Close() error {
-	if w.closed {
-		return nil
-	}
-	w.closed = true
-	defer w.tmp.Close()
-	if err := w.Writable.Close(); err != nil {
-		return err
-	}
-	vmdkBytes, err := w.tmp.Size()
-	if err != nil {
-		return err
-	}
-	return w.pack(vmdkBytes)
-}
+func (w *ovaWriter) Close() error { return w.finish(w.pack) }
 
 // pack writes the tar: NAME.ovf, NAME.mf, NAME-disk1.vmdk (the order of
 // DSP0243: the descriptor first, the manifest right after it, then the
 // files in the order of References), as POSIX ustar.
-func (w *ovaWriter) pack(vmdkBytes int64) error {
+func (w *ovaWriter) pack() error {
+	vmdkBytes, err := w.tmp.Size()
+	if err != nil {
+		return err
+	}
 	now := time.Now()
 	ovf := []byte(Descriptor(w.cfg, vmdkBytes))
 	diskSum, err := w.hashTemp(vmdkBytes)
