@@ -13,6 +13,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/blockcache"
+	"github.com/vdiskio/vdisk/internal/readonly"
 )
 
 // Defaults for reading in place.
@@ -34,12 +35,12 @@ const (
 // each block is decoded when read, and a bounded cache keeps the last
 // ones. It is a read-only formats.File of the decompressed size.
 type InPlace struct {
-	src    formats.File // the compressed file, owned
-	name   string
-	kind   Kind
-	blocks []block
-	size   int64
-	decode func(b block) ([]byte, error)
+	readonly.File              // Name, and writes refused
+	src           formats.File // the compressed file, owned
+	kind          Kind
+	blocks        []block
+	size          int64
+	decode        func(b block) ([]byte, error)
 	// decoding bounds the blocks decoded at once (each holds its output,
 	// its compressed bytes and a decoder's dictionary).
 	decoding chan struct{}
@@ -60,7 +61,8 @@ func (s *Spooler) openInPlace(src formats.File, name string, kind Kind, size, li
 	}
 	var blocks []block
 	var err error
-	f := &InPlace{src: src, name: name, kind: kind, decoding: make(chan struct{}, maxDecodes)}
+	f := &InPlace{src: src, kind: kind, decoding: make(chan struct{}, maxDecodes),
+		File: readonly.New(name, fmt.Sprintf("a %s-compressed image is read-only (convert it to a new image)", kind))}
 	switch kind {
 	case Xz:
 		blocks, err = xzBlocks(src, size, name)
@@ -137,9 +139,6 @@ func (f *InPlace) decodeXz(b block) ([]byte, error) {
 	return out, nil
 }
 
-// Name is the compressed file's name (references resolve beside it).
-func (f *InPlace) Name() string { return f.name }
-
 // Compression names the compression.
 func (f *InPlace) Compression() Kind { return f.kind }
 
@@ -148,12 +147,6 @@ func (f *InPlace) Blocks() int { return len(f.blocks) }
 
 // Size is the decompressed size.
 func (f *InPlace) Size() (int64, error) { return f.size, nil }
-
-func (f *InPlace) WriteAt([]byte, int64) (int, error) {
-	return 0, fmt.Errorf("%s: %w: a %s-compressed image is read-only (convert it to a new image)", f.name, formats.ErrReadOnly, f.kind)
-}
-
-func (f *InPlace) Truncate(int64) error { _, err := f.WriteAt(nil, 0); return err }
 
 // Close waits for read-ahead decodes and closes the compressed file.
 func (f *InPlace) Close() error {
@@ -165,7 +158,7 @@ func (f *InPlace) Close() error {
 // ReadAt reads decompressed bytes; safe for concurrent use.
 func (f *InPlace) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset %d", f.name, off)
+		return 0, fmt.Errorf("%s: negative offset %d", f.Name(), off)
 	}
 	n := 0
 	for n < len(p) {
@@ -220,7 +213,7 @@ func (f *InPlace) load(i int, e *blockcache.Entry) {
 		err = fmt.Errorf("decodes to %d bytes, the index says %d", len(data), b.virtBytes)
 	}
 	if err != nil {
-		err = formats.Corruptf(f.name, string(f.kind)+" block", b.fileOff, "block %d (decompressed offset %d): %v", i, b.virtOff, err)
+		err = formats.Corruptf(f.Name(), string(f.kind)+" block", b.fileOff, "block %d (decompressed offset %d): %v", i, b.virtOff, err)
 	}
 	if err == nil {
 		f.noteZeros(i, data)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/blockcache"
+	"github.com/vdiskio/vdisk/internal/readonly"
 )
 
 // Defaults of Options.
@@ -160,29 +161,26 @@ func FilePath(name string) (string, error) {
 // File is an HTTP object read with range requests; safe for concurrent
 // use.
 type File struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	url    string // as given, query included: what is requested
-	name   string // redacted: what is shown
-	size   int64
-	opts   Options
-	conns  chan struct{}
-	cache  blockcache.Cache
-	etag   string
+	readonly.File // Name (the redacted URL, what is shown), and writes refused
+	ctx           context.Context
+	cancel        context.CancelFunc
+	url           string // as given, query included: what is requested
+	size          int64
+	opts          Options
+	conns         chan struct{}
+	cache         blockcache.Cache
+	etag          string
 }
 
 // Stream is an HTTP object whose server ignored the Range of the first
 // request (200 OK): it can only be read once, in order, through Stream.
 // Its ReadAt fails; compressed.Spooler spools it.
 type Stream struct {
-	name   string
-	size   int64 // -1 when the server did not say
-	body   io.ReadCloser
-	cancel context.CancelFunc
+	readonly.File       // Name (the redacted URL), and writes refused
+	size          int64 // -1 when the server did not say
+	body          io.ReadCloser
+	cancel        context.CancelFunc
 }
-
-// Name is the redacted URL.
-func (s *Stream) Name() string { return s.name }
 
 // Stream returns the body, once: the whole object, in order; its size
 // (-1 if unknown) is checked at its end (a short body is an error).
@@ -190,21 +188,17 @@ func (s *Stream) Stream() (io.ReadCloser, int64) {
 	b := s.body
 	s.body = nil
 	if b == nil {
-		return io.NopCloser(errReader{fmt.Errorf("%s: the stream was read already", s.name)}), s.size
+		return io.NopCloser(errReader{fmt.Errorf("%s: the stream was read already", s.Name())}), s.size
 	}
-	return &sizedBody{r: b, name: s.name, want: s.size}, s.size
+	return &sizedBody{r: b, name: s.Name(), want: s.size}, s.size
 }
 
 func (s *Stream) ReadAt([]byte, int64) (int, error) {
-	return 0, fmt.Errorf("%s: %w: the server ignores Range requests; the object can only be read as a stream", s.name, formats.ErrUnsupported)
+	return 0, fmt.Errorf("%s: %w: the server ignores Range requests; the object can only be read as a stream", s.Name(), formats.ErrUnsupported)
 }
-func (s *Stream) WriteAt([]byte, int64) (int, error) {
-	return 0, fmt.Errorf("%s: %w", s.name, formats.ErrReadOnly)
-}
-func (s *Stream) Truncate(int64) error { return fmt.Errorf("%s: %w", s.name, formats.ErrReadOnly) }
 func (s *Stream) Size() (int64, error) {
 	if s.size < 0 {
-		return 0, fmt.Errorf("%s: the server did not say the size", s.name)
+		return 0, fmt.Errorf("%s: the server did not say the size", s.Name())
 	}
 	return s.size, nil
 }
@@ -257,7 +251,7 @@ func Open(ctx context.Context, rawURL string, writable bool, opts Options) (form
 	}
 	opts = opts.withDefaults()
 	fctx, cancel := context.WithCancel(ctx)
-	f := &File{ctx: fctx, cancel: cancel, url: rawURL, name: name, opts: opts,
+	f := &File{File: readonly.New(name, ""), ctx: fctx, cancel: cancel, url: rawURL, opts: opts,
 		conns: make(chan struct{}, opts.Connections)}
 	f.cache.Budget = opts.CacheBytes
 	first, stream, err := f.probe()
@@ -276,16 +270,8 @@ func Open(ctx context.Context, rawURL string, writable bool, opts Options) (form
 	return f, nil
 }
 
-// Name is the redacted URL (references resolve beside it).
-func (f *File) Name() string { return f.name }
-
 // Size is the object's size.
 func (f *File) Size() (int64, error) { return f.size, nil }
-
-func (f *File) WriteAt([]byte, int64) (int, error) {
-	return 0, fmt.Errorf("%s: %w", f.name, formats.ErrReadOnly)
-}
-func (f *File) Truncate(int64) error { return fmt.Errorf("%s: %w", f.name, formats.ErrReadOnly) }
 
 // Close stops the requests in flight.
 func (f *File) Close() error { f.cancel(); return nil }
@@ -293,7 +279,7 @@ func (f *File) Close() error { f.cancel(); return nil }
 // ReadAt reads through the chunk cache.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset %d", f.name, off)
+		return 0, fmt.Errorf("%s: negative offset %d", f.Name(), off)
 	}
 	n := 0
 	for n < len(p) {
@@ -360,7 +346,7 @@ func (f *File) probe() ([]byte, *Stream, error) {
 		}
 		switch {
 		case resp.StatusCode == http.StatusOK:
-			return nil, &Stream{name: f.name, size: resp.ContentLength, body: resp.Body, cancel: f.cancel}, nil
+			return nil, &Stream{File: f.File, size: resp.ContentLength, body: resp.Body, cancel: f.cancel}, nil
 		case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 			resp.Body.Close()
 			if _, _, total, err := ParseContentRange(resp.Header.Get("Content-Range")); err == nil && total == 0 {
@@ -373,7 +359,7 @@ func (f *File) probe() ([]byte, *Stream, error) {
 			if err != nil || start != 0 || total < 0 || end >= total || end > f.opts.ChunkBytes-1 ||
 				(end != min(f.opts.ChunkBytes, total)-1) {
 				resp.Body.Close()
-				return nil, nil, fmt.Errorf("%s: %w: Content-Range %q does not answer bytes=0-%d", f.name, formats.ErrCorrupt,
+				return nil, nil, fmt.Errorf("%s: %w: Content-Range %q does not answer bytes=0-%d", f.Name(), formats.ErrCorrupt,
 					resp.Header.Get("Content-Range"), f.opts.ChunkBytes-1)
 			}
 			f.size, f.etag = total, resp.Header.Get("ETag")
@@ -393,7 +379,7 @@ func (f *File) probe() ([]byte, *Stream, error) {
 			return nil, nil, f.statusError(resp)
 		}
 	}
-	return nil, nil, fmt.Errorf("%s: giving up after %d attempts: %w", f.name, f.opts.Retries, lastErr)
+	return nil, nil, fmt.Errorf("%s: giving up after %d attempts: %w", f.Name(), f.opts.Retries, lastErr)
 }
 
 // fetch reads [start, end) with range requests, resuming a broken transfer
@@ -409,7 +395,7 @@ func (f *File) fetchInto(buf []byte, start, end int64) ([]byte, error) {
 	var lastErr error
 	for int64(len(buf)) < end-start {
 		if failures >= f.opts.Retries {
-			return nil, fmt.Errorf("%s: bytes %d-%d: giving up after %d attempts: %w", f.name, start, end-1, failures, lastErr)
+			return nil, fmt.Errorf("%s: bytes %d-%d: giving up after %d attempts: %w", f.Name(), start, end-1, failures, lastErr)
 		}
 		if failures > 0 {
 			if err := f.wait(failures); err != nil {
@@ -462,7 +448,7 @@ func (f *File) fetchOnce(buf []byte, from, end int64) ([]byte, error) {
 	case retryable(resp.StatusCode):
 		return buf, f.statusError(resp)
 	case resp.StatusCode == http.StatusOK:
-		return buf, &fatalError{fmt.Errorf("%s: %w: the server answered a range request with the whole object (200) after answering ranges before", f.name, formats.ErrCorrupt)}
+		return buf, &fatalError{fmt.Errorf("%s: %w: the server answered a range request with the whole object (200) after answering ranges before", f.Name(), formats.ErrCorrupt)}
 	default:
 		return buf, &fatalError{f.statusError(resp)}
 	}
@@ -476,20 +462,20 @@ func (f *File) readRange(resp *http.Response, buf []byte, from, end int64) ([]by
 	s, e, total, err := ParseContentRange(cr)
 	switch {
 	case err != nil:
-		return buf, fmt.Errorf("%s: bytes %d-%d: %w", f.name, from, end-1, err)
+		return buf, fmt.Errorf("%s: bytes %d-%d: %w", f.Name(), from, end-1, err)
 	case total != f.size:
-		return buf, &fatalError{fmt.Errorf("%s: %w: the object changed while read: Content-Range %q, the size was %d", f.name, formats.ErrCorrupt, cr, f.size)}
+		return buf, &fatalError{fmt.Errorf("%s: %w: the object changed while read: Content-Range %q, the size was %d", f.Name(), formats.ErrCorrupt, cr, f.size)}
 	case f.etag != "" && resp.Header.Get("ETag") != "" && resp.Header.Get("ETag") != f.etag:
-		return buf, &fatalError{fmt.Errorf("%s: %w: the object changed while read (ETag)", f.name, formats.ErrCorrupt)}
+		return buf, &fatalError{fmt.Errorf("%s: %w: the object changed while read (ETag)", f.Name(), formats.ErrCorrupt)}
 	case s != from || e != end-1:
-		return buf, fmt.Errorf("%s: Content-Range %q does not answer bytes=%d-%d", f.name, cr, from, end-1)
+		return buf, fmt.Errorf("%s: Content-Range %q does not answer bytes=%d-%d", f.Name(), cr, from, end-1)
 	case resp.ContentLength >= 0 && resp.ContentLength != end-from:
-		return buf, fmt.Errorf("%s: Content-Length %d does not match Content-Range %q", f.name, resp.ContentLength, cr)
+		return buf, fmt.Errorf("%s: Content-Length %d does not match Content-Range %q", f.Name(), resp.ContentLength, cr)
 	}
 	n, err := io.ReadFull(resp.Body, buf[len(buf):cap(buf)][:end-from])
 	buf = buf[:len(buf)+n]
 	if err != nil {
-		return buf, fmt.Errorf("%s: bytes %d-%d: the body broke after %d bytes: %v", f.name, from, end-1, n, scrub(err))
+		return buf, fmt.Errorf("%s: bytes %d-%d: the body broke after %d bytes: %v", f.Name(), from, end-1, n, scrub(err))
 	}
 	return buf, nil
 }
@@ -498,7 +484,7 @@ func (f *File) readRange(resp *http.Response, buf []byte, from, end int64) ([]by
 func (f *File) get(first, last int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, f.url, nil)
 	if err != nil {
-		return nil, &fatalError{fmt.Errorf("%s: %w: %v", f.name, formats.ErrInvalidOption, scrub(err))}
+		return nil, &fatalError{fmt.Errorf("%s: %w: %v", f.Name(), formats.ErrInvalidOption, scrub(err))}
 	}
 	for k, v := range f.opts.Header {
 		req.Header[k] = v
@@ -511,9 +497,9 @@ func (f *File) get(first, last int64) (*http.Response, error) {
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) && strings.Contains(ue.Err.Error(), "redirects") {
-			return nil, &fatalError{fmt.Errorf("%s: %v", f.name, scrub(ue.Err))}
+			return nil, &fatalError{fmt.Errorf("%s: %v", f.Name(), scrub(ue.Err))}
 		}
-		return nil, fmt.Errorf("%s: %v", f.name, scrub(err))
+		return nil, fmt.Errorf("%s: %v", f.Name(), scrub(err))
 	}
 	return resp, nil
 }
@@ -541,7 +527,7 @@ func (f *File) statusError(resp *http.Response) error {
 	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
 		kind = fmt.Errorf("%s: %w", resp.Status, fs.ErrNotExist)
 	}
-	return fmt.Errorf("%s: %w", f.name, kind)
+	return fmt.Errorf("%s: %w", f.Name(), kind)
 }
 
 // scrub removes URLs (which may carry a presigned query) from an error

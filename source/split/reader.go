@@ -13,14 +13,15 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/imageio"
+	"github.com/vdiskio/vdisk/internal/readonly"
 )
 
 // Set is a split set opened read-only as one formats.File.
 type Set struct {
-	name   string
-	pieces []formats.File
-	starts []int64 // offset of each piece in the set
-	size   int64
+	readonly.File // Name, and writes refused
+	pieces        []formats.File
+	starts        []int64 // offset of each piece in the set
+	size          int64
 }
 
 // firstPieceSuffix is the suffix of a set's first piece.
@@ -81,7 +82,7 @@ func Open(path string) (*Set, error) {
 	default:
 		return nil, fmt.Errorf("%s: not a split set (open its first piece NAME%s or its manifest NAME%s)", path, firstPieceSuffix, manifestSuffix)
 	}
-	s := &Set{name: path}
+	s := &Set{File: readonly.New(path, "a split set is read-only")}
 	var err error
 	if manifestPath != "" {
 		err = s.openManifest(manifestPath, base)
@@ -217,7 +218,7 @@ func (s *Set) end(i int) int64 {
 // ReadAt reads across pieces.
 func (s *Set) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset %d", s.name, off)
+		return 0, fmt.Errorf("%s: negative offset %d", s.Name(), off)
 	}
 	done := 0
 	for done < len(p) {
@@ -233,7 +234,7 @@ func (s *Set) ReadAt(p []byte, off int64) (int, error) {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return done, fmt.Errorf("%s: reading piece %s at offset %d: %w", s.name, s.pieces[i].Name(), pos-s.starts[i]+int64(got), err)
+			return done, fmt.Errorf("%s: reading piece %s at offset %d: %w", s.Name(), s.pieces[i].Name(), pos-s.starts[i]+int64(got), err)
 		}
 	}
 	return done, nil
@@ -272,16 +273,7 @@ func (s *Set) Pieces() []string {
 }
 
 func (s *Set) Size() (int64, error) { return s.size, nil }
-func (s *Set) Name() string         { return s.name }
 func (s *Set) Sync() error          { return nil }
-
-func (s *Set) WriteAt([]byte, int64) (int, error) {
-	return 0, fmt.Errorf("%s: %w: a split set is read-only", s.name, formats.ErrReadOnly)
-}
-
-func (s *Set) Truncate(int64) error {
-	return fmt.Errorf("%s: %w: a split set is read-only", s.name, formats.ErrReadOnly)
-}
 
 // Close closes every piece.
 func (s *Set) Close() error {
