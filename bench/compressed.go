@@ -66,10 +66,10 @@ func compareArgs(vdisk, work, src string, p pair, vdiskArgs []string, runs int) 
 	return v, q
 }
 
-// makeBase64 writes (once) size bytes of base64 text of random bytes, in
-// 76-column lines.
-func makeBase64(work string, size int64) string {
-	path := filepath.Join(work, fmt.Sprintf("base64-%d.raw", size))
+// makeOnce writes work/name once (a later run reuses it): fill writes the
+// bytes into the new file.
+func makeOnce(work, name string, fill func(f *os.File) error) string {
+	path := filepath.Join(work, name)
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
@@ -78,60 +78,58 @@ func makeBase64(work string, size int64) string {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	w := bufio.NewWriterSize(f, 1<<20)
-	rng := rand.New(rand.NewChaCha8([32]byte{'b', '6', '4'}))
-	raw := make([]byte, 57*1024) // 57 bytes make one 76-column line
-	line := make([]byte, 77)
-	for written := int64(0); written < size; {
-		for i := range raw {
-			raw[i] = byte(rng.Uint32())
-		}
-		for i := 0; i < len(raw) && written < size; i += 57 {
-			base64.StdEncoding.Encode(line, raw[i:i+57])
-			line[76] = '\n'
-			n := min(int64(len(line)), size-written)
-			if _, err := w.Write(line[:n]); err != nil {
-				log.Fatal(err)
-			}
-			written += n
-		}
-	}
-	if err := w.Flush(); err != nil {
+	if err := fill(f); err != nil {
 		log.Fatal(err)
 	}
 	return path
 }
 
+// makeBase64 writes (once) size bytes of base64 text of random bytes, in
+// 76-column lines.
+func makeBase64(work string, size int64) string {
+	return makeOnce(work, fmt.Sprintf("base64-%d.raw", size), func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 1<<20)
+		rng := rand.New(rand.NewChaCha8([32]byte{'b', '6', '4'}))
+		raw := make([]byte, 57*1024) // 57 bytes make one 76-column line
+		line := make([]byte, 77)
+		for written := int64(0); written < size; {
+			for i := range raw {
+				raw[i] = byte(rng.Uint32())
+			}
+			for i := 0; i < len(raw) && written < size; i += 57 {
+				base64.StdEncoding.Encode(line, raw[i:i+57])
+				line[76] = '\n'
+				n := min(int64(len(line)), size-written)
+				if _, err := w.Write(line[:n]); err != nil {
+					return err
+				}
+				written += n
+			}
+		}
+		return w.Flush()
+	})
+}
+
 // makeBinaries writes (once) up to size bytes of the regular files under
 // /usr/bin and /usr/lib, in walk (name) order, cut to whole MiB.
 func makeBinaries(work string, size int64) string {
-	path := filepath.Join(work, fmt.Sprintf("binaries-%d.raw", size))
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer f.Close()
-	var written int64
-	for _, root := range []string{"/usr/bin", "/usr/lib"} {
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || written >= size || !d.Type().IsRegular() {
+	return makeOnce(work, fmt.Sprintf("binaries-%d.raw", size), func(f *os.File) error {
+		var written int64
+		for _, root := range []string{"/usr/bin", "/usr/lib"} {
+			filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || written >= size || !d.Type().IsRegular() {
+					return nil
+				}
+				in, err := os.Open(p)
+				if err != nil {
+					return nil
+				}
+				defer in.Close()
+				n, _ := io.Copy(f, io.LimitReader(in, size-written))
+				written += n
 				return nil
-			}
-			in, err := os.Open(p)
-			if err != nil {
-				return nil
-			}
-			defer in.Close()
-			n, _ := io.Copy(f, io.LimitReader(in, size-written))
-			written += n
-			return nil
-		})
-	}
-	if err := f.Truncate(written &^ (1<<20 - 1)); err != nil {
-		log.Fatal(err)
-	}
-	return path
+			})
+		}
+		return f.Truncate(written &^ (1<<20 - 1))
+	})
 }
