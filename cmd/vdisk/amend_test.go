@@ -60,6 +60,7 @@ func TestAmendLikeQemu(t *testing.T) {
 // with them, and fails with the others); qemu-img check clean. --force
 // overwrites an active slot and erases the last one.
 func TestAmendEncryptLikeQemu(t *testing.T) {
+	t.Parallel()
 	qemutest.Tool(t, "qemu-io")
 	dir := t.TempDir()
 	objs := []string{"--object", "secret,id=sec0,data=alpha", "--object", "secret,id=sec1,data=bravo", "--object", "secret,id=sec2,data=charlie"}
@@ -173,6 +174,7 @@ func TestAmendEncryptLikeQemu(t *testing.T) {
 // the files are moved to their new names); data_file= drops the name, so
 // that neither opens any more without being told its data file.
 func TestAmendDataFileLikeQemu(t *testing.T) {
+	t.Parallel()
 	qemutest.Tool(t, "qemu-img")
 	dir := t.TempDir()
 	q, v := filepath.Join(dir, "q.qcow2"), filepath.Join(dir, "v.qcow2")

@@ -641,6 +641,7 @@ func requireVhdiSame(t *testing.T, img, raw string) {
 // extent), judged against qemu-img commit on a copy (base content, create
 // type, qemu-img check), and the emptied top reads as before over it.
 func TestCommitIntoFlatVMDK(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	qemutest.Img(t, "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", p("base.vmdk"), "8M")

@@ -18,6 +18,7 @@ import (
 // chain reads as the raw image (made by qemu-io) it was converted from.
 // The VDI parent with another creation UUID is TestBadLinks's case.
 func TestVDIParentModified(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	qemutest.Img(t, "create", "-q", "-f", "raw", p("base.raw"), "4M")
