@@ -17,11 +17,6 @@ const (
 	// MaxInput is the largest buffer one Encode call takes.
 	MaxInput = 1 << 30
 
-	// Chain heads: 2^14 (64 KiB, in L2 cache) for windows up to 4 KiB,
-	// 2^16 for larger ones, where fewer collisions pay for the misses.
-	smallHashBits = 14
-	largeHashBits = 16
-
 	// tooFar: a 3-byte match further back than this costs more bits than
 	// the three literals it replaces, nearly always.
 	tooFar = 4096
@@ -81,12 +76,8 @@ var wideLevels = [MaxLevel + 1]params{
 type Encoder struct {
 	p      params
 	level  int
-	window int   // largest back-reference distance
-	mask   int   // 2*window-1: index into prev
-	gen    int32 // added to positions stored in head and prev
-	head   []int32
-	shift  uint32  // 32 - hash bits
-	prev   []int32 // ring of 2*window entries: the previous position with the same hash
+	window int // largest back-reference distance + 1
+	m      matcher
 
 	tokens   []uint32 // literal: byte<<16; match: length<<16 | distance
 	litFreq  [numLitLen]uint32
@@ -104,9 +95,9 @@ type Encoder struct {
 }
 
 // NewEncoder returns an encoder for a level (MinLevel..MaxLevel) whose
-// back-references reach at most window bytes (a power of two, 256..32768:
-// 4096 for qcow2, whose readers inflate with a 4 KiB window; 32768 for
-// zlib streams).
+// back-references reach less than window bytes (a power of two,
+// 256..32768: 4096 for qcow2, whose readers inflate with a 4 KiB window;
+// 32768 for zlib streams).
 func NewEncoder(level, window int) (*Encoder, error) {
 	if level < MinLevel || level > MaxLevel {
 		return nil, fmt.Errorf("deflate: compression level %d is outside %d..%d", level, MinLevel, MaxLevel)
@@ -114,16 +105,15 @@ func NewEncoder(level, window int) (*Encoder, error) {
 	if window < 256 || window > 32768 || bits.OnesCount(uint(window)) != 1 {
 		return nil, fmt.Errorf("deflate: window %d is not a power of two in 256..32768", window)
 	}
-	hashBits := uint32(smallHashBits)
 	p := levels[level]
 	if window > 4096 {
-		hashBits = largeHashBits
 		p = wideLevels[level]
 	}
-	return &Encoder{p: p, level: level, window: window, mask: 2*window - 1, gen: 1,
-		head: make([]int32, 1<<hashBits), shift: 32 - hashBits, prev: make([]int32, 2*window),
+	e := &Encoder{p: p, level: level, window: window,
 		tokens: make([]uint32, 0, blockTokens),
-		lit:    newCode(numLitLen), dist: newCode(numDist), cl: newCode(numCodeLen)}, nil
+		lit:    newCode(numLitLen), dist: newCode(numDist), cl: newCode(numCodeLen)}
+	e.m.init(window)
+	return e, nil
 }
 
 // Encode appends the raw deflate stream of src (one final stream) to dst.
@@ -139,11 +129,7 @@ func (e *Encoder) EncodeLimit(dst, src []byte, limit int) (out []byte, ok bool, 
 	if len(src) > MaxInput {
 		return dst, false, fmt.Errorf("%w: %d bytes (at most %d)", ErrTooLarge, len(src), MaxInput)
 	}
-	if int64(e.gen)+int64(len(src)) >= 1<<31-1 {
-		clear(e.head)
-		clear(e.prev)
-		e.gen = 1
-	}
+	e.m.reset()
 	e.w = bitWriter{out: dst}
 	e.start, e.limit, e.over = len(dst), limit, false
 	e.resetBlock()
@@ -152,7 +138,6 @@ func (e *Encoder) EncodeLimit(dst, src []byte, limit int) (out []byte, ok bool, 
 	} else {
 		e.greedyParse(src)
 	}
-	e.gen += int32(len(src))
 	out = e.w.out
 	e.w.out = nil
 	if e.over {
@@ -165,62 +150,6 @@ func (e *Encoder) resetBlock() {
 	e.tokens = e.tokens[:0]
 	clear(e.litFreq[:])
 	clear(e.distFreq[:])
-}
-
-// hash3 hashes the 3 bytes at the start of u (little-endian load) into
-// 32-shift bits.
-func hash3(u, shift uint32) uint32 { return (u << 8) * 0x9E3779B1 >> shift }
-
-// insert links position i (i+4 <= len(src)) into its hash chain and returns
-// the previous position with the same hash (negative: none).
-func (e *Encoder) insert(src []byte, i int) int {
-	h := hash3(binary.LittleEndian.Uint32(src[i:]), e.shift)
-	v := e.head[h]
-	e.head[h] = int32(i) + e.gen
-	e.prev[i&e.mask] = v
-	return int(v - e.gen)
-}
-
-// longest follows the hash chain from cand for the longest match at i that
-// is longer than best, examining at most chain candidates; dist is 0 if
-// none is longer.
-func (e *Encoder) longest(src []byte, i, cand, best, chain int) (length, dist int) {
-	limit := min(maxMatch, len(src)-i)
-	if best >= limit {
-		return best, 0
-	}
-	nice := min(e.p.nice, limit)
-	minPos := max(i-e.window, 0)
-	cur := src[i : i+limit]
-	length = best
-	for ; cand >= minPos && chain > 0; chain-- {
-		win := src[cand : cand+limit]
-		if win[length] == cur[length] && win[0] == cur[0] {
-			if n := matchLen(win, cur); n > length {
-				length, dist = n, i-cand
-				if n >= nice {
-					break
-				}
-			}
-		}
-		cand = int(e.prev[cand&e.mask] - e.gen)
-	}
-	return length, dist
-}
-
-// matchLen is the length of the common prefix of a and b (len(a) == len(b)).
-func matchLen(a, b []byte) int {
-	n := 0
-	for len(a)-n >= 8 {
-		if x := binary.LittleEndian.Uint64(a[n:]) ^ binary.LittleEndian.Uint64(b[n:]); x != 0 {
-			return n + bits.TrailingZeros64(x)>>3
-		}
-		n += 8
-	}
-	for n < len(a) && a[n] == b[n] {
-		n++
-	}
-	return n
 }
 
 func (e *Encoder) literal(c byte) {
@@ -236,53 +165,8 @@ func (e *Encoder) match(length, dist int) {
 
 // greedyParse takes the longest match found at each position.
 func (e *Encoder) greedyParse(src []byte) {
+	m := &e.m
 	n, blockStart := len(src), 0
-	for i := 0; i < n; {
-		if len(e.tokens) >= blockTokens {
-			if !e.flush(src[blockStart:i], false) {
-				return
-			}
-			blockStart = i
-		}
-		l, d := e.greedyMatch(src, i)
-		if d == 0 {
-			e.literal(src[i])
-			i++
-			continue
-		}
-		e.match(l, d)
-		end := i + l
-		if l <= e.p.maxLazy {
-			for i++; i < end && i+4 <= n; i++ {
-				e.insert(src, i)
-			}
-		}
-		i = end
-	}
-	e.flush(src[blockStart:], true)
-}
-
-// greedyMatch is the match greedyParse takes at i (hashing i), or d == 0
-// when a literal goes out there.
-func (e *Encoder) greedyMatch(src []byte, i int) (l, d int) {
-	if i+4 > len(src) {
-		return 0, 0
-	}
-	cand := e.insert(src, i)
-	if cand < i-e.window || cand < 0 {
-		return 0, 0
-	}
-	l, d = e.longest(src, i, cand, minMatch-1, e.p.chain)
-	if d == 0 || (l == minMatch && d > tooFar) {
-		return 0, 0
-	}
-	return l, d
-}
-
-// lazyParse defers each match by a byte: if the next position starts a
-// longer match, the current byte goes out as a literal instead.
-func (e *Encoder) lazyParse(src []byte) {
-	n, blockStart, next := len(src), 0, 0 // next: first position not hashed
 	for i := 0; i < n; {
 		if len(e.tokens) >= blockTokens {
 			if !e.flush(src[blockStart:i], false) {
@@ -295,31 +179,77 @@ func (e *Encoder) lazyParse(src []byte) {
 			i++
 			continue
 		}
-		cand := -1
-		if next <= i {
-			cand, next = e.insert(src, i), i+1
-		} else {
-			cand = int(e.prev[i&e.mask] - e.gen)
-		}
-		if cand < i-e.window || cand < 0 {
+		d4, d3 := m.insert(src, i)
+		l, d := m.longest(src, i, d4, d3, minMatch-1, e.p.chain, e.p.nice)
+		if d == 0 {
 			e.literal(src[i])
 			i++
 			continue
 		}
-		l, d := e.longest(src, i, cand, minMatch-1, e.p.chain)
-		if d == 0 || (l == minMatch && d > tooFar) {
+		e.match(l, d)
+		end := i + l
+		if l <= e.p.maxLazy {
+			m.insertRange(src, i+1, end)
+		}
+		i = end
+	}
+	e.flush(src[blockStart:], true)
+}
+
+// lazyParse defers each match by a byte: if the next position starts a
+// longer match, the current byte goes out as a literal instead.
+func (e *Encoder) lazyParse(src []byte) {
+	m := &e.m
+	n, blockStart := len(src), 0
+	for i := 0; i < n; {
+		if len(e.tokens) >= blockTokens {
+			if !e.flush(src[blockStart:i], false) {
+				return
+			}
+			blockStart = i
+		}
+		if i+4 > n {
 			e.literal(src[i])
 			i++
 			continue
 		}
+		// m.insert(src, i), inlined: most positions end here.
+		u := binary.LittleEndian.Uint32(src[i:])
+		h4 := u * 0x9E3779B1 >> m.shift4 & (1<<maxHash4Bits - 1)
+		h3 := (u << 8) * 0x9E3779B1 >> (32 - hash3Bits)
+		p := uint16(i)
+		d4, d3 := int(p-m.head4[h4]), int(p-m.head3[h3])
+		m.head4[h4], m.head3[h3] = p, p
+		if uint(d4-1) >= uint(m.wmask) {
+			d4 = 0
+		}
+		m.prev[i&m.wmask&(maxWindow-1)] = uint16(d4)
+		if uint(d3-1) >= uint(m.far3) || (binary.LittleEndian.Uint32(src[i-d3:])^u)<<8 != 0 {
+			d3 = 0
+		}
+		if d4|d3 == 0 {
+			e.literal(src[i])
+			i++
+			continue
+		}
+		l, d := m.longest(src, i, d4, d3, minMatch-1, e.p.chain, e.p.nice)
+		if d == 0 {
+			e.literal(src[i])
+			i++
+			continue
+		}
+		next := i + 1 // first position not hashed
 		for l < e.p.maxLazy && i+5 <= n {
-			c2 := e.insert(src, i+1)
+			d4, d3 = m.insert(src, i+1)
 			next = i + 2
 			chain := e.p.chain
 			if l >= e.p.good {
 				chain >>= 2
 			}
-			l2, d2 := e.longest(src, i+1, c2, l, chain)
+			if d4 == 0 {
+				break
+			}
+			l2, d2 := m.longest(src, i+1, d4, 0, l, chain, e.p.nice)
 			if d2 == 0 {
 				break
 			}
@@ -329,16 +259,12 @@ func (e *Encoder) lazyParse(src []byte) {
 		}
 		e.match(l, d)
 		end := i + l
-		j := max(next, i+1)
 		if l > 2*e.p.nice {
 			// A long match (a run, a copied block): hashing its inside
 			// finds little the ends do not; hash only its last bytes.
-			j = max(j, end-minMatch)
+			next = max(next, end-minMatch)
 		}
-		for ; j < end && j+4 <= n; j++ {
-			e.insert(src, j)
-		}
-		next = max(next, end)
+		m.insertRange(src, next, end)
 		i = end
 	}
 	e.flush(src[blockStart:], true)
