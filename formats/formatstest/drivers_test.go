@@ -161,3 +161,27 @@ func TestISOReadOnly(t *testing.T) {
 	}
 	formatstest.TestReadOnly(t, path, ref)
 }
+
+// TestOptionsHelpLinesAreQemus: for vmdk, vpc and vdi every line of the -o
+// help generated from CreateOptions is a line of `qemu-img create -f FMT
+// -o help`, but for vdisk's own options, which say "vdisk" (qcow2 has its
+// own test; vhdx's size and backing lines and raw's preallocation, a file
+// protocol option in qemu, are worded otherwise).
+func TestOptionsHelpLinesAreQemus(t *testing.T) {
+	for _, format := range []string{"vmdk", "vpc", "vdi"} {
+		drv, err := formats.Lookup(format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := qemutest.Exec(t, "qemu-img", "create", "-f", format, "-o", "help").Stdout
+		got := formats.OptionsHelp(drv.Name, drv.CreateOptions)
+		for _, line := range strings.Split(strings.TrimRight(got, "\n"), "\n") {
+			if strings.Contains(line, "vdisk") {
+				continue
+			}
+			if !strings.Contains(want, line+"\n") {
+				t.Errorf("%s: line %q is not in qemu-img's help:\n%s", format, line, want)
+			}
+		}
+	}
+}
