@@ -12,6 +12,7 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	"github.com/vdiskio/vdisk/internal/mapfile"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -97,8 +98,9 @@ type op struct {
 
 type result struct {
 	ops     []op
-	buf     []byte // the chunk buffer to return to the pool after the writes
-	release func() // frees compressed output, when any
+	buf     []byte           // the chunk buffer to return to the pool after the writes
+	release func()           // frees compressed output, when any
+	mapping *mapfile.Mapping // the source's mapped chunk the ops write from, when mapped
 	err     error
 	// reported is the part of the task's length already counted as
 	// progress (by a long offload task, as it went).
@@ -121,6 +123,7 @@ type copier struct {
 	outPool    sync.Pool   // compressed output buffers
 	writeMu    *sync.Mutex // serialises out-of-order writes; nil for a ConcurrentWriter
 	offload    bool        // Options.CopyOffload applies to these images
+	mapReads   bool        // data chunks may be mapped from the source's file (mapread.go)
 }
 
 // Copy copies src's content into dst (of at least src's size). It returns
@@ -174,6 +177,7 @@ func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, 
 	}
 	c.progress = progress{fn: opts.Progress, total: src.Size()}
 	c.offload = c.offloads()
+	c.mapReads = c.mapsReads()
 	c.outPool.New = func() any { b := make([]byte, 0, c.chunkBytes); return &b }
 	return c, nil
 }
@@ -298,6 +302,9 @@ func (c *copier) commit(t *task, res *result) error {
 	}
 	for _, o := range res.ops {
 		if err := c.write(o); err != nil {
+			if res.mapping != nil && mapfile.IsFault(err) {
+				err = c.faultedWrite(t, res, err)
+			}
 			c.release(res)
 			return err
 		}
@@ -317,6 +324,9 @@ func (c *copier) release(res *result) {
 	}
 	if res.release != nil {
 		res.release()
+	}
+	if res.mapping != nil {
+		res.mapping.Close()
 	}
 }
 
@@ -367,19 +377,17 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 	}
 	buf = buf[:t.length]
 	res := &result{buf: buf}
-	if err := c.read(buf, t.off); err != nil {
-		res.err = err
-		return res
-	}
-	if c.opts.NoSparse {
-		res.ops = []op{{off: t.off, buf: buf, length: t.length}}
-		return res
-	}
-	if c.cw != nil {
-		res.err = c.compress(t, buf, res)
-		return res
-	}
-	res.ops = c.splitZeros(t.off, buf)
+	res.err = c.splitMapped(t, buf, res, func(data []byte) error {
+		switch {
+		case c.opts.NoSparse:
+			res.ops = []op{{off: t.off, buf: data, length: t.length}}
+		case c.cw != nil:
+			return c.compress(t, data, res)
+		default:
+			res.ops = c.splitZeros(t.off, data)
+		}
+		return nil
+	})
 	return res
 }
 

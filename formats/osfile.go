@@ -120,13 +120,19 @@ func (o *osFile) checkSize(end int64) error {
 }
 
 // maxWriteBytes caps one write(2) call. Larger writes into the page cache
-// ask the kernel for large folios (Linux 6.x ext4, XFS), which on a guest
-// whose free memory is reported to the host (virtio-balloon free page
-// reporting) come from pageblocks the host must fault in again: measured
-// on such a VM, 1.5 GiB written in 2 MiB calls took 5-15x the time of the
-// same bytes in 256 KiB calls, with 4x the system time; smaller calls cost
-// nothing measurable elsewhere (a few thousand more syscalls per GiB).
-const maxWriteBytes = 256 << 10
+// ask the kernel for larger folios (Linux 6.x ext4, XFS: the folio order
+// follows the write's length), which on a guest whose free memory is
+// reported to the host (virtio-balloon free page reporting) come from
+// pageblocks the host must fault in again: measured on such a VM (Linux
+// 6.18, ext4), 1.5 GiB written in 2 MiB calls took 5-15x the time of the
+// same bytes in 256 KiB calls, with 4x the system time; and in 256 KiB
+// calls, in some series of runs, 2-3x the CPU time of 128 KiB calls
+// (median 1.77 s against 0.63 s over 9 interleaved runs, cp
+// --sparse=always, which writes 128 KiB, at 0.49). Other series show
+// slow runs at every size, cp's 128 KiB included, but fewer the smaller
+// the calls; 64 KiB cost the same as 128 KiB; the extra syscalls (8192
+// per GiB) are not measurable.
+const maxWriteBytes = 128 << 10
 
 func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 	if !o.writable {
