@@ -26,6 +26,7 @@
 //
 //	go run ./bench -size 1536M -runs 3
 //	go run ./bench -pairs raw:qcow2,raw:qcow2:-c -runs 5
+//	go run ./bench -pairs raw:qcow2:,raw:raw: -runs 5   (those pairs alone, without their -c / -C variants)
 //	go run ./bench -pairs ewf -iso=false   (E01 against ewfacquire/ewfexport alone)
 //	go run ./bench -pairs luks -iso=false  (encrypted qcow2 and luks, both directions, alone)
 //	go run ./bench -pairs files -iso=false (extract vs debugfs/mcopy, convert --used-only, alone)
@@ -105,7 +106,7 @@ func main() {
 	size := flag.String("size", "1536M", "size of the ext4 workload image")
 	runs := flag.Int("runs", 3, "runs per tool and pair (median reported)")
 	work := flag.String("work", filepath.Join(os.TempDir(), "vdisk-bench"), "working directory")
-	only := flag.String("pairs", "", "comma-separated pairs to run, e.g. raw:qcow2 (all its variants), raw:qcow2:-c, qcow2c:raw (default: all)")
+	only := flag.String("pairs", "", "comma-separated pairs to run, e.g. raw:qcow2 (all its variants), raw:qcow2: (that pair alone), raw:qcow2:-c, qcow2c:raw (default: all)")
 	sparseBig := flag.Bool("sparse", false, "also convert a 20 GiB mostly-sparse raw image (raw→raw)")
 	textSize := flag.String("textsize", "256M", "size of the base64 text workload of -pairs compressed")
 	binSize := flag.String("binsize", "160M", "size of the binaries workload of -pairs compressed")
@@ -286,10 +287,13 @@ func (p pair) key() string {
 }
 
 // wanted reports whether -pairs names p exactly, or names its from:to
-// (which selects every variant of that pair).
+// (which selects every variant of that pair); from:to: with a trailing
+// colon is the pair without extra flags alone (raw:qcow2: is raw→qcow2
+// without its -c variants).
 func wanted(p pair, only string) bool {
 	for _, w := range strings.Split(only, ",") {
-		if w == p.key() || strings.HasPrefix(p.key(), w+":") || w == "uncompressed" && !p.compressed() {
+		if w == p.key() || w == p.key()+":" && len(p.args) == 0 || !strings.HasSuffix(w, ":") && strings.HasPrefix(p.key(), w+":") ||
+			w == "uncompressed" && !p.compressed() {
 			return true
 		}
 	}
