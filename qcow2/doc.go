@@ -20,11 +20,15 @@
 // refcounts recomputed), corrupt images read-only. Writing: create with
 // qemu's options (compat, cluster_size, compression_type, preallocation,
 // lazy_refcounts, refcount_bits, extended_l2, backing_file, backing_fmt),
-// concurrent WriteAt, zero clusters, compressed clusters, resize, check and
-// repair. Encryption (encrypt.go): LUKS (crypt_method 2) read and written
-// with the key in formats.OpenOptions.Key, legacy AES (1) read-only.
-// Refused by name: unknown incompatible features, writing with an external
-// data file, snapshot creation, compression with encryption.
+// concurrent WriteAt, zero clusters, compressed clusters, resize (with
+// internal snapshots and persistent bitmaps, as qemu), internal snapshots
+// (create, apply, also across disk sizes, delete), bitmaps, amend (compat,
+// lazy_refcounts, refcount_bits, size, data_file, data_file_raw, LUKS key
+// slots), check and repair. Encryption (encrypt.go): LUKS (crypt_method 2)
+// read and written with the key in formats.OpenOptions.Key, legacy AES (1)
+// read-only. Refused by name: unknown incompatible features, guest data
+// writes, resize and snapshots with an external data file (its metadata
+// is writable), compression with encryption.
 //
 // A writable image keeps its refcounts in memory (2 bytes per host cluster)
 // and its changed L2 tables in the bounded L2 cache (written back when
