@@ -39,37 +39,71 @@
 // the new backing (a Difference of the old chain against the new one, so
 // ranges the old chain reads from the new backing's file are not read).
 // The data is flushed and synced before the link is rewritten, which is the
-// last write (formats.BackingSetter: qcow2, vdi): an interruption leaves the
-// old link, and every cluster written so far holds what the old chain shows
-// there, so the top reads as before.
+// last write (formats.BackingSetter, in place in every chain format): an
+// interruption leaves the old link, and every cluster written so far holds
+// what the old chain shows there, so the top reads as before. How each
+// driver rewrites the link:
 //
-// Formats whose drivers cannot rewrite the link in place (vmdk, vpc, vhdx)
-// are rebased by package chain/replace: a new image is written beside the
-// old one and renamed over it; an interruption leaves the old image byte
-// for byte (the temporary is removed, or by the next run beside it).
+//   - qcow2: the header's backing name and format (one write).
+//   - vdi: the parent UUIDs in the header (one write).
+//   - vmdk: parentCID and parentFileNameHint in the descriptor, every other
+//     line kept: an embedded descriptor in its fixed area (one write,
+//     refused with ErrLimit when the new text does not fit), a descriptor
+//     file by a temporary file renamed over it.
+//   - vpc: the header's parent unique id, timestamp and name and the
+//     W2ru/W2ku locators (their data in its own space when it fits, else in
+//     new space at the end of the file, written before the header); the
+//     footer's disk type, both copies, when the disk gains or loses its
+//     parent. Between the locator data and the header an open follows the
+//     new path, finds the wrong unique id and falls back to the header's
+//     parent name (the old parent); between the two footer copies vdisk's
+//     check reports them differing (check -r all repairs).
+//   - vhdx: the parent locator item in the metadata region, through the
+//     log (the entry complete: the new link; before: the old one). A VHDX
+//     that gains or loses its parent is rebased by package chain/replace
+//     (a new image renamed over the old: the old one byte for byte until
+//     the rename).
 //
 // # Commit
 //
 // Commit copies every range allocated above the base (data, and zeros as
-// zeros) into the base, then flushes it; the top is emptied only after
-// that (qemu-img commit without -d). An interruption leaves:
+// zeros), and nothing else, into the base in place through its driver's
+// WriteAt, then flushes it; the top is emptied only after that (qemu-img
+// commit without -d). An interruption leaves:
 //
 //   - qcow2 base: readable and consistent (qemu-img check finds no
 //     corruption; clusters being allocated may leak, which check -r leaks
 //     repairs); each cluster reads as the base before or as the top.
-//   - vdi base (in place): each block reads as before or as the top; the
-//     header's allocated-block count is written before the block map, so an
+//   - vdi base: each block reads as before or as the top; the header's
+//     allocated-block count is written before the block map, so an
 //     interruption between them leaks a block (check reports a leak), never
 //     a map entry that a later write would reuse.
-//   - vpc base (in place): vdisk's check finds no corruption and each
-//     sector reads as before or as the top (a block being allocated may be
-//     lost, its space leaked).
-//   - vmdk and vhdx bases (chain/replace: a new base renamed over the old
-//     one): the old base unchanged until the rename, the new one complete
-//     after it. The layer above the base is then relinked (its link pins the
-//     base's identity: CID, DataWriteGuid); between the two renames that
-//     layer refuses to open with a "parent changed" error until rebase -u
-//     relinks it.
+//   - vpc base: vdisk's check finds no corruption and each sector reads as
+//     before or as the top (a block being allocated may be lost, its space
+//     leaked).
+//   - vmdk base: qemu-img check finds no corruption and each grain reads as
+//     before or as the top (a grain being allocated is leaked: its table
+//     entry is written after its data, the redundant table first, and vdisk's
+//     check reports the two tables differing until the primary is written).
+//     The base's CID is renewed before its first change, as qemu does, so
+//     the layer above (whose parentCID pins the old one) refuses to open,
+//     in qemu too, until the commit ends by relinking it, or `rebase -u`
+//     does.
+//   - vhdx base: vdisk's check finds no corruption and each sector reads as
+//     before or as the top; BAT changes go through the log, so a pending
+//     entry may be left, which vdisk replays in memory and qemu-img check
+//     -r all on disk (qemu refuses a read-only open until then). The base's
+//     DataWriteGuid is renewed before its first change; the layer above
+//     (parent_linkage) refuses to open until relinked, as for vmdk.
+//
+// A committed vmdk or vhdx base keeps its subformat, block and grain size:
+// nothing is rewritten. Emptying the top (formats.Emptier) drops its
+// clusters in place: qcow2 and vdi as before; vpc writes the BAT all
+// unused, then the footer, then cuts the file; vmdk zeroes the grain
+// tables (redundant first), then cuts the grains; vhdx zeroes the sector
+// bitmaps, then marks every block NOT_PRESENT through the log (the file
+// keeps its size). Interrupted, each cluster of the top reads as before or
+// through to the base, which holds the same data by then.
 //
 // In every case the top and the layers between are not changed by the
 // copy, so the top still reads as before; emptying it after a complete

@@ -16,7 +16,11 @@ import (
 
 // vhdNewOverlay adds new.vhd to formatChain's VHD chain: an overlay of
 // base.vhd (convert -B) holding s2, s0 with other changes.
-func vhdNewOverlay(t *testing.T, dir string) []byte {
+func vhdNewOverlay(t *testing.T, dir string) []byte { return newOverlay(t, dir, "vpc", "vhd") }
+
+// newOverlay adds new.EXT (format f) to formatChain's chain, as
+// vhdNewOverlay does.
+func newOverlay(t *testing.T, dir, f, ext string) []byte {
 	t.Helper()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	s2 := readFile(t, p("s0.raw"))
@@ -26,7 +30,7 @@ func vhdNewOverlay(t *testing.T, dir string) []byte {
 	if err := os.WriteFile(p("s2.raw"), s2, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	j := convert.Job{Source: p("s2.raw"), Target: p("new.vhd"), Format: "vpc", Backing: "base.vhd", BackingFormat: "vpc",
+	j := convert.Job{Source: p("s2.raw"), Target: p("new." + ext), Format: f, Backing: "base." + ext, BackingFormat: f,
 		SourceOpen: formats.OpenOptions{Format: "raw"}}
 	if err := convert.Run(context.Background(), j); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,15 @@
 // sector bitmap, so the rest still reads from the parent. Every chunk of a
 // new differencing disk gets its (all-zero) sector bitmap block at once, as
 // a hole: libvhdi reads a chunk's bitmap whatever its BAT entry says.
-// Existing images are never opened for writing.
+//
+// Existing images open for writing in place (inplace.go): a new
+// DataWriteGuid before the first content change, data in place or in new
+// blocks at the end, and every BAT and metadata change through the log
+// (set the log GUID, write and sync an entry, apply and sync, clear the
+// log GUID). A differencing disk relinks to another parent (a new parent
+// locator) and empties (sector bitmaps zeroed, then every block
+// NOT_PRESENT) in place; becoming or ceasing to be a differencing disk is
+// refused in place.
 //
 // The parent locator holds parent_linkage (the parent's DataWriteGuid,
 // lowercase in braces, the form Hyper-V writes and libvhdi parses),

@@ -1,6 +1,7 @@
 package vhdx
 
 import (
+	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
 	"github.com/vdiskio/vdisk/internal/imageio"
 )
@@ -70,6 +71,9 @@ func (w *Writer) writeSectorPart(part []byte, blk, sector, at, host int64) error
 	if present {
 		_, err := w.f.WriteAt(part, host+sector*ss+at)
 		return err
+	}
+	if w.Backing() == nil {
+		return formats.Unsupportedf(w.name, "writing part of sector %d of block %d of a differencing VHDX opened without its parent", sector, blk)
 	}
 	buf := make([]byte, ss)
 	if err := imageio.ReadBacking(w.Backing(), buf, blk*w.blockSize+sector*ss); err != nil {

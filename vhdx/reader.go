@@ -21,7 +21,16 @@ func init() {
 		Name:  Name,
 		Probe: probe,
 		Open: func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-			return imageio.Opened(Open(ctx, f, opts))
+			img, err := Open(ctx, f, opts)
+			if err != nil || !opts.Writable {
+				return imageio.Opened(img, err)
+			}
+			w, err := openWritable(img)
+			if err != nil {
+				img.Close()
+				return nil, err
+			}
+			return w, nil
 		},
 		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
 			return imageio.Created(Create(ctx, req))

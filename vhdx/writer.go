@@ -54,6 +54,13 @@ type Writer struct {
 	// zeros of a fresh block, so zeroing them needs no write.
 	writtenEnd []uint32
 	closeOnce  sync.Once
+
+	// inPlace: an existing image opened for writing (inplace.go): the
+	// BAT and metadata change through the log.
+	inPlace      bool
+	hdrMu        sync.Mutex // guards dataGUIDDone and the header updates
+	dataGUIDDone bool
+	logSeq       uint64 // sequence number of the last log entry written
 }
 
 // createParams are the validated create options.
@@ -377,6 +384,9 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	if err := imageio.CheckWrite(w.name, len(p), off, w.size); err != nil {
 		return 0, err
 	}
+	if err := w.contentChanges(); err != nil {
+		return 0, err
+	}
 	done := 0
 	for done < len(p) {
 		blk, in := off/w.blockSize, off%w.blockSize
@@ -461,6 +471,9 @@ func (w *Writer) WriteZeroes(off, length int64) error {
 	if off < 0 || length < 0 || off > w.size || length > w.size-off {
 		return fmt.Errorf("%s: zero range %d+%d outside the %d-byte disk", w.name, off, length, w.size)
 	}
+	if err := w.contentChanges(); err != nil {
+		return err
+	}
 	for length > 0 {
 		blk, in := off/w.blockSize, off%w.blockSize
 		n := min(length, w.blockSize-in)
@@ -508,6 +521,9 @@ func (w *Writer) markZero(blk int64) bool {
 func (w *Writer) Flush() error {
 	w.allocMu.Lock()
 	defer w.allocMu.Unlock()
+	if w.inPlace {
+		return w.flushLogged()
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	page := make([]byte, logSectorSize)

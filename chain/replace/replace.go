@@ -1,7 +1,10 @@
-// Package replace rebases, commits into and empties images of formats that
-// vdisk cannot change in place (VMDK, VHD, VHDX: their drivers write new
-// images, or write data but cannot rewrite the parent link), by writing a
+// Package replace rebases, commits into and empties images by writing a
 // new image of the same format beside the old one and renaming it over it.
+// The vdisk CLI uses it only where a driver cannot make the change in
+// place: a VHDX that gains or loses its parent (rebase -b "" of a
+// differencing VHDX, or a parent for a dynamic one), which changes what
+// its BAT means. Every other rebase and commit is done in place (package
+// chain and the drivers' formats.BackingSetter and formats.Emptier).
 //
 // The rename is the commit point: an interruption leaves the old image as
 // it was (and a temporary file that the next run beside it removes), never

@@ -188,11 +188,13 @@ func (g *globals) commitByRewrite(cmd *cobra.Command, top formats.Image, topPath
 }
 
 // relinkAbove points the layer directly above the committed base at it
-// again where the link pins the base's content (VMDK: parentCID, which the
-// commit's first write changed): through top itself when it is that layer
+// again where the link pins the base's content (VMDK: parentCID, VHDX:
+// parent_linkage, which the commit's first write changed: the CID, the
+// DataWriteGuid): through top itself when it is that layer
 // and open writable, else through a writable handle of that layer opened
 // without its chain. Between the base's new CID and this, that layer
-// refuses to open ("parentCID does not match"); `rebase -u` relinks it.
+// refuses to open (its link names the old identity); `rebase -u` relinks
+// it.
 func (g *globals) relinkAbove(cmd *cobra.Command, top formats.Image, topPath string, depth int) error {
 	ctx := cmd.Context()
 	above, abovePath := top, topPath
@@ -201,7 +203,7 @@ func (g *globals) relinkAbove(cmd *cobra.Command, top formats.Image, topPath str
 		above, abovePath = b.Backing(), b.BackingPath()
 	}
 	ab, ok := above.(formats.Backer)
-	if !ok || above.Format() != "vmdk" || ab.BackingName() == "" {
+	if !ok || above.Format() != "vmdk" && above.Format() != "vhdx" || ab.BackingName() == "" {
 		return nil
 	}
 	name, format := ab.BackingName(), ab.BackingFormat()

@@ -28,7 +28,7 @@ func newRebaseCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("Could not change the backing file to '%s': backing format must be specified", backing)
 			}
 			ctx := cmd.Context()
-			inPlace, err := g.relinksInPlace(ctx, args[0], format)
+			inPlace, err := g.relinksInPlace(ctx, args[0], format, backing)
 			if err != nil {
 				return err
 			}
@@ -101,9 +101,11 @@ func newRebaseCommand(g *globals) *cobra.Command {
 }
 
 // relinksInPlace reports whether the image's driver rewrites its backing
-// link in place (formats.BackingSetter: qcow2, vdi); the others (vmdk, vpc,
-// vhdx) are rebased by writing a new image (package chain/replace).
-func (g *globals) relinksInPlace(ctx context.Context, path, format string) (bool, error) {
+// link in place (formats.BackingSetter: qcow2, vdi, vmdk, vpc, and vhdx
+// between parents); a VHDX that gains or loses its parent is rebased by
+// writing a new image (package chain/replace): that changes what its BAT
+// means.
+func (g *globals) relinksInPlace(ctx context.Context, path, format, backing string) (bool, error) {
 	opts, err := g.openOptions(format)
 	if err != nil {
 		return false, err
@@ -115,6 +117,9 @@ func (g *globals) relinksInPlace(ctx context.Context, path, format string) (bool
 	}
 	defer img.Close()
 	_, ok := img.(formats.BackingSetter)
+	if b, isB := img.(formats.Backer); ok && isB && img.Format() == "vhdx" && (backing == "" || b.BackingName() == "") {
+		return false, nil
+	}
 	if !ok {
 		if _, has := img.(formats.Backer); !has {
 			return false, fmt.Errorf("Could not change the backing file of '%s': format %s has no backing files: Operation not supported", path, img.Format())
