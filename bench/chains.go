@@ -9,9 +9,9 @@ import (
 )
 
 // chainsCase says whether the backing-chain comparisons run: always with
-// -pairs unset, else when -pairs names "chains" (all three), "convert-B",
-// "commit" or "rebase" (`go run ./bench -pairs commit -iso=false` runs
-// that one alone).
+// -pairs unset, else when -pairs names "chains" (all four), "convert-B",
+// "commit", "commit-vmdk" or "rebase" (`go run ./bench -pairs commit
+// -iso=false` runs that one alone).
 func chainsCase(only, name string) bool {
 	if only == "" {
 		return true
@@ -94,6 +94,30 @@ func benchChains(vdisk, work, base string, size int64, runs int, only string) {
 			}
 		}
 		report("commit (10% overlay)", v, q)
+	}
+	if chainsCase(only, "commit-vmdk") {
+		// In place since issue 12: a monolithicSparse base keeps its layout
+		// and only the top's grains are written (both tools with -d:
+		// qemu cannot empty a VMDK).
+		if _, err := os.Stat(p("base.vmdk")); err != nil {
+			run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", base, p("base.vmdk"))
+		}
+		var v, q []sample
+		for i := 0; i < runs; i++ {
+			for _, tool := range []string{vdisk, "qemu-img"} {
+				copyImage(p("base.vmdk"), p("cbase.vmdk"))
+				run("qemu-img", "create", "-q", "-f", "vmdk", "-b", "cbase.vmdk", "-F", "vmdk", p("ctop.vmdk"))
+				changedPercent(p("ctop.vmdk"), "vmdk", size, 10, 9)
+				s := timed(nothing, tool, "commit", "-q", "-d", "-f", "vmdk", p("ctop.vmdk"))
+				s.allocated = allocated(p("cbase.vmdk"))
+				if tool == vdisk {
+					v = append(v, s)
+				} else {
+					q = append(q, s)
+				}
+			}
+		}
+		report("commit vmdk (10% overlay, -d)", v, q)
 	}
 	if chainsCase(only, "rebase") {
 		if _, err := os.Stat(p("mid.qcow2")); err != nil {
