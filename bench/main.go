@@ -32,7 +32,7 @@
 //	go run ./bench -pairs files -iso=false (extract vs debugfs/mcopy, convert --used-only, alone)
 //	go run ./bench -pairs compressed -iso=false (-c qcow2 and streamOptimized vmdk on base64 text and binaries, -m 1/2)
 //	go run ./bench -pairs sources -iso=false (.qcow2.xz, .raw.zst, HTTP; or sources-xz, sources-zst, sources-http)
-//	go run ./bench -pairs chains -iso=false (convert -B, commit, rebase; or one: convert-B, commit, rebase)
+//	go run ./bench -pairs chains -iso=false (convert -B, commit, commit-vmdk, rebase; or one of them)
 //	go run ./bench -runs 5 -cold -pairs raw:raw,raw:vdi -iso=false
 //	go run ./bench -runs 5 -pairs uncompressed -sparse   (every pair without compression)
 //	go run ./bench -scaling -pairs none -iso=false -priority

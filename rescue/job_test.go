@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
@@ -123,10 +122,13 @@ func TestRunJobAtomicWithoutMapfile(t *testing.T) {
 	if _, err := RunJob(context.Background(), Job{Source: src, Target: src}); err == nil {
 		t.Error("a rescue onto its own source was accepted")
 	}
-	// vhdx opens read-only here: with a mapfile the rescue refuses at once.
+	// A VHDX reopens writable in place (issue 12): a rescue with a mapfile
+	// into one resumes and completes.
 	if _, err := RunJob(context.Background(), Job{Source: src, Target: filepath.Join(dir, "o.vhdx"), Format: "vhdx",
-		Mapfile: filepath.Join(dir, "o.map")}); !errors.Is(err, formats.ErrReadOnly) {
+		Mapfile: filepath.Join(dir, "o.map")}); err != nil {
 		t.Errorf("vhdx with a mapfile: %v", err)
+	} else {
+		qemutest.RequireSame(t, "raw", src, "vhdx", filepath.Join(dir, "o.vhdx"))
 	}
 	if _, err := RunJob(context.Background(), Job{Source: src, Target: filepath.Join(dir, "s.vmdk"), Format: "vmdk",
 		CreateOptions: "subformat=streamOptimized"}); err == nil || !strings.Contains(err.Error(), "in order") {
