@@ -49,12 +49,24 @@ func (c *Client) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // readAligned reads p at off (both aligned to the minimum block).
-func (c *Client) readAligned(p []byte, off int64) error {
+func (c *Client) readAligned(p []byte, off int64) error { return c.transfer(cmdRead, p, off) }
+
+// writeAligned writes p at off (both aligned to the minimum block).
+func (c *Client) writeAligned(p []byte, off int64) error { return c.transfer(cmdWrite, p, off) }
+
+// transfer sends p (a write) or reads into it (a read) at off in requests
+// of at most the server's payload, all in flight together, and waits for
+// every reply; it returns the first error.
+func (c *Client) transfer(typ uint16, p []byte, off int64) error {
 	var calls []*call
 	var first error
 	for done := 0; done < len(p); {
 		n := min(len(p)-done, int(c.maxPayload))
-		cl, err := c.start(request{Type: cmdRead, Offset: uint64(off) + uint64(done), Length: uint32(n)}, p[done:done+n], nil)
+		in, out := p[done:done+n], []byte(nil)
+		if typ == cmdWrite {
+			in, out = nil, in
+		}
+		cl, err := c.start(request{Type: typ, Offset: uint64(off) + uint64(done), Length: uint32(n)}, in, out)
 		if err != nil {
 			first = err
 			break
@@ -103,27 +115,6 @@ func (c *Client) checkWrite(off, n int64) error {
 		return fmt.Errorf("%s: write of %d bytes at %d: beyond the export's %d bytes", c.name, n, off, c.size)
 	}
 	return nil
-}
-
-func (c *Client) writeAligned(p []byte, off int64) error {
-	var calls []*call
-	var first error
-	for done := 0; done < len(p); {
-		n := min(len(p)-done, int(c.maxPayload))
-		cl, err := c.start(request{Type: cmdWrite, Offset: uint64(off) + uint64(done), Length: uint32(n)}, nil, p[done:done+n])
-		if err != nil {
-			first = err
-			break
-		}
-		calls = append(calls, cl)
-		done += n
-	}
-	for _, cl := range calls {
-		if err := c.wait(cl); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // do sends one request without payload and waits for its reply.
