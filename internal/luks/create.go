@@ -3,6 +3,7 @@ package luks
 import (
 	"crypto/rand"
 	"fmt"
+	"hash"
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -54,6 +55,28 @@ func (p CreateParams) withDefaults() CreateParams {
 	return p
 }
 
+// prepare is p with qemu's defaults, checked for the header of name: the
+// hash function of its key slots and digest.
+func (p CreateParams) prepare(name string) (CreateParams, func() hash.Hash, error) {
+	p = p.withDefaults()
+	if err := p.Spec.check(p.KeyBytes); err != nil {
+		return p, nil, invalid(name, err)
+	}
+	hf, err := hashFunc(p.Hash)
+	if err != nil {
+		return p, nil, invalid(name, err)
+	}
+	if len(p.Passphrase) == 0 {
+		return p, nil, fmt.Errorf("%s: %w: an empty passphrase", name, formats.ErrKeyRequired)
+	}
+	return p, hf, nil
+}
+
+// invalid is err as an ErrInvalidOption of the header of name.
+func invalid(name string, err error) error {
+	return fmt.Errorf("%s: %w: %v", name, formats.ErrInvalidOption, err)
+}
+
 // iterationsFor measures how many PBKDF2 iterations of hash fit in d
 // (qemu's qcrypto_pbkdf2_count_iters scaled by iter-time).
 func iterationsFor(hash string, keyLen int, d time.Duration) (uint32, error) {
@@ -84,19 +107,9 @@ func randomUUID() (string, error) {
 // reserved). It returns the whole header area (PayloadOffset bytes: the
 // header and the key material), the volume and the payload cipher.
 func Create1(name string, p CreateParams) ([]byte, *Volume, *SectorCipher, error) {
-	p = p.withDefaults()
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %w: %s", name, formats.ErrInvalidOption, fmt.Sprintf(format, args...))
-	}
-	if err := p.Spec.check(p.KeyBytes); err != nil {
-		return nil, nil, nil, bad("%v", err)
-	}
-	hf, err := hashFunc(p.Hash)
+	p, hf, err := p.prepare(name)
 	if err != nil {
-		return nil, nil, nil, bad("%v", err)
-	}
-	if len(p.Passphrase) == 0 {
-		return nil, nil, nil, fmt.Errorf("%s: %w: an empty passphrase", name, formats.ErrKeyRequired)
+		return nil, nil, nil, err
 	}
 	slotIters, digestIters := p.SlotIterations, p.DigestIterations
 	if slotIters == 0 || digestIters == 0 {
@@ -143,7 +156,7 @@ func Create1(name string, p CreateParams) ([]byte, *Volume, *SectorCipher, error
 	}
 	hdr, err := h.encode()
 	if err != nil {
-		return nil, nil, nil, bad("%v", err)
+		return nil, nil, nil, invalid(name, err)
 	}
 	copy(area, hdr)
 	v, err := volume1(name, area)

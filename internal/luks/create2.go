@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
-
-	"github.com/vdiskio/vdisk/formats"
 )
 
 // LUKS2 layout of a new volume, cryptsetup's defaults: two 16 KiB header
@@ -38,23 +36,13 @@ type Params2 struct {
 // payload2 bytes) with a new master key in keyslot 0, as cryptsetup
 // luksFormat --type luks2 lays it out.
 func Create2(name string, p CreateParams, p2 Params2) ([]byte, *Volume, *SectorCipher, error) {
-	p = p.withDefaults()
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %w: %s", name, formats.ErrInvalidOption, fmt.Sprintf(format, args...))
-	}
-	if err := p.Spec.check(p.KeyBytes); err != nil {
-		return nil, nil, nil, bad("%v", err)
-	}
-	hf, err := hashFunc(p.Hash)
+	p, hf, err := p.prepare(name)
 	if err != nil {
-		return nil, nil, nil, bad("%v", err)
-	}
-	if len(p.Passphrase) == 0 {
-		return nil, nil, nil, fmt.Errorf("%s: %w: an empty passphrase", name, formats.ErrKeyRequired)
+		return nil, nil, nil, err
 	}
 	slotKDF, err := newKDF2(p, p2)
 	if err != nil {
-		return nil, nil, nil, bad("%v", err)
+		return nil, nil, nil, invalid(name, err)
 	}
 	digestIters := p.DigestIterations
 	if digestIters == 0 {
