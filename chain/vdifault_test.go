@@ -103,19 +103,8 @@ func TestVDICommitInterruptedAtEveryWrite(t *testing.T) {
 	p := func(n string) string { return filepath.Join(dir, n) }
 	s0, s1 := readFile(t, raws[0]), readFile(t, raws[1])
 	pristineBase, pristineTop := readFile(t, p("base.vdi")), readFile(t, p("top.vdi"))
-	ctx := context.Background()
 	commit := func(failAt int) (int, error) {
-		top, err := formats.Open(ctx, p("top.vdi"), formats.OpenOptions{Parents: []string{p("base.vdi")}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer top.Close()
-		base, ff := openFaulty(t, p("base.vdi"), failAt)
-		_, err = chain.Commit(ctx, top, base, chain.CommitOptions{Depth: 1})
-		if cerr := base.Close(); err == nil {
-			err = cerr
-		}
-		return ff.Calls(), err
+		return commitFaulty(t, "vdi", p("top.vdi"), p("base.vdi"), failAt, p("base.vdi"))
 	}
 	total, err := commit(-1)
 	if err != nil {
@@ -145,21 +134,11 @@ func TestVDICommitInterruptedAtEveryWrite(t *testing.T) {
 	if _, err := commit(-1); err != nil {
 		t.Fatal(err)
 	}
-	for n := 0; ; n++ {
-		os.WriteFile(p("top.vdi"), pristineTop, 0o644)
-		top, ff := openFaulty(t, p("top.vdi"), n, p("base.vdi"))
-		err := top.(formats.Emptier).MakeEmpty()
-		top.Close()
+	emptyAtEveryWrite(t, p("top.vdi"), "vdi", pristineTop, func(n int) {
 		if !bytes.Equal(readImage(t, p("top.vdi"), p("base.vdi")), s1) {
 			t.Fatalf("MakeEmpty with write %d failing: the top no longer reads as s1", n)
 		}
-		if err == nil {
-			if ff.Calls() > n {
-				t.Fatalf("MakeEmpty succeeded although write %d failed", n)
-			}
-			break
-		}
-	}
+	}, p("base.vdi"))
 }
 
 // TestVDIRebaseInterruptedAtEveryWrite flattens top.vdi (safe rebase onto
@@ -214,19 +193,8 @@ func TestVHDCommitInterruptedAtEveryWrite(t *testing.T) {
 	p := func(n string) string { return filepath.Join(dir, n) }
 	s0, s1 := readFile(t, raws[0]), readFile(t, raws[1])
 	pristine := readFile(t, p("base.vhd"))
-	ctx := context.Background()
 	commit := func(failAt int) (int, error) {
-		top, err := formats.Open(ctx, p("top.vhd"), formats.OpenOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer top.Close()
-		base, ff := openFaultyAs(t, p("base.vhd"), "vpc", failAt)
-		_, err = chain.Commit(ctx, top, base, chain.CommitOptions{Depth: 1})
-		if cerr := base.Close(); err == nil {
-			err = cerr
-		}
-		return ff.Calls(), err
+		return commitFaulty(t, "vpc", p("top.vhd"), p("base.vhd"), failAt)
 	}
 	total, err := commit(-1)
 	if err != nil {

@@ -65,17 +65,7 @@ func TestVHDXCommitInterruptedAtEveryWrite(t *testing.T) {
 	pristineBase, pristineTop := readFile(t, p("base.vhdx")), readFile(t, p("top.vhdx"))
 	ctx := context.Background()
 	commit := func(failAt int) (int, error) {
-		top, err := formats.Open(ctx, p("top.vhdx"), formats.OpenOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer top.Close()
-		base, ff := openFaultyAs(t, p("base.vhdx"), "vhdx", failAt)
-		_, err = chain.Commit(ctx, top, base, chain.CommitOptions{Depth: 1})
-		if cerr := base.Close(); err == nil {
-			err = cerr
-		}
-		return ff.Calls(), err
+		return commitFaulty(t, "vhdx", p("top.vhdx"), p("base.vhdx"), failAt)
 	}
 	total, err := commit(-1)
 	if err != nil {
@@ -181,47 +171,14 @@ func TestVHDXMakeEmptyInterruptedAtEveryWrite(t *testing.T) {
 	dir, raws := formatChain(t, "vhdx", "vhdx")
 	p := func(n string) string { return filepath.Join(dir, n) }
 	s1 := readFile(t, raws[1])
-	ctx := context.Background()
-	top, err := formats.Open(ctx, p("top.vhdx"), formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _ := openFaultyAs(t, p("base.vhdx"), "vhdx", -1)
-	_, err = chain.Commit(ctx, top, base, chain.CommitOptions{Depth: 1})
-	base.Close()
-	top.Close()
-	if err != nil {
+	if _, err := commitFaulty(t, "vhdx", p("top.vhdx"), p("base.vhdx"), -1); err != nil {
 		t.Fatal(err)
 	}
 	vhdxRelink(t, dir)
-	pristine := readFile(t, p("top.vhdx"))
-	for n := 0; ; n++ {
-		os.WriteFile(p("top.vhdx"), pristine, 0o644)
-		img, ff := openFaultyAs(t, p("top.vhdx"), "vhdx", n)
-		err := img.(formats.Emptier).MakeEmpty()
-		img.Close()
+	emptyAtEveryWrite(t, p("top.vhdx"), "vhdx", readFile(t, p("top.vhdx")), func(n int) {
 		if !bytes.Equal(readImage(t, p("top.vhdx")), s1) {
 			t.Fatalf("MakeEmpty with write %d failing: the top no longer reads as s1", n)
 		}
-		if err == nil {
-			if ff.Calls() > n {
-				t.Fatalf("MakeEmpty succeeded although write %d failed", n)
-			}
-			break
-		}
-	}
-	img, err := formats.Open(ctx, p("top.vhdx"), formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
-	exts, err := img.Extents(0, img.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range exts {
-		if e.Kind != formats.Unallocated {
-			t.Fatalf("the emptied top still allocates %+v", e)
-		}
-	}
+	})
+	requireUnallocated(t, p("top.vhdx"))
 }

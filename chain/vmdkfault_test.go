@@ -62,17 +62,7 @@ func TestVMDKCommitInterruptedAtEveryWrite(t *testing.T) {
 	pristineBase, pristineTop := readFile(t, p("base.vmdk")), readFile(t, p("top.vmdk"))
 	ctx := context.Background()
 	commit := func(failAt int) (int, error) {
-		top, err := formats.Open(ctx, p("top.vmdk"), formats.OpenOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer top.Close()
-		base, ff := openFaultyAs(t, p("base.vmdk"), "vmdk", failAt)
-		_, err = chain.Commit(ctx, top, base, chain.CommitOptions{Depth: 1})
-		if cerr := base.Close(); err == nil {
-			err = cerr
-		}
-		return ff.Calls(), err
+		return commitFaulty(t, "vmdk", p("top.vmdk"), p("base.vmdk"), failAt)
 	}
 	total, err := commit(-1)
 	if err != nil {
@@ -210,36 +200,16 @@ func writeRawFile(t *testing.T, dir string, b []byte) string {
 func TestVMDKMakeEmptyInterruptedAtEveryWrite(t *testing.T) {
 	dir, _, s1 := vmdkFaultChain(t)
 	p := func(n string) string { return filepath.Join(dir, n) }
-	ctx := context.Background()
-	top, err := formats.Open(ctx, p("top.vmdk"), formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _ := openFaultyAs(t, p("base.vmdk"), "vmdk", -1)
-	_, err = chain.Commit(ctx, top, base, chain.CommitOptions{Depth: 1})
-	base.Close()
-	top.Close()
-	if err != nil {
+	if _, err := commitFaulty(t, "vmdk", p("top.vmdk"), p("base.vmdk"), -1); err != nil {
 		t.Fatal(err)
 	}
 	vmdkRelink(t, dir)
-	pristine := readFile(t, p("top.vmdk"))
-	for n := 0; ; n++ {
-		os.WriteFile(p("top.vmdk"), pristine, 0o644)
-		img, ff := openFaultyAs(t, p("top.vmdk"), "vmdk", n)
-		err := img.(formats.Emptier).MakeEmpty()
-		img.Close()
+	emptyAtEveryWrite(t, p("top.vmdk"), "vmdk", readFile(t, p("top.vmdk")), func(n int) {
 		qemutest.RequireClean(t, "vmdk", p("top.vmdk"))
 		if !bytes.Equal(readVMDK(t, p("top.vmdk")), s1) {
 			t.Fatalf("MakeEmpty with write %d failing: the top no longer reads as before", n)
 		}
-		if err == nil {
-			if ff.Calls() > n {
-				t.Fatalf("MakeEmpty succeeded although write %d failed", n)
-			}
-			break
-		}
-	}
+	})
 	qemutest.RequireClean(t, "vmdk", p("top.vmdk"))
 	if own := ownBytesQemu(t, p("top.vmdk")); own != 0 {
 		t.Fatalf("the emptied top allocates %d bytes (qemu-img map)", own)
