@@ -31,6 +31,7 @@
 //	go run ./bench -pairs luks -iso=false  (encrypted qcow2 and luks, both directions, alone)
 //	go run ./bench -pairs files -iso=false (extract vs debugfs/mcopy, convert --used-only, alone)
 //	go run ./bench -pairs compressed -iso=false (-c qcow2 and streamOptimized vmdk on base64 text and binaries, -m 1/2)
+//	go run ./bench -pairs qcow2c:raw,qcow2z:raw,"raw:qcow2:-c -o compression_type=zstd" -iso=false (zlib and zstd qcow2, both directions)
 //	go run ./bench -pairs sources -iso=false (.qcow2.xz, .raw.zst, HTTP; or sources-xz, sources-zst, sources-http)
 //	go run ./bench -pairs chains -iso=false (convert -B, commit, commit-vmdk, rebase; or one of them)
 //	go run ./bench -runs 5 -cold -pairs raw:raw,raw:vdi -iso=false
@@ -73,6 +74,7 @@ var allPairs = []pair{
 	{from: "raw", to: "qcow2", args: []string{"-c"}, name: "raw→qcow2 -c zlib"},
 	{from: "raw", to: "qcow2", args: []string{"-c", "-o", "compression_type=zstd"}, name: "raw→qcow2 -c zstd"},
 	{from: "qcow2", srcKind: "qcow2c", to: "raw", name: "qcow2 (compressed)→raw"},
+	{from: "qcow2", srcKind: "qcow2z", to: "raw", name: "qcow2 (zstd)→raw"},
 	{from: "raw", to: "vmdk"},
 	{from: "raw", to: "vmdk", args: []string{"-o", "subformat=streamOptimized"}, name: "raw→vmdk streamOptimized"},
 	{from: "vmdk", to: "raw"},
@@ -273,7 +275,8 @@ func selectPairs(vdisk, only string) []pair {
 }
 
 // key names a pair for -pairs: from:to, then the extra flags if any
-// ("raw:qcow2:-c"); a compressed-qcow2 source is "qcow2c".
+// ("raw:qcow2:-c"); a compressed-qcow2 source is "qcow2c" (zlib) or
+// "qcow2z" (zstd).
 func (p pair) key() string {
 	from := p.from
 	if p.srcKind != "" {
@@ -304,7 +307,7 @@ func wanted(p pair, only string) bool {
 // streamOptimized, a compressed qcow2 source); "-pairs uncompressed"
 // selects every other pair.
 func (p pair) compressed() bool {
-	return p.srcKind == "qcow2c" || slices.Contains(p.args, "-c") || slices.Contains(p.args, "subformat=streamOptimized")
+	return p.srcKind == "qcow2c" || p.srcKind == "qcow2z" || slices.Contains(p.args, "-c") || slices.Contains(p.args, "subformat=streamOptimized")
 }
 
 func has(vdisk, format string) bool {
@@ -424,6 +427,8 @@ func source(work, base, format string) string {
 	switch format {
 	case "qcow2c":
 		run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", base, path)
+	case "qcow2z":
+		run("qemu-img", "convert", "-c", "-o", "compression_type=zstd", "-f", "raw", "-O", "qcow2", base, path)
 	default:
 		run("qemu-img", "convert", "-f", "raw", "-O", format, base, path)
 	}

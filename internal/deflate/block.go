@@ -1,5 +1,7 @@
 package deflate
 
+import "encoding/binary"
+
 // Each block goes out in the cheapest of the three block types of RFC 1951
 // 3.2.3, computed exactly from the block's symbol counts before anything
 // is written: stored (type 0), fixed Huffman codes (type 1) or dynamic
@@ -172,22 +174,42 @@ func (e *Encoder) writeHeader(nlit, ndist, hclen int) {
 	}
 }
 
-// writeTokens sends the block's symbols and its end-of-block code.
+// writeTokens sends the block's symbols and its end-of-block code. The
+// bit accumulator is kept in registers; literals, nearly all the symbols
+// of text-like data, take one table load (code | length<<16).
 func (e *Encoder) writeTokens(lit, dist *code) {
-	w := &e.w
+	var litEnc [numLitLen]uint32
+	for s, b := range lit.bits[:numLitLen] {
+		litEnc[s] = uint32(lit.codes[s]) | uint32(b)<<16
+	}
+	acc, nbits, out := e.w.acc, e.w.nbits, e.w.out
 	for _, t := range e.tokens {
 		d := t & 0xffff
 		if d == 0 {
-			c := t >> 16
-			w.put(uint32(lit.codes[c]), uint(lit.bits[c]))
-			continue
+			c := litEnc[t>>16&0xff]
+			acc |= uint64(c&0xffff) << nbits
+			nbits += uint(c >> 16)
+		} else {
+			l := t >> 16
+			ls := lengthSym[(l-minMatch)&0xff]
+			c := litEnc[endOfBlock+1+int(ls)]
+			acc |= uint64(c&0xffff|(l-uint32(lengthBase[ls]))<<(c>>16)) << nbits
+			nbits += uint(c>>16) + uint(lengthExtra[ls])
+			if nbits >= 32 {
+				out = binary.LittleEndian.AppendUint32(out, uint32(acc))
+				acc >>= 32
+				nbits -= 32
+			}
+			ds := distSym(int(d))
+			acc |= uint64(uint32(dist.codes[ds])|(d-uint32(distBase[ds]))<<dist.bits[ds]) << nbits
+			nbits += uint(dist.bits[ds] + distExtra[ds])
 		}
-		l := t >> 16
-		ls := lengthSym[l-minMatch]
-		sym := endOfBlock + 1 + int(ls)
-		w.put(uint32(lit.codes[sym])|(l-uint32(lengthBase[ls]))<<lit.bits[sym], uint(lit.bits[sym]+lengthExtra[ls]))
-		ds := distSym(int(d))
-		w.put(uint32(dist.codes[ds])|(d-uint32(distBase[ds]))<<dist.bits[ds], uint(dist.bits[ds]+distExtra[ds]))
+		if nbits >= 32 {
+			out = binary.LittleEndian.AppendUint32(out, uint32(acc))
+			acc >>= 32
+			nbits -= 32
+		}
 	}
-	w.put(uint32(lit.codes[endOfBlock]), uint(lit.bits[endOfBlock]))
+	e.w.acc, e.w.nbits, e.w.out = acc, nbits, out
+	e.w.put(uint32(lit.codes[endOfBlock]), uint(lit.bits[endOfBlock]))
 }
