@@ -177,11 +177,13 @@ func (o *osFile) FixedSize() bool { return o.device }
 // Runs finds the holes with the OS's call (SEEK_DATA/SEEK_HOLE,
 // FSCTL_QUERY_ALLOCATED_RANGES), or reports all data.
 func (o *osFile) Runs(off, length int64) ([]FileRun, error) {
-	// A hole past a shrunk source's new end would read as zeros: refuse.
-	if err := o.checkSize(off + length); err != nil {
-		return nil, err
-	}
 	runs, err := o.holes.Runs(o.f, off, length)
+	// A hole past a shrunk source's new end would read as zeros, and a
+	// source cut short between two seeks fails the second (ENXIO): the
+	// size, checked after the seeks, tells either case as a shrink.
+	if cerr := o.checkSize(off + length); cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vdiskio/vdisk/formats"
@@ -156,5 +157,31 @@ func TestOSFileHoleOps(t *testing.T) {
 				t.Error("content after raw WriteZeroes differs")
 			}
 		})
+	}
+}
+
+// shrinkingOps cuts the file to half its size in the middle of Runs and
+// fails as the second lseek does then (ENXIO: the offset is past the end).
+type shrinkingOps struct{ sparse.Ops }
+
+func (shrinkingOps) Runs(f *os.File, off, length int64) ([]sparse.Run, error) {
+	if err := f.Truncate((off + length) / 2); err != nil {
+		return nil, err
+	}
+	return nil, &os.PathError{Op: "seek", Path: f.Name(), Err: syscall.ENXIO}
+}
+
+// TestRunsOfAShrinkingSource: a source cut short while its holes are being
+// found is reported as a changed source (ErrSourceChanged), not as the
+// seek's error.
+func TestRunsOfAShrinkingSource(t *testing.T) {
+	f, _ := holeyFile(t)
+	src, err := formats.NewSourceOSFileOps(f, shrinkingOps{sparse.Fallback()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.(formats.HoleFinder).Runs(0, 2<<20)
+	if !errors.Is(err, formats.ErrSourceChanged) {
+		t.Fatalf("Runs of a source cut short: %v, want ErrSourceChanged", err)
 	}
 }
