@@ -281,6 +281,11 @@ func Open(ctx context.Context, path string, opts OpenOptions) (Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openOrClose(ctx, f, opts)
+}
+
+// openOrClose opens the image stored in f, closing f when that fails.
+func openOrClose(ctx context.Context, f File, opts OpenOptions) (Image, error) {
 	img, err := OpenFile(ctx, f, opts)
 	if err != nil {
 		f.Close()
@@ -345,12 +350,7 @@ func OpenFS(ctx context.Context, fsys fs.FS, name string, opts OpenOptions) (Ima
 	if err != nil {
 		return nil, err
 	}
-	img, err := OpenFile(ctx, f, opts)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return img, nil
+	return openOrClose(ctx, f, opts)
 }
 
 func chooseDriver(f File, opts OpenOptions) (*Driver, error) {
