@@ -240,7 +240,7 @@ func (e *Encoder) lazyParse(src []byte) {
 		}
 		next := i + 1 // first position not hashed
 		for l < e.p.maxLazy && i+5 <= n {
-			d4, d3 = m.insert(src, i+1)
+			d4, _ = m.insert(src, i+1)
 			next = i + 2
 			chain := e.p.chain
 			if l >= e.p.good {
