@@ -10,6 +10,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/vdiskio/vdisk/internal/guid"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // GPT header fields (offsets in the header sector).
@@ -164,7 +165,7 @@ func readEntries(r io.ReaderAt, ss int64, h *gptHeader, lastLBA uint64) ([]Parti
 	var parts []Partition
 	for i := 0; i < int(h.count); i++ {
 		e := array[i*int(h.entrySize):]
-		if allZero(e[entTypeOff : entTypeOff+16]) {
+		if zero.Is(e[entTypeOff : entTypeOff+16]) {
 			continue
 		}
 		first, last := le64(e, entFirstOff), le64(e, entLastOff)
@@ -182,15 +183,6 @@ func readEntries(r io.ReaderAt, ss int64, h *gptHeader, lastLBA uint64) ([]Parti
 }
 
 func le64(b []byte, off int) uint64 { return binary.LittleEndian.Uint64(b[off:]) }
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
 
 // guidString formats a GPT GUID (first three fields little-endian) in the
 // canonical upper-case form.

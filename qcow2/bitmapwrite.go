@@ -6,6 +6,7 @@ import (
 	"math/bits"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // Bitmap directory flags and limits (qcow2.txt "Bitmap directory").
@@ -261,7 +262,7 @@ func (img *Image) writeBitmapData(bm *Bitmap) (int64, int64, []int64, error) {
 	chunk := make([]byte, cs)
 	for i := range n {
 		lo, hi := i*cs, min((i+1)*cs, int64(len(bm.Bits)))
-		if allZero(bm.Bits[lo:hi]) {
+		if zero.Is(bm.Bits[lo:hi]) {
 			continue
 		}
 		host, err := img.allocClusters(1)
@@ -284,15 +285,6 @@ func (img *Image) writeBitmapData(bm *Bitmap) (int64, int64, []int64, error) {
 		return 0, 0, nil, err
 	}
 	return off, n, append(used, clusterSpan(off, n*8, cs)...), nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // markDirty sets the bits of [off, off+n) in every enabled bitmap; the

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // blockBytes is tar's unit: headers and data are padded to it.
@@ -226,7 +227,7 @@ func Index(r io.ReaderAt, size int64, file string, lim Limits) ([]Member, error)
 		if _, err := r.ReadAt(block, off); err != nil {
 			return nil, fmt.Errorf("%s: tar header at offset %d: %w", file, off, err)
 		}
-		if allZero(block) {
+		if zero.Is(block) {
 			break
 		}
 		m, next, err := ix.member(block, off)
@@ -414,12 +415,3 @@ const pax00Map = "\x00GNU.sparse.offset,numbytes"
 
 // padded rounds n up to whole blocks.
 func padded(n int64) int64 { return (n + blockBytes - 1) / blockBytes * blockBytes }
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}

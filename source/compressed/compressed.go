@@ -18,6 +18,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // Kind names a compression ("" for none).
@@ -377,7 +378,7 @@ func writeNonZero(dst formats.File, b []byte, off int64) error {
 	start := -1 // start of the pending data run in b
 	for i := 0; i < len(b); i += holeBytes {
 		end := min(i+holeBytes, len(b))
-		if allZero(b[i:end]) {
+		if zero.Is(b[i:end]) {
 			if start >= 0 {
 				if _, err := dst.WriteAt(b[start:i], off+int64(start)); err != nil {
 					return err
@@ -418,19 +419,4 @@ func streamName(kind Kind) string {
 		return "input"
 	}
 	return string(kind)
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/blockcache"
 	"github.com/vdiskio/vdisk/internal/readonly"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // Defaults for reading in place.
@@ -226,7 +227,7 @@ func (f *InPlace) noteZeros(i int, data []byte) {
 	units := (len(data) + holeBytes - 1) / holeBytes
 	bits := make([]uint64, (units+63)/64)
 	for u := range units {
-		if allZero(data[u*holeBytes : min(len(data), (u+1)*holeBytes)]) {
+		if zero.Is(data[u*holeBytes : min(len(data), (u+1)*holeBytes)]) {
 			bits[u/64] |= 1 << (u % 64)
 		}
 	}

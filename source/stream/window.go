@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // pageBytes is the unit the window holds decoded bytes in.
@@ -77,7 +79,7 @@ func (w *window) write(b []byte) error {
 		}
 		at := int(w.produced % pageBytes)
 		n := min(len(b), pageBytes-at)
-		if p.data == nil && !allZero(b[:n]) {
+		if p.data == nil && !zero.Is(b[:n]) {
 			p.data = w.buffer()
 		}
 		if p.data != nil {
@@ -207,19 +209,4 @@ func (w *window) close() {
 	w.closed = true
 	w.held, w.free = nil, nil
 	w.cond.Broadcast()
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
