@@ -85,9 +85,11 @@ func conflict(path string, bit int, shared bool, err error) error {
 	return &ConflictError{Path: path, Perm: permName(bit), Shared: shared}
 }
 
-// Release drops the locks (closing their descriptor). Safe on nil.
+// Release drops the locks (unlocking, then closing their descriptor).
+// Safe on nil.
 func (l *Lock) Release() {
 	if l != nil && l.f != nil {
+		unlockAll(l.f)
 		l.f.Close()
 		l.f = nil
 	}

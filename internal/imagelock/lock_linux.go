@@ -23,3 +23,12 @@ func lockedByOther(f *os.File, off int64) (bool, error) {
 	}
 	return lk.Type != unix.F_UNLCK, nil
 }
+
+// unlockAll drops every lock of f's open file description. A descriptor
+// copied into a child that has forked but not yet exec'd (another
+// goroutine starting a process) refers to the same description and would
+// keep its locks after f is closed; unlocking first does not wait for it.
+func unlockAll(f *os.File) error {
+	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: 0, Len: 0}
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+}

@@ -24,3 +24,9 @@ func lockedByOther(f *os.File, off int64) (bool, error) {
 	}
 	return lk.Type != unix.F_UNLCK, nil
 }
+
+// unlockAll drops this process's locks on f's file.
+func unlockAll(f *os.File) error {
+	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: 0, Len: 0}
+	return unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+}

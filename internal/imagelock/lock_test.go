@@ -4,8 +4,10 @@ package imagelock
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vdiskio/vdisk/internal/qemutest"
@@ -87,4 +89,29 @@ func TestQemuSeesOurLocks(t *testing.T) {
 	if q := qemutest.Exec(t, "qemu-io", "-f", "qcow2", "-c", "length", path); q.Code != 0 {
 		t.Errorf("qemu-io after Release: exit %d %q", q.Code, q.Stderr)
 	}
+}
+
+// TestReleaseWithACopiedDescriptor: a lock's descriptor copied elsewhere (as
+// into a child forked by another goroutine, between its fork and its exec)
+// does not keep the lock once Release returns.
+func TestReleaseWithACopiedDescriptor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img.qcow2")
+	if err := os.WriteFile(path, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Acquire(path, Writer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Dup(int(l.f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	l.Release()
+	again, err := Acquire(path, Writer)
+	if err != nil {
+		t.Fatalf("after Release, with a copy of its descriptor open: %v", err)
+	}
+	again.Release()
 }
