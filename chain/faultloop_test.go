@@ -1,8 +1,10 @@
 package chain_test
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vdiskio/vdisk/chain"
@@ -69,4 +71,54 @@ func requireUnallocated(t *testing.T, path string) {
 			t.Fatalf("the emptied top still allocates %+v", e)
 		}
 	}
+}
+
+// requireOldOrNew fails unless every unit (unitBytes long, named unit) of
+// got's first len(old) bytes reads as that unit of old or of new: what a
+// commit interrupted at write n may leave in the base, unit by unit.
+func requireOldOrNew(t *testing.T, got, old, new []byte, unitBytes int, unit string, n int) {
+	t.Helper()
+	if len(got) < len(old) || len(new) < len(old) {
+		t.Fatalf("write %d failing: the base reads %d bytes, before %d, the top %d", n, len(got), len(old), len(new))
+	}
+	for off := 0; off < len(old); off += unitBytes {
+		end := min(off+unitBytes, len(old))
+		if b := got[off:end]; !bytes.Equal(b, old[off:end]) && !bytes.Equal(b, new[off:end]) {
+			t.Fatalf("write %d failing: %s at %d of the base reads neither as before nor as the top", n, unit, off)
+		}
+	}
+}
+
+// relink points top.EXT at base.EXT again (rebase -u to the same file):
+// a commit's first write gave the base a new identity (VHDX DataWriteGuid,
+// VMDK CID), which the top's link no longer matches.
+func relink(t *testing.T, dir, ext, format string) {
+	t.Helper()
+	ctx := context.Background()
+	top, err := formats.Open(ctx, filepath.Join(dir, "top."+ext), formats.OpenOptions{Writable: true, NoBacking: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := formats.Open(ctx, filepath.Join(dir, "base."+ext), formats.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := top.(formats.BackingSetter).SetBacking("base."+ext, format, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := top.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// requireRefusedThenRelink requires top.EXT to refuse to open over
+// base.EXT, whose identity (named identity) a commit interrupted at write
+// n changed, and then relinks it.
+func requireRefusedThenRelink(t *testing.T, dir, ext, format, identity string, n int) {
+	t.Helper()
+	if img, err := formats.Open(context.Background(), filepath.Join(dir, "top."+ext), formats.OpenOptions{}); err == nil {
+		img.Close()
+		t.Fatalf("write %d failing: the top opens over a base with a new %s", n, identity)
+	}
+	relink(t, dir, ext, format)
 }

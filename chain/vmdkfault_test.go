@@ -30,27 +30,6 @@ func vmdkFaultChain(t *testing.T) (dir string, base, top []byte) {
 	return dir, readFile(t, qemutest.ToRaw(t, "vmdk", p("base.vmdk"))), readFile(t, qemutest.ToRaw(t, "vmdk", p("top.vmdk")))
 }
 
-// vmdkRelink points top.vmdk at base.vmdk again (rebase -u): the commit's
-// first write gave the base a new CID.
-func vmdkRelink(t *testing.T, dir string) {
-	t.Helper()
-	ctx := context.Background()
-	top, err := formats.Open(ctx, filepath.Join(dir, "top.vmdk"), formats.OpenOptions{Writable: true, NoBacking: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := formats.Open(ctx, filepath.Join(dir, "base.vmdk"), formats.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := top.(formats.BackingSetter).SetBacking("base.vmdk", "vmdk", base); err != nil {
-		t.Fatal(err)
-	}
-	if err := top.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestVMDKCommitInterruptedAtEveryWrite commits top.vmdk into base.vmdk
 // in place with the base's writes failing from write n on, for every n:
 // qemu-img check finds the base clean and every 64 KiB grain of it reads
@@ -60,7 +39,6 @@ func TestVMDKCommitInterruptedAtEveryWrite(t *testing.T) {
 	dir, s0, s1 := vmdkFaultChain(t)
 	p := func(n string) string { return filepath.Join(dir, n) }
 	pristineBase, pristineTop := readFile(t, p("base.vmdk")), readFile(t, p("top.vmdk"))
-	ctx := context.Background()
 	commit := func(failAt int) (int, error) {
 		return commitFaulty(t, "vmdk", p("top.vmdk"), p("base.vmdk"), failAt)
 	}
@@ -68,7 +46,7 @@ func TestVMDKCommitInterruptedAtEveryWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmdkRelink(t, dir)
+	relink(t, dir, "vmdk", "vmdk")
 	qemutest.RequireSame(t, "vmdk", p("base.vmdk"), "raw", writeRawFile(t, dir, s1))
 	qemutest.RequireSame(t, "vmdk", p("top.vmdk"), "raw", writeRawFile(t, dir, s1))
 	if total < 3 {
@@ -82,18 +60,9 @@ func TestVMDKCommitInterruptedAtEveryWrite(t *testing.T) {
 		}
 		qemutest.RequireClean(t, "vmdk", p("base.vmdk"))
 		got := readFile(t, qemutest.ToRaw(t, "vmdk", p("base.vmdk")))
-		for off := 0; off < len(got); off += 64 << 10 {
-			g := got[off : off+64<<10]
-			if !bytes.Equal(g, s0[off:off+64<<10]) && !bytes.Equal(g, s1[off:off+64<<10]) {
-				t.Fatalf("write %d failing: grain at %d of the base reads neither as before nor as the top", n, off)
-			}
-		}
+		requireOldOrNew(t, got, s0, s1, 64<<10, "grain", n)
 		if n > 0 {
-			if img, err := formats.Open(ctx, p("top.vmdk"), formats.OpenOptions{}); err == nil {
-				img.Close()
-				t.Fatalf("write %d failing: the top opens over a base with a new CID", n)
-			}
-			vmdkRelink(t, dir)
+			requireRefusedThenRelink(t, dir, "vmdk", "vmdk", "CID", n)
 		}
 		if !bytes.Equal(readVMDK(t, p("top.vmdk")), s1) {
 			t.Fatalf("write %d failing: the top no longer reads as before", n)
@@ -203,7 +172,7 @@ func TestVMDKMakeEmptyInterruptedAtEveryWrite(t *testing.T) {
 	if _, err := commitFaulty(t, "vmdk", p("top.vmdk"), p("base.vmdk"), -1); err != nil {
 		t.Fatal(err)
 	}
-	vmdkRelink(t, dir)
+	relink(t, dir, "vmdk", "vmdk")
 	emptyAtEveryWrite(t, p("top.vmdk"), "vmdk", readFile(t, p("top.vmdk")), func(n int) {
 		qemutest.RequireClean(t, "vmdk", p("top.vmdk"))
 		if !bytes.Equal(readVMDK(t, p("top.vmdk")), s1) {
