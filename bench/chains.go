@@ -58,10 +58,9 @@ func benchChains(vdisk, work, base string, size int64, runs int, only string) {
 		run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", base, p("base.qcow2"))
 		copyImage(base, p("changed.raw"))
 		changedPercent(p("changed.raw"), "raw", size, 5, 7)
-		run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", p("over5.qcow2"))
+		overlay("qcow2", "base.qcow2", p("over5.qcow2"))
 		changedPercent(p("over5.qcow2"), "qcow2", size, 5, 7)
 	}
-	nothing := p("none.out") // commands that write no new file
 	if chainsCase(only, "convert-B") {
 		for _, src := range []struct{ name, path, f string }{
 			{"convert -B (raw, 5%)", p("changed.raw"), "raw"},
@@ -77,68 +76,77 @@ func benchChains(vdisk, work, base string, size int64, runs int, only string) {
 			report(src.name, v, q)
 		}
 	}
+	c := chainRuns{vdisk: vdisk, dir: dir, size: size, runs: runs}
 	if chainsCase(only, "commit") {
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			for _, tool := range []string{vdisk, "qemu-img"} {
-				copyImage(p("base.qcow2"), p("cbase.qcow2"))
-				run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "cbase.qcow2", "-F", "qcow2", p("ctop.qcow2"))
-				changedPercent(p("ctop.qcow2"), "qcow2", size, 10, 9)
-				s := timed(nothing, tool, "commit", "-q", "-f", "qcow2", p("ctop.qcow2"))
-				s.allocated = allocated(p("cbase.qcow2"))
-				if tool == vdisk {
-					v = append(v, s)
-				} else {
-					q = append(q, s)
-				}
-			}
-		}
-		report("commit (10% overlay)", v, q)
+		c.commit("commit (10% overlay)", base, "qcow2")
 	}
 	if chainsCase(only, "commit-vmdk") {
 		// In place since issue 12: a monolithicSparse base keeps its layout
 		// and only the top's grains are written (both tools with -d:
 		// qemu cannot empty a VMDK).
-		if _, err := os.Stat(p("base.vmdk")); err != nil {
-			run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", base, p("base.vmdk"))
-		}
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			for _, tool := range []string{vdisk, "qemu-img"} {
-				copyImage(p("base.vmdk"), p("cbase.vmdk"))
-				run("qemu-img", "create", "-q", "-f", "vmdk", "-b", "cbase.vmdk", "-F", "vmdk", p("ctop.vmdk"))
-				changedPercent(p("ctop.vmdk"), "vmdk", size, 10, 9)
-				s := timed(nothing, tool, "commit", "-q", "-d", "-f", "vmdk", p("ctop.vmdk"))
-				s.allocated = allocated(p("cbase.vmdk"))
-				if tool == vdisk {
-					v = append(v, s)
-				} else {
-					q = append(q, s)
-				}
-			}
-		}
-		report("commit vmdk (10% overlay, -d)", v, q)
+		c.commit("commit vmdk (10% overlay, -d)", base, "vmdk", "-d")
 	}
 	if chainsCase(only, "rebase") {
 		if _, err := os.Stat(p("mid.qcow2")); err != nil {
-			run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", p("mid.qcow2"))
+			overlay("qcow2", "base.qcow2", p("mid.qcow2"))
 			changedPercent(p("mid.qcow2"), "qcow2", size, 5, 5)
-			run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", p("rtop0.qcow2"))
+			overlay("qcow2", "mid.qcow2", p("rtop0.qcow2"))
 			changedPercent(p("rtop0.qcow2"), "qcow2", size, 5, 6)
 		}
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			for _, tool := range []string{vdisk, "qemu-img"} {
-				copyImage(p("rtop0.qcow2"), p("rtop.qcow2"))
-				s := timed(nothing, tool, "rebase", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", p("rtop.qcow2"))
-				s.allocated = allocated(p("rtop.qcow2"))
-				if tool == vdisk {
-					v = append(v, s)
-				} else {
-					q = append(q, s)
-				}
+		c.inPlace("rebase safe (5% over 5%)", p("rtop.qcow2"), func() { copyImage(p("rtop0.qcow2"), p("rtop.qcow2")) },
+			"rebase", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", p("rtop.qcow2"))
+	}
+}
+
+// overlay makes path, an empty image of format f over backing (a name
+// relative to path's folder, of the same format).
+func overlay(f, backing, path string) {
+	run("qemu-img", "create", "-q", "-f", f, "-b", backing, "-F", f, path)
+}
+
+// chainRuns times the chain commands that change images in place, in dir.
+type chainRuns struct {
+	vdisk, dir string
+	size       int64
+	runs       int
+}
+
+// commit times committing an overlay that changes 10% into a copy of the
+// workload (base, raw) in format f (made once as base.F, f being also
+// the extension): the overlay and the copy are made anew before each run,
+// untimed; extra are commit's flags beside -q and -f.
+func (c chainRuns) commit(name, base, f string, extra ...string) {
+	p := func(n string) string { return filepath.Join(c.dir, n) }
+	if _, err := os.Stat(p("base." + f)); err != nil {
+		run("qemu-img", "convert", "-f", "raw", "-O", f, base, p("base."+f))
+	}
+	cbase, ctop := p("cbase."+f), p("ctop."+f)
+	prepare := func() {
+		copyImage(p("base."+f), cbase)
+		overlay(f, "cbase."+f, ctop)
+		changedPercent(ctop, f, c.size, 10, 9)
+	}
+	args := append(append([]string{"commit", "-q"}, extra...), "-f", f, ctop)
+	c.inPlace(name, cbase, prepare, args...)
+}
+
+// inPlace times args run by vdisk and by qemu-img, alternating, c.runs
+// times each: prepare makes the files anew before each run (untimed), and
+// changed is the file whose allocation is reported.
+func (c chainRuns) inPlace(name, changed string, prepare func(), args ...string) {
+	nothing := filepath.Join(c.dir, "none.out") // the commands write no new file
+	var v, q []sample
+	for i := 0; i < c.runs; i++ {
+		for _, tool := range []string{c.vdisk, "qemu-img"} {
+			prepare()
+			s := timed(nothing, tool, args...)
+			s.allocated = allocated(changed)
+			if tool == c.vdisk {
+				v = append(v, s)
+			} else {
+				q = append(q, s)
 			}
 		}
-		report("rebase safe (5% over 5%)", v, q)
 	}
+	report(name, v, q)
 }
