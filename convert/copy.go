@@ -378,9 +378,13 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 	buf = buf[:t.length]
 	res := &result{buf: buf}
 	res.err = c.splitMapped(t, buf, res, func(data []byte) error {
+		if c.cw == nil {
+			data = data[:c.clipToStreamEnd(t.off, len(data))]
+		}
 		switch {
+		case len(data) == 0:
 		case c.opts.NoSparse:
-			res.ops = []op{{off: t.off, buf: data, length: t.length}}
+			res.ops = []op{{off: t.off, buf: data, length: int64(len(data))}}
 		case c.cw != nil:
 			return c.compress(t, data, res)
 		default:
@@ -389,6 +393,28 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 		return nil
 	})
 	return res
+}
+
+// clipToStreamEnd is how many of the n bytes read at off lie before the
+// end of a stream input that has ended (its final size as the output
+// takes it, see finalSize): nothing past it is written, so an output
+// created at the provisional size can take the final one at the end (a
+// stream output cannot be cut back; a block format allocates nothing
+// past it). A compressed cluster stays whole (zeros past the end, inside
+// the last cluster).
+func (c *copier) clipToStreamEnd(off int64, n int) int {
+	end, ok := streamEnd(c.src)
+	if !ok {
+		return n
+	}
+	end = finalSize(c.dst, end)
+	switch {
+	case off >= end:
+		return 0
+	case off+int64(n) > end:
+		return int(end - off)
+	}
+	return n
 }
 
 // splitZeros cuts buf (at virtual offset off) into data and zero runs at the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/vdiskio/vdisk/chain"
 	"github.com/vdiskio/vdisk/formats"
@@ -273,10 +272,9 @@ func streamEnd(src formats.Image) (int64, bool) {
 	return 0, false
 }
 
-// finishSize shrinks an output created at a stream's provisional size to
-// the size the stream turned out to have: exactly for raw, rounded up to
-// whole sectors for the formats that count in them (as qemu-img sizes an
-// image made from a raw file).
+// finishSize gives an output created at a stream's provisional size the
+// size the stream turned out to have (finalSize): formats.SizeFinisher
+// where the output has it, else a shrinking Resize (raw, qcow2, fixed VHD).
 func finishSize(ctx context.Context, dst formats.Writable, src formats.Image) error {
 	s, ok := src.(StreamSizer)
 	if !ok {
@@ -289,11 +287,12 @@ func finishSize(ctx context.Context, dst formats.Writable, src formats.Image) er
 	if s.SizeKnown() {
 		return nil
 	}
-	if dst.Format() != "raw" {
-		end = (end + formats.SectorBytes - 1) / formats.SectorBytes * formats.SectorBytes
-	}
+	end = finalSize(dst, end)
 	if end == dst.Size() {
 		return nil
+	}
+	if f, ok := dst.(formats.SizeFinisher); ok {
+		return f.FinishSize(ctx, end)
 	}
 	r, ok := dst.(formats.Resizer)
 	if !ok {
@@ -302,15 +301,44 @@ func finishSize(ctx context.Context, dst formats.Writable, src formats.Image) er
 	return r.Resize(ctx, end, true)
 }
 
+// finalSize is the size an output takes from a stream of end bytes:
+// exactly end for raw, rounded up to whole sectors for the formats that
+// count in them (as qemu-img sizes an image made from a raw file).
+func finalSize(dst formats.Image, end int64) int64 {
+	if dst.Format() == "raw" {
+		return end
+	}
+	return (end + formats.SectorBytes - 1) / formats.SectorBytes * formats.SectorBytes
+}
+
 // CanFinishSize says whether an output of this format (and -o text) can be
-// created before its input's size is known and shrunk to it at the end
-// (finishSize): raw, qcow2 and fixed VHD files.
-func CanFinishSize(format, createOptions string) bool {
-	switch format {
+// created before its input's size is known, at a provisional size, and
+// take the real size at the end (finishSize), without writing or
+// allocating anything for the provisional size: raw and qcow2 (without
+// preallocation), VHD (fixed and dynamic), VDI (not static), dynamic
+// VHDX, and monolithicSparse and streamOptimized VMDK. A stream output
+// (stdout) cannot go back to its header: there only raw can.
+func CanFinishSize(format, createOptions string, toStream bool) bool {
+	drv, err := formats.Lookup(format)
+	if err != nil {
+		return false
+	}
+	opts, err := formats.ParseOptions(drv.CreateOptions, createOptions)
+	if err != nil || opts.String("backing_file") != "" {
+		return false
+	}
+	if p := opts.String("preallocation"); p != "" && p != "off" {
+		return false
+	}
+	if toStream {
+		return drv.Name == "raw"
+	}
+	sub := opts.String("subformat")
+	switch drv.Name {
 	case "raw", "qcow2":
 		return true
-	case "vpc", "vhd":
-		return strings.Contains(createOptions, "subformat=fixed")
+	case "vpc":
+		return sub == "fixed" && !opts.Bool("azure") // Azure's whole MiB is known only at the end
 	}
 	return false
 }

@@ -222,6 +222,20 @@ type Resizer interface {
 	Resize(ctx context.Context, newSize int64, shrink bool) error
 }
 
+// SizeFinisher is a newly created image that can take a smaller virtual
+// size once it has been written: an output created at a provisional size
+// (a raw stream's, whose length is known only at its end) into which
+// nothing past size (rounded up to the image's block or grain) was
+// written. FinishSize rewrites the size fields (headers, footers,
+// descriptors) as Create would have written them for size; tables sized
+// for the provisional size may keep their room. It is called once, after
+// the last write and before Flush and Close. It fails, changing nothing,
+// when size is not a whole number of sectors, is larger than the image or
+// data lies past it.
+type SizeFinisher interface {
+	FinishSize(ctx context.Context, size int64) error
+}
+
 // DigestVerifier is an image that keeps digests of its own content (EWF's
 // MD5 and SHA-1) and can check them: `vdisk verify` without a hash log.
 type DigestVerifier interface {

@@ -32,8 +32,7 @@ func (g *globals) streamStdin(job *convert.Job, head []byte, srcFormat string, p
 	switch {
 	case kind == stream.Spool:
 		return nil
-	case kind == stream.Raw && (job.Target == "-" || job.Driver != nil || job.Compression != compressed.None ||
-		!convert.CanFinishSize(job.Format, job.CreateOptions)):
+	case kind == stream.Raw && (job.Driver != nil || !convert.CanFinishSize(job.Format, job.CreateOptions, job.Target == "-")):
 		return nil
 	}
 	limit := compressed.DefaultLimitBytes

@@ -25,6 +25,13 @@ import (
 // own peak: Go's os/exec shares its memory until the exec).
 func pipeVdisk(t *testing.T, in, straceLog, rssLog string, args ...string) (string, int) {
 	t.Helper()
+	return pipeVdiskTo(t, in, nil, straceLog, rssLog, args...)
+}
+
+// pipeVdiskTo is pipeVdisk with vdisk's standard output written to
+// stdout (when not nil).
+func pipeVdiskTo(t *testing.T, in string, stdout io.Writer, straceLog, rssLog string, args ...string) (string, int) {
+	t.Helper()
 	name, argv := os.Args[0], args
 	switch {
 	case straceLog != "":
@@ -41,7 +48,7 @@ func pipeVdisk(t *testing.T, in, straceLog, rssLog string, args ...string) (stri
 		t.Fatal(err)
 	}
 	var errb bytes.Buffer
-	cmd.Stderr = &errb
+	cmd.Stderr, cmd.Stdout = &errb, stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,49 +90,131 @@ func streamSources(t *testing.T) (raw, vmdk, vhd string) {
 	return raw, vmdk, vhd
 }
 
+// oddRaw makes a raw disk of 41 MiB + 1636 bytes (not a whole number of
+// sectors, grains or blocks) whose data runs up to its last byte.
+func oddRaw(t *testing.T) string {
+	raw := filepath.Join(t.TempDir(), "odd.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", raw, "41M")
+	qemutest.IO(t, "raw", raw, "write -P 0x3c 3M 64k", "write -P 0x77 40M 1M")
+	f, err := os.OpenFile(raw, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(bytes.Repeat([]byte{0xc3}, 1636)); err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// streamCase is one conversion of TestStdinStreamed.
+type streamCase struct {
+	name, in, inFmt string
+	args            []string
+	outFmt          string
+	spool           bool
+	stdout          bool   // the output is "-", written into a file
+	decompress      string // the output is compressed: the tool that tests and decompresses it
+}
+
 // TestStdinStreamed: raw, a fixed VHD and a streamOptimized VMDK piped
 // into convert are read as streams (strace sees no spool file), into
-// outputs judged by qemu-img compare against the original; a raw stream
-// into an output that needs its size up front (VHDX) is spooled, the
-// control that the spool check sees a spool.
+// outputs judged by qemu-img compare against the original, qemu-img
+// check and the virtual size qemu-img sees (the raw input's, in whole
+// sectors for the formats that count in them); a raw stream into an
+// output that must know its size before its first byte (a VMDK to
+// stdout) is spooled, the control that the spool check sees a spool.
 func TestStdinStreamed(t *testing.T) {
 	raw, vmdk, vhd := streamSources(t)
-	for _, tc := range []struct {
-		name, in, inFmt string
-		args            []string
-		outFmt          string
-		spool           bool
-	}{
-		{"raw to qcow2", raw, "raw", []string{"-O", "qcow2"}, "qcow2", false},
-		{"raw -f raw to raw", raw, "raw", []string{"-f", "raw", "-O", "raw"}, "raw", false},
-		{"raw to fixed vhd", raw, "raw", []string{"-O", "vpc", "-o", "subformat=fixed"}, "vpc", false},
-		{"raw to compressed qcow2", raw, "raw", []string{"-O", "qcow2", "-c"}, "qcow2", false},
-		{"vmdk to qcow2", vmdk, "vmdk", []string{"-O", "qcow2"}, "qcow2", false},
-		{"vmdk to vhdx", vmdk, "vmdk", []string{"-O", "vhdx"}, "vhdx", false},
-		{"vmdk to vmdk stream", vmdk, "vmdk", []string{"-O", "vmdk", "-o", "subformat=streamOptimized"}, "vmdk", false},
-		{"fixed vhd to qcow2", vhd, "vpc", []string{"-O", "qcow2"}, "qcow2", false},
-		{"fixed vhd -f vpc to raw", vhd, "vpc", []string{"-f", "vpc", "-O", "raw"}, "raw", false},
-		{"raw to vhdx (spooled)", raw, "raw", []string{"-f", "raw", "-O", "vhdx"}, "vhdx", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			out, log := filepath.Join(dir, "out"), filepath.Join(dir, "strace.log")
-			args := append(append([]string{"convert"}, tc.args...), "-", out)
-			if stderr, code := pipeVdisk(t, tc.in, log, "", args...); code != 0 {
-				t.Fatalf("vdisk %s < %s: %s", strings.Join(args, " "), filepath.Base(tc.in), stderr)
-			}
-			if got := spooled(t, log); got != tc.spool {
-				t.Errorf("spool file made: %v, want %v", got, tc.spool)
-			}
-			qemutest.RequireSame(t, tc.inFmt, tc.in, tc.outFmt, out)
-			if tc.outFmt == "qcow2" {
-				qemutest.RequireClean(t, "qcow2", out)
-			}
-			// The size is the stream's (qemu-img's of the input), not the provisional one.
-			if got, want := qemutest.Info(t, tc.outFmt, out)["virtual-size"], qemutest.Info(t, tc.inFmt, tc.in)["virtual-size"]; got != want {
-				t.Errorf("virtual size %v, want the input's %v", got, want)
-			}
-		})
+	odd := oddRaw(t)
+	cases := []streamCase{
+		{name: "raw to qcow2", in: raw, inFmt: "raw", args: []string{"-O", "qcow2"}, outFmt: "qcow2"},
+		{name: "raw -f raw to raw", in: raw, inFmt: "raw", args: []string{"-f", "raw", "-O", "raw"}, outFmt: "raw"},
+		{name: "raw to fixed vhd", in: raw, inFmt: "raw", args: []string{"-O", "vpc", "-o", "subformat=fixed"}, outFmt: "vpc"},
+		{name: "raw to compressed qcow2", in: raw, inFmt: "raw", args: []string{"-O", "qcow2", "-c"}, outFmt: "qcow2"},
+		{name: "vmdk to qcow2", in: vmdk, inFmt: "vmdk", args: []string{"-O", "qcow2"}, outFmt: "qcow2"},
+		{name: "vmdk to vhdx", in: vmdk, inFmt: "vmdk", args: []string{"-O", "vhdx"}, outFmt: "vhdx"},
+		{name: "vmdk to vmdk stream", in: vmdk, inFmt: "vmdk", args: []string{"-O", "vmdk", "-o", "subformat=streamOptimized"}, outFmt: "vmdk"},
+		{name: "fixed vhd to qcow2", in: vhd, inFmt: "vpc", args: []string{"-O", "qcow2"}, outFmt: "qcow2"},
+		{name: "fixed vhd -f vpc to raw", in: vhd, inFmt: "vpc", args: []string{"-f", "vpc", "-O", "raw"}, outFmt: "raw"},
+		{name: "raw to vmdk on stdout (spooled)", in: raw, inFmt: "raw", args: []string{"-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized"}, outFmt: "vmdk", spool: true, stdout: true},
+	}
+	// A raw stream into every output that can take its size at the end,
+	// of a whole number of MiB and of an odd size.
+	for _, in := range []struct{ name, path string }{{"raw", raw}, {"odd raw", odd}} {
+		for _, out := range []struct {
+			name       string
+			args       []string
+			outFmt     string
+			stdout     bool
+			decompress string
+		}{
+			{"raw on stdout", []string{"-O", "raw"}, "raw", true, ""},
+			{"xz raw", []string{"-O", "raw", "--compression=xz"}, "raw", false, "xz"},
+			{"zstd raw", []string{"-O", "raw", "--compression=zstd"}, "raw", false, "zstd"},
+			{"gzip raw on stdout", []string{"-O", "raw", "--compression=gzip"}, "raw", true, "gzip"},
+		} {
+			cases = append(cases, streamCase{name: in.name + " to " + out.name, in: in.path, inFmt: "raw",
+				args: out.args, outFmt: out.outFmt, stdout: out.stdout, decompress: out.decompress})
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { runStreamCase(t, tc) })
+	}
+}
+
+func runStreamCase(t *testing.T, tc streamCase) {
+	dir := t.TempDir()
+	out, log := filepath.Join(dir, "out"), filepath.Join(dir, "strace.log")
+	target := out
+	var stdout io.Writer
+	if tc.stdout {
+		f, err := os.Create(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		target, stdout = "-", f
+	}
+	args := append(append([]string{"convert"}, tc.args...), "-", target)
+	if stderr, code := pipeVdiskTo(t, tc.in, stdout, log, "", args...); code != 0 {
+		t.Fatalf("vdisk %s < %s: %s", strings.Join(args, " "), filepath.Base(tc.in), stderr)
+	}
+	if got := spooled(t, log); got != tc.spool {
+		t.Errorf("spool file made: %v, want %v", got, tc.spool)
+	}
+	if tc.decompress != "" {
+		tool := qemutest.Tool(t, tc.decompress)
+		if b, err := exec.Command(tool, "-t", out).CombinedOutput(); err != nil {
+			t.Fatalf("%s -t: %v: %s", tc.decompress, err, b)
+		}
+		plain := filepath.Join(dir, "out.raw")
+		cmd := exec.Command(tool, "-dc", out)
+		f, err := os.Create(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = f, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s -dc: %v: %s", tc.decompress, err, errb.Bytes())
+		}
+		f.Close()
+		out = plain
+	}
+	qemutest.RequireSame(t, tc.inFmt, tc.in, tc.outFmt, out)
+	switch tc.outFmt {
+	case "qcow2", "vdi", "vhdx", "vmdk":
+		qemutest.RequireClean(t, tc.outFmt, out)
+	}
+	// The size is the stream's (qemu-img's of the input, in whole sectors
+	// but for raw), not the provisional one.
+	want := int64(qemutest.Info(t, tc.inFmt, tc.in)["virtual-size"].(float64))
+	if tc.outFmt != "raw" {
+		want = (want + 511) / 512 * 512
+	}
+	if got := qemutest.Info(t, tc.outFmt, out)["virtual-size"]; got != float64(want) {
+		t.Errorf("virtual size %v, want %d", got, want)
 	}
 }
 
