@@ -333,12 +333,11 @@ func CanFinishSize(format, createOptions string, toStream bool) bool {
 	if toStream {
 		return drv.Name == "raw"
 	}
-	sub := opts.String("subformat")
 	switch drv.Name {
 	case "raw", "qcow2":
 		return true
 	case "vpc":
-		return sub == "fixed" && !opts.Bool("azure") // Azure's whole MiB is known only at the end
+		return !opts.Bool("azure") // Azure's whole MiB is known only at the end
 	}
 	return false
 }

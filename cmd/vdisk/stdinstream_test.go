@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -153,6 +154,8 @@ func TestStdinStreamed(t *testing.T) {
 			{"xz raw", []string{"-O", "raw", "--compression=xz"}, "raw", false, "xz"},
 			{"zstd raw", []string{"-O", "raw", "--compression=zstd"}, "raw", false, "zstd"},
 			{"gzip raw on stdout", []string{"-O", "raw", "--compression=gzip"}, "raw", true, "gzip"},
+			{"dynamic vhd", []string{"-O", "vpc"}, "vpc", false, ""},
+			{"fixed vhd", []string{"-O", "vpc", "-o", "subformat=fixed"}, "vpc", false, ""},
 		} {
 			cases = append(cases, streamCase{name: in.name + " to " + out.name, in: in.path, inFmt: "raw",
 				args: out.args, outFmt: out.outFmt, stdout: out.stdout, decompress: out.decompress})
@@ -215,6 +218,13 @@ func runStreamCase(t *testing.T, tc streamCase) {
 	}
 	if got := qemutest.Info(t, tc.outFmt, out)["virtual-size"]; got != float64(want) {
 		t.Errorf("virtual size %v, want %d", got, want)
+	}
+	// libyal's readers see the same size.
+	if tool := map[string]string{"vpc": "vhdiinfo", "vhdx": "vhdiinfo", "vmdk": "vmdkinfo"}[tc.outFmt]; tool != "" && !tc.stdout {
+		b, err := exec.Command(qemutest.Tool(t, tool), out).CombinedOutput()
+		if err != nil || !bytes.Contains(b, []byte(fmt.Sprintf("(%d bytes)", want))) {
+			t.Errorf("%s: %v, no size of %d bytes in\n%s", tool, err, want, b)
+		}
 	}
 }
 
