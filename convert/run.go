@@ -338,6 +338,8 @@ func CanFinishSize(format, createOptions string, toStream bool) bool {
 		return true
 	case "vpc":
 		return !opts.Bool("azure") // Azure's whole MiB is known only at the end
+	case "vdi":
+		return !opts.Bool("static")
 	}
 	return false
 }

@@ -156,6 +156,7 @@ func TestStdinStreamed(t *testing.T) {
 			{"gzip raw on stdout", []string{"-O", "raw", "--compression=gzip"}, "raw", true, "gzip"},
 			{"dynamic vhd", []string{"-O", "vpc"}, "vpc", false, ""},
 			{"fixed vhd", []string{"-O", "vpc", "-o", "subformat=fixed"}, "vpc", false, ""},
+			{"vdi", []string{"-O", "vdi"}, "vdi", false, ""},
 		} {
 			cases = append(cases, streamCase{name: in.name + " to " + out.name, in: in.path, inFmt: "raw",
 				args: out.args, outFmt: out.outFmt, stdout: out.stdout, decompress: out.decompress})
