@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/vdiskio/vdisk/internal/qemuopt"
 )
 
 // OptionType is the type of a create option value.
@@ -101,7 +103,7 @@ type OptionItem struct {
 // bare key is key=on, empty items are skipped.
 func SplitOptions(text string) []OptionItem {
 	var items []OptionItem
-	for _, item := range splitOptions(text) {
+	for _, item := range qemuopt.Split(text) {
 		if item == "" {
 			continue
 		}
@@ -112,26 +114,6 @@ func SplitOptions(text string) []OptionItem {
 		items = append(items, OptionItem{Key: key, Value: value, Bare: !ok})
 	}
 	return items
-}
-
-// splitOptions splits on single commas; ",," stands for a comma in a value.
-func splitOptions(text string) []string {
-	var items []string
-	var cur strings.Builder
-	for i := 0; i < len(text); i++ {
-		if text[i] == ',' {
-			if i+1 < len(text) && text[i+1] == ',' {
-				cur.WriteByte(',')
-				i++
-				continue
-			}
-			items = append(items, cur.String())
-			cur.Reset()
-			continue
-		}
-		cur.WriteByte(text[i])
-	}
-	return append(items, cur.String())
 }
 
 func (o *Options) spec(key string) (OptionSpec, bool) {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/qemuopt"
 )
 
 // cryptoFlags are qemu-img's ways of giving keys: --object secret,...
@@ -65,7 +66,7 @@ func (c *cryptoFlags) parseSecrets() (map[string][]byte, error) {
 // (",," is a literal comma, as in qemu's option syntax). Errors never
 // quote the secret.
 func parseSecretObject(obj string) (string, []byte, error) {
-	items := splitOpts(obj)
+	items := qemuopt.Split(obj)
 	if len(items) == 0 || items[0] != "secret" && items[0] != "qom-type=secret" {
 		typ, _, _ := strings.Cut(obj, ",")
 		return "", nil, fmt.Errorf("--object %s: only secret objects are supported", typ)
@@ -122,26 +123,6 @@ func parseSecretObject(obj string) (string, []byte, error) {
 	return id, secret, nil
 }
 
-// splitOpts splits qemu option text on commas (",," is a comma).
-func splitOpts(text string) []string {
-	var items []string
-	var cur strings.Builder
-	for i := 0; i < len(text); i++ {
-		if text[i] == ',' {
-			if i+1 < len(text) && text[i+1] == ',' {
-				cur.WriteByte(',')
-				i++
-				continue
-			}
-			items = append(items, cur.String())
-			cur.Reset()
-			continue
-		}
-		cur.WriteByte(text[i])
-	}
-	return append(items, cur.String())
-}
-
 // applyKeys puts the secrets into opts and resolves an image name given
 // with --image-opts; it returns the path to open.
 func (g *globals) applyKeys(name string, opts *formats.OpenOptions) (string, error) {
@@ -154,7 +135,7 @@ func (g *globals) applyKeys(name string, opts *formats.OpenOptions) (string, err
 	path := name
 	if g.crypto.imageOpts {
 		path = ""
-		for _, it := range splitOpts(name) {
+		for _, it := range qemuopt.Split(name) {
 			k, v, ok := strings.Cut(it, "=")
 			if !ok {
 				return "", fmt.Errorf("--image-opts %q: expected key=value", it)
@@ -196,7 +177,7 @@ func (g *globals) imageName(arg string) string {
 	if !g.crypto.imageOpts {
 		return arg
 	}
-	for _, it := range splitOpts(arg) {
+	for _, it := range qemuopt.Split(arg) {
 		if k, v, _ := strings.Cut(it, "="); k == "file.filename" || k == "filename" {
 			return v
 		}
