@@ -340,6 +340,9 @@ func CanFinishSize(format, createOptions string, toStream bool) bool {
 		return !opts.Bool("azure") // Azure's whole MiB is known only at the end
 	case "vdi":
 		return !opts.Bool("static")
+	case "vmdk":
+		sub := opts.String("subformat")
+		return sub == "streamOptimized"
 	}
 	return false
 }

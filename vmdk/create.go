@@ -182,6 +182,19 @@ func (cfg *createConfig) descriptor(createType string, exts []extentLine) *descr
 	return d
 }
 
+// monolithicDescriptor returns the embedded descriptor of a one-extent
+// disk (monolithicSparse, streamOptimized) for a capacity: FinishSize
+// rewrites it for the final one. A copy of cfg is kept (the geometry and
+// extent line follow the size).
+func (cfg *createConfig) monolithicDescriptor(createType string) func(size int64) []byte {
+	c := *cfg
+	return func(size int64) []byte {
+		c.size = size
+		d := c.descriptor(createType, []extentLine{{Access: "RW", Sectors: uint64(size / sectorSize), Type: "SPARSE", File: c.prefix + c.suffix}})
+		return []byte(d.format())
+	}
+}
+
 // geometry is VMware's: 16 heads for IDE, 255 for SCSI adapters, 63
 // sectors per track, cylinders = capacity / (heads*63), capped at 16383 for
 // IDE (the ATA limit).

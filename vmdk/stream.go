@@ -43,6 +43,9 @@ type streamWriter struct {
 	done    bool
 	rec     []byte   // grain record buffer
 	spares  [][]byte // compressed grain buffers reused by writeWholeGrains
+	// descFor is the embedded descriptor for a capacity (FinishSize
+	// rewrites it).
+	descFor func(size int64) []byte
 }
 
 // spare returns a reusable empty buffer for the i-th grain of a batch.
@@ -54,8 +57,8 @@ func createStream(cfg *createConfig) (formats.Writable, error) {
 	if cfg.parent != nil {
 		return nil, formats.Unsupportedf(cfg.req.Name, "streamOptimized delta disks")
 	}
-	d := cfg.descriptor(subStreamOptimized, []extentLine{{Access: "RW", Sectors: uint64(cfg.size / sectorSize), Type: "SPARSE", File: cfg.prefix + cfg.suffix}})
-	text := []byte(d.format())
+	descFor := cfg.monolithicDescriptor(subStreamOptimized)
+	text := descFor(cfg.size)
 	descSectors := int64(embeddedDescSectors)
 	grainBytes := int64(defaultGrain * sectorSize)
 	numGTs := int64(ceilDiv(ceilDiv(uint64(cfg.size), uint64(grainBytes)), defaultGTEs))
@@ -67,7 +70,7 @@ func createStream(cfg *createConfig) (formats.Writable, error) {
 		DescriptorSize: uint64(descSectors), NumGTEsPerGT: defaultGTEs, GDOffset: gdAtEnd,
 		OverHead: streamOverheadBytes / sectorSize, NewlineCheck: newlineCheck, CompressAlgo: compressDeflate}
 	w := &streamWriter{f: cfg.req.File, name: cfg.req.Name, hdr: h, size: cfg.size, grainBytes: grainBytes, level: cfg.level,
-		pos: streamOverheadBytes, cur: -1, gd: make([]uint32, numGTs), gtIndex: -1, gt: make([]uint32, defaultGTEs)}
+		pos: streamOverheadBytes, cur: -1, gd: make([]uint32, numGTs), gtIndex: -1, gt: make([]uint32, defaultGTEs), descFor: descFor}
 	head := make([]byte, streamOverheadBytes)
 	copy(head, h.encode())
 	copy(head[sectorSize:(1+descSectors)*sectorSize], text)

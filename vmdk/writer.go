@@ -25,6 +25,9 @@ type writer struct {
 	// backingName is the backing_file as stored (parentFileNameHint).
 	backingName string
 	closed      bool
+	// descFor, for a new monolithicSparse disk, is its embedded
+	// descriptor for a capacity (FinishSize rewrites it).
+	descFor func(size int64) []byte
 }
 
 // wextent is one extent of a writer: a flat file or a sparse extent.
@@ -41,8 +44,8 @@ func createSparse(cfg *createConfig) (formats.Writable, error) {
 		w.parent, w.backingName = cfg.parent, cfg.backing
 	}
 	if cfg.sub == subMonolithicSparse {
-		d := cfg.descriptor(subMonolithicSparse, []extentLine{{Access: "RW", Sectors: uint64(cfg.size / sectorSize), Type: "SPARSE", File: cfg.prefix + cfg.suffix}})
-		sp, err := newSparseWriter(cfg.req.File, cfg.size, cfg.zeroed, []byte(d.format()), cfg.req.Open.Limits)
+		w.descFor = cfg.monolithicDescriptor(subMonolithicSparse)
+		sp, err := newSparseWriter(cfg.req.File, cfg.size, cfg.zeroed, w.descFor(cfg.size), cfg.req.Open.Limits)
 		if err != nil {
 			return nil, err
 		}
@@ -304,12 +307,13 @@ type sparseWriter struct {
 	// there means no redundant copy.
 	gtOffs, rgtOffs []int64
 
-	mu      sync.Mutex
-	next    int64 // byte offset of the next grain
-	tables  map[int64]*wtable
-	order   []int64 // table load order, for eviction
-	maxTabs int
-	pending map[int64]chan struct{} // grains being filled from the parent
+	mu       sync.Mutex
+	grainEnd int64 // every grain with a GTE set is below it
+	next     int64 // byte offset of the next grain
+	tables   map[int64]*wtable
+	order    []int64 // table load order, for eviction
+	maxTabs  int
+	pending  map[int64]chan struct{} // grains being filled from the parent
 }
 
 // wtable is a grain table held by the writer.
@@ -513,6 +517,7 @@ func (s *sparseWriter) setGTE(g int64, v uint32) error {
 	}
 	tab.gte[g%defaultGTEs] = v
 	tab.dirty = true
+	s.grainEnd = max(s.grainEnd, g+1)
 	return nil
 }
 

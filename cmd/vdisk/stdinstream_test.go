@@ -157,6 +157,7 @@ func TestStdinStreamed(t *testing.T) {
 			{"dynamic vhd", []string{"-O", "vpc"}, "vpc", false, ""},
 			{"fixed vhd", []string{"-O", "vpc", "-o", "subformat=fixed"}, "vpc", false, ""},
 			{"vdi", []string{"-O", "vdi"}, "vdi", false, ""},
+			{"streamOptimized vmdk", []string{"-O", "vmdk", "-o", "subformat=streamOptimized"}, "vmdk", false, ""},
 		} {
 			cases = append(cases, streamCase{name: in.name + " to " + out.name, in: in.path, inFmt: "raw",
 				args: out.args, outFmt: out.outFmt, stdout: out.stdout, decompress: out.decompress})
