@@ -340,6 +340,8 @@ func CanFinishSize(format, createOptions string, toStream bool) bool {
 		return !opts.Bool("azure") // Azure's whole MiB is known only at the end
 	case "vdi":
 		return !opts.Bool("static")
+	case "vhdx":
+		return opts.String("subformat") != "fixed"
 	case "vmdk":
 		sub := opts.String("subformat")
 		return sub == "streamOptimized"

@@ -157,6 +157,8 @@ func TestStdinStreamed(t *testing.T) {
 			{"dynamic vhd", []string{"-O", "vpc"}, "vpc", false, ""},
 			{"fixed vhd", []string{"-O", "vpc", "-o", "subformat=fixed"}, "vpc", false, ""},
 			{"vdi", []string{"-O", "vdi"}, "vdi", false, ""},
+			{"vhdx", []string{"-O", "vhdx"}, "vhdx", false, ""},
+			{"vhdx 1M blocks", []string{"-O", "vhdx", "-o", "block_size=1M"}, "vhdx", false, ""},
 			{"streamOptimized vmdk", []string{"-O", "vmdk", "-o", "subformat=streamOptimized"}, "vmdk", false, ""},
 		} {
 			cases = append(cases, streamCase{name: in.name + " to " + out.name, in: in.path, inFmt: "raw",
