@@ -46,8 +46,7 @@ type InPlace struct {
 	// its compressed bytes and a decoder's dictionary).
 	decoding chan struct{}
 	closer   func()
-	cache    blockcache.Cache
-	wg       sync.WaitGroup // read-ahead decodes
+	reader   blockcache.Reader // the decoded blocks, cached, read ahead
 
 	zerosMu sync.Mutex
 	zeros   map[int][]uint64 // per decoded block, a bit per all-zero holeBytes unit
@@ -106,10 +105,12 @@ func (s *Spooler) openInPlace(src formats.File, name string, kind Kind, size, li
 		return nil, formats.Limitf(name, string(kind)+" index", -1,
 			"declares %d decompressed bytes, past the limit of %d bytes (raise it with --spool-limit)", f.size, limit)
 	}
-	f.cache.Budget = max(s.CacheBytes, 0)
-	if f.cache.Budget == 0 {
-		f.cache.Budget = DefaultCacheBytes
+	f.reader.Cache.Budget = max(s.CacheBytes, 0)
+	if f.reader.Cache.Budget == 0 {
+		f.reader.Cache.Budget = DefaultCacheBytes
 	}
+	f.reader.Size, f.reader.Count, f.reader.Ahead = f.size, len(blocks), readAheadBlocks
+	f.reader.Find, f.reader.Span, f.reader.Load = f.find, f.span, f.load
 	return f, nil
 }
 
@@ -151,7 +152,7 @@ func (f *InPlace) Size() (int64, error) { return f.size, nil }
 
 // Close waits for read-ahead decodes and closes the compressed file.
 func (f *InPlace) Close() error {
-	f.wg.Wait()
+	f.reader.Wait()
 	f.close()
 	return f.src.Close()
 }
@@ -161,51 +162,19 @@ func (f *InPlace) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("%s: negative offset %d", f.Name(), off)
 	}
-	n := 0
-	for n < len(p) {
-		at := off + int64(n)
-		if at >= f.size {
-			return n, io.EOF
-		}
-		i := sort.Search(len(f.blocks), func(i int) bool { return f.blocks[i].virtOff+f.blocks[i].virtBytes > at })
-		data, err := f.block(i)
-		if err != nil {
-			return n, err
-		}
-		f.readAhead(i)
-		n += copy(p[n:], data[at-f.blocks[i].virtOff:])
-	}
-	return n, nil
+	return f.reader.ReadAt(p, off)
 }
 
-// block returns block i decoded, from the cache or decoding it.
-func (f *InPlace) block(i int) ([]byte, error) {
-	e, owner := f.cache.Claim(i, f.blocks[i].virtBytes, false)
-	if owner {
-		f.load(i, e)
-	}
-	return e.Wait()
+// find returns the block holding decompressed byte at.
+func (f *InPlace) find(at int64) int {
+	return sort.Search(len(f.blocks), func(i int) bool { return f.blocks[i].virtOff+f.blocks[i].virtBytes > at })
 }
 
-// readAhead starts decoding the blocks after i while the cache has room.
-func (f *InPlace) readAhead(i int) {
-	for j := i + 1; j <= i+readAheadBlocks && j < len(f.blocks); j++ {
-		e, owner := f.cache.ClaimAhead(j, f.blocks[j].virtBytes, i)
-		if e == nil {
-			return // no room
-		}
-		if owner {
-			f.wg.Add(1)
-			go func() {
-				defer f.wg.Done()
-				f.load(j, e)
-			}()
-		}
-	}
-}
+// span is block i's decompressed offset and length.
+func (f *InPlace) span(i int) (int64, int64) { return f.blocks[i].virtOff, f.blocks[i].virtBytes }
 
-// load decodes block i into e and publishes it.
-func (f *InPlace) load(i int, e *blockcache.Entry) {
+// load decodes block i, noting its zeros.
+func (f *InPlace) load(i int) ([]byte, error) {
 	b := f.blocks[i]
 	f.decoding <- struct{}{}
 	data, err := f.decode(b)
@@ -214,12 +183,10 @@ func (f *InPlace) load(i int, e *blockcache.Entry) {
 		err = fmt.Errorf("decodes to %d bytes, the index says %d", len(data), b.virtBytes)
 	}
 	if err != nil {
-		err = formats.Corruptf(f.Name(), string(f.kind)+" block", b.fileOff, "block %d (decompressed offset %d): %v", i, b.virtOff, err)
+		return nil, formats.Corruptf(f.Name(), string(f.kind)+" block", b.fileOff, "block %d (decompressed offset %d): %v", i, b.virtOff, err)
 	}
-	if err == nil {
-		f.noteZeros(i, data)
-	}
-	f.cache.Publish(i, e, data, err)
+	f.noteZeros(i, data)
+	return data, nil
 }
 
 // noteZeros records which holeBytes units of block i are all zeros.
@@ -247,7 +214,7 @@ func (f *InPlace) zeroBits(i int) ([]uint64, error) {
 	if ok {
 		return bits, nil
 	}
-	if _, err := f.block(i); err != nil {
+	if _, err := f.reader.Block(i); err != nil {
 		return nil, err
 	}
 	f.zerosMu.Lock()
@@ -271,12 +238,12 @@ func (f *InPlace) Runs(off, length int64) ([]formats.FileRun, error) {
 	}
 	end := min(off+length, f.size)
 	for at := off; at < end; {
-		i := sort.Search(len(f.blocks), func(i int) bool { return f.blocks[i].virtOff+f.blocks[i].virtBytes > at })
+		i := f.find(at)
 		bits, err := f.zeroBits(i)
 		if err != nil {
 			return nil, err
 		}
-		f.readAhead(i)
+		f.reader.ReadAhead(i)
 		b := f.blocks[i]
 		for at < end && at < b.virtOff+b.virtBytes {
 			u := (at - b.virtOff) / holeBytes

@@ -168,7 +168,7 @@ type File struct {
 	size          int64
 	opts          Options
 	conns         chan struct{}
-	cache         blockcache.Cache
+	chunks        blockcache.Reader // the object's chunks, cached, read ahead
 	etag          string
 }
 
@@ -253,7 +253,7 @@ func Open(ctx context.Context, rawURL string, writable bool, opts Options) (form
 	fctx, cancel := context.WithCancel(ctx)
 	f := &File{File: readonly.New(name, ""), ctx: fctx, cancel: cancel, url: rawURL, opts: opts,
 		conns: make(chan struct{}, opts.Connections)}
-	f.cache.Budget = opts.CacheBytes
+	f.chunks.Cache.Budget = opts.CacheBytes
 	first, stream, err := f.probe()
 	if err != nil {
 		cancel()
@@ -263,9 +263,12 @@ func Open(ctx context.Context, rawURL string, writable bool, opts Options) (form
 		// The stream outlives this open; it is cancelled with ctx only.
 		return stream, nil
 	}
+	f.chunks.Size, f.chunks.Count, f.chunks.Ahead = f.size, int((f.size+opts.ChunkBytes-1)/opts.ChunkBytes), opts.ReadAhead
+	f.chunks.Find = func(at int64) int { return int(at / opts.ChunkBytes) }
+	f.chunks.Span, f.chunks.Load = f.chunkRange, f.fetchChunk
 	if f.size > 0 {
-		e, _ := f.cache.Claim(0, int64(len(first)), false)
-		f.cache.Publish(0, e, first, nil)
+		e, _ := f.chunks.Cache.Claim(0, int64(len(first)), false)
+		f.chunks.Cache.Publish(0, e, first, nil)
 	}
 	return f, nil
 }
@@ -281,53 +284,19 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("%s: negative offset %d", f.Name(), off)
 	}
-	n := 0
-	for n < len(p) {
-		at := off + int64(n)
-		if at >= f.size {
-			return n, io.EOF
-		}
-		i := int(at / f.opts.ChunkBytes)
-		data, err := f.chunk(i)
-		if err != nil {
-			return n, err
-		}
-		f.readAhead(i)
-		n += copy(p[n:], data[at-int64(i)*f.opts.ChunkBytes:])
-	}
-	return n, nil
+	return f.chunks.ReadAt(p, off)
 }
 
+// chunkRange is chunk i's offset and length.
 func (f *File) chunkRange(i int) (int64, int64) {
 	start := int64(i) * f.opts.ChunkBytes
-	return start, min(start+f.opts.ChunkBytes, f.size)
+	return start, min(f.opts.ChunkBytes, f.size-start)
 }
 
-func (f *File) chunk(i int) ([]byte, error) {
-	start, end := f.chunkRange(i)
-	e, owner := f.cache.Claim(i, end-start, false)
-	if owner {
-		data, err := f.fetch(start, end)
-		f.cache.Publish(i, e, data, err)
-	}
-	return e.Wait()
-}
-
-func (f *File) readAhead(i int) {
-	chunks := int((f.size + f.opts.ChunkBytes - 1) / f.opts.ChunkBytes)
-	for j := i + 1; j <= i+f.opts.ReadAhead && j < chunks; j++ {
-		start, end := f.chunkRange(j)
-		e, owner := f.cache.ClaimAhead(j, end-start, i)
-		if e == nil {
-			return
-		}
-		if owner {
-			go func() {
-				data, err := f.fetch(start, end)
-				f.cache.Publish(j, e, data, err)
-			}()
-		}
-	}
+// fetchChunk requests chunk i.
+func (f *File) fetchChunk(i int) ([]byte, error) {
+	start, bytes := f.chunkRange(i)
+	return f.fetch(start, start+bytes)
 }
 
 // probe sends the first request: bytes 0 to the first chunk's end.
