@@ -1,6 +1,7 @@
 package rescue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/qemutest"
 )
 
@@ -215,5 +217,42 @@ func TestMapfileStatusesForDdrescuelog(t *testing.T) {
 	out, _ := ddrescuelog(t, "-t", path)
 	if !strings.Contains(out, "non-scraped:     1536 B") && !strings.Contains(out, strconv.Itoa(1536)) {
 		t.Errorf("ddrescuelog -t:\n%s", out)
+	}
+}
+
+// TestResumeRefusesAReadOnlyTarget: a mapfile that describes a rescue into
+// an image vdisk opens only read-only (an EWF, as ewfacquire made it from
+// ddrescue's partial output) is refused by name, ErrReadOnly, before
+// anything is read or written: the image and the mapfile stay as they
+// were, and ewfverify still verifies the image. (A VHDX, refused so
+// before issue 12, now resumes: TestRunJobAtomicWithoutMapfile.)
+func TestResumeRefusesAReadOnlyTarget(t *testing.T) {
+	dir := t.TempDir()
+	src := fileSource(t, dir, 4<<20)
+	out, mapfile := filepath.Join(dir, "out.raw"), filepath.Join(dir, "out.map")
+	if r := qemutest.Exec(t, "ddrescue", "-q", "-s", "1Mi", src, out, mapfile); r.Code != 0 {
+		t.Fatalf("ddrescue: exit %d: %s", r.Code, r.Stderr)
+	}
+	if r := qemutest.Exec(t, "ewfacquire", "-u", "-q", "-t", filepath.Join(dir, "out"), out); r.Code != 0 {
+		t.Fatalf("ewfacquire: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	target := filepath.Join(dir, "out.E01")
+	before := stateOf(t, target)
+	mapBefore, err := os.ReadFile(mapfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RunJob(context.Background(), Job{Source: src, Target: target, Mapfile: mapfile})
+	if !errors.Is(err, formats.ErrReadOnly) || !strings.Contains(err.Error(), target) || !strings.Contains(err.Error(), "ewf images cannot be reopened for writing") {
+		t.Fatalf("resuming into an EWF: %v, want the read-only refusal naming %s", err, target)
+	}
+	if stateOf(t, target) != before {
+		t.Error("the refused target changed (bytes, mode or mtime)")
+	}
+	if got, _ := os.ReadFile(mapfile); !bytes.Equal(got, mapBefore) {
+		t.Errorf("the refused rescue rewrote the mapfile:\n%s\nwas:\n%s", got, mapBefore)
+	}
+	if r := qemutest.Exec(t, "ewfverify", "-q", target); r.Code != 0 {
+		t.Errorf("ewfverify of the refused target: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/faultfile"
 	"github.com/vdiskio/vdisk/internal/fileio"
+	_ "github.com/vdiskio/vdisk/ewf"
 	_ "github.com/vdiskio/vdisk/qcow2"
 	_ "github.com/vdiskio/vdisk/raw"
 	_ "github.com/vdiskio/vdisk/vdi"
