@@ -27,7 +27,9 @@ type codec struct {
 	level     int   // compression_level, 0 for the method's default
 	inflaters sync.Pool
 	deflaters sync.Pool
-	zdecoders sync.Pool
+	zdec      *zstd.Decoder
+	zdecOnce  sync.Once
+	zdecErr   error
 	zencoder  *zstd.Encoder
 	zencOnce  sync.Once
 	zencErr   error
@@ -36,7 +38,9 @@ type codec struct {
 
 // decompress inflates src into dst, which must be filled exactly (a cluster).
 // Trailing input after the cluster is complete is ignored, as qemu does:
-// the stored length is only known to 512-byte precision.
+// the stored length is only known to 512-byte precision. The bytes of dst's
+// capacity past its length are scratch space: the decoders may write there
+// (faster copies that overrun a match by a few bytes).
 func (c *codec) decompress(dst, src []byte) error {
 	if c.typ == compressionZstd {
 		return c.unzstd(dst, src)
@@ -54,23 +58,52 @@ func (c *codec) decompress(dst, src []byte) error {
 	return nil
 }
 
+// unzstd decodes the frames at the start of src straight into dst with
+// DecodeAll (no stream machinery, no copy out of a history buffer): frame
+// by frame, as qemu's loop does, until dst is full; the last frame must end
+// exactly there (qemu fails a cluster whose frame goes on).
 func (c *codec) unzstd(dst, src []byte) error {
-	d, _ := c.zdecoders.Get().(*zstd.Decoder)
-	var err error
-	if d == nil {
-		d, err = zstd.NewReader(bytes.NewReader(src), zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(64<<20))
-	} else {
-		err = d.Reset(bytes.NewReader(src))
-	}
+	d, err := c.zdecoder()
 	if err != nil {
-		return fmt.Errorf("zstd data: %w", err)
+		return err
 	}
-	defer c.zdecoders.Put(d)
-	if _, err := io.ReadFull(d, dst); err != nil {
-		return fmt.Errorf("zstd data: %w", err)
+	if len(dst) == 0 {
+		return nil
+	}
+	// zstd's fast sequence copies want a block and 16 bytes of slack past
+	// the output; the limit on DecodeAll's output is that capacity.
+	out := dst[:0:min(cap(dst), len(dst)+zstdSlackBytes)]
+	for len(out) < len(dst) {
+		n, err := zstdFrameLen(src)
+		if err != nil {
+			return fmt.Errorf("zstd data at %d of %d bytes in cluster: %w", len(out), len(dst), err)
+		}
+		if out, err = d.DecodeAll(src[:n], out); err != nil {
+			return fmt.Errorf("zstd data: %w", err)
+		}
+		src = src[n:]
+	}
+	if len(out) != len(dst) || &out[0] != &dst[0] {
+		return fmt.Errorf("zstd data: %d bytes decoded for a %d-byte cluster", len(out), len(dst))
 	}
 	return nil
+}
+
+// zstdSlackBytes is the room past a cluster's end that lets the zstd
+// decoder use its fast copies for a block that might reach that end.
+const zstdSlackBytes = zstdMaxBlockBytes + 16
+
+// zdecoder is the image's zstd decoder, made on first use: DecodeAll is safe
+// for concurrent use, with up to GOMAXPROCS calls decoding at once.
+func (c *codec) zdecoder() (*zstd.Decoder, error) {
+	c.zdecOnce.Do(func() {
+		c.zdec, c.zdecErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(64<<20), zstd.WithDecodeAllCapLimit(true))
+	})
+	if c.zdecErr != nil {
+		return nil, errors.Join(errors.New("zstd decoder"), c.zdecErr)
+	}
+	return c.zdec, nil
 }
 
 // compress appends the compressed form of cluster to dst; ok is false when

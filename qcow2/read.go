@@ -258,7 +258,9 @@ func (img *Image) mapping(off, length int64) ([]segment, int64, error) {
 func (img *Image) readSegments(p []byte, off int64, segs []segment, end int64) error {
 	var cbuf []byte
 	for _, s := range segs {
-		dst := p[s.virt-off : s.virt-off+s.length]
+		// The bytes of p after the segment are scratch space until their own
+		// segments fill them (segments are in offset order).
+		dst := p[s.virt-off : s.virt-off+s.length : len(p)]
 		switch s.kind {
 		case segZero:
 			clear(dst)
@@ -279,7 +281,7 @@ func (img *Image) readSegments(p []byte, off int64, segs []segment, end int64) e
 				continue
 			}
 			if cbuf == nil {
-				cbuf = make([]byte, img.clusterSize)
+				cbuf = make([]byte, img.clusterSize, img.clusterSize+zstdSlackBytes)
 			}
 			if err := img.readCompressed(cbuf, s.centry, s.virt/img.clusterSize, end); err != nil {
 				return err
