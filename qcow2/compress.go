@@ -1,16 +1,14 @@
 package qcow2
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"sync"
 
-	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 	"github.com/vdiskio/vdisk/internal/deflate"
+	"github.com/vdiskio/vdisk/internal/inflate"
 )
 
 // deflateWindow is the window qemu inflates compressed clusters with
@@ -45,14 +43,12 @@ func (c *codec) decompress(dst, src []byte) error {
 	if c.typ == compressionZstd {
 		return c.unzstd(dst, src)
 	}
-	r, _ := c.inflaters.Get().(io.ReadCloser)
-	if r == nil {
-		r = flate.NewReader(bytes.NewReader(src))
-	} else if err := r.(flate.Resetter).Reset(bytes.NewReader(src), nil); err != nil {
-		return err
+	d, _ := c.inflaters.Get().(*inflate.Decoder)
+	if d == nil {
+		d = new(inflate.Decoder)
 	}
-	defer c.inflaters.Put(r)
-	if _, err := io.ReadFull(r, dst); err != nil {
+	defer c.inflaters.Put(d)
+	if err := d.Decode(dst, src); err != nil {
 		return fmt.Errorf("deflate data: %w", err)
 	}
 	return nil
