@@ -59,7 +59,13 @@
 // ahead first (lazy matching) and emit a literal instead when the next
 // position starts a longer match. Positions inside a match are hashed
 // too, but for a match over twice the nice length (a run, a copied block)
-// only its last bytes. Tables hold the low 16 bits of positions and are
+// only its last bytes. At levels 1-6, after 64 literals in a row the parser
+// searches only every second position, after 128 every third, and so on
+// until the next match (the skipped positions are still hashed): text
+// whose only redundancy is its alphabet, like base64, and compressed data
+// inside binaries are nearly all literals, and searching each of their
+// positions was most of the time spent on them, for matches that mostly
+// cost more bits than the literals they replace. Tables hold the low 16 bits of positions and are
 // cleared for every stream; every candidate is compared with the input
 // before it is used, so an aliased entry costs a comparison, never a
 // wrong match, and the output depends on the input alone.

@@ -35,6 +35,7 @@ type params struct {
 	maxLazy int  // lazy: a match this long is taken at once; greedy: longer matches' positions are not hashed
 	nice    int  // stop searching at a match this long
 	chain   int  // most chain candidates examined per position
+	skip    uint // after 2^skip literals in a row, search every second position, then every third... (0: every one)
 }
 
 // levels are tuned on text-like and binary disk data against zlib's level
@@ -43,12 +44,12 @@ type params struct {
 // takes its cheapest type and optimal length-limited codes) and searches
 // a quarter of zlib's chain.
 var levels = [MaxLevel + 1]params{
-	1: {lazy: false, good: 4, maxLazy: 4, nice: 8, chain: 4},
-	2: {lazy: false, good: 4, maxLazy: 8, nice: 16, chain: 8},
-	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32},
-	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16},
-	5: {lazy: true, good: 4, maxLazy: 8, nice: 32, chain: 24},
-	6: {lazy: true, good: 4, maxLazy: 16, nice: 64, chain: 32},
+	1: {lazy: false, good: 4, maxLazy: 4, nice: 8, chain: 4, skip: 6},
+	2: {lazy: false, good: 4, maxLazy: 8, nice: 16, chain: 8, skip: 6},
+	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32, skip: 6},
+	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16, skip: 6},
+	5: {lazy: true, good: 4, maxLazy: 8, nice: 32, chain: 24, skip: 6},
+	6: {lazy: true, good: 4, maxLazy: 16, nice: 64, chain: 32, skip: 6},
 	7: {lazy: true, good: 8, maxLazy: 16, nice: 128, chain: 128},
 	8: {lazy: true, good: 8, maxLazy: 32, nice: 258, chain: 512},
 	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
@@ -58,12 +59,12 @@ var levels = [MaxLevel + 1]params{
 // eight times the candidates, matching zlib's level-6 size takes longer
 // chains.
 var wideLevels = [MaxLevel + 1]params{
-	1: {lazy: false, good: 4, maxLazy: 4, nice: 8, chain: 4},
-	2: {lazy: false, good: 4, maxLazy: 8, nice: 16, chain: 8},
-	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32},
-	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16},
-	5: {lazy: true, good: 8, maxLazy: 16, nice: 32, chain: 32},
-	6: {lazy: true, good: 8, maxLazy: 16, nice: 128, chain: 64},
+	1: {lazy: false, good: 4, maxLazy: 4, nice: 8, chain: 4, skip: 6},
+	2: {lazy: false, good: 4, maxLazy: 8, nice: 16, chain: 8, skip: 6},
+	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32, skip: 6},
+	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16, skip: 6},
+	5: {lazy: true, good: 8, maxLazy: 16, nice: 32, chain: 32, skip: 6},
+	6: {lazy: true, good: 8, maxLazy: 16, nice: 128, chain: 64, skip: 6},
 	7: {lazy: true, good: 8, maxLazy: 32, nice: 128, chain: 256},
 	8: {lazy: true, good: 32, maxLazy: 128, nice: 258, chain: 1024},
 	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
@@ -166,7 +167,7 @@ func (e *Encoder) match(length, dist int) {
 // greedyParse takes the longest match found at each position.
 func (e *Encoder) greedyParse(src []byte) {
 	m := &e.m
-	n, blockStart := len(src), 0
+	n, blockStart, anchor := len(src), 0, 0
 	for i := 0; i < n; {
 		if len(e.tokens) >= blockTokens {
 			if !e.flush(src[blockStart:i], false) {
@@ -182,8 +183,7 @@ func (e *Encoder) greedyParse(src []byte) {
 		d4, d3 := m.insert(src, i)
 		l, d := m.longest(src, i, d4, d3, minMatch-1, e.p.chain, e.p.nice)
 		if d == 0 {
-			e.literal(src[i])
-			i++
+			i = e.literals(src, i, anchor)
 			continue
 		}
 		e.match(l, d)
@@ -192,6 +192,7 @@ func (e *Encoder) greedyParse(src []byte) {
 			m.insertRange(src, i+1, end)
 		}
 		i = end
+		anchor = i
 	}
 	e.flush(src[blockStart:], true)
 }
@@ -200,7 +201,7 @@ func (e *Encoder) greedyParse(src []byte) {
 // longer match, the current byte goes out as a literal instead.
 func (e *Encoder) lazyParse(src []byte) {
 	m := &e.m
-	n, blockStart := len(src), 0
+	n, blockStart, anchor := len(src), 0, 0
 	for i := 0; i < n; {
 		if len(e.tokens) >= blockTokens {
 			if !e.flush(src[blockStart:i], false) {
@@ -228,14 +229,12 @@ func (e *Encoder) lazyParse(src []byte) {
 			d3 = 0
 		}
 		if d4|d3 == 0 {
-			e.literal(src[i])
-			i++
+			i = e.literals(src, i, anchor)
 			continue
 		}
 		l, d := m.longest(src, i, d4, d3, minMatch-1, e.p.chain, e.p.nice)
 		if d == 0 {
-			e.literal(src[i])
-			i++
+			i = e.literals(src, i, anchor)
 			continue
 		}
 		next := i + 1 // first position not hashed
@@ -266,6 +265,29 @@ func (e *Encoder) lazyParse(src []byte) {
 		}
 		m.insertRange(src, next, end)
 		i = end
+		anchor = i
 	}
 	e.flush(src[blockStart:], true)
+}
+
+// literals sends the literal at i and, once the stretch without a match
+// since anchor is long (the level's skip), the next few
+// bytes too, hashed but not searched: a long stretch of literals (text
+// whose only redundancy is its alphabet, compressed or random data) is
+// seldom followed by a match, and searching every position of it is most
+// of the work there. It returns the next position to search.
+func (e *Encoder) literals(src []byte, i, anchor int) int {
+	step := 1
+	if e.p.skip > 0 {
+		step += (i - anchor) >> e.p.skip
+	}
+	step = min(step, len(src)-i, blockTokens-len(e.tokens))
+	for _, c := range src[i : i+step] {
+		e.tokens = append(e.tokens, uint32(c)<<16)
+		e.litFreq[c]++
+	}
+	if step > 1 {
+		e.m.insertRange(src, i+1, i+step)
+	}
+	return i + step
 }
