@@ -272,6 +272,12 @@ func streamEnd(src formats.Image) (int64, bool) {
 	return 0, false
 }
 
+// provisional says src's size is a stream's provisional bound.
+func provisional(src formats.Image) bool {
+	s, ok := src.(StreamSizer)
+	return ok && !s.SizeKnown()
+}
+
 // finishSize gives an output created at a stream's provisional size the
 // size the stream turned out to have (finalSize): formats.SizeFinisher
 // where the output has it, else a shrinking Resize (raw, qcow2, fixed VHD).
@@ -344,7 +350,7 @@ func CanFinishSize(format, createOptions string, toStream bool) bool {
 		return opts.String("subformat") != "fixed"
 	case "vmdk":
 		sub := opts.String("subformat")
-		return sub == "streamOptimized"
+		return sub == "" || sub == "monolithicSparse" || sub == "streamOptimized"
 	}
 	return false
 }
@@ -394,7 +400,7 @@ func runStream(ctx context.Context, job Job, drv *formats.Driver, opts formats.O
 func runAtomic(ctx context.Context, job Job, drv *formats.Driver, opts formats.Options, src formats.Image, sources *imagefile.FileSet, locks *imagefile.Locks) (err error) {
 	dst, out, err := imagefile.Create(ctx, job.Target, drv, src.Size(), opts, job.SourceOpen,
 		imagefile.Options{TargetIsZero: job.Copy.TargetIsZero, Sources: sources, Warn: job.Warn, Direct: job.Direct, Locks: locks,
-			SplitBytes: job.SplitBytes, Compression: job.Compression})
+			SplitBytes: job.SplitBytes, Compression: job.Compression, Provisional: provisional(src)})
 	if err != nil {
 		return err
 	}

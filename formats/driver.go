@@ -97,6 +97,12 @@ type CreateRequest struct {
 	Siblings func(name string) (File, error)
 	// Open is how to open a backing image named in Options.
 	Open OpenOptions
+	// Provisional says Size is an upper bound, not the size: the image is
+	// written below its real size, which it takes at the end through
+	// SizeFinisher (a raw stream's, known at its end). A driver may lay
+	// out its tables for growth rather than for Size (a sparse VMDK
+	// allocates its grain tables as they fill).
+	Provisional bool
 }
 
 // MeasureRequest asks a driver how big an image would be.

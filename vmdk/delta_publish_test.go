@@ -96,7 +96,7 @@ func TestDeltaGrainPublishedAfterData(t *testing.T) {
 			} else {
 				f = &gatedFile{Mem: fileio.NewMem("child.vmdk", nil), gate: g}
 			}
-			sp, err := newSparseWriter(f, capacity, false, nil, formats.Limits{})
+			sp, err := newSparseWriter(f, capacity, false, nil, formats.Limits{}, false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -30,11 +30,13 @@ func descriptorArea(name string, text []byte) ([]byte, error) {
 // FinishSize gives a new monolithicSparse disk, created at a provisional
 // size and written below size only, its final virtual size
 // (formats.SizeFinisher): the header's capacity and the embedded
-// descriptor's extent line and ddb.geometry.cylinders. The grain
-// directories and tables keep the room they were created with (their
-// entries past the size stay zero, and qemu and libvmdk read only the
-// entries the capacity needs). Other subformats (flat, split, delta disks)
-// are refused.
+// descriptor's extent line and ddb.geometry.cylinders. Created so
+// (formats.CreateRequest.Provisional), its grain tables were allocated
+// as they filled, at the end of the file; the tables the final size needs
+// and that are still empty are allocated now. The grain directories keep
+// the room they were created with (their entries past the size stay 0,
+// and qemu and libvmdk read only the entries the capacity needs). Other
+// subformats (flat, split, delta disks) are refused.
 func (w *writer) FinishSize(ctx context.Context, size int64) error {
 	if w.descFor == nil || len(w.exts) != 1 || w.exts[0].sp == nil || w.parent != nil {
 		return formats.Unsupportedf(w.name, "finishing the size of this VMDK subformat (new monolithicSparse and streamOptimized disks only)")
@@ -64,6 +66,15 @@ func (s *sparseWriter) finishSize(size int64) error {
 	if grains := (size + s.grainBytes - 1) / s.grainBytes; s.grainEnd > grains {
 		return formats.Corruptf(s.f.Name(), "grain table", s.gtAt(s.grainEnd/defaultGTEs),
 			"grain %d past the final size %d is in use: the size cannot be finished", s.grainEnd-1, size)
+	}
+	// Every table the final size needs is allocated, as qemu and VMware
+	// expect of a hosted sparse extent (qemu writes a grain whose GD entry
+	// is 0 over the file's start): the ones not filled are placed at the
+	// end of the file, holes that read as empty tables.
+	for t := range (size + s.grainBytes*defaultGTEs - 1) / (s.grainBytes * defaultGTEs) {
+		if err := s.allocTable(t); err != nil {
+			return err
+		}
 	}
 	s.hdr.Capacity, s.capacity = uint64(size/sectorSize), size
 	if _, err := s.f.WriteAt(s.hdr.encode(), 0); err != nil {

@@ -45,7 +45,7 @@ func createSparse(cfg *createConfig) (formats.Writable, error) {
 	}
 	if cfg.sub == subMonolithicSparse {
 		w.descFor = cfg.monolithicDescriptor(subMonolithicSparse)
-		sp, err := newSparseWriter(cfg.req.File, cfg.size, cfg.zeroed, w.descFor(cfg.size), cfg.req.Open.Limits)
+		sp, err := newSparseWriter(cfg.req.File, cfg.size, cfg.zeroed, w.descFor(cfg.size), cfg.req.Open.Limits, cfg.req.Provisional)
 		if err != nil {
 			return nil, err
 		}
@@ -61,7 +61,7 @@ func createSparse(cfg *createConfig) (formats.Writable, error) {
 		if err != nil {
 			return nil, err
 		}
-		sp, err := newSparseWriter(f, n, cfg.zeroed, nil, cfg.req.Open.Limits)
+		sp, err := newSparseWriter(f, n, cfg.zeroed, nil, cfg.req.Open.Limits, false)
 		if err != nil {
 			return nil, err
 		}
@@ -303,9 +303,16 @@ type sparseWriter struct {
 	// partial write into a new grain cannot be filled and is refused.
 	needParent bool
 	// gtOffs and rgtOffs, when set, are each table's byte offset (an
-	// existing extent, whose tables need not be contiguous); rgtOffs nil
-	// there means no redundant copy.
+	// existing extent, whose tables need not be contiguous, or a new one
+	// whose tables are allocated as they fill); rgtOffs nil there means
+	// no redundant copy. A table at -1 is not allocated yet (its GD
+	// entry is 0): setGTE places it at the end of the file.
 	gtOffs, rgtOffs []int64
+	// gdOff and rgdOff are the byte offsets of the grain directories
+	// (rgdOff -1: none); gdDirty says a table was allocated since the
+	// last flush, whose GD entries must be written.
+	gdOff, rgdOff int64
+	gdDirty       bool
 
 	mu       sync.Mutex
 	grainEnd int64 // every grain with a GTE set is below it
@@ -328,7 +335,12 @@ const maxHostBytes = 1<<32*sectorSize - 1
 // maxWriterTables bounds the writer's GT cache (2 KiB each).
 const maxWriterTables = 4096
 
-func newSparseWriter(f formats.File, capacity int64, zeroed bool, desc []byte, lim formats.Limits) (*sparseWriter, error) {
+// newSparseWriter lays out a new sparse extent: grain tables preallocated
+// after each grain directory, as qemu does, or, lazy, none (the GD entries
+// 0) and each allocated at the end of the file when its first entry is set
+// (an extent created at a provisional size: the preallocated tables of 1
+// TiB would be 128 MiB of holes before the first grain).
+func newSparseWriter(f formats.File, capacity int64, zeroed bool, desc []byte, lim formats.Limits, lazy bool) (*sparseWriter, error) {
 	grains := ceilDiv(uint64(capacity), defaultGrain*sectorSize)
 	numGTs := int64(ceilDiv(grains, defaultGTEs))
 	if err := lim.CheckTable(f.Name(), "grain directory", -1, uint64(numGTs), gteBytes); err != nil {
@@ -339,6 +351,9 @@ func newSparseWriter(f formats.File, capacity int64, zeroed bool, desc []byte, l
 	}
 	gdSectors := int64(ceilDiv(uint64(numGTs*gteBytes), sectorSize))
 	gtSectors := numGTs * defaultGTEs * gteBytes / sectorSize
+	if lazy {
+		gtSectors = 0
+	}
 	rgd := int64(1 + embeddedDescSectors)
 	gd := rgd + gdSectors + gtSectors
 	end := gd + gdSectors + gtSectors
@@ -353,7 +368,7 @@ func newSparseWriter(f formats.File, capacity int64, zeroed bool, desc []byte, l
 	s := &sparseWriter{f: f, hdr: h, capacity: capacity, grainBytes: defaultGrain * sectorSize, numGTs: numGTs,
 		rgtOff: (rgd + gdSectors) * sectorSize, gtOff: (gd + gdSectors) * sectorSize,
 		next: overhead * sectorSize, tables: map[int64]*wtable{}, maxTabs: maxWriterTables,
-		pending: map[int64]chan struct{}{}}
+		pending: map[int64]chan struct{}{}, gdOff: gd * sectorSize, rgdOff: rgd * sectorSize}
 	if _, err := f.WriteAt(h.encode(), 0); err != nil {
 		return nil, err
 	}
@@ -361,6 +376,13 @@ func newSparseWriter(f formats.File, capacity int64, zeroed bool, desc []byte, l
 		if _, err := f.WriteAt(desc, sectorSize); err != nil {
 			return nil, err
 		}
+	}
+	if lazy {
+		s.gtOffs, s.rgtOffs = make([]int64, numGTs), make([]int64, numGTs)
+		for t := range s.gtOffs {
+			s.gtOffs[t], s.rgtOffs[t] = -1, -1
+		}
+		return s, f.Truncate(s.next) // the GDs are holes: every entry 0
 	}
 	if err := s.writeGD(rgd*sectorSize, s.rgtOff); err != nil {
 		return nil, err
@@ -400,12 +422,14 @@ func (s *sparseWriter) table(t int64) (*wtable, error) {
 		}
 	}
 	tab := &wtable{}
-	raw := make([]byte, defaultGTEs*gteBytes)
-	if _, err := s.f.ReadAt(raw, s.gtAt(t)); err != nil && err != io.EOF {
-		return nil, err
-	}
-	for i := range tab.gte {
-		tab.gte[i] = binary.LittleEndian.Uint32(raw[i*gteBytes:])
+	if at := s.gtAt(t); at >= 0 { // else not allocated: all entries 0
+		raw := make([]byte, defaultGTEs*gteBytes)
+		if _, err := s.f.ReadAt(raw, at); err != nil && err != io.EOF {
+			return nil, err
+		}
+		for i := range tab.gte {
+			tab.gte[i] = binary.LittleEndian.Uint32(raw[i*gteBytes:])
+		}
 	}
 	s.tables[t] = tab
 	s.order = append(s.order, t)
@@ -515,9 +539,51 @@ func (s *sparseWriter) setGTE(g int64, v uint32) error {
 	if err != nil {
 		return err
 	}
+	if err := s.allocTable(g / defaultGTEs); err != nil {
+		return err
+	}
 	tab.gte[g%defaultGTEs] = v
 	tab.dirty = true
 	s.grainEnd = max(s.grainEnd, g+1)
+	return nil
+}
+
+// allocTable places table t (and its redundant copy) at the end of the
+// file if it has no place yet; its GD entries are written at flush.
+func (s *sparseWriter) allocTable(t int64) error {
+	if s.gtOffs == nil || s.gtOffs[t] >= 0 {
+		return nil
+	}
+	if s.next+2*tableBytes > maxHostBytes {
+		return formats.Limitf(s.f.Name(), "grain directory", -1, "extent file would exceed %d bytes (32-bit sector offsets)", int64(maxHostBytes))
+	}
+	if s.rgtOffs != nil {
+		s.rgtOffs[t], s.next = s.next, s.next+tableBytes
+	}
+	s.gtOffs[t], s.next = s.next, s.next+tableBytes
+	s.gdDirty = true
+	return nil
+}
+
+// writeGDs writes both grain directories from gtOffs and rgtOffs (0 for a
+// table not allocated).
+func (s *sparseWriter) writeGDs() error {
+	for _, d := range []struct {
+		off  int64
+		offs []int64
+	}{{s.rgdOff, s.rgtOffs}, {s.gdOff, s.gtOffs}} {
+		if d.off < 0 || d.offs == nil {
+			continue
+		}
+		buf := make([]byte, 0, len(d.offs)*gteBytes)
+		for _, o := range d.offs {
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(max(o, 0)/sectorSize))
+		}
+		if _, err := s.f.WriteAt(buf, d.off); err != nil {
+			return err
+		}
+	}
+	s.gdDirty = false
 	return nil
 }
 
@@ -769,6 +835,11 @@ func (s *sparseWriter) flush() error {
 	slices.Sort(ts)
 	if err := s.writeTables(ts); err != nil {
 		return err
+	}
+	if s.gdDirty { // the tables first: a GD entry never points to an unwritten table
+		if err := s.writeGDs(); err != nil {
+			return err
+		}
 	}
 	size, err := s.f.Size()
 	if err != nil {

@@ -128,6 +128,11 @@ type streamCase struct {
 func TestStdinStreamed(t *testing.T) {
 	raw, vmdk, vhd := streamSources(t)
 	odd := oddRaw(t)
+	// 100 MiB with data in its first MiB only: most block tables (VMDK
+	// grain tables, BAT pages) stay empty.
+	sparse := filepath.Join(t.TempDir(), "sparse.raw")
+	qemutest.Img(t, "create", "-q", "-f", "raw", sparse, "100M")
+	qemutest.IO(t, "raw", sparse, "write -P 0x42 0 1M")
 	cases := []streamCase{
 		{name: "raw to qcow2", in: raw, inFmt: "raw", args: []string{"-O", "qcow2"}, outFmt: "qcow2"},
 		{name: "raw -f raw to raw", in: raw, inFmt: "raw", args: []string{"-f", "raw", "-O", "raw"}, outFmt: "raw"},
@@ -142,7 +147,7 @@ func TestStdinStreamed(t *testing.T) {
 	}
 	// A raw stream into every output that can take its size at the end,
 	// of a whole number of MiB and of an odd size.
-	for _, in := range []struct{ name, path string }{{"raw", raw}, {"odd raw", odd}} {
+	for _, in := range []struct{ name, path string }{{"raw", raw}, {"odd raw", odd}, {"sparse raw", sparse}} {
 		for _, out := range []struct {
 			name       string
 			args       []string
@@ -159,6 +164,7 @@ func TestStdinStreamed(t *testing.T) {
 			{"vdi", []string{"-O", "vdi"}, "vdi", false, ""},
 			{"vhdx", []string{"-O", "vhdx"}, "vhdx", false, ""},
 			{"vhdx 1M blocks", []string{"-O", "vhdx", "-o", "block_size=1M"}, "vhdx", false, ""},
+			{"vmdk", []string{"-O", "vmdk"}, "vmdk", false, ""},
 			{"streamOptimized vmdk", []string{"-O", "vmdk", "-o", "subformat=streamOptimized"}, "vmdk", false, ""},
 		} {
 			cases = append(cases, streamCase{name: in.name + " to " + out.name, in: in.path, inFmt: "raw",
@@ -166,7 +172,10 @@ func TestStdinStreamed(t *testing.T) {
 		}
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { runStreamCase(t, tc) })
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runStreamCase(t, tc)
+		})
 	}
 }
 
@@ -229,6 +238,18 @@ func runStreamCase(t *testing.T, tc streamCase) {
 		if err != nil || !bytes.Contains(b, []byte(fmt.Sprintf("(%d bytes)", want))) {
 			t.Errorf("%s: %v, no size of %d bytes in\n%s", tool, err, want, b)
 		}
+	}
+	// qemu can go on writing what was finished: into a new block at 8 MiB
+	// and into the last sector, read back, and the image still checks.
+	if tc.outFmt == "raw" || tc.stdout || strings.Contains(strings.Join(tc.args, " "), "streamOptimized") {
+		return
+	}
+	last := strconv.FormatInt(want-512, 10)
+	qemutest.IO(t, tc.outFmt, out, "write -P 0x5e 8M 64k", "write -P 0x6f "+last+" 512")
+	qemutest.IO(t, tc.outFmt, out, "read -P 0x5e 8M 64k", "read -P 0x6f "+last+" 512")
+	switch tc.outFmt {
+	case "qcow2", "vdi", "vhdx", "vmdk":
+		qemutest.RequireClean(t, tc.outFmt, out)
 	}
 }
 

@@ -43,6 +43,9 @@ type Options struct {
 	// Compression, when set, writes the (raw) image as one compressed
 	// stream into the destination (see convert/compressout.go).
 	Compression compressed.Kind
+	// Provisional: the size is an upper bound the image is finished
+	// below (formats.CreateRequest.Provisional).
+	Provisional bool
 }
 
 // Output is a new image being written: to temporary files renamed into
@@ -149,7 +152,7 @@ func Create(ctx context.Context, path string, drv *formats.Driver, size int64, o
 	}
 	open.Writable, open.Snapshot, open.Format = false, "", ""
 	img, err := drv.Create(ctx, formats.CreateRequest{File: file, Name: path, Size: size,
-		Options: opts, Siblings: siblings, Open: open})
+		Options: opts, Siblings: siblings, Open: open, Provisional: oo.Provisional})
 	if err == nil && d.kind == destStream {
 		if sw, ok := img.(formats.SequentialWriter); !ok || !sw.Sequential() {
 			img.Close()
