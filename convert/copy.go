@@ -12,7 +12,6 @@ import (
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/fileio"
-	"github.com/vdiskio/vdisk/internal/mapfile"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -98,9 +97,8 @@ type op struct {
 
 type result struct {
 	ops     []op
-	buf     []byte           // the chunk buffer to return to the pool after the writes
-	release func()           // frees compressed output, when any
-	mapping *mapfile.Mapping // the source's mapped chunk the ops write from, when mapped
+	buf     []byte // the chunk buffer to return to the pool after the writes
+	release func() // frees compressed output, when any
 	err     error
 	// reported is the part of the task's length already counted as
 	// progress (by a long offload task, as it went).
@@ -123,7 +121,6 @@ type copier struct {
 	outPool    sync.Pool   // compressed output buffers
 	writeMu    *sync.Mutex // serialises out-of-order writes; nil for a ConcurrentWriter
 	offload    bool        // Options.CopyOffload applies to these images
-	mapReads   bool        // data chunks may be mapped from the source's file (mapread.go)
 }
 
 // Copy copies src's content into dst (of at least src's size). It returns
@@ -177,7 +174,6 @@ func newCopier(dst formats.Writable, src formats.Image, opts Options) (*copier, 
 	}
 	c.progress = progress{fn: opts.Progress, total: src.Size()}
 	c.offload = c.offloads()
-	c.mapReads = c.mapsReads()
 	c.outPool.New = func() any { b := make([]byte, 0, c.chunkBytes); return &b }
 	return c, nil
 }
@@ -302,9 +298,6 @@ func (c *copier) commit(t *task, res *result) error {
 	}
 	for _, o := range res.ops {
 		if err := c.write(o); err != nil {
-			if res.mapping != nil && mapfile.IsFault(err) {
-				err = c.faultedWrite(t, res, err)
-			}
 			c.release(res)
 			return err
 		}
@@ -324,9 +317,6 @@ func (c *copier) release(res *result) {
 	}
 	if res.release != nil {
 		res.release()
-	}
-	if res.mapping != nil {
-		res.mapping.Close()
 	}
 }
 
@@ -377,21 +367,23 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 	}
 	buf = buf[:t.length]
 	res := &result{buf: buf}
-	res.err = c.splitMapped(t, buf, res, func(data []byte) error {
-		if c.cw == nil {
-			data = data[:c.clipToStreamEnd(t.off, len(data))]
-		}
-		switch {
-		case len(data) == 0:
-		case c.opts.NoSparse:
-			res.ops = []op{{off: t.off, buf: data, length: int64(len(data))}}
-		case c.cw != nil:
-			return c.compress(t, data, res)
-		default:
-			res.ops = c.splitZeros(t.off, data)
-		}
-		return nil
-	})
+	if err := c.read(buf, t.off); err != nil {
+		res.err = err
+		return res
+	}
+	data := buf
+	if c.cw == nil {
+		data = data[:c.clipToStreamEnd(t.off, len(data))]
+	}
+	switch {
+	case len(data) == 0:
+	case c.opts.NoSparse:
+		res.ops = []op{{off: t.off, buf: data, length: int64(len(data))}}
+	case c.cw != nil:
+		res.err = c.compress(t, data, res)
+	default:
+		res.ops = c.splitZeros(t.off, data)
+	}
 	return res
 }
 
