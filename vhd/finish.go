@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/zero"
 )
 
 // FinishSize gives a new disk, created at a provisional size and written
@@ -25,6 +26,9 @@ func (img *Image) FinishSize(ctx context.Context, size int64) error {
 	case size < 0 || size%sectorSize != 0 || size > img.size:
 		return fmt.Errorf("%w: %s: final size %d is not a whole number of sectors up to the provisional %d", formats.ErrInvalidOption, img.name, size, img.size)
 	case !img.dynamic():
+		if err := img.zeroPast(size); err != nil {
+			return err
+		}
 		if err := img.Resize(ctx, size, true); err != nil {
 			return err
 		}
@@ -50,5 +54,31 @@ func (img *Image) FinishSize(ctx context.Context, size int64) error {
 	img.resizeFooter(&ft, size)
 	ft.OriginalSize = uint64(size)
 	img.ft, img.size, img.footDirt = ft, size, true
+	return nil
+}
+
+// zeroPast checks that a fixed disk holds only zeros from size to its end:
+// the file's holes are skipped (Extents), its data ranges read (past a
+// stream's end only the last chunk's tail can have been written, zeros).
+func (img *Image) zeroPast(size int64) error {
+	exts, err := img.Extents(size, img.size-size)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for _, e := range exts {
+		if e.Kind != formats.Data {
+			continue
+		}
+		for off := e.Offset; off < e.End(); off += int64(len(buf)) {
+			b := buf[:min(int64(len(buf)), e.End()-off)]
+			if _, err := img.f.ReadAt(b, off); err != nil {
+				return fmt.Errorf("%s: %w", img.name, err)
+			}
+			if !zero.Is(b) {
+				return formats.Corruptf(img.name, "fixed disk data", off, "data past the final size %d: the size cannot be finished", size)
+			}
+		}
+	}
 	return nil
 }
