@@ -2,7 +2,6 @@ package ewf
 
 import (
 	"bytes"
-	"context"
 
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/imageio"
@@ -13,13 +12,11 @@ const Name = "ewf"
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:    Name,
-		Aliases: []string{"e01"},
-		Probe:   probe,
-		Open:    Open,
-		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return imageio.Created(Create(ctx, req))
-		},
+		Name:          Name,
+		Aliases:       []string{"e01"},
+		Probe:         probe,
+		Open:          Open,
+		Create:        imageio.CreateWith(Create),
 		CreateOptions: createOptions,
 	})
 }

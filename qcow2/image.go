@@ -33,14 +33,10 @@ const (
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:  Name,
-		Probe: probe,
-		Open: func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
-			return imageio.Opened(Open(ctx, f, opts))
-		},
-		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return imageio.Created(Create(ctx, req))
-		},
+		Name:          Name,
+		Probe:         probe,
+		Open:          imageio.OpenWith(Open),
+		Create:        imageio.CreateWith(Create),
 		CreateOptions: createOptions,
 		Measure:       measure,
 	})

@@ -15,12 +15,10 @@ const Name = "raw"
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:  Name,
-		Probe: func(formats.ProbeInput) int { return formats.ProbeRaw },
-		Open:  Open,
-		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return imageio.Created(Create(ctx, req))
-		},
+		Name:          Name,
+		Probe:         func(formats.ProbeInput) int { return formats.ProbeRaw },
+		Open:          Open,
+		Create:        imageio.CreateWith(Create),
 		CreateOptions: formats.OptionSpecsOf(CreateOptions{}),
 		Measure:       measure,
 	})

@@ -22,12 +22,10 @@ const ParentFlag = "--parent PATH"
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:  Name,
-		Probe: probe,
-		Open:  Open,
-		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return imageio.Created(Create(ctx, req))
-		},
+		Name:          Name,
+		Probe:         probe,
+		Open:          Open,
+		Create:        imageio.CreateWith(Create),
 		CreateOptions: formats.OptionSpecsOf(CreateOptions{}),
 	})
 }

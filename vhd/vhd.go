@@ -19,13 +19,11 @@ const Name = "vpc"
 
 func init() {
 	formats.Register(&formats.Driver{
-		Name:    Name,
-		Aliases: []string{"vhd"},
-		Probe:   probe,
-		Open:    Open,
-		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return imageio.Created(Create(ctx, req))
-		},
+		Name:          Name,
+		Aliases:       []string{"vhd"},
+		Probe:         probe,
+		Open:          Open,
+		Create:        imageio.CreateWith(Create),
 		CreateOptions: createOptions,
 		Measure:       measure,
 	})

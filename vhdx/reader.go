@@ -32,9 +32,7 @@ func init() {
 			}
 			return w, nil
 		},
-		Create: func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
-			return imageio.Created(Create(ctx, req))
-		},
+		Create:        imageio.CreateWith(Create),
 		CreateOptions: createOptions,
 		Measure:       measure,
 	})

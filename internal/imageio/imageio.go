@@ -189,6 +189,22 @@ func Created[T formats.Writable](img T, err error) (formats.Writable, error) {
 	return img, nil
 }
 
+// OpenWith is a driver's typed Open (returning its *Image) as a
+// formats.Driver's Open, through Opened.
+func OpenWith[T formats.Image](open func(context.Context, formats.File, formats.OpenOptions) (T, error)) func(context.Context, formats.File, formats.OpenOptions) (formats.Image, error) {
+	return func(ctx context.Context, f formats.File, opts formats.OpenOptions) (formats.Image, error) {
+		return Opened(open(ctx, f, opts))
+	}
+}
+
+// CreateWith is a driver's typed Create as a formats.Driver's Create,
+// through Created.
+func CreateWith[T formats.Writable](create func(context.Context, formats.CreateRequest) (T, error)) func(context.Context, formats.CreateRequest) (formats.Writable, error) {
+	return func(ctx context.Context, req formats.CreateRequest) (formats.Writable, error) {
+		return Created(create(ctx, req))
+	}
+}
+
 // StopTrying reports whether a driver trying the locators of one parent in
 // turn should give up after err instead of trying the next: a backing loop
 // or a limit (depth, metadata budget), which no other name of the parent
