@@ -86,14 +86,12 @@ func (img *Image) FS() *FS { return img.fs }
 
 // ReadAt reads the file's bytes.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := imageio.ClipRead(p, off, img.size)
-	if n == 0 {
-		return 0, eof
-	}
-	if err := fileio.ReadFull(img.f, p[:n], off); err != nil {
-		return 0, fmt.Errorf("%s: reading at %d: %w", img.f.Name(), off, err)
-	}
-	return n, eof
+	return imageio.ReadClipped(p, off, img.size, func(p []byte, off int64) error {
+		if err := fileio.ReadFull(img.f, p, off); err != nil {
+			return fmt.Errorf("%s: reading at %d: %w", img.f.Name(), off, err)
+		}
+		return nil
+	})
 }
 
 // Extents: everything is data, except holes of a sparse file.
@@ -244,14 +242,7 @@ func createCopy(req formats.CreateRequest) (*copyImage, error) {
 func (c *copyImage) Size() int64    { return c.size }
 func (c *copyImage) Format() string { return Name }
 func (c *copyImage) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := imageio.ClipRead(p, off, c.size)
-	if n == 0 {
-		return 0, eof
-	}
-	if err := fileio.ReadFull(c.f, p[:n], off); err != nil {
-		return 0, err
-	}
-	return n, eof
+	return imageio.ReadClipped(p, off, c.size, func(p []byte, off int64) error { return fileio.ReadFull(c.f, p, off) })
 }
 func (c *copyImage) Extents(off, length int64) ([]formats.Extent, error) {
 	return imageio.AllData(off, min(length, c.size-off)), nil

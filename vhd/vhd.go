@@ -339,14 +339,7 @@ func (img *Image) differencing() bool {
 
 // ReadAt reads virtual disk bytes; safe for concurrent use.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := imageio.ClipRead(p, off, img.size)
-	if n == 0 {
-		return 0, eof
-	}
-	if err := img.read(p[:n], off); err != nil {
-		return 0, err
-	}
-	return n, eof
+	return imageio.ReadClipped(p, off, img.size, img.read)
 }
 
 func (img *Image) read(p []byte, off int64) error {

@@ -76,6 +76,20 @@ func ClipRead(p []byte, off, size int64) (int, error) {
 	return len(p), nil
 }
 
+// ReadClipped is the ReadAt of an image of size bytes whose read fills
+// all of the p it is given or fails: the read is bounded by ClipRead, and
+// a failed one returns no bytes.
+func ReadClipped(p []byte, off, size int64, read func(p []byte, off int64) error) (int, error) {
+	n, eof := ClipRead(p, off, size)
+	if n == 0 {
+		return 0, eof
+	}
+	if err := read(p[:n], off); err != nil {
+		return 0, err
+	}
+	return n, eof
+}
+
 // CheckWrite validates a write of n bytes at off on an image of size bytes.
 func CheckWrite(name string, n int, off, size int64) error {
 	if off < 0 || off > size || int64(n) > size-off {

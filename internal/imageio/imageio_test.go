@@ -2,6 +2,7 @@ package imageio
 
 import (
 	"context"
+	"errors"
 	"io"
 	"testing"
 
@@ -56,6 +57,49 @@ func TestDataBlocks(t *testing.T) {
 		got, err := DataBlocks(context.Background(), chain(), tc.block)
 		if err != nil || got != tc.want {
 			t.Errorf("DataBlocks(%d) = %d, %v; want %d", tc.block, got, err, tc.want)
+		}
+	}
+}
+
+// TestReadClipped: a read is cut at the size with io.EOF, past the size
+// reads nothing, a negative offset and a failed read return no bytes.
+func TestReadClipped(t *testing.T) {
+	const size = 10
+	var calls [][2]int64
+	read := func(p []byte, off int64) error {
+		calls = append(calls, [2]int64{off, int64(len(p))})
+		for i := range p {
+			p[i] = byte(off) + byte(i)
+		}
+		if off == 7 {
+			return errors.New("boom")
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		off, n, want int64
+		eof, fails   bool
+	}{
+		{0, 4, 4, false, false},
+		{6, 4, 4, false, false},
+		{8, 4, 2, true, false},
+		{10, 4, 0, true, false},
+		{10, 0, 0, false, false},
+		{-1, 4, 0, false, true},
+		{7, 2, 0, false, true},
+	} {
+		calls = nil
+		p := make([]byte, c.n)
+		got, err := ReadClipped(p, c.off, size, read)
+		switch {
+		case int64(got) != c.want:
+			t.Errorf("ReadClipped(%d bytes at %d) = %d bytes, want %d", c.n, c.off, got, c.want)
+		case c.fails != (err != nil && err != io.EOF), c.eof != (err == io.EOF):
+			t.Errorf("ReadClipped(%d bytes at %d): %v", c.n, c.off, err)
+		case c.want > 0 && (len(calls) != 1 || calls[0] != [2]int64{c.off, c.want}):
+			t.Errorf("ReadClipped(%d bytes at %d) read %v", c.n, c.off, calls)
+		case c.want > 0 && p[c.want-1] != byte(c.off)+byte(c.want-1):
+			t.Errorf("ReadClipped(%d bytes at %d) returned other bytes", c.n, c.off)
 		}
 	}
 }
