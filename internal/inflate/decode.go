@@ -11,19 +11,19 @@ import (
 // loop); it is stored back on return.
 func (d *Decoder) huffman(dst []byte, out int, lt *[litlenEnough]uint32, dt *[distEnough]uint32) (int, error) {
 	src := d.src
+	fastEnd := len(src) - 8 // the fast refill loads 8 bytes from in <= fastEnd
 	bitbuf, nbits, in := d.bitbuf, d.nbits, d.in
-	var err error
 	for out < len(dst) {
 		// Refill: at least 56 bits, enough for a length code and a
 		// distance with their extra bits (15+5+15+13).
-		if in+8 <= len(src) {
+		if in <= fastEnd {
 			bitbuf |= binary.LittleEndian.Uint64(src[in:]) << (nbits & 63)
 			in += 7 - int(nbits>>3&7)
 			nbits |= 56
 		} else {
 			d.bitbuf, d.nbits, d.in = bitbuf, nbits, in
-			if err = d.refill(); err != nil {
-				break
+			if err := d.refill(); err != nil {
+				return out, err
 			}
 			bitbuf, nbits, in = d.bitbuf, d.nbits, d.in
 		}
@@ -33,10 +33,10 @@ func (d *Decoder) huffman(dst []byte, out int, lt *[litlenEnough]uint32, dt *[di
 			nbits -= litlenBits
 			e = lt[e>>16+uint32(bitbuf)&(1<<(e>>4&15)-1)]
 		}
-		n := uint(e & 15)
-		bitbuf >>= n & 63
-		nbits -= n
 		if e&flagLiteral != 0 {
+			n := uint(e & 15)
+			bitbuf >>= n & 63
+			nbits -= n
 			dst[out] = byte(e >> 16)
 			out++
 			// A second literal without a refill (41 bits are left).
@@ -52,49 +52,34 @@ func (d *Decoder) huffman(dst []byte, out int, lt *[litlenEnough]uint32, dt *[di
 			continue
 		}
 		if e&(flagEOB|flagInvalid) != 0 {
+			n := uint(e & 15)
+			d.bitbuf, d.nbits, d.in = bitbuf>>(n&63), nbits-n, in
 			if e&flagEOB != 0 {
-				d.bitbuf, d.nbits, d.in = bitbuf, nbits, in
 				return out, nil
 			}
-			d.bitbuf, d.nbits, d.in = bitbuf, nbits, in
 			return out, d.corrupt("invalid literal/length code")
 		}
-		extra := uint(e >> 4 & 15)
-		length := int(e>>16) + int(bitbuf&(1<<extra-1))
-		bitbuf >>= extra
-		nbits -= extra
-		if nbits < maxCodeBits+13 {
-			if in+8 <= len(src) {
-				bitbuf |= binary.LittleEndian.Uint64(src[in:]) << (nbits & 63)
-				in += 7 - int(nbits>>3&7)
-				nbits |= 56
-			} else {
-				d.bitbuf, d.nbits, d.in = bitbuf, nbits, in
-				if err = d.refill(); err != nil {
-					break
-				}
-				bitbuf, nbits, in = d.bitbuf, d.nbits, d.in
-			}
-		}
+		// A length: its code and extra bits are consumed together (at
+		// least 36 bits remain for the distance: no refill).
+		n, extra := uint(e&15), uint(e>>4&15)
+		length := int(e>>16) + int(bitbuf>>(n&63)&(1<<extra-1))
+		bitbuf >>= (n + extra) & 63
+		nbits -= n + extra
 		e = dt[bitbuf&(1<<distBits-1)]
 		if e&flagSub != 0 {
 			bitbuf >>= distBits
 			nbits -= distBits
 			e = dt[e>>16+uint32(bitbuf)&(1<<(e>>4&15)-1)]
 		}
-		n = uint(e & 15)
-		bitbuf >>= n & 63
-		nbits -= n
-		if e&flagInvalid != 0 {
+		n, extra = uint(e&15), uint(e>>4&15)
+		dist := int(e>>16) + int(bitbuf>>(n&63)&(1<<extra-1))
+		bitbuf >>= (n + extra) & 63
+		nbits -= n + extra
+		if dist > out || e&flagInvalid != 0 {
 			d.bitbuf, d.nbits, d.in = bitbuf, nbits, in
-			return out, d.corrupt("invalid distance code")
-		}
-		extra = uint(e >> 4 & 15)
-		dist := int(e>>16) + int(bitbuf&(1<<extra-1))
-		bitbuf >>= extra
-		nbits -= extra
-		if dist > out {
-			d.bitbuf, d.nbits, d.in = bitbuf, nbits, in
+			if e&flagInvalid != 0 {
+				return out, d.corrupt("invalid distance code")
+			}
 			return out, d.corrupt(fmt.Sprintf("distance %d before the start of the output (at %d)", dist, out))
 		}
 		if from := out - dist; dist >= 8 && out+length+8 <= len(dst) {
@@ -109,7 +94,7 @@ func (d *Decoder) huffman(dst []byte, out int, lt *[litlenEnough]uint32, dt *[di
 		out = copyMatch(dst, out, dist, length)
 	}
 	d.bitbuf, d.nbits, d.in = bitbuf, nbits, in
-	return out, err
+	return out, nil
 }
 
 // copyMatch copies length bytes from dist bytes back to dst[out:], cut at
