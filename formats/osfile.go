@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/vdiskio/vdisk/internal/blockdev"
 	"github.com/vdiskio/vdisk/internal/sparse"
@@ -22,6 +23,13 @@ type osFile struct {
 	// taken at open: a read that ends short of it means the file shrank
 	// under vdisk, which is an ErrSourceChanged, never zeros. 0 otherwise.
 	openSize int64
+	// writeMu makes WriteAt calls take turns. Buffered writes to one file
+	// take its inode lock in the kernel (ext4, XFS, btrfs: one writer at a
+	// time whatever the offsets), where a second writer spins on the lock
+	// while the first copies; waiting here it sleeps instead (interleaved,
+	// at priority, load 15: qcow2→raw CPU 0.209→0.181 s and wall
+	// 0.169→0.148 s, raw→raw CPU 0.60→0.55 s, medians of 9-11).
+	writeMu sync.Mutex
 }
 
 // OpenOSFile opens a regular file or disk device. A directory, FIFO, socket
@@ -119,25 +127,30 @@ func (o *osFile) checkSize(end int64) error {
 	return nil
 }
 
-// maxWriteBytes caps one write(2) call. Larger writes into the page cache
-// ask the kernel for larger folios (Linux 6.x ext4, XFS: the folio order
-// follows the write's length), which on a guest whose free memory is
-// reported to the host (virtio-balloon free page reporting) come from
-// pageblocks the host must fault in again: measured on such a VM (Linux
-// 6.18, ext4), 1.5 GiB written in 2 MiB calls took 5-15x the time of the
-// same bytes in 256 KiB calls, with 4x the system time; and in 256 KiB
-// calls, in some series of runs, 2-3x the CPU time of 128 KiB calls
-// (median 1.77 s against 0.63 s over 9 interleaved runs, cp
-// --sparse=always, which writes 128 KiB, at 0.49). Other series show
-// slow runs at every size, cp's 128 KiB included, but fewer the smaller
-// the calls; 64 KiB cost the same as 128 KiB; the extra syscalls (8192
-// per GiB) are not measurable.
+// maxWriteBytes caps one write(2) call. The kernel sizes the page-cache
+// folios of a buffered write from the write's length and alignment
+// (Linux 6.x ext4, XFS): a call covering an aligned 2 MiB gets order-9
+// folios, one of 1 MiB order 8, one of 128 KiB order 5. On a guest whose
+// free memory is reported to the host (virtio-balloon free page
+// reporting, at pageblock order 9), high-order folios come from blocks
+// the host discarded, and the first copy into each faults on the host:
+// measured on such a VM (Linux 6.18, ext4, 832 MiB written from one
+// buffer), aligned 2 MiB calls cost 1.0-2.9 s of system time against
+// 0.3-0.6 s for 128 KiB, always (kmem:mm_page_alloc: 416 order-9
+// allocations); 1 MiB calls (order 8) were as cheap as 128 KiB in some
+// series and 3x dearer in others (when the order-8 free list was empty
+// and order-8 folios were split from reported blocks); 64-256 KiB cost
+// the same in every series. qemu-img's 2 MiB writes start at extent
+// boundaries, not 2 MiB ones, so they get folios of orders 0-8, which is
+// why its raw→raw takes 0.4 s in one series and 2 s in the next.
 const maxWriteBytes = 128 << 10
 
 func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 	if !o.writable {
 		return 0, fmt.Errorf("%s: %w", o.f.Name(), ErrReadOnly)
 	}
+	o.writeMu.Lock()
+	defer o.writeMu.Unlock()
 	done := 0
 	for done < len(p) {
 		n, err := o.f.WriteAt(p[done:min(len(p), done+maxWriteBytes)], off+int64(done))
