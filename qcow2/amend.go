@@ -533,7 +533,7 @@ func (img *Image) changeRefcountBits(newBits uint) error {
 			}
 		}
 	}
-	if err := img.freeL1(oldOff, int(oldClusters*cs/8)); err != nil {
+	if err := img.freeRange(oldOff, oldClusters*cs); err != nil {
 		return img.abort(err)
 	}
 	return img.flushLocked()

@@ -408,12 +408,8 @@ func (img *Image) growL1(n uint64) error {
 	l1 := make([]uint64, n)
 	copy(l1, img.l1)
 	img.l1 = l1
-	if oldLen > 0 {
-		for cl := oldOff / cs; cl <= (oldOff+oldLen*8-1)/cs; cl++ {
-			if err := img.addRef(cl, -1); err != nil {
-				return err
-			}
-		}
+	if err := img.freeRange(oldOff, oldLen*8); err != nil {
+		return err
 	}
 	img.hdr.L1TableOffset, img.hdr.L1Size = uint64(off), uint32(n)
 	img.w.l1Dirty, img.w.hdrDirty = true, true

@@ -261,12 +261,8 @@ func (img *Image) writeSnapshotTable(snaps []snapshot) error {
 			return fmt.Errorf("%s: writing the snapshot table: %w", img.name, err)
 		}
 	}
-	if oldOff != 0 && oldBytes > 0 {
-		for cl := oldOff / cs; cl <= (oldOff+oldBytes-1)/cs; cl++ {
-			if err := img.addRef(cl, -1); err != nil {
-				return err
-			}
-		}
+	if err := img.freeRange(oldOff, oldBytes); err != nil {
+		return err
 	}
 	parsed, err := parseSnapshots(img.name, buf, off, len(snaps))
 	if err != nil {
@@ -314,7 +310,7 @@ func (img *Image) DeleteSnapshot(name string) error {
 	if err := img.refL1(l1, -1); err != nil {
 		return img.abort(err)
 	}
-	if err := img.freeL1(int64(sn.L1TableOffset), len(l1)); err != nil {
+	if err := img.freeRange(int64(sn.L1TableOffset), int64(len(l1))*8); err != nil {
 		return img.abort(err)
 	}
 	// The header no longer names the snapshot before its refcounts drop,
@@ -337,13 +333,14 @@ func (img *Image) snapshotL1(sn snapshot) ([]uint64, error) {
 	return img.readTable("snapshot L1 table", sn.L1TableOffset, uint64(sn.L1Size))
 }
 
-// freeL1 drops the reference to the clusters of an n-entry L1 table at off.
-func (img *Image) freeL1(off int64, n int) error {
-	if off == 0 || n == 0 {
+// freeRange drops a reference to every cluster of the bytes bytes at off
+// (a table the image no longer uses); nothing when off or bytes is 0.
+func (img *Image) freeRange(off, bytes int64) error {
+	if off == 0 || bytes <= 0 {
 		return nil
 	}
 	cs := img.clusterSize
-	for cl := off / cs; cl <= (off+int64(n)*8-1)/cs; cl++ {
+	for cl := off / cs; cl <= (off+bytes-1)/cs; cl++ {
 		if err := img.addRef(cl, -1); err != nil {
 			return err
 		}
