@@ -167,7 +167,7 @@ func (e *Encoder) match(length, dist int) {
 // greedyParse takes the longest match found at each position.
 func (e *Encoder) greedyParse(src []byte) {
 	m := &e.m
-	n, blockStart, anchor := len(src), 0, 0
+	n, blockStart, anchor, skipAt := len(src), 0, 0, e.skipAt()
 	for i := 0; i < n; {
 		if len(e.tokens) >= blockTokens {
 			if !e.flush(src[blockStart:i], false) {
@@ -183,7 +183,12 @@ func (e *Encoder) greedyParse(src []byte) {
 		d4, d3 := m.insert(src, i)
 		l, d := m.longest(src, i, d4, d3, minMatch-1, e.p.chain, e.p.nice)
 		if d == 0 {
-			i = e.literals(src, i, anchor)
+			if i-anchor < skipAt {
+				e.literal(src[i])
+				i++
+			} else {
+				i = e.literals(src, i, anchor)
+			}
 			continue
 		}
 		e.match(l, d)
@@ -201,7 +206,7 @@ func (e *Encoder) greedyParse(src []byte) {
 // longer match, the current byte goes out as a literal instead.
 func (e *Encoder) lazyParse(src []byte) {
 	m := &e.m
-	n, blockStart, anchor := len(src), 0, 0
+	n, blockStart, anchor, skipAt := len(src), 0, 0, e.skipAt()
 	for i := 0; i < n; {
 		if len(e.tokens) >= blockTokens {
 			if !e.flush(src[blockStart:i], false) {
@@ -229,12 +234,22 @@ func (e *Encoder) lazyParse(src []byte) {
 			d3 = 0
 		}
 		if d4|d3 == 0 {
-			i = e.literals(src, i, anchor)
+			if i-anchor < skipAt {
+				e.literal(src[i])
+				i++
+			} else {
+				i = e.literals(src, i, anchor)
+			}
 			continue
 		}
 		l, d := m.longest(src, i, d4, d3, minMatch-1, e.p.chain, e.p.nice)
 		if d == 0 {
-			i = e.literals(src, i, anchor)
+			if i-anchor < skipAt {
+				e.literal(src[i])
+				i++
+			} else {
+				i = e.literals(src, i, anchor)
+			}
 			continue
 		}
 		next := i + 1 // first position not hashed
@@ -268,6 +283,14 @@ func (e *Encoder) lazyParse(src []byte) {
 		anchor = i
 	}
 	e.flush(src[blockStart:], true)
+}
+
+// skipAt is the stretch of literals after which literals skips positions.
+func (e *Encoder) skipAt() int {
+	if e.p.skip == 0 {
+		return MaxInput
+	}
+	return 1 << e.p.skip
 }
 
 // literals sends the literal at i and, once the stretch without a match
