@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/scratch"
 	"github.com/vdiskio/vdisk/source/compressed"
 )
 
@@ -69,7 +70,7 @@ func (w *gceWriter) pack() error {
 
 // dataFragments are the data runs of f, on 512-byte boundaries (holes of
 // the file system are whole blocks; the edges are rounded outwards).
-func dataFragments(f *tempFile, size int64) ([]fragment, error) {
+func dataFragments(f *scratch.File, size int64) ([]fragment, error) {
 	runs, err := f.Runs(0, size)
 	if err != nil {
 		return nil, err

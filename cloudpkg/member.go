@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/scratch"
 )
 
 // member says how a package's disk is written before it is packaged.
@@ -21,7 +22,7 @@ type member struct {
 // the output; finish closes it and hands the file to the packaging.
 type diskImage struct {
 	formats.Writable // the disk, written into tmp
-	tmp              *tempFile
+	tmp              *scratch.File
 	out              formats.File // the package
 	name             string       // the package's name
 	closed           bool
@@ -37,7 +38,7 @@ func createDisk(ctx context.Context, req formats.CreateRequest, m member) (*disk
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := newTempFile(filepath.Dir(req.Name), m.temp)
+	tmp, err := scratch.Create(filepath.Dir(req.Name), m.temp)
 	if err != nil {
 		return nil, fmt.Errorf("%s: the %s temporary file: %w", req.Name, m.what, err)
 	}

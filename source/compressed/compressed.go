@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
@@ -18,6 +17,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/vdiskio/vdisk/formats"
+	"github.com/vdiskio/vdisk/internal/scratch"
 	"github.com/vdiskio/vdisk/internal/zero"
 )
 
@@ -284,28 +284,6 @@ func decompress(ctx context.Context, dst formats.File, r io.Reader, limit int64,
 	return copySparse(ctx, dst, src, limit, name, kind, why)
 }
 
-// spoolFile is the temporary file; Close removes it where it could not
-// be unlinked at creation (Windows).
-type spoolFile struct {
-	formats.File
-	path string // "" when already unlinked
-}
-
-func (f *spoolFile) Close() error {
-	err := f.File.Close()
-	if f.path != "" {
-		if rerr := os.Remove(f.path); err == nil && !errors.Is(rerr, os.ErrNotExist) {
-			err = rerr
-		}
-	}
-	return err
-}
-
-// Runs forwards to the OS file's hole finder.
-func (f *spoolFile) Runs(off, length int64) ([]formats.FileRun, error) {
-	return runs(f.File, off, length)
-}
-
 func runs(f formats.File, off, length int64) ([]formats.FileRun, error) {
 	if h, ok := f.(formats.HoleFinder); ok {
 		return h.Runs(off, length)
@@ -314,7 +292,7 @@ func runs(f formats.File, off, length int64) ([]formats.FileRun, error) {
 }
 
 // create makes the spool file for the source name.
-func (s *Spooler) create(name string) (*spoolFile, error) {
+func (s *Spooler) create(name string) (*scratch.File, error) {
 	dir := s.Dir
 	if dir == "" {
 		dir = filepath.Dir(name)
@@ -322,13 +300,9 @@ func (s *Spooler) create(name string) (*spoolFile, error) {
 			dir = os.TempDir() // stdin and URLs have no directory here
 		}
 	}
-	osf, err := os.CreateTemp(dir, ".vdisk-spool-*")
+	f, err := scratch.Create(dir, ".vdisk-spool-*")
 	if err != nil {
 		return nil, fmt.Errorf("%s: creating the decompression spool: %w", name, err)
-	}
-	f := &spoolFile{File: formats.NewOSFile(osf), path: osf.Name()}
-	if runtime.GOOS != "windows" && os.Remove(osf.Name()) == nil {
-		f.path = ""
 	}
 	return f, nil
 }
