@@ -110,14 +110,15 @@ func (m *matcher) longest(src []byte, i, d4, d3, best, chain, nice int) (length,
 	nice = min(nice, limit)
 	first := binary.LittleEndian.Uint32(cur)
 	pos, minPos := i-d4, i-m.wmask
+	end := cur[length]
 	for {
-		w := src[pos : pos+limit]
-		if w[length] == cur[length] && binary.LittleEndian.Uint32(w) == first {
-			if n := 4 + matchLen(w[4:], cur[4:]); n > length {
+		if src[pos+length] == end && binary.LittleEndian.Uint32(src[pos:]) == first {
+			if n := 4 + matchLen(src[pos+4:pos+limit], cur[4:]); n > length {
 				length, dist = n, i-pos
 				if n >= nice {
 					break
 				}
+				end = cur[length]
 			}
 		}
 		link := int(m.prev[pos&m.wmask&(maxWindow-1)])
