@@ -92,9 +92,7 @@ func (img *Image) writableExtent(e *extent) (*wextent, error) {
 
 // writableSparse makes a sparseWriter over an existing hosted sparse
 // extent: uncompressed, qemu's and VMware's 64 KiB grains and 512-entry
-// tables (qemu and VMware allocate every grain table at creation; a table
-// not allocated, as in a vdisk output streamed from stdin, is placed at the
-// end of the file when it fills).
+// tables, every grain table allocated (both write them all at creation).
 func writableSparse(s *sparseExtent) (*sparseWriter, error) {
 	h := s.hdr
 	switch {
@@ -105,13 +103,13 @@ func writableSparse(s *sparseExtent) (*sparseWriter, error) {
 	}
 	sw := &sparseWriter{f: s.f, hdr: h, capacity: int64(h.Capacity) * sectorSize, grainBytes: s.grainBytes,
 		numGTs: int64(len(s.gd)), tables: map[int64]*wtable{}, maxTabs: maxWriterTables,
-		pending: map[int64]chan struct{}{}, gdOff: int64(h.GDOffset) * sectorSize, rgdOff: -1}
+		pending: map[int64]chan struct{}{}}
 	sw.gtOffs = make([]int64, len(s.gd))
 	for i, e := range s.gd {
-		sw.gtOffs[i] = int64(e) * sectorSize
-		if e == 0 { // not allocated (a streamed vdisk output): placed when it fills
-			sw.gtOffs[i] = -1
+		if e == 0 {
+			return nil, formats.Unsupportedf(s.name, "writing a VMDK extent whose grain table %d is not allocated", i)
 		}
+		sw.gtOffs[i] = int64(e) * sectorSize
 	}
 	if h.Flags&flagRedundantGD != 0 && h.RGDOffset != 0 {
 		rgd := make([]byte, len(s.gd)*gteBytes)
@@ -121,17 +119,12 @@ func writableSparse(s *sparseExtent) (*sparseWriter, error) {
 		sw.rgtOffs = make([]int64, len(s.gd))
 		for i := range sw.rgtOffs {
 			e := binary.LittleEndian.Uint32(rgd[i*gteBytes:])
-			if e == 0 && sw.gtOffs[i] < 0 {
-				sw.rgtOffs[i] = -1
-				continue
-			}
 			if e == 0 || int64(e)*sectorSize+tableBytes > s.fileSize {
 				return nil, formats.Corruptf(s.name, "redundant grain directory", int64(h.RGDOffset)*sectorSize+int64(i)*gteBytes,
 					"entry %d points to sector %d, outside the file", i, e)
 			}
 			sw.rgtOffs[i] = int64(e) * sectorSize
 		}
-		sw.rgdOff = int64(h.RGDOffset) * sectorSize
 	}
 	sw.next = max(roundUpSector(s.fileSize), int64(h.OverHead)*sectorSize)
 	return sw, nil
