@@ -64,7 +64,7 @@ var wideLevels = [MaxLevel + 1]params{
 	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32, skip: 6},
 	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16, skip: 6},
 	5: {lazy: true, good: 8, maxLazy: 16, nice: 32, chain: 32, skip: 6},
-	6: {lazy: true, good: 8, maxLazy: 16, nice: 128, chain: 64, skip: 6},
+	6: {lazy: true, good: 4, maxLazy: 16, nice: 128, chain: 64, skip: 6},
 	7: {lazy: true, good: 8, maxLazy: 32, nice: 128, chain: 256},
 	8: {lazy: true, good: 32, maxLazy: 128, nice: 258, chain: 1024},
 	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
