@@ -35,6 +35,10 @@
 // named name-s001.vmdk / name-f001.vmdk) and streamOptimized (VMware's
 // canonical layout in one sequential pass, safe for pipes, grains compressed
 // in parallel). Sparse extents use qemu's layout: redundant and primary GD
-// with preallocated GTs, grains appended. Check verifies grain offsets and
-// the redundant grain tables.
+// with preallocated GTs, grains appended; a monolithicSparse disk created at
+// a provisional size (a raw stream's, formats.CreateRequest.Provisional)
+// allocates its GTs (both copies) at the end of the file as they fill, and
+// FinishSize allocates the rest its final size needs. FinishSize also gives
+// a streamOptimized disk written to a file its final size. Check verifies
+// grain offsets and the redundant grain tables.
 package vmdk
