@@ -29,4 +29,8 @@
 // Refused by name: differencing images without their parent, parents that
 // are not VDI images, writing to differencing images, unknown header flags,
 // header versions other than 0.x and 1.0/1.1.
+//
+// FinishSize gives a new dynamic image created at a provisional size (a raw
+// stream's) its final size: cbDisk and cBlocks (the block map keeps its
+// room before offData).
 package vdi

@@ -31,5 +31,7 @@
 // grows or shrinks a fixed disk and grows a dynamic one within its BAT's
 // room. Not supported (refused by name): the "Mac " alias locator,
 // shrinking dynamic and resizing differencing disks; split (.v01) images
-// are not recognised.
+// are not recognised. FinishSize gives a new disk created at a provisional
+// size (a raw stream's) its final size: footers and geometry, and for a
+// dynamic disk the header's max_table_entries (the BAT keeps its room).
 package vhd

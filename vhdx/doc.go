@@ -56,5 +56,8 @@
 // within Limits.MaxTableBytes is loaded and validated whole at open; a
 // larger one is read in 64 KiB pages through a cache of Limits.CacheBytes,
 // each page validated when loaded. The writer keeps its BAT in memory and
-// refuses one over the table limit (use a larger block_size).
+// refuses one over the table limit (use a larger block_size). FinishSize
+// gives a new dynamic disk created at a provisional size (a raw stream's)
+// its final size: the metadata's virtual disk size (the BAT region keeps its
+// room).
 package vhdx
