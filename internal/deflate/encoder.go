@@ -310,7 +310,7 @@ func (e *Encoder) literals(src []byte, i, anchor int) int {
 		e.litFreq[c]++
 	}
 	if step > 1 {
-		e.m.insertRange(src, i+1, i+step)
+		e.m.insertRange4(src, i+1, i+step)
 	}
 	return i + step
 }

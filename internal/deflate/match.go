@@ -145,3 +145,20 @@ func matchLen(a, b []byte) int {
 	}
 	return n
 }
+
+// insertRange4 is insertRange without the 3-byte table.
+func (m *matcher) insertRange4(src []byte, from, to int) {
+	to = min(to, len(src)-3)
+	shift4, wmask := m.shift4, m.wmask
+	for i := from; i < to; i++ {
+		u := binary.LittleEndian.Uint32(src[i:])
+		h4 := u * 0x9E3779B1 >> shift4 & (1<<maxHash4Bits - 1)
+		p := uint16(i)
+		d4 := int(p - m.head4[h4])
+		m.head4[h4] = p
+		if uint(d4-1) >= uint(wmask) {
+			d4 = 0
+		}
+		m.prev[i&wmask&(maxWindow-1)] = uint16(d4)
+	}
+}
