@@ -14,7 +14,7 @@ type bitWriter struct {
 
 // put appends the low n bits of v (n <= 32).
 func (w *bitWriter) put(v uint32, n uint) {
-	w.acc |= uint64(v) << w.nbits
+	w.acc |= uint64(v) << (w.nbits & 63)
 	w.nbits += n
 	if w.nbits >= 32 {
 		w.out = binary.LittleEndian.AppendUint32(w.out, uint32(w.acc))

@@ -187,13 +187,13 @@ func (e *Encoder) writeTokens(lit, dist *code) {
 		d := t & 0xffff
 		if d == 0 {
 			c := litEnc[t>>16&0xff]
-			acc |= uint64(c&0xffff) << nbits
+			acc |= uint64(c&0xffff) << (nbits & 63)
 			nbits += uint(c >> 16)
 		} else {
 			l := t >> 16
 			ls := lengthSym[(l-minMatch)&0xff]
 			c := litEnc[endOfBlock+1+int(ls)]
-			acc |= uint64(c&0xffff|(l-uint32(lengthBase[ls]))<<(c>>16)) << nbits
+			acc |= uint64(c&0xffff|(l-uint32(lengthBase[ls]))<<(c>>16&31)) << (nbits & 63)
 			nbits += uint(c>>16) + uint(lengthExtra[ls])
 			if nbits >= 32 {
 				out = binary.LittleEndian.AppendUint32(out, uint32(acc))
@@ -201,7 +201,7 @@ func (e *Encoder) writeTokens(lit, dist *code) {
 				nbits -= 32
 			}
 			ds := distSym(int(d))
-			acc |= uint64(uint32(dist.codes[ds])|(d-uint32(distBase[ds]))<<dist.bits[ds]) << nbits
+			acc |= uint64(uint32(dist.codes[ds])|(d-uint32(distBase[ds]))<<(dist.bits[ds]&31)) << (nbits & 63)
 			nbits += uint(dist.bits[ds] + distExtra[ds])
 		}
 		if nbits >= 32 {

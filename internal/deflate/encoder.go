@@ -221,7 +221,7 @@ func (e *Encoder) lazyParse(src []byte) {
 		}
 		// m.insert(src, i), inlined: most positions end here.
 		u := binary.LittleEndian.Uint32(src[i:])
-		h4 := u * 0x9E3779B1 >> m.shift4 & (1<<maxHash4Bits - 1)
+		h4 := u * 0x9E3779B1 >> (m.shift4 & 31) & (1<<maxHash4Bits - 1)
 		h3 := (u << 8) * 0x9E3779B1 >> (32 - hash3Bits)
 		p := uint16(i)
 		d4, d3 := int(p-m.head4[h4]), int(p-m.head3[h3])

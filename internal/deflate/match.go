@@ -57,7 +57,7 @@ func (m *matcher) reset() {
 // (d3, 0 if none).
 func (m *matcher) insert(src []byte, i int) (d4, d3 int) {
 	u := binary.LittleEndian.Uint32(src[i:])
-	h4 := u * 0x9E3779B1 >> m.shift4 & (1<<maxHash4Bits - 1)
+	h4 := u * 0x9E3779B1 >> (m.shift4 & 31) & (1<<maxHash4Bits - 1)
 	h3 := (u << 8) * 0x9E3779B1 >> (32 - hash3Bits)
 	p := uint16(i)
 	d4, d3 = int(p-m.head4[h4]), int(p-m.head3[h3])
@@ -78,7 +78,7 @@ func (m *matcher) insertRange(src []byte, from, to int) {
 	shift4, wmask := m.shift4, m.wmask
 	for i := from; i < to; i++ {
 		u := binary.LittleEndian.Uint32(src[i:])
-		h4 := u * 0x9E3779B1 >> shift4 & (1<<maxHash4Bits - 1)
+		h4 := u * 0x9E3779B1 >> (shift4 & 31) & (1<<maxHash4Bits - 1)
 		h3 := (u << 8) * 0x9E3779B1 >> (32 - hash3Bits)
 		p := uint16(i)
 		d4 := int(p - m.head4[h4])
@@ -152,7 +152,7 @@ func (m *matcher) insertRange4(src []byte, from, to int) {
 	shift4, wmask := m.shift4, m.wmask
 	for i := from; i < to; i++ {
 		u := binary.LittleEndian.Uint32(src[i:])
-		h4 := u * 0x9E3779B1 >> shift4 & (1<<maxHash4Bits - 1)
+		h4 := u * 0x9E3779B1 >> (shift4 & 31) & (1<<maxHash4Bits - 1)
 		p := uint16(i)
 		d4 := int(p - m.head4[h4])
 		m.head4[h4] = p
