@@ -121,6 +121,12 @@ type copier struct {
 	outPool    sync.Pool   // compressed output buffers
 	writeMu    *sync.Mutex // serialises out-of-order writes; nil for a ConcurrentWriter
 	offload    bool        // Options.CopyOffload applies to these images
+	// kernelMu makes the kernel copies of offload tasks take turns: the
+	// kernel copies into one target file under its inode lock, where a
+	// second copier spins (raw→raw -C, medians of 7: one at a time took
+	// the same wall time, 0.476 s against 0.469, at 0.456 s CPU against
+	// 0.640).
+	kernelMu sync.Mutex
 }
 
 // Copy copies src's content into dst (of at least src's size). It returns

@@ -85,7 +85,9 @@ func (c *copier) kernelCopy(ctx context.Context, off, length int64, res *result)
 			return done, err
 		}
 		step := min(length-done, offloadStepBytes)
+		c.kernelMu.Lock()
 		n, err := offload.Copy(dst.(formats.OSFiler).OSFile(), dstOff+done, src.(formats.OSFiler).OSFile(), srcOff+done, step)
+		c.kernelMu.Unlock()
 		done += n
 		c.progress.add(n)
 		res.reported += n

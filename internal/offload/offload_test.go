@@ -38,6 +38,7 @@ func TestCopy(t *testing.T) {
 			{4096, 8192, 1 << 20},            // aligned middle
 			{123, 77, 1<<20 + 5},             // unaligned: copy_file_range only
 			{int64(len(data)) - 10, 0, 4096}, // runs past the source's end: short
+			{1 << 20, 0, 4 << 20},            // long, past the source's end
 		} {
 			dst, err := os.Create(filepath.Join(t.TempDir(), "dst"))
 			if err != nil {
@@ -56,6 +57,18 @@ func TestCopy(t *testing.T) {
 			}
 			if !bytes.Equal(got, data[c.srcOff:c.srcOff+done]) {
 				t.Fatalf("%s %+v: the %d bytes copied differ from the source", srcDir, c, done)
+			}
+			// The target holds blocks for the bytes copied and no more
+			// (the range is allocated before the copy only where the
+			// kernel copies and the source has bytes).
+			if got, bs, ok := allocation(t, dst); ok && bs > 0 {
+				first, end := c.dstOff/bs*bs, (c.dstOff+done+bs-1)/bs*bs
+				if done == 0 {
+					end = first
+				}
+				if got > end-first {
+					t.Errorf("%s %+v: %d bytes allocated for the %d copied", srcDir, c, got, done)
+				}
 			}
 			dst.Close()
 		}
