@@ -10,7 +10,9 @@
 // An L2 entry is unallocated (read from the backing file, else zeros), a
 // zero cluster (v3, with or without a preallocated host cluster), a normal
 // cluster at a host offset, or a compressed cluster (raw deflate with a
-// 4 KiB window, or zstd) packed byte-wise into host clusters. Every host
+// 4 KiB window, or zstd) packed byte-wise into host clusters (read straight
+// into the caller's buffer: deflate by internal/inflate, zstd frame by frame
+// with DecodeAll, zstdframe.go finding where each frame ends). Every host
 // cluster in use is counted in 1..64-bit refcounts, reached through the
 // refcount table; internal snapshots keep their own L1 copies.
 //
