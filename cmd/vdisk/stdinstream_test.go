@@ -128,10 +128,10 @@ type streamCase struct {
 func TestStdinStreamed(t *testing.T) {
 	raw, vmdk, vhd := streamSources(t)
 	odd := oddRaw(t)
-	// 100 MiB with data in its first MiB only: most block tables (VMDK
+	// 70 MiB with data in its first MiB only: most block tables (VMDK
 	// grain tables, BAT pages) stay empty.
 	sparse := filepath.Join(t.TempDir(), "sparse.raw")
-	qemutest.Img(t, "create", "-q", "-f", "raw", sparse, "100M")
+	qemutest.Img(t, "create", "-q", "-f", "raw", sparse, "70M")
 	qemutest.IO(t, "raw", sparse, "write -P 0x42 0 1M")
 	cases := []streamCase{
 		{name: "raw to qcow2", in: raw, inFmt: "raw", args: []string{"-O", "qcow2"}, outFmt: "qcow2"},
