@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/vdiskio/vdisk/ewf"
 	"github.com/vdiskio/vdisk/formats"
 	"github.com/vdiskio/vdisk/internal/faultfile"
 	"github.com/vdiskio/vdisk/internal/fileio"
-	_ "github.com/vdiskio/vdisk/ewf"
 	_ "github.com/vdiskio/vdisk/qcow2"
 	_ "github.com/vdiskio/vdisk/raw"
 	_ "github.com/vdiskio/vdisk/vdi"
