@@ -1,5 +1,7 @@
 package deflate
 
+import "github.com/vdiskio/vdisk/internal/rfc1951"
+
 // The fixed alphabets of RFC 1951 section 3.2.5: a match length 3..258 is
 // sent as a length symbol 257..285 plus extra bits, a distance 1..32768 as
 // a distance symbol 0..29 plus extra bits.
@@ -16,19 +18,16 @@ const (
 	maxStoredSize = 65535
 )
 
-// lengthBase and lengthExtra give, for length symbols 257..285 (index 0..28),
-// the shortest length the symbol stands for and its number of extra bits.
+// The format's tables (internal/rfc1951), under the names the encoder
+// uses: the length and distance symbols' bases and extra bits, the order
+// of the code-length code's lengths.
 var (
-	lengthBase  = [29]uint16{3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258}
-	lengthExtra = [29]uint8{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0}
-	distBase    = [30]uint16{1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577}
-	distExtra   = [30]uint8{0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13}
+	lengthBase   = rfc1951.LengthBase
+	lengthExtra  = rfc1951.LengthExtra
+	distBase     = rfc1951.DistBase
+	distExtra    = rfc1951.DistExtra
+	codeLenOrder = rfc1951.CodeLenOrder
 )
-
-// codeLenOrder is the order in which the code-length code's lengths are
-// sent (RFC 1951 3.2.7): the likely-used ones first, so trailing unused
-// ones can be left off.
-var codeLenOrder = [numCodeLen]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15}
 
 // lengthSym maps length-3 (0..255) to the length symbol index (0..28).
 var lengthSym = func() (t [256]uint8) {
@@ -70,25 +69,7 @@ func distSym(dist int) uint8 {
 
 // fixedLitLenBits and fixedDistBits are the code lengths of the fixed
 // Huffman codes (RFC 1951 3.2.6).
-var fixedLitLenBits = func() (t [288]uint8) {
-	for i := range t {
-		switch {
-		case i < 144:
-			t[i] = 8
-		case i < 256:
-			t[i] = 9
-		case i < 280:
-			t[i] = 7
-		default:
-			t[i] = 8
-		}
-	}
-	return t
-}()
-
-var fixedDistBits = func() (t [32]uint8) {
-	for i := range t {
-		t[i] = 5
-	}
-	return t
-}()
+var (
+	fixedLitLenBits = rfc1951.FixedLitLenBits
+	fixedDistBits   = rfc1951.FixedDistBits
+)

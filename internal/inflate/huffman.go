@@ -1,6 +1,10 @@
 package inflate
 
-import "math/bits"
+import (
+	"math/bits"
+
+	"github.com/vdiskio/vdisk/internal/rfc1951"
+)
 
 // A table entry (uint32) says what a code decodes to and how many bits it
 // takes:
@@ -43,10 +47,8 @@ var litlenMeaning = func() (m [numLitlen]uint32) {
 		m[s] = flagLiteral | uint32(s)<<16
 	}
 	m[256] = flagEOB
-	base := [29]uint32{3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258}
-	extra := [29]uint32{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0}
-	for i := range base {
-		m[257+i] = base[i]<<16 | extra[i]<<4
+	for i, base := range rfc1951.LengthBase {
+		m[257+i] = uint32(base)<<16 | uint32(rfc1951.LengthExtra[i])<<4
 	}
 	m[286], m[287] = flagInvalid, flagInvalid
 	return m
@@ -54,10 +56,8 @@ var litlenMeaning = func() (m [numLitlen]uint32) {
 
 // distMeaning is the entry of each distance symbol.
 var distMeaning = func() (m [numDist]uint32) {
-	base := [30]uint32{1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577}
-	extra := [30]uint32{0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13}
-	for i := range base {
-		m[i] = base[i]<<16 | extra[i]<<4
+	for i, base := range rfc1951.DistBase {
+		m[i] = uint32(base)<<16 | uint32(rfc1951.DistExtra[i])<<4
 	}
 	m[30], m[31] = flagInvalid, flagInvalid
 	return m

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/vdiskio/vdisk/internal/rfc1951"
 )
 
 // ErrCorrupt is wrapped by every error about the stream's content.
@@ -153,28 +155,15 @@ func (d *Decoder) fixed() {
 		return
 	}
 	var lens [numLitlen + numDist]uint8
-	for s := range numLitlen {
-		switch {
-		case s < 144:
-			lens[s] = 8
-		case s < 256:
-			lens[s] = 9
-		case s < 280:
-			lens[s] = 7
-		default:
-			lens[s] = 8
-		}
-	}
-	for s := range numDist {
-		lens[numLitlen+s] = 5
-	}
+	copy(lens[:numLitlen], rfc1951.FixedLitLenBits[:])
+	copy(lens[numLitlen:], rfc1951.FixedDistBits[:])
 	build(d.fixedLitlen[:], lens[:numLitlen], litlenBits, litlenMeaning[:], kindLitlen)
 	build(d.fixedDist[:], lens[numLitlen:], distBits, distMeaning[:], kindDist)
 	d.fixedBuilt = true
 }
 
 // codelenOrder is the order of the code-length code lengths.
-var codelenOrder = [numCodelen]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15}
+var codelenOrder = rfc1951.CodeLenOrder
 
 // dynamic reads a dynamic block's codes into d.litlen and d.dist.
 func (d *Decoder) dynamic() error {
