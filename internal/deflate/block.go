@@ -17,10 +17,37 @@ var fixedLit, fixedDist = func() (code, code) {
 	return lit, dist
 }()
 
-// flush sends the pending symbols as one block; raw is the input they
-// encode (for a stored block). It reports false (and sends nothing) when
-// the stream would reach the limit.
+// flush sends the pending symbols in the blocks splitBlock chooses; raw is
+// the input they encode (for stored blocks). It reports false (and sends
+// nothing more) when the stream would reach the limit.
 func (e *Encoder) flush(raw []byte, final bool) bool {
+	e.addMark(len(raw))
+	from := &e.marks[0]
+	cuts := e.splitBlock()
+	for k, c := range cuts {
+		to := &e.marks[c]
+		for s := range e.litFreq {
+			e.litFreq[s] = to.lit[s] - from.lit[s]
+		}
+		for s := range e.distFreq {
+			e.distFreq[s] = to.dist[s] - from.dist[s]
+		}
+		if !e.writeBlock(e.tokens[from.tokens:to.tokens], raw[from.raw:to.raw], final && k == len(cuts)-1) {
+			return false
+		}
+		from = to
+	}
+	e.resetBlock()
+	if final {
+		e.w.alignByte()
+	}
+	return true
+}
+
+// writeBlock sends tokens, whose counts are in litFreq and distFreq, as
+// one block of the cheapest type; raw is the input they encode. It reports
+// false (and sends nothing) when the stream would reach the limit.
+func (e *Encoder) writeBlock(tokens []uint32, raw []byte, final bool) bool {
 	e.litFreq[endOfBlock]++
 	e.huff.build(&e.lit, e.litFreq[:], maxCodeBits)
 	e.huff.build(&e.dist, e.distFreq[:], maxCodeBits)
@@ -44,15 +71,11 @@ func (e *Encoder) flush(raw []byte, final bool) bool {
 		e.writeStored(raw, final)
 	case fixed:
 		e.w.put(last|1<<1, 3)
-		e.writeTokens(&fixedLit, &fixedDist)
+		e.writeTokens(tokens, &fixedLit, &fixedDist)
 	default:
 		e.w.put(last|2<<1, 3)
 		e.writeHeader(nlit, ndist, hclen)
-		e.writeTokens(&e.lit, &e.dist)
-	}
-	e.resetBlock()
-	if final {
-		e.w.alignByte()
+		e.writeTokens(tokens, &e.lit, &e.dist)
 	}
 	return true
 }
@@ -177,13 +200,13 @@ func (e *Encoder) writeHeader(nlit, ndist, hclen int) {
 // writeTokens sends the block's symbols and its end-of-block code. The
 // bit accumulator is kept in registers; literals, nearly all the symbols
 // of text-like data, take one table load (code | length<<16).
-func (e *Encoder) writeTokens(lit, dist *code) {
+func (e *Encoder) writeTokens(tokens []uint32, lit, dist *code) {
 	var litEnc [numLitLen]uint32
 	for s, b := range lit.bits[:numLitLen] {
 		litEnc[s] = uint32(lit.codes[s]) | uint32(b)<<16
 	}
 	acc, nbits, out := e.w.acc, e.w.nbits, e.w.out
-	for _, t := range e.tokens {
+	for _, t := range tokens {
 		d := t & 0xffff
 		if d == 0 {
 			c := litEnc[t>>16&0xff]

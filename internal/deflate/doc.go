@@ -70,8 +70,11 @@
 // before it is used, so an aliased entry costs a comparison, never a
 // wrong match, and the output depends on the input alone.
 //
-// Every 32768 symbols (and at the end) the pending symbols form a block
-// (block.go): Huffman code lengths are computed from the symbol counts
+// Every 32768 symbols (and at the end) the pending symbols are sent
+// (block.go), as one block or split where the symbol statistics change
+// (split.go: entropy estimates over snapshots of the counts taken every
+// 4096 symbols decide, halving recursively). For each block sent, Huffman
+// code lengths are computed from the symbol counts
 // (huffman.go: the two-queue method on sorted counts, and package-merge,
 // optimal under the 15-bit limit, when a code would be deeper), the exact
 // size of the block is computed for all three types, and the smallest is

@@ -40,16 +40,18 @@ type params struct {
 
 // levels are tuned on text-like and binary disk data against zlib's level
 // 6 with a 4 KiB window (what qemu writes): DefaultLevel is within a
-// fraction of a percent of zlib's size (smaller on binaries: every block
-// takes its cheapest type and optimal length-limited codes) and searches
-// a quarter of zlib's chain.
+// fraction of a percent of zlib's size (smaller on binaries: blocks are
+// split where the statistics change, every block takes its cheapest type
+// and optimal length-limited codes), searches a quarter of zlib's chain
+// and looks ahead only past matches shorter than 6 bytes (zlib: 16), which
+// the smaller blocks pay for.
 var levels = [MaxLevel + 1]params{
 	1: {lazy: false, good: 4, maxLazy: 4, nice: 8, chain: 4, skip: 6},
 	2: {lazy: false, good: 4, maxLazy: 8, nice: 16, chain: 8, skip: 6},
 	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32, skip: 6},
 	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16, skip: 6},
 	5: {lazy: true, good: 4, maxLazy: 8, nice: 32, chain: 24, skip: 6},
-	6: {lazy: true, good: 4, maxLazy: 16, nice: 64, chain: 32, skip: 6},
+	6: {lazy: true, good: 4, maxLazy: 6, nice: 64, chain: 32, skip: 6},
 	7: {lazy: true, good: 8, maxLazy: 16, nice: 128, chain: 128},
 	8: {lazy: true, good: 8, maxLazy: 32, nice: 258, chain: 512},
 	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
@@ -64,7 +66,7 @@ var wideLevels = [MaxLevel + 1]params{
 	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32, skip: 6},
 	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16, skip: 6},
 	5: {lazy: true, good: 8, maxLazy: 16, nice: 32, chain: 32, skip: 6},
-	6: {lazy: true, good: 4, maxLazy: 16, nice: 128, chain: 64, skip: 6},
+	6: {lazy: true, good: 4, maxLazy: 5, nice: 128, chain: 56, skip: 6},
 	7: {lazy: true, good: 8, maxLazy: 32, nice: 128, chain: 256},
 	8: {lazy: true, good: 32, maxLazy: 128, nice: 258, chain: 1024},
 	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
@@ -81,6 +83,9 @@ type Encoder struct {
 	m      matcher
 
 	tokens   []uint32 // literal: byte<<16; match: length<<16 | distance
+	marks    []mark   // the block's start, its marks so far (split.go), then its end
+	cuts     []int
+	nextMark int // len(tokens) at which the next mark is due
 	litFreq  [numLitLen]uint32
 	distFreq [numDist]uint32
 	huff     huffman
@@ -151,6 +156,8 @@ func (e *Encoder) resetBlock() {
 	e.tokens = e.tokens[:0]
 	clear(e.litFreq[:])
 	clear(e.distFreq[:])
+	e.marks = e.marks[:0]
+	e.addMark(0)
 }
 
 func (e *Encoder) literal(c byte) {
@@ -169,11 +176,14 @@ func (e *Encoder) greedyParse(src []byte) {
 	m := &e.m
 	n, blockStart, anchor, skipAt := len(src), 0, 0, e.skipAt()
 	for i := 0; i < n; {
-		if len(e.tokens) >= blockTokens {
-			if !e.flush(src[blockStart:i], false) {
+		if len(e.tokens) >= e.nextMark {
+			if len(e.tokens) < blockTokens {
+				e.addMark(i - blockStart)
+			} else if !e.flush(src[blockStart:i], false) {
 				return
+			} else {
+				blockStart = i
 			}
-			blockStart = i
 		}
 		if i+4 > n {
 			e.literal(src[i])
@@ -208,11 +218,14 @@ func (e *Encoder) lazyParse(src []byte) {
 	m := &e.m
 	n, blockStart, anchor, skipAt := len(src), 0, 0, e.skipAt()
 	for i := 0; i < n; {
-		if len(e.tokens) >= blockTokens {
-			if !e.flush(src[blockStart:i], false) {
+		if len(e.tokens) >= e.nextMark {
+			if len(e.tokens) < blockTokens {
+				e.addMark(i - blockStart)
+			} else if !e.flush(src[blockStart:i], false) {
 				return
+			} else {
+				blockStart = i
 			}
-			blockStart = i
 		}
 		if i+4 > n {
 			e.literal(src[i])
