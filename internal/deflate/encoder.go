@@ -43,7 +43,7 @@ type params struct {
 // fraction of a percent of zlib's size (smaller on binaries: blocks are
 // split where the statistics change, every block takes its cheapest type
 // and optimal length-limited codes), searches a quarter of zlib's chain
-// and looks ahead only past matches shorter than 6 bytes (zlib: 16), which
+// and looks ahead only past 3-byte matches (zlib: up to 15 bytes), which
 // the smaller blocks pay for.
 var levels = [MaxLevel + 1]params{
 	1: {lazy: false, good: 4, maxLazy: 4, nice: 8, chain: 4, skip: 6},
@@ -51,7 +51,7 @@ var levels = [MaxLevel + 1]params{
 	3: {lazy: false, good: 4, maxLazy: 16, nice: 32, chain: 32, skip: 6},
 	4: {lazy: true, good: 4, maxLazy: 8, nice: 16, chain: 16, skip: 6},
 	5: {lazy: true, good: 4, maxLazy: 8, nice: 32, chain: 24, skip: 6},
-	6: {lazy: true, good: 4, maxLazy: 6, nice: 64, chain: 32, skip: 6},
+	6: {lazy: true, good: 4, maxLazy: 4, nice: 64, chain: 32, skip: 6},
 	7: {lazy: true, good: 8, maxLazy: 16, nice: 128, chain: 128},
 	8: {lazy: true, good: 8, maxLazy: 32, nice: 258, chain: 512},
 	9: {lazy: true, good: 32, maxLazy: 258, nice: 258, chain: 4096},
