@@ -34,7 +34,16 @@ func takeLease(t *testing.T, path string) *lease {
 	}
 	l := &lease{f: f, sigs: make(chan os.Signal, 4)}
 	signal.Notify(l.sigs, syscall.SIGIO)
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+	// EAGAIN: another process has the file open. A child that another
+	// test is starting holds a copy of every descriptor until its exec
+	// closes them, so the lease is tried again until that passes.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		_, err = unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_WRLCK)
+		if !errors.Is(err, unix.EAGAIN) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		l.release()
 		t.Skipf("cannot take a file lease here: %v", err)
 	}
