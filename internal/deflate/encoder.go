@@ -177,12 +177,9 @@ func (e *Encoder) greedyParse(src []byte) {
 	n, blockStart, anchor, skipAt := len(src), 0, 0, e.skipAt()
 	for i := 0; i < n; {
 		if len(e.tokens) >= e.nextMark {
-			if len(e.tokens) < blockTokens {
-				e.addMark(i - blockStart)
-			} else if !e.flush(src[blockStart:i], false) {
+			var ok bool
+			if blockStart, ok = e.atMark(src, blockStart, i); !ok {
 				return
-			} else {
-				blockStart = i
 			}
 		}
 		if i+4 > n {
@@ -219,12 +216,9 @@ func (e *Encoder) lazyParse(src []byte) {
 	n, blockStart, anchor, skipAt := len(src), 0, 0, e.skipAt()
 	for i := 0; i < n; {
 		if len(e.tokens) >= e.nextMark {
-			if len(e.tokens) < blockTokens {
-				e.addMark(i - blockStart)
-			} else if !e.flush(src[blockStart:i], false) {
+			var ok bool
+			if blockStart, ok = e.atMark(src, blockStart, i); !ok {
 				return
-			} else {
-				blockStart = i
 			}
 		}
 		if i+4 > n {
@@ -296,6 +290,18 @@ func (e *Encoder) lazyParse(src []byte) {
 		anchor = i
 	}
 	e.flush(src[blockStart:], true)
+}
+
+// atMark is the parsers' work at a mark (position i, the block starting
+// at blockStart): a snapshot of the counts, or the block sent once it is
+// full. It returns where the block starts now, and false when the stream
+// reached its limit.
+func (e *Encoder) atMark(src []byte, blockStart, i int) (int, bool) {
+	if len(e.tokens) < blockTokens {
+		e.addMark(i - blockStart)
+		return blockStart, true
+	}
+	return i, e.flush(src[blockStart:i], false)
 }
 
 // skipAt is the stretch of literals after which literals skips positions.

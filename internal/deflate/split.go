@@ -77,45 +77,54 @@ func (e *Encoder) bestSplit(a, b int) int {
 // (entropy of its counts plus an estimate of the code-length header), a
 // fixed block and a stored one.
 func (e *Encoder) estimate(a, b *mark) int {
-	var entropy, used, fixed, extra int
-	var total int
-	for s := range numLitLen {
-		f := b.lit[s] - a.lit[s]
-		if s == endOfBlock {
+	lit := alphabetCost(a.lit[:], b.lit[:], endOfBlock, fixedLitLenBits[:numLitLen], litLenExtra[:])
+	dist := alphabetCost(a.dist[:], b.dist[:], -1, fixedDistBits[:numDist], distExtra[:])
+	extra := lit.extra + dist.extra
+	dynamic := lit.entropy + dist.entropy + (headerFixedBits+headerBitsPerSymbol*(lit.used+dist.used)+extra)<<8
+	fixed := (3 + lit.fixed + dist.fixed + extra) << 8
+	stored := (8*(b.raw-a.raw) + 40) << 8
+	return min(dynamic, fixed, stored)
+}
+
+// symbolCosts is what the counts of one alphabet between two marks take.
+type symbolCosts struct {
+	entropy int // in 1/256 bits: what an ideal code for these counts takes
+	used    int // symbols with a count
+	fixed   int // bits in the fixed code
+	extra   int // extra bits after the codes
+}
+
+// alphabetCost sums the costs of the counts b-a of one alphabet, with one
+// use of symbol once (the end of block) added when once >= 0.
+func alphabetCost(a, b []uint32, once int, fixedBits, extraBits []uint8) symbolCosts {
+	var c symbolCosts
+	total := 0
+	for s := range b {
+		f := b[s] - a[s]
+		if s == once {
 			f = 1
 		}
 		if f == 0 {
 			continue
 		}
-		used++
+		c.used++
 		total += int(f)
-		entropy -= int(f) * log2Fixed(f)
-		fixed += int(f) * int(fixedLitLenBits[s])
-		if s > endOfBlock {
-			extra += int(f) * int(lengthExtra[s-endOfBlock-1])
-		}
-	}
-	entropy += total * log2Fixed(uint32(total))
-	total = 0
-	var distEntropy int
-	for s := range numDist {
-		f := b.dist[s] - a.dist[s]
-		if f == 0 {
-			continue
-		}
-		used++
-		total += int(f)
-		distEntropy -= int(f) * log2Fixed(f)
-		fixed += int(f) * int(fixedDistBits[s])
-		extra += int(f) * int(distExtra[s])
+		c.entropy -= int(f) * log2Fixed(f)
+		c.fixed += int(f) * int(fixedBits[s])
+		c.extra += int(f) * int(extraBits[s])
 	}
 	if total > 0 {
-		distEntropy += total * log2Fixed(uint32(total))
+		c.entropy += total * log2Fixed(uint32(total))
 	}
-	dynamic := entropy + distEntropy + (headerFixedBits+headerBitsPerSymbol*used)<<8
-	stored := (8*(b.raw-a.raw) + 40) << 8
-	return min(dynamic+extra<<8, (fixed+3+extra)<<8, stored)
+	return c
 }
+
+// litLenExtra is the extra bits of each literal/length symbol (0 for
+// literals and the end of block).
+var litLenExtra = func() (t [numLitLen]uint8) {
+	copy(t[endOfBlock+1:], lengthExtra[:])
+	return t
+}()
 
 // The code-length header of a dynamic block, estimated: about 4 bits per
 // symbol in use, after 17 bits of counts and the code-length code's own
