@@ -139,12 +139,18 @@ func TestCompressedSpansInsideFile(t *testing.T) {
 	}
 }
 
-// TestCompressionLevelOption: 1..9 are taken, a higher level is no larger
-// than a lower one on compressible data, and 0 or 10 are refused.
+// TestCompressionLevelOption: 1..9 are taken, each level's image passes
+// qemu-img check and reads as the data it was given, a higher level is no
+// larger than a lower one on compressible data, and 0 or 10 are refused.
 func TestCompressionLevelOption(t *testing.T) {
+	qemutest.Tool(t, "qemu-img")
 	dir := t.TempDir()
 	size := int64(2 * mib)
 	data := testPattern(size, 11)
+	rawPath := filepath.Join(dir, "data.raw")
+	if err := os.WriteFile(rawPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var sizes []int64
 	for _, lv := range []int{1, 6, 9} {
 		path := filepath.Join(dir, fmt.Sprintf("l%d.qcow2", lv))
@@ -153,6 +159,8 @@ func TestCompressionLevelOption(t *testing.T) {
 		if err := img.Close(); err != nil {
 			t.Fatal(err)
 		}
+		qemutest.RequireClean(t, "qcow2", path)
+		qemutest.RequireSame(t, "qcow2", path, "raw", rawPath)
 		fi, _ := os.Stat(path)
 		sizes = append(sizes, fi.Size())
 	}
