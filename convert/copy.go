@@ -77,6 +77,9 @@ const (
 	defaultChunkBytes  = 2 << 20
 	defaultSparseBytes = 4 << 10
 	planWindowBytes    = 1 << 30 // extents are asked for this much at a time
+	// prefetchBytes is how far the plan runs ahead of the workers for a
+	// source that takes prefetch hints.
+	prefetchBytes = 64 << 20
 )
 
 // task is one unit of work, in offset order.
@@ -227,10 +230,11 @@ func (c *copier) run(ctx context.Context) error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	work := make(chan *task, c.opts.Workers)
+	pf, ahead := c.prefetcher()
+	work := make(chan *task, c.opts.Workers+ahead)
 	var order chan *task
 	if c.ordered {
-		order = make(chan *task, c.opts.Workers+1)
+		order = make(chan *task, c.opts.Workers+1+ahead)
 	}
 	g.Go(func() error {
 		defer close(work)
@@ -238,6 +242,9 @@ func (c *copier) run(ctx context.Context) error {
 			defer close(order)
 		}
 		return c.plan(ctx, func(t *task) error {
+			if pf != nil && t.data && !t.offload {
+				pf.Prefetch(t.off, t.length)
+			}
 			if order != nil {
 				t.done = make(chan *result, 1)
 				select {
@@ -263,9 +270,60 @@ func (c *copier) run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// prefetcher returns the source as a formats.Prefetcher, and how many
+// tasks the plan then runs ahead of the workers (0 and nil for a source
+// that takes no hints). Each data task is prefetched as it is planned, so
+// the storage is reading prefetchBytes ahead of the workers' reads.
+//
+// Why, and not the OS's own read-ahead (measured on Linux 6.18, ext4, a
+// VM whose free memory is reported to the host; 832 MiB of data, caches
+// dropped before each run, medians of 7, order shuffled per round, six
+// series): read-ahead grows its window to 8 MiB and fills it with 2 MiB
+// page-cache folios, which come from the blocks the host discarded and
+// fault on the host as they are filled: the system time of the same read
+// went from 0.3 to 2.6 s between runs. Prefetched ranges get small pages,
+// as many requests in flight as the device takes, and only data (read-ahead
+// also fills the holes after an extent with zeroed pages): raw→qcow2 took
+// 0.84-0.92 s against 0.81-1.07 s without (qemu-img 1.06-1.43 s), raw→raw
+// 0.92 against 1.04 (qemu-img 1.05), raw→vpc 0.85 against 1.03 (1.24),
+// and system time 0.6-0.7 s in every run.
+func (c *copier) prefetcher() (formats.Prefetcher, int) {
+	pf, ok := c.src.(formats.Prefetcher)
+	if !ok {
+		return nil, 0
+	}
+	return pf, int(prefetchBytes / c.chunkBytes)
+}
+
+// worker processes tasks until work is closed. It takes a chunk buffer
+// before it takes a task, and keeps it across tasks that need none: tasks
+// leave work in offset order, so the oldest task not yet committed always
+// holds a buffer. (Taking the task first, a worker could wait for a buffer
+// while results after its task, waiting to be committed in order behind
+// it, held them all.)
 func (c *copier) worker(ctx context.Context, work <-chan *task) error {
-	for t := range work {
-		res := c.process(ctx, t)
+	var buf []byte
+	defer func() {
+		if buf != nil {
+			c.pool <- buf
+		}
+	}()
+	for {
+		if buf == nil {
+			select {
+			case buf = <-c.pool:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		t, ok := <-work
+		if !ok {
+			return nil
+		}
+		res := c.process(ctx, t, buf)
+		if res.buf != nil {
+			buf = nil // the result returns it to the pool once committed
+		}
 		if t.done != nil {
 			t.done <- res
 			if res.err != nil {
@@ -277,7 +335,6 @@ func (c *copier) worker(ctx context.Context, work <-chan *task) error {
 			return err
 		}
 	}
-	return nil
 }
 
 func (c *copier) commitInOrder(ctx context.Context, order <-chan *task) error {
@@ -354,8 +411,9 @@ func (c *copier) writeZeroes(off, length int64) error {
 }
 
 // process turns a task into writes: a zero range as is, a data chunk read
-// and split at the grain into data and zero runs (compressed per cluster).
-func (c *copier) process(ctx context.Context, t *task) *result {
+// into buf (a chunk buffer from the pool, which the result then holds) and
+// split at the grain into data and zero runs (compressed per cluster).
+func (c *copier) process(ctx context.Context, t *task, buf []byte) *result {
 	if err := ctx.Err(); err != nil {
 		return &result{err: err}
 	}
@@ -363,13 +421,7 @@ func (c *copier) process(ctx context.Context, t *task) *result {
 		return &result{ops: []op{{off: t.off, length: t.length}}}
 	}
 	if t.offload {
-		return c.processOffload(ctx, t)
-	}
-	var buf []byte
-	select {
-	case buf = <-c.pool:
-	case <-ctx.Done():
-		return &result{err: ctx.Err()}
+		return c.processOffload(ctx, t, buf)
 	}
 	buf = buf[:t.length]
 	res := &result{buf: buf}

@@ -48,9 +48,10 @@ func isOSFile(f formats.File) bool {
 
 // processOffload copies an offload task in the kernel; whatever the kernel
 // declines (another file system, no support, the source's end) is copied
-// through user space here, chunk by chunk, written as it is read: the
-// ranges are stored verbatim, so the order of writes changes no layout.
-func (c *copier) processOffload(ctx context.Context, t *task) *result {
+// through user space here, chunk by chunk through buf, written as it is
+// read: the ranges are stored verbatim, so the order of writes changes no
+// layout.
+func (c *copier) processOffload(ctx context.Context, t *task, buf []byte) *result {
 	res := &result{}
 	done, err := c.kernelCopy(ctx, t.off, t.length, res)
 	if err != nil {
@@ -59,7 +60,7 @@ func (c *copier) processOffload(ctx context.Context, t *task) *result {
 	}
 	for off := t.off + done; off < t.off+t.length; {
 		n := min(t.off+t.length-off, c.chunkBytes-off%c.chunkBytes)
-		if err := c.copyThrough(ctx, off, n); err != nil {
+		if err := c.copyThrough(buf[:n], off); err != nil {
 			res.err = err
 			return res
 		}
@@ -101,17 +102,9 @@ func (c *copier) kernelCopy(ctx context.Context, off, length int64, res *result)
 	return done, nil
 }
 
-// copyThrough copies one chunk the ordinary way: read, zero runs split
-// off, written at once.
-func (c *copier) copyThrough(ctx context.Context, off, n int64) error {
-	var buf []byte
-	select {
-	case buf = <-c.pool:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { c.pool <- buf[:cap(buf)] }()
-	buf = buf[:n]
+// copyThrough copies one chunk (len(buf) bytes at off) the ordinary way:
+// read, zero runs split off, written at once.
+func (c *copier) copyThrough(buf []byte, off int64) error {
 	if err := c.read(buf, off); err != nil {
 		return err
 	}

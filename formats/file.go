@@ -12,7 +12,7 @@ import (
 //
 // What a file can do beyond this is an optional interface found by type
 // assertion: Syncer, HoleFinder, ExtentsFile, HolePuncher, Preallocator, AllocationSizer,
-// FixedSizer, SequentialFile. OS files (OpenOSFile, NewOSFile) implement
+// FixedSizer, SequentialFile, Prefetcher. OS files (OpenOSFile, NewOSFile) implement
 // them all where the OS allows; ReaderAtFile implements none.
 type File interface {
 	io.ReaderAt
@@ -144,4 +144,43 @@ func (f *readerAtFile) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// Prefetcher is a File or an Image that can be told a range will be read
+// soon: it starts reading the range from its storage and returns without
+// waiting, so the storage stays busy while the caller works on what it
+// read before. A hint: nothing is reported, and a range never read costs
+// only memory the OS reclaims. OS files take hints on Linux
+// (posix_fadvise WILLNEED); an Image passes a range of its virtual disk on
+// as the host ranges of its data (PrefetchLayer).
+type Prefetcher interface {
+	Prefetch(off, length int64)
+}
+
+// PrefetchLayer is an image's Prefetch: it passes [off, off+length) of
+// img's virtual disk on to f, the file holding img's own data, as
+// PrefetchExtents of img's extents there (nothing when they cannot be read).
+func PrefetchLayer(img Image, f File, off, length int64) {
+	if _, ok := f.(Prefetcher); !ok {
+		return
+	}
+	if exts, err := img.Extents(off, length); err == nil {
+		PrefetchExtents(f, exts)
+	}
+}
+
+// PrefetchExtents passes exts, extents of an image layer stored in f, on
+// to f as hints: the host range of every Data extent stored there in the
+// clear (a host offset, not compressed). Other extents (zeros, a backing
+// file's, compressed) have nothing in f to read ahead.
+func PrefetchExtents(f File, exts []Extent) {
+	p, ok := f.(Prefetcher)
+	if !ok {
+		return
+	}
+	for _, e := range exts {
+		if e.Kind == Data && e.HostOffset >= 0 && !e.Compressed {
+			p.Prefetch(e.HostOffset, e.Length)
+		}
+	}
 }
