@@ -70,8 +70,8 @@ func benchChains(vdisk, work, base string, size int64, runs int, only string) {
 			var v, q []sample
 			for i := 0; i < runs; i++ {
 				args := []string{"convert", "-f", src.f, "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", src.path, out}
-				v = append(v, timed(out, vdisk, args...))
-				q = append(q, timed(out, "qemu-img", args...))
+				alternately(i, func() { v = append(v, timed(out, vdisk, args...)) },
+					func() { q = append(q, timed(out, "qemu-img", args...)) })
 			}
 			report(src.name, v, q)
 		}

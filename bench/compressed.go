@@ -60,8 +60,8 @@ func compareArgs(vdisk, work, src string, p pair, vdiskArgs []string, runs int) 
 		out := filepath.Join(work, "out."+p.to)
 		args := append(append([]string{"convert", "-f", p.from, "-O", p.to}, p.args...), src, out)
 		vargs := append(append([]string{"convert"}, vdiskArgs...), args[1:]...)
-		v = append(v, timed(out, vdisk, vargs...))
-		q = append(q, timed(out, "qemu-img", args...))
+		alternately(i, func() { v = append(v, timed(out, vdisk, vargs...)) },
+			func() { q = append(q, timed(out, "qemu-img", args...)) })
 	}
 	return v, q
 }
