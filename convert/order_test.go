@@ -135,3 +135,17 @@ func TestCopyPrefetchesAhead(t *testing.T) {
 		}
 	}
 }
+
+// TestSalvageDoesNotPrefetch: salvaging, a failing disk is read only where
+// and as the salvage asks: no hints.
+func TestSalvageDoesNotPrefetch(t *testing.T) {
+	src := &prefetchSource{}
+	src.data = patterned(8 << 20)
+	dst := &memImage{data: make([]byte, len(src.data))}
+	if err := Copy(context.Background(), dst, src, Options{Salvage: true, TargetIsZero: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.hinted) != 0 {
+		t.Errorf("salvaging, the source was given %d prefetch hints", len(src.hinted))
+	}
+}
