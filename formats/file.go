@@ -171,16 +171,29 @@ func PrefetchLayer(img Image, f File, off, length int64) {
 
 // PrefetchExtents passes exts, extents of an image layer stored in f, on
 // to f as hints: the host range of every Data extent stored there in the
-// clear (a host offset, not compressed). Other extents (zeros, a backing
-// file's, compressed) have nothing in f to read ahead.
+// clear (a host offset, not compressed), one hint for host ranges that
+// follow each other (a format that skips zero clusters stores the data
+// around them back to back). Other extents (zeros, a backing file's,
+// compressed) have nothing in f to read ahead.
 func PrefetchExtents(f File, exts []Extent) {
 	p, ok := f.(Prefetcher)
 	if !ok {
 		return
 	}
+	var start, end int64 // the host range being gathered
 	for _, e := range exts {
-		if e.Kind == Data && e.HostOffset >= 0 && !e.Compressed {
-			p.Prefetch(e.HostOffset, e.Length)
+		if e.Kind != Data || e.HostOffset < 0 || e.Compressed {
+			continue
 		}
+		if e.HostOffset != end {
+			if end > start {
+				p.Prefetch(start, end-start)
+			}
+			start = e.HostOffset
+		}
+		end = e.HostOffset + e.Length
+	}
+	if end > start {
+		p.Prefetch(start, end-start)
 	}
 }
