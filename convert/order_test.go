@@ -17,7 +17,10 @@ type yieldingSource struct{ memImage }
 
 // Prefetch does nothing but yield: the planner stays ahead of the workers
 // by prefetchBytes, as it does for an OS file.
-func (s *yieldingSource) Prefetch(off, length int64) { runtime.Gosched() }
+func (s *yieldingSource) Prefetch(off, length int64) bool {
+	runtime.Gosched()
+	return true
+}
 
 func (s *yieldingSource) ReadAt(p []byte, off int64) (int, error) {
 	runtime.Gosched()
@@ -54,9 +57,11 @@ func TestOrderedCopyNeverStalls(t *testing.T) {
 
 // prefetchSource records the prefetch hints it is given; its first read
 // waits until the hints reach prefetchBytes past it (a guard, not a
-// timing, lets it go after 20 seconds), as a cold disk's would.
+// timing, lets it go after 20 seconds), as a cold disk's would. A warm one
+// answers that it had nothing to read.
 type prefetchSource struct {
 	memImage
+	warm      bool
 	mu        sync.Mutex
 	hinted    [][2]int64 // offset, length, in the order given
 	ahead     chan struct{}
@@ -65,7 +70,7 @@ type prefetchSource struct {
 	firstRead sync.Once
 }
 
-func (s *prefetchSource) Prefetch(off, length int64) {
+func (s *prefetchSource) Prefetch(off, length int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hinted = append(s.hinted, [2]int64{off, length})
@@ -73,6 +78,7 @@ func (s *prefetchSource) Prefetch(off, length int64) {
 		close(s.ahead)
 		s.ahead = nil
 	}
+	return !s.warm
 }
 
 func (s *prefetchSource) ReadAt(p []byte, off int64) (int, error) {
@@ -147,5 +153,19 @@ func TestSalvageDoesNotPrefetch(t *testing.T) {
 	}
 	if len(src.hinted) != 0 {
 		t.Errorf("salvaging, the source was given %d prefetch hints", len(src.hinted))
+	}
+}
+
+// TestWarmSourceNotHinted: a source whose first hints all find their data
+// in memory gets no more of them.
+func TestWarmSourceNotHinted(t *testing.T) {
+	src := &prefetchSource{warm: true}
+	src.data = patterned(32 << 20)
+	dst := &memImage{data: make([]byte, len(src.data))}
+	if err := Copy(context.Background(), dst, src, Options{TargetIsZero: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.hinted) != warmHints {
+		t.Errorf("a warm source was given %d hints, want %d", len(src.hinted), warmHints)
 	}
 }

@@ -24,7 +24,7 @@ func cachedPages(t *testing.T, f *os.File, off, length int64) uint64 {
 
 // TestPrefetchFillsPageCache: a prefetch hint on an OS file puts the range
 // in the page cache (its pages are there when Prefetch returns, read or
-// being read) and nothing past it.
+// being read) and nothing past it; a second one finds nothing to read.
 func TestPrefetchFillsPageCache(t *testing.T) {
 	const half = 4 << 20
 	path := filepath.Join(t.TempDir(), "data")
@@ -50,9 +50,14 @@ func TestPrefetchFillsPageCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer of.Close()
-	of.(Prefetcher).Prefetch(0, half)
-	if n := cachedPages(t, f, 0, half); n == 0 {
-		t.Errorf("no page of the hinted range is cached")
+	if !of.(Prefetcher).Prefetch(0, half) {
+		t.Errorf("Prefetch of an uncached range says there was nothing to read")
+	}
+	if n := cachedPages(t, f, 0, half); n != half/uint64(os.Getpagesize()) {
+		t.Errorf("%d pages of the hinted range are cached, want all %d", n, half/os.Getpagesize())
+	}
+	if of.(Prefetcher).Prefetch(0, half) {
+		t.Errorf("Prefetch of a cached range says it had something to read")
 	}
 	if n := cachedPages(t, f, half, half); n != 0 {
 		t.Errorf("%d pages past the hinted range are cached", n)

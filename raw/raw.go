@@ -190,10 +190,9 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 }
 
 // Prefetch passes the hint to the file, where it has the same offsets.
-func (img *Image) Prefetch(off, length int64) {
-	if p, ok := img.f.(formats.Prefetcher); ok && !img.stream {
-		p.Prefetch(off, length)
-	}
+func (img *Image) Prefetch(off, length int64) bool {
+	p, ok := img.f.(formats.Prefetcher)
+	return ok && !img.stream && p.Prefetch(off, length)
 }
 
 // RawRange: a raw image stores every byte at its own offset of the file

@@ -125,7 +125,9 @@ func (img *Image) readPartial(p []byte, blk, in int64, e uint64) error {
 
 // Prefetch passes the hint on to the file the data is read from, for the
 // range's payload blocks (nothing while a replayed log overlays the file).
-func (img *Image) Prefetch(off, length int64) { formats.PrefetchLayer(img, img.r, off, length) }
+func (img *Image) Prefetch(off, length int64) bool {
+	return formats.PrefetchLayer(img, img.r, off, length)
+}
 
 // Extents reports the BAT's view: FULLY_PRESENT blocks (and present
 // sectors of PARTIALLY_PRESENT ones) are Data at their file offset; ZERO,

@@ -533,18 +533,19 @@ func (img *Image) eachExtent(off, length int64, fn func(e *extent, rel, n int64)
 // Prefetch passes the hint on to the extent files, for the range's flat
 // parts and its grains stored uncompressed (not while the image is open
 // for writing in place).
-func (img *Image) Prefetch(off, length int64) {
+func (img *Image) Prefetch(off, length int64) (reading bool) {
 	if img.rw != nil || off < 0 {
-		return
+		return false
 	}
 	_ = img.eachExtent(off, length, func(e *extent, rel, n int64) error {
 		if e.file != nil {
 			if exts, err := img.extentMap(nil, e, rel, n); err == nil {
-				formats.PrefetchExtents(e.file, exts)
+				reading = formats.PrefetchExtents(e.file, exts) || reading
 			}
 		}
 		return nil
 	})
+	return reading
 }
 
 func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) ([]formats.Extent, error) {

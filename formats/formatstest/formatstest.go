@@ -312,8 +312,9 @@ type prefetchRecorder struct {
 	log *[]prefetchHint
 }
 
-func (r *prefetchRecorder) Prefetch(off, length int64) {
+func (r *prefetchRecorder) Prefetch(off, length int64) bool {
 	*r.log = append(*r.log, prefetchHint{r.Name(), off, length})
+	return true
 }
 
 // recordingResolver opens the files an image names as prefetchRecorders.
@@ -353,7 +354,7 @@ func checkPrefetch(t *testing.T, drv *formats.Driver, path string, ref []byte) {
 	}
 	off, length := int64(4096), int64(len(ref))-8192
 	hints = nil // whatever opening the image hinted
-	p.Prefetch(off, length)
+	reading := p.Prefetch(off, length)
 	exts, err := img.Extents(off, length)
 	if err != nil {
 		t.Fatal(err)
@@ -368,6 +369,9 @@ func checkPrefetch(t *testing.T, drv *formats.Driver, path string, ref []byte) {
 		file := cmp.Or(e.HostFile, path)
 		want = append(want, prefetchHint{file, e.HostOffset, e.Length})
 		checkStored(t, file, e.HostOffset, ref[e.Offset:e.End()])
+	}
+	if reading != (len(want) > 0) {
+		t.Errorf("Prefetch(%d, %d) = %v with %d ranges to read", off, length, reading, len(want))
 	}
 	if (len(want) == 0 && !compressed) || !reflect.DeepEqual(coalesced(hints), coalesced(want)) {
 		t.Errorf("Prefetch(%d, %d) gave the files %v, want the data's host ranges %v", off, length, hints, want)
