@@ -84,8 +84,8 @@ type Encoder struct {
 
 	tokens   []uint32 // literal: byte<<16; match: length<<16 | distance
 	marks    []mark   // the block's start, its marks so far (split.go), then its end
-	cuts     []int
-	nextMark int // len(tokens) at which the next mark is due
+	cuts     []int    // splitBlock's answer: the marks at which the blocks sent end (reused)
+	nextMark int      // len(tokens) at which the next mark is due
 	litFreq  [numLitLen]uint32
 	distFreq [numDist]uint32
 	huff     huffman
