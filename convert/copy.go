@@ -77,9 +77,6 @@ const (
 	defaultChunkBytes  = 2 << 20
 	defaultSparseBytes = 4 << 10
 	planWindowBytes    = 1 << 30 // extents are asked for this much at a time
-	// prefetchBytes is how far the plan runs ahead of the workers for a
-	// source that takes prefetch hints.
-	prefetchBytes = 64 << 20
 )
 
 // task is one unit of work, in offset order.
@@ -230,11 +227,10 @@ func (c *copier) run(ctx context.Context) error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	hints, ahead := c.prefetcher()
-	work := make(chan *task, c.opts.Workers+ahead)
+	work := make(chan *task, c.opts.Workers)
 	var order chan *task
 	if c.ordered {
-		order = make(chan *task, c.opts.Workers+1+ahead)
+		order = make(chan *task, c.opts.Workers+1)
 	}
 	g.Go(func() error {
 		defer close(work)
@@ -242,7 +238,6 @@ func (c *copier) run(ctx context.Context) error {
 			defer close(order)
 		}
 		return c.plan(ctx, func(t *task) error {
-			hints.hint(t)
 			if order != nil {
 				t.done = make(chan *result, 1)
 				select {
@@ -266,59 +261,6 @@ func (c *copier) run(ctx context.Context) error {
 		g.Go(func() error { return c.commitInOrder(ctx, order) })
 	}
 	return g.Wait()
-}
-
-// prefetcher returns the hints for the source, and how many tasks the plan
-// then runs ahead of the workers (none for a source that takes no hints,
-// and when salvaging: a failing disk is read only where the salvage asks).
-// Each data task is prefetched as it is planned, so the storage is reading
-// prefetchBytes ahead of the workers' reads.
-//
-// Why, and not the OS's own read-ahead (measured on Linux 6.18, ext4, a
-// VM whose free memory is reported to the host; 832 MiB of data, caches
-// dropped before each run, medians of 7, order shuffled per round, six
-// series): read-ahead grows its window to 8 MiB and fills it with 2 MiB
-// page-cache folios, which come from the blocks the host discarded and
-// fault on the host as they are filled: the system time of the same read
-// went from 0.3 to 2.6 s between runs. Prefetched ranges get small pages,
-// as many requests in flight as the device takes, and only data (read-ahead
-// also fills the holes after an extent with zeroed pages): raw→qcow2 took
-// 0.84-0.92 s against 0.69-1.07 s without (qemu-img 1.06-1.43 s), raw→raw
-// 0.92 against 1.04 (qemu-img 1.05), raw→vpc 0.85 against 1.03 (1.24),
-// and system time 0.6-0.7 s in every run.
-func (c *copier) prefetcher() (*hinter, int) {
-	pf, ok := c.src.(formats.Prefetcher)
-	if !ok || c.opts.Salvage {
-		return &hinter{}, 0
-	}
-	return &hinter{pf: pf}, int(prefetchBytes / c.chunkBytes)
-}
-
-// warmHints is how many hints that find their data in memory already, from
-// the first on, show the source to be held in memory: hinting it further
-// only costs (qcow2→raw of 253 MiB in the page cache, 16 interleaved runs:
-// 0.120 s with hints, 0.112 s without).
-const warmHints = 4
-
-// hinter gives the plan's data tasks to the source as prefetch hints,
-// until it finds the source held in memory.
-type hinter struct {
-	pf     formats.Prefetcher // nil: no more hints
-	idle   int                // hints so far that had nothing to read
-	useful bool               // a hint has had something to read
-}
-
-func (h *hinter) hint(t *task) {
-	if h.pf == nil || !t.data || t.offload {
-		return
-	}
-	if h.pf.Prefetch(t.off, t.length) {
-		h.useful = true
-		return
-	}
-	if h.idle++; !h.useful && h.idle >= warmHints {
-		h.pf = nil
-	}
 }
 
 // worker processes tasks until work is closed. It takes a chunk buffer

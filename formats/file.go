@@ -12,7 +12,7 @@ import (
 //
 // What a file can do beyond this is an optional interface found by type
 // assertion: Syncer, HoleFinder, ExtentsFile, HolePuncher, Preallocator, AllocationSizer,
-// FixedSizer, SequentialFile, Prefetcher. OS files (OpenOSFile, NewOSFile) implement
+// FixedSizer, SequentialFile. OS files (OpenOSFile, NewOSFile) implement
 // them all where the OS allows; ReaderAtFile implements none.
 type File interface {
 	io.ReaderAt
@@ -144,60 +144,4 @@ func (f *readerAtFile) Close() error {
 		return c.Close()
 	}
 	return nil
-}
-
-// Prefetcher is a File or an Image that can be told a range will be read
-// soon: it starts reading the range from its storage and returns without
-// waiting, so the storage stays busy while the caller works on what it
-// read before. A hint: no error is reported, and a range never read costs
-// only memory the OS reclaims. Prefetch reports whether there was anything
-// to read (false: the range was in memory already, or the hint was not
-// taken), so that a caller reading a source held in memory can stop
-// hinting. OS files take hints on Linux (posix_fadvise WILLNEED); an Image
-// passes a range of its virtual disk on as the host ranges of its data
-// (PrefetchLayer).
-type Prefetcher interface {
-	Prefetch(off, length int64) (reading bool)
-}
-
-// PrefetchLayer is an image's Prefetch: it passes [off, off+length) of
-// img's virtual disk on to f, the file holding img's own data, as
-// PrefetchExtents of img's extents there (nothing when they cannot be read).
-func PrefetchLayer(img Image, f File, off, length int64) bool {
-	if _, ok := f.(Prefetcher); !ok {
-		return false
-	}
-	exts, err := img.Extents(off, length)
-	return err == nil && PrefetchExtents(f, exts)
-}
-
-// PrefetchExtents passes exts, extents of an image layer stored in f, on
-// to f as hints: the host range of every Data extent stored there in the
-// clear (a host offset, not compressed), one hint for host ranges that
-// follow each other (a format that skips zero clusters stores the data
-// around them back to back). Other extents (zeros, a backing file's,
-// compressed) have nothing in f to read ahead. It reports whether f had
-// anything to read.
-func PrefetchExtents(f File, exts []Extent) (reading bool) {
-	p, ok := f.(Prefetcher)
-	if !ok {
-		return false
-	}
-	var start, end int64 // the host range being gathered
-	for _, e := range exts {
-		if e.Kind != Data || e.HostOffset < 0 || e.Compressed {
-			continue
-		}
-		if e.HostOffset != end {
-			if end > start {
-				reading = p.Prefetch(start, end-start) || reading
-			}
-			start = e.HostOffset
-		}
-		end = e.HostOffset + e.Length
-	}
-	if end > start {
-		reading = p.Prefetch(start, end-start) || reading
-	}
-	return reading
 }

@@ -332,12 +332,6 @@ func (img *Image) readCompressed(dst []byte, entry uint64, vc, end int64) error 
 	return nil
 }
 
-// Prefetch passes the hint on to the data file, for the clusters of the
-// range stored there uncompressed.
-func (img *Image) Prefetch(off, length int64) bool {
-	return formats.PrefetchLayer(img, img.data, off, length)
-}
-
 // Extents reports this layer's allocation of [off, off+length).
 func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	length = min(length, img.size-off)

@@ -189,12 +189,6 @@ func measure(ctx context.Context, req formats.MeasureRequest) (formats.Measureme
 	return formats.Measurement{Required: req.Size, FullyAllocated: req.Size, Bitmaps: -1}, nil
 }
 
-// Prefetch passes the hint to the file, where it has the same offsets.
-func (img *Image) Prefetch(off, length int64) bool {
-	p, ok := img.f.(formats.Prefetcher)
-	return ok && !img.stream && p.Prefetch(off, length)
-}
-
 // RawRange: a raw image stores every byte at its own offset of the file
 // (not a stream, which cannot be written out of band).
 func (img *Image) RawRange(off int64) (formats.File, int64, int64) {

@@ -333,11 +333,6 @@ func sameRun(first, e uint32, dist int64) bool {
 	return e == first
 }
 
-// Prefetch passes the hint on to the file, for the range's allocated blocks.
-func (img *Image) Prefetch(off, length int64) bool {
-	return formats.PrefetchLayer(img, img.f, off, length)
-}
-
 // Extents reports data blocks as Data, 0xFFFFFFFE blocks as Zero and
 // 0xFFFFFFFF blocks as Unallocated in a differencing image (they show the
 // parent) and as Zero otherwise (they read as zeros, as qemu's map says).

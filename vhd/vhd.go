@@ -441,11 +441,6 @@ func bitSet(bm []byte, sec int64) bool { return bm[sec/8]&(0x80>>(sec%8)) != 0 }
 
 func setBit(bm []byte, sec int64) { bm[sec/8] |= 0x80 >> (sec % 8) }
 
-// Prefetch passes the hint on to the file, for the range's data.
-func (img *Image) Prefetch(off, length int64) bool {
-	return formats.PrefetchLayer(img, img.f, off, length)
-}
-
 // Extents reports the allocation of [off, off+length): allocated blocks are
 // Data; unallocated blocks are Zero in a standalone disk (they read as
 // zeros, as qemu's map says) and Unallocated in a differencing disk (they

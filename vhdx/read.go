@@ -123,12 +123,6 @@ func (img *Image) readPartial(p []byte, blk, in int64, e uint64) error {
 	})
 }
 
-// Prefetch passes the hint on to the file the data is read from, for the
-// range's payload blocks (nothing while a replayed log overlays the file).
-func (img *Image) Prefetch(off, length int64) bool {
-	return formats.PrefetchLayer(img, img.r, off, length)
-}
-
 // Extents reports the BAT's view: FULLY_PRESENT blocks (and present
 // sectors of PARTIALLY_PRESENT ones) are Data at their file offset; ZERO,
 // UNDEFINED and UNMAPPED blocks read as zeros and are Zero; NOT_PRESENT

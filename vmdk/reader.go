@@ -503,49 +503,20 @@ func (img *Image) Extents(off, length int64) ([]formats.Extent, error) {
 	if img.rw != nil {
 		return img.rw.w.Extents(off, length)
 	}
-	var out []formats.Extent
-	err := img.eachExtent(off, length, func(e *extent, rel, n int64) (err error) {
-		out, err = img.extentMap(out, e, rel, n)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// eachExtent calls fn for each VMDK extent [off, off+length) overlaps,
-// with the part of it overlapped: rel bytes into the extent, n long.
-func (img *Image) eachExtent(off, length int64, fn func(e *extent, rel, n int64) error) error {
 	length = min(length, img.size-off)
+	var out []formats.Extent
 	for length > 0 {
 		e := img.exts[img.findExtent(off)]
 		rel := off - e.start
-		n := min(length, e.length-rel)
-		if err := fn(e, rel, n); err != nil {
-			return err
+		chunk := min(length, e.length-rel)
+		var err error
+		out, err = img.extentMap(out, e, rel, chunk)
+		if err != nil {
+			return nil, err
 		}
-		off, length = off+n, length-n
+		off, length = off+chunk, length-chunk
 	}
-	return nil
-}
-
-// Prefetch passes the hint on to the extent files, for the range's flat
-// parts and its grains stored uncompressed (not while the image is open
-// for writing in place).
-func (img *Image) Prefetch(off, length int64) (reading bool) {
-	if img.rw != nil || off < 0 {
-		return false
-	}
-	_ = img.eachExtent(off, length, func(e *extent, rel, n int64) error {
-		if e.file != nil {
-			if exts, err := img.extentMap(nil, e, rel, n); err == nil {
-				reading = formats.PrefetchExtents(e.file, exts) || reading
-			}
-		}
-		return nil
-	})
-	return reading
+	return out, nil
 }
 
 func (img *Image) extentMap(out []formats.Extent, e *extent, rel, length int64) ([]formats.Extent, error) {

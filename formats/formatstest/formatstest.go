@@ -27,7 +27,6 @@ package formatstest
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,9 +35,6 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"reflect"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,7 +107,6 @@ func Test(t *testing.T, c Case) {
 	run("ConcurrentReadAt", func(t *testing.T) { checkConcurrent(t, path, ref) })
 	run("Extents", func(t *testing.T) { checkExtents(t, path, ref) })
 	run("PastEnd", func(t *testing.T) { checkPastEnd(t, path, int64(len(ref))) })
-	run("Prefetch", func(t *testing.T) { checkPrefetch(t, drv, path, ref) })
 	run("FailedOpen", func(t *testing.T) { checkFailedOpen(t, drv, path) })
 	run("FailedCreate", func(t *testing.T) { checkFailedCreate(t, drv, c, dir) })
 	run("ReadOnly", func(t *testing.T) { checkReadOnly(t, path) })
@@ -297,117 +292,6 @@ func checkExtents(t *testing.T, path string, ref []byte) {
 	}
 	if len(sub) == 0 || sub[0].Offset != 4096+100 || sub[len(sub)-1].End() != 4096+100+70000 {
 		t.Errorf("Extents(4196, 70000) = %+v, not the window", sub)
-	}
-}
-
-// prefetchHint is a Prefetch call a file was given.
-type prefetchHint struct {
-	file        string
-	off, length int64
-}
-
-// prefetchRecorder is a file that records the prefetch hints it is given.
-type prefetchRecorder struct {
-	formats.File
-	log *[]prefetchHint
-}
-
-func (r *prefetchRecorder) Prefetch(off, length int64) bool {
-	*r.log = append(*r.log, prefetchHint{r.Name(), off, length})
-	return true
-}
-
-// recordingResolver opens the files an image names as prefetchRecorders.
-type recordingResolver struct {
-	*formats.DirResolver
-	log *[]prefetchHint
-}
-
-func (r recordingResolver) Open(from, ref string, writable bool) (formats.File, error) {
-	f, err := r.DirResolver.Open(from, ref, writable)
-	if err != nil {
-		return nil, err
-	}
-	return &prefetchRecorder{File: f, log: r.log}, nil
-}
-
-// checkPrefetch: an image that takes prefetch hints passes a range of its
-// disk on to the files holding it (its own, extent files) as the ranges
-// there that hold the range's data in the clear, the bytes a read of it
-// reads (they hold ref's bytes), and nothing else.
-func checkPrefetch(t *testing.T, drv *formats.Driver, path string, ref []byte) {
-	f, err := formats.OpenOSFile(path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hints []prefetchHint
-	img, err := drv.Open(context.Background(), &prefetchRecorder{File: f, log: &hints},
-		formats.OpenOptions{Resolver: recordingResolver{&formats.DirResolver{}, &hints}})
-	if err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	defer img.Close()
-	p, ok := img.(formats.Prefetcher)
-	if !ok {
-		t.Skipf("%s images take no prefetch hints", drv.Name)
-	}
-	off, length := int64(4096), int64(len(ref))-8192
-	hints = nil // whatever opening the image hinted
-	reading := p.Prefetch(off, length)
-	exts, err := img.Extents(off, length)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []prefetchHint
-	compressed := false
-	for _, e := range exts {
-		compressed = compressed || e.Compressed
-		if e.Kind != formats.Data || e.HostOffset < 0 || e.Compressed {
-			continue
-		}
-		file := cmp.Or(e.HostFile, path)
-		want = append(want, prefetchHint{file, e.HostOffset, e.Length})
-		checkStored(t, file, e.HostOffset, ref[e.Offset:e.End()])
-	}
-	if reading != (len(want) > 0) {
-		t.Errorf("Prefetch(%d, %d) = %v with %d ranges to read", off, length, reading, len(want))
-	}
-	if (len(want) == 0 && !compressed) || !reflect.DeepEqual(coalesced(hints), coalesced(want)) {
-		t.Errorf("Prefetch(%d, %d) gave the files %v, want the data's host ranges %v", off, length, hints, want)
-	}
-}
-
-// coalesced sorts ranges by file and offset and joins those that touch:
-// hints may come as one range or as pieces.
-func coalesced(in []prefetchHint) []prefetchHint {
-	s := slices.Clone(in)
-	slices.SortFunc(s, func(a, b prefetchHint) int { return cmp.Or(strings.Compare(a.file, b.file), cmp.Compare(a.off, b.off)) })
-	var out []prefetchHint
-	for _, h := range s {
-		if n := len(out); n > 0 && out[n-1].file == h.file && out[n-1].off+out[n-1].length == h.off {
-			out[n-1].length += h.length
-			continue
-		}
-		out = append(out, h)
-	}
-	return out
-}
-
-// checkStored fails unless the file holds want at off.
-func checkStored(t *testing.T, file string, off int64, want []byte) {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	got := make([]byte, len(want))
-	if _, err := f.ReadAt(got, off); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s at %d does not hold the disk's bytes there", file, off)
 	}
 }
 
