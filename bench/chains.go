@@ -67,12 +67,8 @@ func benchChains(vdisk, work, base string, size int64, runs int, only string) {
 			{"convert -B (overlay, 5%)", p("over5.qcow2"), "qcow2"},
 		} {
 			out := p("out.qcow2")
-			var v, q []sample
-			for i := 0; i < runs; i++ {
-				args := []string{"convert", "-f", src.f, "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", src.path, out}
-				alternately(i, func() { v = append(v, timed(out, vdisk, args...)) },
-					func() { q = append(q, timed(out, "qemu-img", args...)) })
-			}
+			args := []string{"convert", "-f", src.f, "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", src.path, out}
+			v, q := timedPair(runs, cmd(out, append([]string{vdisk}, args...)...), cmd(out, append([]string{"qemu-img"}, args...)...))
 			report(src.name, v, q)
 		}
 	}

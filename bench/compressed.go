@@ -56,14 +56,10 @@ func benchCompressed(vdisk, work string, runs int, textSize, binSize int64) {
 // compareArgs times vdisk (with extra flags vdiskArgs) and qemu-img
 // alternately, runs times each, on the same convert command line.
 func compareArgs(vdisk, work, src string, p pair, vdiskArgs []string, runs int) (v, q []sample) {
-	for i := 0; i < runs; i++ {
-		out := filepath.Join(work, "out."+p.to)
-		args := append(append([]string{"convert", "-f", p.from, "-O", p.to}, p.args...), src, out)
-		vargs := append(append([]string{"convert"}, vdiskArgs...), args[1:]...)
-		alternately(i, func() { v = append(v, timed(out, vdisk, vargs...)) },
-			func() { q = append(q, timed(out, "qemu-img", args...)) })
-	}
-	return v, q
+	out := filepath.Join(work, "out."+p.to)
+	args := append(append([]string{"convert", "-f", p.from, "-O", p.to}, p.args...), src, out)
+	vargs := append(append([]string{"convert"}, vdiskArgs...), args[1:]...)
+	return timedPair(runs, cmd(out, append([]string{vdisk}, vargs...)...), cmd(out, append([]string{"qemu-img"}, args...)...))
 }
 
 // makeOnce writes work/name once (a later run reuses it): fill writes the

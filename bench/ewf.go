@@ -32,11 +32,8 @@ func ewfCase(only string) bool {
 // image ewfacquire made; ewfexport also hashes what it exports).
 func benchEWF(vdisk, work, base string, runs int) {
 	out := filepath.Join(work, "ewfout.E01")
-	var v, q []sample
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(out, vdisk, "convert", "-f", "raw", "-O", "ewf", "-o", "compression=fast", base, out))
-		q = append(q, timed(out, "ewfacquire", "-u", "-q", "-c", "fast", "-t", strings.TrimSuffix(out, ".E01"), base))
-	}
+	v, q := timedPair(runs, cmd(out, vdisk, "convert", "-f", "raw", "-O", "ewf", "-o", "compression=fast", base, out),
+		cmd(out, "ewfacquire", "-u", "-q", "-c", "fast", "-t", strings.TrimSuffix(out, ".E01"), base))
 	report("raw→E01 (vs ewfacquire)", v, q)
 
 	src := filepath.Join(work, "src-ewf.E01")
@@ -44,11 +41,8 @@ func benchEWF(vdisk, work, base string, runs int) {
 		run("ewfacquire", "-u", "-q", "-c", "fast", "-t", strings.TrimSuffix(src, ".E01"), base)
 	}
 	raw := filepath.Join(work, "ewfraw.raw")
-	v, q = nil, nil
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(raw, vdisk, "convert", "-f", "ewf", "-O", "raw", src, raw))
-		q = append(q, timed(raw, "ewfexport", "-u", "-q", "-f", "raw", "-t", strings.TrimSuffix(raw, ".raw"), src))
-	}
+	v, q = timedPair(runs, cmd(raw, vdisk, "convert", "-f", "ewf", "-O", "raw", src, raw),
+		cmd(raw, "ewfexport", "-u", "-q", "-f", "raw", "-t", strings.TrimSuffix(raw, ".raw"), src))
 	report("E01→raw (vs ewfexport)", v, q)
 	fmt.Println("(raw→E01: vdisk hashes MD5 and SHA-1, ewfacquire MD5; E01→raw: ewfexport hashes MD5, vdisk nothing)")
 }

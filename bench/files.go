@@ -76,11 +76,8 @@ func benchFiles(vdisk, work, base string, size int64, runs int) {
 		run("debugfs", "-w", "-f", script, deleted)
 	}
 	outImg := filepath.Join(work, "usedonly.qcow2")
-	v, q = nil, nil
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(outImg, vdisk, "convert", "--used-only", "-f", "raw", "-O", "qcow2", deleted, outImg))
-		q = append(q, timed(outImg, vdisk, "convert", "-f", "raw", "-O", "qcow2", deleted, outImg))
-	}
+	v, q = timedPair(runs, cmd(outImg, vdisk, "convert", "--used-only", "-f", "raw", "-O", "qcow2", deleted, outImg),
+		cmd(outImg, vdisk, "convert", "-f", "raw", "-O", "qcow2", deleted, outImg))
 	report("convert --used-only (vs plain)", v, q)
 }
 

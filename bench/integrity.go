@@ -33,23 +33,13 @@ func benchChecksum(vdisk, work, base string, runs int) {
 	none := filepath.Join(work, "none")
 	tmp := filepath.Join(work, "sum-tmp.raw")
 	qcow := source(work, base, "qcow2")
-	var v, q []sample
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(none, vdisk, "checksum", base))
-		q = append(q, timed(none, "sha256sum", base))
-	}
+	sha := cmd(none, "sha256sum", base)
+	v, q := timedPair(runs, cmd(none, vdisk, "checksum", base), sha)
 	report("checksum raw (vs sha256sum)", v, q)
-	v, q = nil, nil
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(none, vdisk, "checksum", "--linear", base))
-		q = append(q, timed(none, "sha256sum", base))
-	}
+	v, q = timedPair(runs, cmd(none, vdisk, "checksum", "--linear", base), sha)
 	report("checksum --linear (vs sha256sum)", v, q)
-	v, q = nil, nil
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(none, vdisk, "checksum", qcow))
-		q = append(q, timed(tmp, "sh", shell(fmt.Sprintf("qemu-img convert -f qcow2 -O raw %s %s && sha256sum %s", qcow, tmp, tmp))...))
-	}
+	v, q = timedPair(runs, cmd(none, vdisk, "checksum", qcow),
+		cmd(tmp, append([]string{"sh"}, shell(fmt.Sprintf("qemu-img convert -f qcow2 -O raw %s %s && sha256sum %s", qcow, tmp, tmp))...)...))
 	report("checksum qcow2 (vs qemu-img+sha256sum)", v, q)
 }
 
@@ -61,8 +51,8 @@ func benchChecksumSparse(vdisk, work string, runs int) {
 	big := makeSparse(work)
 	var v, q, q2 []sample
 	for i := 0; i < runs; i++ {
-		v = append(v, timed(none, vdisk, "checksum", big))
-		q = append(q, timed(none, "sha256sum", big))
+		alternately(i, func() { v = append(v, timed(none, vdisk, "checksum", big)) },
+			func() { q = append(q, timed(none, "sha256sum", big)) })
 		q2 = append(q2, timed(tmp, "sh", shell(fmt.Sprintf("qemu-img convert -f raw -O raw %s %s && sha256sum %s", big, tmp, tmp))...))
 	}
 	report("checksum 20G sparse (vs sha256sum)", v, q)
@@ -74,11 +64,8 @@ func benchChecksumSparse(vdisk, work string, runs int) {
 func benchHash(vdisk, work, base string, runs int) {
 	for _, to := range []string{"raw", "qcow2"} {
 		out := filepath.Join(work, "hash-out."+to)
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			v = append(v, timed(out, vdisk, "convert", "--hash", "sha256", "-f", "raw", "-O", to, base, out))
-			q = append(q, timed(out, vdisk, "convert", "-f", "raw", "-O", to, base, out))
-		}
+		v, q := timedPair(runs, cmd(out, vdisk, "convert", "--hash", "sha256", "-f", "raw", "-O", to, base, out),
+			cmd(out, vdisk, "convert", "-f", "raw", "-O", to, base, out))
 		report("convert→"+to+" --hash sha256 (vs none)", v, q)
 	}
 	fmt.Println("(--hash rows: the second column is vdisk convert without --hash, so the ratio is the hashing overhead)")
@@ -94,10 +81,6 @@ func benchRescue(vdisk, work, base string, runs int) {
 	}
 	out := filepath.Join(work, "rescue.raw")
 	mapfile := filepath.Join(work, "rescue.map")
-	var v, q []sample
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(out, vdisk, "rescue", "--mapfile", mapfile, base, out))
-		q = append(q, timed(out, ddrescue, "-q", base, out, mapfile))
-	}
+	v, q := timedPair(runs, cmd(out, vdisk, "rescue", "--mapfile", mapfile, base, out), cmd(out, ddrescue, "-q", base, out, mapfile))
 	report("rescue clean (vs ddrescue)", v, q)
 }

@@ -37,12 +37,8 @@ func benchLUKS(vdisk, work, base string, runs int) {
 	}
 	for _, tg := range targets {
 		out := filepath.Join(work, "enc-out."+tg.format)
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			args := append(append([]string{"convert"}, secret...), "-f", "raw", "-O", tg.format, "-o", tg.opts, base, out)
-			v = append(v, timed(out, vdisk, args...))
-			q = append(q, timed(out, "qemu-img", args...))
-		}
+		args := append(append([]string{"convert"}, secret...), "-f", "raw", "-O", tg.format, "-o", tg.opts, base, out)
+		v, q := timedPair(runs, cmd(out, append([]string{vdisk}, args...)...), cmd(out, append([]string{"qemu-img"}, args...)...))
 		report("raw→"+tg.name, v, q)
 
 		src := filepath.Join(work, "enc-src."+tg.format)
@@ -50,13 +46,9 @@ func benchLUKS(vdisk, work, base string, runs int) {
 			run("qemu-img", append(append([]string{"convert"}, secret...), "-f", "raw", "-O", tg.format, "-o", tg.opts, base, src)...)
 		}
 		raw := filepath.Join(work, "enc-back.raw")
-		v, q = nil, nil
-		for i := 0; i < runs; i++ {
-			args := append(append([]string{"convert"}, secret...), "--image-opts",
-				"driver="+tg.format+",file.filename="+src+","+tg.openOpts, "-O", "raw", raw)
-			v = append(v, timed(raw, vdisk, args...))
-			q = append(q, timed(raw, "qemu-img", args...))
-		}
+		args = append(append([]string{"convert"}, secret...), "--image-opts",
+			"driver="+tg.format+",file.filename="+src+","+tg.openOpts, "-O", "raw", raw)
+		v, q = timedPair(runs, cmd(raw, append([]string{vdisk}, args...)...), cmd(raw, append([]string{"qemu-img"}, args...)...))
 		report(tg.name+"→raw", v, q)
 	}
 	fmt.Println("(raw→encrypted: qemu-img's times include ~1 s of PBKDF2 calibration per image; vdisk calibrates in ~40 ms)")

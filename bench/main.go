@@ -331,11 +331,28 @@ func compare(vdisk, work, src string, p pair, runs int) (v, q, f []sample) {
 // compareISO times building an ISO of tree with vdisk and with xorriso.
 func compareISO(vdisk, work, tree string, runs int) (v, q []sample) {
 	out := filepath.Join(work, "out.iso")
-	for i := 0; i < runs; i++ {
-		alternately(i, func() { v = append(v, timed(out, vdisk, "iso", "create", "-o", out, "--rock-ridge", "--joliet", tree)) },
-			func() { q = append(q, timed(out, "xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", out, tree)) })
+	return timedPair(runs, cmd(out, vdisk, "iso", "create", "-o", out, "--rock-ridge", "--joliet", tree),
+		cmd(out, "xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", out, tree))
+}
+
+// command is a command line to time and the output it writes (which
+// timed removes before and after).
+type command struct {
+	out  string
+	argv []string
+}
+
+func cmd(out string, argv ...string) command { return command{out, argv} }
+
+func (c command) time() sample { return timed(c.out, c.argv[0], c.argv[1:]...) }
+
+// timedPair times a and b runs times each, taking turns at going first
+// (alternately).
+func timedPair(runs int, a, b command) (va, vb []sample) {
+	for i := range runs {
+		alternately(i, func() { va = append(va, a.time()) }, func() { vb = append(vb, b.time()) })
 	}
-	return v, q
+	return va, vb
 }
 
 // alternately runs a then b in even rounds, b then a in odd ones: on a VM

@@ -56,21 +56,13 @@ func benchNBD(vdisk, work, base string, runs int) {
 		}
 	}()
 	out := filepath.Join(work, "nbd-out.raw")
-	var v, q []sample
-	for i := 0; i < runs; i++ {
-		v = append(v, timed(out, "nbdcopy", "nbd+unix:///?socket="+vsock, out))
-		q = append(q, timed(out, "nbdcopy", "nbd+unix:///?socket="+qsock, out))
-	}
+	v, q := timedPair(runs, cmd(out, "nbdcopy", "nbd+unix:///?socket="+vsock, out), cmd(out, "nbdcopy", "nbd+unix:///?socket="+qsock, out))
 	report("nbdcopy ← serve qcow2", v, q)
 	url := "nbd+unix:///?socket=" + ksock
 	for _, to := range []string{"qcow2", "raw"} {
 		out := filepath.Join(work, "nbd-out."+to)
-		v, q = nil, nil
-		for i := 0; i < runs; i++ {
-			args := []string{"convert", "-f", "raw", "-O", to, url, out}
-			v = append(v, timed(out, vdisk, args...))
-			q = append(q, timed(out, "qemu-img", args...))
-		}
+		args := []string{"convert", "-f", "raw", "-O", to, url, out}
+		v, q = timedPair(runs, cmd(out, append([]string{vdisk}, args...)...), cmd(out, append([]string{"qemu-img"}, args...)...))
 		report("nbdkit→"+to+" (convert)", v, q)
 	}
 }

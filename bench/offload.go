@@ -19,9 +19,9 @@ func benchReflink(vdisk, dir, base string, runs int) {
 	out := filepath.Join(dir, "vdisk-bench-out.raw")
 	floor := filepath.Join(dir, "vdisk-bench-floor.copy")
 	var v, q, f []sample
-	for range runs {
-		v = append(v, timed(out, vdisk, "convert", "-C", "-f", "raw", "-O", "raw", src, out))
-		q = append(q, timed(out, "qemu-img", "convert", "-C", "-f", "raw", "-O", "raw", src, out))
+	for i := range runs {
+		alternately(i, func() { v = append(v, timed(out, vdisk, "convert", "-C", "-f", "raw", "-O", "raw", src, out)) },
+			func() { q = append(q, timed(out, "qemu-img", "convert", "-C", "-f", "raw", "-O", "raw", src, out)) })
 		f = append(f, timed(floor, "cp", "--sparse=always", src, floor))
 	}
 	fmt.Println()

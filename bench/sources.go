@@ -47,11 +47,8 @@ func benchSources(vdisk, work, base string, runs int, only string) {
 			run("sh", "-c", `xz -c -T2 --block-size=4MiB "$0" > "$1"`, qcow, xzFile)
 		}
 		out, tmp := filepath.Join(work, "out-xz.raw"), filepath.Join(work, "tmp-xz.qcow2")
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			v = append(v, timed(out, vdisk, "convert", "-O", "raw", xzFile, out))
-			q = append(q, timed(out, "sh", "-c", `xz -dc "$0" > "$1" && qemu-img convert -f qcow2 -O raw "$1" "$2"; rc=$?; rm -f "$1"; exit $rc`, xzFile, tmp, out))
-		}
+		v, q := timedPair(runs, cmd(out, vdisk, "convert", "-O", "raw", xzFile, out),
+			cmd(out, "sh", "-c", `xz -dc "$0" > "$1" && qemu-img convert -f qcow2 -O raw "$1" "$2"; rc=$?; rm -f "$1"; exit $rc`, xzFile, tmp, out))
 		report("qcow2.xz→raw (vs xz -dc)", v, q)
 	}
 	if sourcesCase(only, "sources-zst") {
@@ -60,11 +57,8 @@ func benchSources(vdisk, work, base string, runs int, only string) {
 			run("sh", "-c", `zstd -q -T2 -c "$0" > "$1"`, base, zst)
 		}
 		out, tmp := filepath.Join(work, "out-zst.qcow2"), filepath.Join(work, "tmp-zst.raw")
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			v = append(v, timed(out, vdisk, "convert", "-O", "qcow2", zst, out))
-			q = append(q, timed(out, "sh", "-c", `zstd -q -dc "$0" > "$1" && qemu-img convert -f raw -O qcow2 "$1" "$2"; rc=$?; rm -f "$1"; exit $rc`, zst, tmp, out))
-		}
+		v, q := timedPair(runs, cmd(out, vdisk, "convert", "-O", "qcow2", zst, out),
+			cmd(out, "sh", "-c", `zstd -q -dc "$0" > "$1" && qemu-img convert -f raw -O qcow2 "$1" "$2"; rc=$?; rm -f "$1"; exit $rc`, zst, tmp, out))
 		report("raw.zst→qcow2 (vs zstd -dc)", v, q)
 	}
 	if sourcesCase(only, "sources-http") {
@@ -77,11 +71,7 @@ func benchSources(vdisk, work, base string, runs int, only string) {
 		defer srv.Close()
 		url := fmt.Sprintf("http://%s/%s?sig=bench", ln.Addr(), filepath.Base(qcow))
 		out := filepath.Join(work, "out-http.raw")
-		var v, q []sample
-		for i := 0; i < runs; i++ {
-			v = append(v, timed(out, vdisk, "convert", "-O", "raw", url, out))
-			q = append(q, timed(out, vdisk, "convert", "-O", "raw", qcow, out))
-		}
+		v, q := timedPair(runs, cmd(out, vdisk, "convert", "-O", "raw", url, out), cmd(out, vdisk, "convert", "-O", "raw", qcow, out))
 		report("http qcow2→raw (vs local)", v, q)
 	}
 }
